@@ -1,0 +1,119 @@
+//! CORS, as the original answers it and a little better: every `OPTIONS` request gets a 204
+//! preflight answer (the original crashed without `Accept`), and the task/template headers are
+//! exposed so browser code can read them.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+const ALLOW_METHODS: &str = "GET,HEAD,PUT,PATCH,POST,DELETE";
+const EXPOSE_HEADERS: &str = "content-type,location,x-taskid,x-name,x-version,x-request-id";
+
+/// Which origins may call the API from a browser (`GGPROV_CORS_ORIGIN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers at all.
+    Disabled,
+    /// `Access-Control-Allow-Origin: *`.
+    Any,
+    /// Only these origins, echoed back when they match.
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Parses the setting: empty disables CORS, `*` allows any origin, otherwise a
+    /// comma-separated list of origins such as `https://console.example.com`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(Self::Disabled);
+        }
+        if value == "*" {
+            return Ok(Self::Any);
+        }
+        let origins: Vec<String> = value.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).collect();
+        for origin in &origins {
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && origin.split("://").nth(1).is_some_and(|host| !host.is_empty() && !host.contains('/'))
+                && HeaderValue::from_str(origin).is_ok();
+            if !valid {
+                return Err(format!(
+                    "'{origin}' is not an origin; use scheme://host[:port] such as https://console.example.com, '*' for any, or an empty value to disable CORS"
+                ));
+            }
+        }
+        Ok(Self::List(origins))
+    }
+
+    fn allow_origin(&self, request_origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        match self {
+            Self::Disabled => None,
+            Self::Any => Some(HeaderValue::from_static("*")),
+            Self::List(origins) => {
+                let origin = request_origin?;
+                let text = origin.to_str().ok()?;
+                origins.iter().any(|o| o == text).then(|| origin.clone())
+            }
+        }
+    }
+}
+
+fn add_cors_headers(origins: &CorsOrigins, request_origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+    if let Some(allow) = origins.allow_origin(request_origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
+        if matches!(origins, CorsOrigins::List(_)) {
+            headers.append(header::VARY, HeaderValue::from_static("origin"));
+        }
+    }
+}
+
+/// Answers `OPTIONS` itself (preflight or not) and adds CORS headers to every other response.
+pub(crate) async fn cors(State(origins): State<Arc<CorsOrigins>>, request: Request, next: Next) -> Response {
+    let request_origin = request.headers().get(header::ORIGIN).cloned();
+    if request.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+        if origins.allow_origin(request_origin.as_ref()).is_some() {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+            if let Some(requested) = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+            }
+            headers.append(header::VARY, HeaderValue::from_static("access-control-request-headers"));
+        }
+        add_cors_headers(&origins, request_origin.as_ref(), headers);
+        return response;
+    }
+    let mut response = next.run(request).await;
+    add_cors_headers(&origins, request_origin.as_ref(), response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_setting() {
+        assert_eq!(CorsOrigins::parse("").unwrap(), CorsOrigins::Disabled);
+        assert_eq!(CorsOrigins::parse("*").unwrap(), CorsOrigins::Any);
+        assert_eq!(
+            CorsOrigins::parse("https://a.example.com, http://localhost:3000/").unwrap(),
+            CorsOrigins::List(vec!["https://a.example.com".into(), "http://localhost:3000".into()])
+        );
+        assert!(CorsOrigins::parse("a.example.com").unwrap_err().contains("scheme://host"));
+    }
+
+    #[test]
+    fn a_listed_origin_is_echoed_and_others_get_nothing() {
+        let origins = CorsOrigins::List(vec!["https://a.example.com".into()]);
+        let listed = HeaderValue::from_static("https://a.example.com");
+        assert_eq!(origins.allow_origin(Some(&listed)), Some(listed));
+        assert_eq!(origins.allow_origin(Some(&HeaderValue::from_static("https://evil.example.com"))), None);
+        assert_eq!(origins.allow_origin(None), None);
+    }
+}

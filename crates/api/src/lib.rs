@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+mod cors;
+mod error;
+mod extract;
+mod health;
+mod media;
+mod openapi;
+mod pagination;
+mod paths;
+mod router;
+mod state;
+mod templates;
+
+pub use cors::CorsOrigins;
+pub use error::ApiError;
+pub use media::CDF_MEDIA_TYPE;
+pub use openapi::openapi;
+pub use router::{HttpConfig, app};
+pub use state::{App, AppState};

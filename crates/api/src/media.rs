@@ -1,0 +1,174 @@
+//! Media types: the CDF versioned JSON type, the `Accept` rule (415) and the JSON body
+//! extractor (415 for other content types, 413 above the limit, 400 with the field path for
+//! bad JSON).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ggprov_domain::FieldProblem;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The CDF versioned media type, used for every response body of the CDF routes.
+pub const CDF_MEDIA_TYPE: &str = "application/vnd.aws-cdf-v1.0+json";
+
+/// Largest request body accepted (413 above).
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The media type of a header value, without parameters, lower-cased.
+fn essence(value: &str) -> String {
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+fn acceptable(accept: &str) -> bool {
+    accept
+        .split(',')
+        .map(essence)
+        .any(|t| matches!(t.as_str(), CDF_MEDIA_TYPE | "application/json" | "*/*" | "application/*"))
+}
+
+/// Middleware for the CDF routes: answers 415 when `Accept` names only types this API cannot
+/// produce (another CDF version, `text/html`, ...). Absent, `*/*`, `application/json` and the
+/// CDF type are served.
+pub(crate) async fn require_acceptable(request: Request, next: Next) -> Response {
+    if let Some(accept) = request.headers().get(header::ACCEPT) {
+        let text = accept.to_str().unwrap_or("");
+        if !acceptable(text) {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                format!("cannot answer with Accept: {text}; this API produces {CDF_MEDIA_TYPE} (application/json and */* are accepted too)"),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// A JSON response body sent as the CDF media type.
+pub(crate) struct Cdf<T>(pub(crate) T);
+
+impl<T: Serialize> IntoResponse for Cdf<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static(CDF_MEDIA_TYPE))], body).into_response(),
+            Err(err) => ApiError::internal(err).into_response(),
+        }
+    }
+}
+
+/// A JSON request body: `application/vnd.aws-cdf-v1.0+json` or `application/json`. An empty
+/// body reads as `{}` (as in the original). Errors name the offending field.
+pub(crate) struct CdfJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CdfJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = content_type(request.headers());
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes; split the request"),
+                )
+            } else {
+                ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {rejection}"))
+            }
+        })?;
+        let empty = bytes.iter().all(u8::is_ascii_whitespace);
+        if !empty {
+            match content_type.as_deref() {
+                Some(CDF_MEDIA_TYPE | "application/json") => {}
+                other => {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "UNSUPPORTED_MEDIA_TYPE",
+                        format!(
+                            "request bodies must be JSON sent as Content-Type: {CDF_MEDIA_TYPE} or application/json, not {}",
+                            other.map_or_else(|| "no Content-Type".to_owned(), |t| format!("'{t}'"))
+                        ),
+                    ));
+                }
+            }
+        }
+        parse_json(if empty { b"{}" } else { &bytes }).map(CdfJson)
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(essence)
+}
+
+/// Parses JSON, reporting syntax errors as `INVALID_JSON` and type errors with their path.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request("INVALID_JSON", format!("the request body is not valid JSON: {inner}"))
+        } else {
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::validation(vec![FieldProblem { field, problem: strip_position(&inner.to_string()) }])
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| ApiError::bad_request("INVALID_JSON", format!("the request body is not valid JSON: {err}")))?;
+    Ok(value)
+}
+
+/// `serde_json` appends " at line L column C" to data errors; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_rules() {
+        for ok in [
+            CDF_MEDIA_TYPE,
+            "application/json",
+            "*/*",
+            "text/html, */*;q=0.8",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            assert!(acceptable(ok), "{ok}");
+        }
+        for bad in ["text/html", "application/vnd.aws-cdf-v2.0+json", "application/xml", ""] {
+            assert!(!acceptable(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            items: Vec<Item>,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Item {
+            version: String,
+        }
+        let err = parse_json::<Body>(br#"{"items":[{"version":"1"},{"version":2}]}"#).unwrap_err();
+        assert_eq!(err.code(), "VALIDATION_FAILED");
+        assert!(format!("{err:?}").contains("items[1].version"), "{err:?}");
+        assert_eq!(parse_json::<Body>(b"{").unwrap_err().code(), "INVALID_JSON");
+        assert_eq!(parse_json::<Body>(br#"{"items":[]} x"#).unwrap_err().code(), "INVALID_JSON");
+    }
+}

@@ -1,0 +1,99 @@
+//! Assembles the router and the HTTP conventions around it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware;
+use axum::response::IntoResponse;
+use tower::{Layer, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::cors::{CorsOrigins, cors};
+use crate::error::ApiError;
+use crate::media::{MAX_BODY_BYTES, require_acceptable};
+use crate::paths::normalize_request;
+use crate::state::AppState;
+use crate::{health, openapi, templates};
+
+/// HTTP settings of the API.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub cors: CorsOrigins,
+    /// A path prefix to remove before routing (API Gateway custom-domain base path).
+    pub base_path: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { cors: CorsOrigins::Any, base_path: None }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every documented route with its handler: the CDF routes under the media-type rule, the
+/// operational ones outside it.
+pub(crate) fn api_router() -> OpenApiRouter<AppState> {
+    let cdf = templates::routes().route_layer(middleware::from_fn(require_acceptable));
+    OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes())
+}
+
+/// The complete HTTP application, ready for `axum::serve`.
+pub fn app(
+    state: AppState,
+    config: &HttpConfig,
+) -> axum::routing::IntoMakeService<
+    impl Clone
+    + tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
+    + Send
+    + 'static,
+> {
+    let (router, api) = api_router().split_for_parts();
+    let router: Router = router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                        })
+                        .on_response(|response: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                            tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "served");
+                        }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+        .layer(middleware::from_fn_with_state(Arc::new(config.cors.clone()), cors))
+        .with_state(state);
+    let base_path: Option<Arc<str>> =
+        config.base_path.as_deref().filter(|b| !b.trim_matches('/').is_empty()).map(Arc::from);
+    let service = tower::util::MapRequestLayer::new(normalize_request(base_path)).layer(router);
+    axum::ServiceExt::<Request>::into_make_service(service)
+}
+
+async fn route_not_found(request: Request) -> ApiError {
+    ApiError::not_found(
+        "ROUTE_NOT_FOUND",
+        format!("there is no route {} {}; see /docs for the API", request.method(), request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> impl IntoResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} is not allowed on {}; see /docs for the methods it takes", request.method(), request.uri().path()),
+    )
+}

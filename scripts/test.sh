@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every test ggprov has, in one command (README "Test"; CI runs exactly this via .ci/run):
+#   1. formatting and lints (rustfmt, clippy -D warnings)
+#   2. the official CDF TypeScript client smoke against `ggprov serve` (needs node + npm and
+#      ../shared/compat/cdf-client-smoke beside the checkout; skipped with a notice otherwise)
+#   3. every Rust test: unit tests, the store conformance suite, end-to-end API tests (nextest)
+# The Rust tests run last so that their summary is the closing line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --locked --bin ggprov
+
+step "official CDF client smoke"
+scripts/cdf-smoke.sh
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  echo "(cargo-nextest not installed: using cargo test)"
+  cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,93 @@
+//! The `ggprov` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ggprov::config::{self, Config};
+use ggprov::{Application, shutdown_signal, telemetry};
+
+/// Provision and deploy to fleets of AWS IoT Greengrass V2 devices.
+#[derive(Parser)]
+#[command(name = "ggprov", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default command).
+    #[command(after_help = config::help_text())]
+    Serve {
+        /// TOML configuration file (also `GGPROV_CONFIG`); environment variables override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document of the API (or write it to a file).
+    Openapi {
+        /// Write to this file instead of standard output, e.g. `openapi/openapi.json`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Openapi { out } => openapi(out.as_deref()),
+    }
+}
+
+fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
+    let config = match Config::load(config_file) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("ggprov: {err}\nRun `ggprov serve --help` for every setting and its default.");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log, config.log_format);
+    for name in &config.unknown_env {
+        tracing::warn!(variable = %name, "ignoring {name}: no such setting (see `ggprov serve --help`)");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ggprov: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let app = Application::build(&config).await?;
+        let addr = app.local_addr();
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "ggprov serving on the embedded default");
+        println!("ggprov listening on http://{addr}");
+        app.run_until(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ggprov: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn openapi(out: Option<&std::path::Path>) -> ExitCode {
+    let text = ggprov::openapi_json();
+    match out {
+        None => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, format!("{text}\n")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ggprov: cannot write {}: {err}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real application on a free port, a fresh SQLite file each, HTTP.
+//! One test binary (modules below) so the workspace links once.
+
+mod cli;
+mod helpers;
+mod http_conventions;
+mod openapi;
+mod store_conformance;
+mod templates;

@@ -1,0 +1,13 @@
+//! The template-store conformance suite against the SQLite adapter.
+
+use std::sync::Arc;
+
+use ggprov_store_sqlite::SqliteStore;
+
+/// A fresh store in its own directory under `target/tmp`.
+async fn sqlite_store() -> Arc<SqliteStore> {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir").keep();
+    Arc::new(SqliteStore::open(&dir.join("store.sqlite")).await.expect("store opens"))
+}
+
+ggprov_testkit::template_store_conformance!(sqlite_store().await);
