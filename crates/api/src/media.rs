@@ -105,8 +105,16 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(essence)
 }
 
-/// Parses JSON, reporting syntax errors as `INVALID_JSON` and type errors with their path.
+/// Parses a JSON object, reporting syntax errors as `INVALID_JSON` and type errors with their path.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde maps a JSON array onto a struct's fields in order; a body must be an object.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')) {
+        return Err(ApiError::validation(vec![FieldProblem {
+            field: "body".into(),
+            problem: "must be a JSON object, e.g. {\"name\": ...}".into(),
+        }]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -169,6 +177,7 @@ mod tests {
         assert_eq!(err.code(), "VALIDATION_FAILED");
         assert!(format!("{err:?}").contains("items[1].version"), "{err:?}");
         assert_eq!(parse_json::<Body>(b"{").unwrap_err().code(), "INVALID_JSON");
+        assert!(format!("{:?}", parse_json::<Body>(br#"[["1"]]"#).unwrap_err()).contains("must be a JSON object"));
         assert_eq!(parse_json::<Body>(br#"{"items":[]} x"#).unwrap_err().code(), "INVALID_JSON");
     }
 }
