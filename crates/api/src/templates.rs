@@ -222,16 +222,10 @@ fn existing_name(name: &str) -> Result<TemplateName, ApiError> {
 )]
 pub(crate) async fn create_template(
     State(state): State<AppState>,
-    CdfJson(body): CdfJson<TemplateBody>,
+    CdfJson(mut body): CdfJson<TemplateBody>,
 ) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
-    let name = match &body.name {
-        Some(name) => problems.check("name", TemplateName::parse(name)),
-        None => {
-            problems.add("name", "is required");
-            None
-        }
-    };
+    let name = required(&mut problems, "name", body.name.take(), TemplateName::parse);
     let spec = body.into_spec(&mut problems);
     let (Some(name), Some(spec)) = (name, spec) else {
         return Err(ApiError::validation(problems.into_vec()));
