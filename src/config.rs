@@ -63,6 +63,102 @@ pub const SETTINGS: &[Setting] = &[
         help: "Path prefix removed from request paths before routing, e.g. an API Gateway custom-domain base path such as `prod`.",
     },
     Setting {
+        key: "region",
+        env: "GGPROV_REGION",
+        default: "us-east-1",
+        help: "AWS region named in ARNs, endpoints and installer configs.",
+    },
+    Setting {
+        key: "default_ca",
+        env: "GGPROV_DEFAULT_CA",
+        default: "",
+        help: "Id of the CA that signs certificates when a request names no caId; empty: the CA marked default in the data directory (the development CA on the embedded default).",
+    },
+    Setting {
+        key: "role_alias",
+        env: "GGPROV_ROLE_ALIAS",
+        default: "GreengrassV2TokenExchangeRoleAlias",
+        help: "Token-exchange role alias written into installer configs.",
+    },
+    Setting {
+        key: "device_root_path",
+        env: "GGPROV_DEVICE_ROOT_PATH",
+        default: "/greengrass/v2",
+        help: "Greengrass root directory on devices, used for paths in installer configs.",
+    },
+    Setting {
+        key: "artifacts_prefix",
+        env: "GGPROV_ARTIFACTS_PREFIX",
+        default: "",
+        help: "Prefix of artifact keys (`<prefix><core>/<core>/certs.zip`), e.g. `greengrass2/`.",
+    },
+    Setting {
+        key: "keep_artifacts",
+        env: "GGPROV_KEEP_ARTIFACTS",
+        default: "false",
+        help: "Keep a core's artifacts (its certs bundle holds the private key) when the core is deleted.",
+    },
+    Setting {
+        key: "event_source",
+        env: "GGPROV_EVENT_SOURCE",
+        default: "com.aws.cdf.greengrass2-provisioning",
+        help: "EventBridge `source` of the lifecycle events.",
+    },
+    Setting {
+        key: "worker",
+        env: "GGPROV_WORKER",
+        default: "true",
+        help: "Run the workers in this process (`false`: API only; jobs wait on the queue).",
+    },
+    Setting {
+        key: "worker_concurrency",
+        env: "GGPROV_WORKER_CONCURRENCY",
+        default: "4",
+        help: "Jobs (batches) a worker processes at once.",
+    },
+    Setting {
+        key: "item_concurrency",
+        env: "GGPROV_ITEM_CONCURRENCY",
+        default: "8",
+        help: "Items of one batch processed at once.",
+    },
+    Setting {
+        key: "core_batch_size",
+        env: "GGPROV_CORE_BATCH_SIZE",
+        default: "20",
+        help: "Cores per queued batch of a core task.",
+    },
+    Setting {
+        key: "worker_lease_ms",
+        env: "GGPROV_WORKER_LEASE_MS",
+        default: "120000",
+        help: "How long a job stays invisible to other workers while one works on it; after a crash it is delivered again after this.",
+    },
+    Setting {
+        key: "max_attempts",
+        env: "GGPROV_MAX_ATTEMPTS",
+        default: "8",
+        help: "Deliveries of a failing job before it is dead-lettered and its items fail.",
+    },
+    Setting {
+        key: "retry_base_ms",
+        env: "GGPROV_RETRY_BASE_MS",
+        default: "500",
+        help: "First retry delay of a failed job; doubles per attempt (jittered, at most 60 s).",
+    },
+    Setting {
+        key: "sweep_after_secs",
+        env: "GGPROV_SWEEP_AFTER_SECS",
+        default: "900",
+        help: "Items unfinished for this long are queued again by the sweeper (must exceed the longest retry sequence).",
+    },
+    Setting {
+        key: "local_cloud_auto_connect",
+        env: "GGPROV_LOCAL_CLOUD_AUTO_CONNECT",
+        default: "true",
+        help: "Local cloud: a provisioned core connects to Greengrass (HEALTHY) by itself; `false`: connect it with `ggprov local-cloud connect`.",
+    },
+    Setting {
         key: "extra_components",
         env: "GGPROV_EXTRA_COMPONENTS",
         default: "",
@@ -90,6 +186,22 @@ pub struct Config {
     pub cors: CorsOrigins,
     pub base_path: Option<String>,
     pub extra_components: Vec<(ComponentName, ComponentVersion)>,
+    pub region: String,
+    pub default_ca: Option<String>,
+    pub role_alias: String,
+    pub device_root_path: String,
+    pub artifacts_prefix: String,
+    pub keep_artifacts: bool,
+    pub event_source: String,
+    pub worker: bool,
+    pub worker_concurrency: usize,
+    pub item_concurrency: usize,
+    pub core_batch_size: usize,
+    pub worker_lease_ms: u64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub sweep_after_secs: u64,
+    pub local_cloud_auto_connect: bool,
     /// `GGPROV_*` variables that name no setting (probably typos); reported at start-up.
     pub unknown_env: Vec<String>,
 }
@@ -232,12 +344,83 @@ impl Config {
             parsed
         };
 
-        match (listen, data_dir, log, log_format, cors, base_path) {
-            (Some(listen), Some(data_dir), Some(log), Some(log_format), Some(cors), Some(base_path))
-                if problems.is_empty() =>
-            {
-                Ok(Self { listen, data_dir, log, log_format, cors, base_path, extra_components, unknown_env })
+        let text = |key: &str, fail: &mut dyn FnMut((String, String), String)| {
+            let v = value(key);
+            if v.0.trim().is_empty() {
+                fail(v, "must not be empty".into());
+                None
+            } else {
+                Some(v.0.trim().to_owned())
             }
+        };
+        let flag = |key: &str, fail: &mut dyn FnMut((String, String), String)| {
+            let v = value(key);
+            match v.0.trim().to_ascii_lowercase().as_str() {
+                "true" | "on" | "yes" | "1" => Some(true),
+                "false" | "off" | "no" | "0" => Some(false),
+                _ => {
+                    fail(v, "must be true or false".into());
+                    None
+                }
+            }
+        };
+        let number = |key: &str, min: u64, max: u64, fail: &mut dyn FnMut((String, String), String)| {
+            let v = value(key);
+            match v.0.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Some(n),
+                _ => {
+                    fail(v, format!("must be a whole number from {min} to {max}"));
+                    None
+                }
+            }
+        };
+        let region = text("region", &mut fail);
+        let default_ca = Some(value("default_ca").0.trim().to_owned()).filter(|s| !s.is_empty());
+        let role_alias = text("role_alias", &mut fail);
+        let device_root_path = text("device_root_path", &mut fail);
+        let artifacts_prefix = value("artifacts_prefix").0.trim().trim_start_matches('/').to_owned();
+        let keep_artifacts = flag("keep_artifacts", &mut fail);
+        let event_source = text("event_source", &mut fail);
+        let worker = flag("worker", &mut fail);
+        let worker_concurrency = number("worker_concurrency", 1, 256, &mut fail);
+        let item_concurrency = number("item_concurrency", 1, 256, &mut fail);
+        let core_batch_size = number("core_batch_size", 1, 1000, &mut fail);
+        let worker_lease_ms = number("worker_lease_ms", 0, 43_200_000, &mut fail);
+        let max_attempts = number("max_attempts", 1, 100, &mut fail);
+        let retry_base_ms = number("retry_base_ms", 0, 600_000, &mut fail);
+        let sweep_after_secs = number("sweep_after_secs", 1, 604_800, &mut fail);
+        let local_cloud_auto_connect = flag("local_cloud_auto_connect", &mut fail);
+
+        let complete = (|| {
+            Some(Self {
+                listen: listen?,
+                data_dir: data_dir?,
+                log: log?,
+                log_format: log_format?,
+                cors: cors?,
+                base_path: base_path?,
+                extra_components,
+                region: region?,
+                default_ca,
+                role_alias: role_alias?,
+                device_root_path: device_root_path?,
+                artifacts_prefix,
+                keep_artifacts: keep_artifacts?,
+                event_source: event_source?,
+                worker: worker?,
+                worker_concurrency: usize::try_from(worker_concurrency?).ok()?,
+                item_concurrency: usize::try_from(item_concurrency?).ok()?,
+                core_batch_size: usize::try_from(core_batch_size?).ok()?,
+                worker_lease_ms: worker_lease_ms?,
+                max_attempts: u32::try_from(max_attempts?).ok()?,
+                retry_base_ms: retry_base_ms?,
+                sweep_after_secs: sweep_after_secs?,
+                local_cloud_auto_connect: local_cloud_auto_connect?,
+                unknown_env,
+            })
+        })();
+        match complete {
+            Some(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigError(problems)),
         }
     }

@@ -3,37 +3,127 @@
 //! This crate is the composition root: it reads the configuration, chooses the adapter behind
 //! each port and serves the API. `main.rs` only parses the command line.
 
+pub mod artifacts;
+pub mod ca;
 pub mod config;
 pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ggprov_api::{App, AppState, HttpConfig};
 use ggprov_domain::TemplateService;
-use ggprov_local_cloud::LocalCloud;
+use ggprov_domain::core_service::CoreService;
+use ggprov_domain::core_task_service::CoreTaskService;
+use ggprov_domain::provisioning_templates::ProvisioningTemplates;
+use ggprov_engine::{CoreProvisioner, Failpoints, ProvisionerSettings, Worker, WorkerSettings};
+use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+
+use crate::artifacts::DirectoryArtifacts;
+use crate::ca::FileCertificateAuthorities;
 
 /// A built application: adapters wired, listener bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     http: HttpConfig,
+    worker: Arc<Worker>,
+    run_worker: bool,
+    local_cloud: LocalCloud,
+    failpoints: Failpoints,
+}
+
+/// Opens the local cloud of a data directory.
+pub async fn open_local_cloud(config: &Config) -> anyhow::Result<LocalCloud> {
+    let settings = LocalCloudSettings {
+        region: config.region.clone(),
+        auto_connect: config.local_cloud_auto_connect,
+        private_components: config.extra_components.clone(),
+    };
+    Ok(LocalCloud::open(&config.data_dir.join("local-cloud.sqlite"), settings).await?)
+}
+
+/// Registers every CA held with the local cloud, creating a development CA first when none exists.
+async fn ensure_cas(cas: &FileCertificateAuthorities, cloud: &LocalCloud) -> anyhow::Result<()> {
+    if cas.ids().is_empty() {
+        let minted = ggprov_pki::create_ca("ggprov development CA", 3650)?;
+        let id = cas.store(&minted.certificate_pem, &minted.private_key, true)?;
+        tracing::info!(ca.id = %id, "created the development CA; it signs core and device certificates when a request names no caId");
+    }
+    for id in cas.ids() {
+        if let Some(pem) = cas.certificate(&id) {
+            cloud
+                .register_ca_certificate(&pem)
+                .await
+                .with_context(|| format!("registering CA {id} with the local cloud"))?;
+        }
+    }
+    Ok(())
 }
 
 impl Application {
-    /// Opens the store, wires the adapters and binds the listener.
+    /// Opens the store and the local cloud, wires the adapters and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {} (GGPROV_DATA_DIR)", config.data_dir.display()))?;
         let store = Arc::new(SqliteStore::open(&config.database_path()).await?);
-        let cloud = Arc::new(LocalCloud::new(config.extra_components.iter().cloned()));
-        let app = App { templates: TemplateService::new(store.clone(), cloud), readiness: vec![store] };
+        let cloud = open_local_cloud(config).await?;
+        let cas = Arc::new(FileCertificateAuthorities::new(&config.data_dir, config.default_ca.clone()));
+        ensure_cas(&cas, &cloud).await?;
+        let artifacts = Arc::new(DirectoryArtifacts::new(config.data_dir.join("artifacts")));
+        let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
+        let shared_cloud = Arc::new(cloud.clone());
+        let failpoints = Failpoints::default();
+        let provisioner = Arc::new(CoreProvisioner::new(
+            store.clone(),
+            shared_cloud.clone(),
+            shared_cloud.clone(),
+            cas.clone(),
+            artifacts,
+            shared_cloud.clone(),
+            failpoints.clone(),
+            ProvisionerSettings {
+                region: config.region.clone(),
+                role_alias: config.role_alias.clone(),
+                device_root_path: config.device_root_path.clone(),
+                artifacts_prefix: config.artifacts_prefix.clone(),
+                keep_artifacts: config.keep_artifacts,
+                concurrency: config.item_concurrency,
+            },
+        ));
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            provisioner,
+            WorkerSettings {
+                concurrency: config.worker_concurrency,
+                lease: Duration::from_millis(config.worker_lease_ms),
+                max_attempts: config.max_attempts,
+                base_backoff: Duration::from_millis(config.retry_base_ms),
+                sweep_after: Duration::from_secs(config.sweep_after_secs),
+                ..WorkerSettings::default()
+            },
+        ));
+        let app = App {
+            templates: TemplateService::new(store.clone(), shared_cloud.clone()),
+            core_tasks: CoreTaskService::new(
+                store.clone(),
+                store.clone(),
+                provisioning_templates.clone(),
+                cas,
+                config.core_batch_size,
+            ),
+            cores: CoreService::new(store.clone(), shared_cloud),
+            provisioning_templates,
+            event_source: config.event_source.clone(),
+            readiness: vec![store],
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {} (GGPROV_LISTEN)", config.listen))?;
@@ -41,6 +131,10 @@ impl Application {
             listener,
             state: AppState(Arc::new(app)),
             http: HttpConfig { cors: config.cors.clone(), base_path: config.base_path.clone() },
+            worker,
+            run_worker: config.worker,
+            local_cloud: cloud,
+            failpoints,
         })
     }
 
@@ -49,10 +143,35 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// The worker, for draining the queue deterministically in tests.
+    pub fn worker(&self) -> Arc<Worker> {
+        self.worker.clone()
+    }
+
+    pub fn failpoints(&self) -> Failpoints {
+        self.failpoints.clone()
+    }
+
+    pub fn local_cloud(&self) -> LocalCloud {
+        self.local_cloud.clone()
+    }
+
+    /// Serves (and runs the worker, unless disabled) until `shutdown` completes; then stops
+    /// accepting, finishes in-flight requests and jobs, and leaves the rest on the queue.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let app = ggprov_api::app(self.state, &self.http);
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let worker_task = self.run_worker.then(|| {
+            let worker = self.worker.clone();
+            tokio::spawn(async move { worker.run(worker_stopped).await })
+        });
+        let extra = ggprov_local_cloud::control_router(self.local_cloud.clone());
+        let app = ggprov_api::app(self.state, &self.http, extra);
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        let _ = stop_worker.send(true);
+        if let Some(task) = worker_task {
+            let _ = task.await;
+        }
+        served
     }
 }
 

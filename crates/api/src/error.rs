@@ -8,6 +8,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ggprov_domain::FieldProblem;
+use ggprov_domain::core_task_service::CoreTaskError;
 use ggprov_domain::ports::{BoxError, StoreError};
 use ggprov_domain::template_service::TemplateError;
 use serde::Serialize;
@@ -158,6 +159,18 @@ impl From<TemplateError> for ApiError {
             TemplateError::Contended(_) => Self::new(StatusCode::CONFLICT, "TEMPLATE_CONTENDED", message),
             TemplateError::CatalogueUnavailable(source) => Self::unavailable(message, source),
             TemplateError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<CoreTaskError> for ApiError {
+    fn from(err: CoreTaskError) -> Self {
+        let message = err.to_string();
+        match err {
+            CoreTaskError::Invalid(problems) => Self::validation(problems),
+            CoreTaskError::NotFound(_) => Self::not_found("CORE_TASK_NOT_FOUND", message),
+            CoreTaskError::Cloud(source) => Self::unavailable(message, source),
+            CoreTaskError::Store(store) => store.into(),
         }
     }
 }

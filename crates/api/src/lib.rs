@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod core_tasks;
+mod cores;
 mod cors;
 mod error;
 mod extract;
@@ -8,6 +10,7 @@ mod media;
 mod openapi;
 mod pagination;
 mod paths;
+mod provisioning_templates;
 mod router;
 mod state;
 mod templates;

@@ -10,8 +10,21 @@ use axum::http::uri::PathAndQuery;
 
 /// Every CDF route, `{}` standing for a parameter. Fixed segments of a request path that match
 /// one of these shapes (case-insensitively) are rewritten to this spelling.
-pub(crate) const ROUTE_SHAPES: &[&str] =
-    &["/templates", "/templates/{}", "/templates/{}/versions", "/templates/{}/versions/{}"];
+#[rustfmt::skip]
+pub(crate) const ROUTE_SHAPES: &[&str] = &[
+    "/templates",
+    "/templates/{}",
+    "/templates/{}/versions",
+    "/templates/{}/versions/{}",
+    "/coreTasks",
+    "/coreTasks/{}",
+    "/cores",
+    "/cores/{}",
+    "/cores/{}/deployments",
+    "/provisioningTemplates",
+    "/provisioningTemplates/{}",
+    "/events",
+];
 
 /// Rewrites a request path to the spelling the router expects; `None` if nothing changes.
 pub(crate) fn normalize(original: &str, base_path: Option<&str>) -> Option<String> {

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::media::{MAX_BODY_BYTES, require_acceptable};
 use crate::paths::normalize_request;
 use crate::state::AppState;
-use crate::{health, openapi, templates};
+use crate::{core_tasks, cores, health, openapi, provisioning_templates, templates};
 
 /// HTTP settings of the API.
 #[derive(Debug, Clone)]
@@ -40,14 +40,21 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every documented route with its handler: the CDF routes under the media-type rule, the
 /// operational ones outside it.
 pub(crate) fn api_router() -> OpenApiRouter<AppState> {
-    let cdf = templates::routes().route_layer(middleware::from_fn(require_acceptable));
+    let cdf = templates::routes()
+        .merge(core_tasks::routes())
+        .merge(cores::routes())
+        .merge(provisioning_templates::routes())
+        .route_layer(middleware::from_fn(require_acceptable));
     OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes())
 }
 
 /// The complete HTTP application, ready for `axum::serve`.
+/// `extra` holds routes outside the API document (the local cloud's control surface); they get
+/// the same HTTP conventions (request ids, CORS, body limit, JSON errors).
 pub fn app(
     state: AppState,
     config: &HttpConfig,
+    extra: Router,
 ) -> axum::routing::IntoMakeService<
     impl Clone
     + tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
@@ -56,7 +63,9 @@ pub fn app(
 > {
     let (router, api) = api_router().split_for_parts();
     let router: Router = router
+        .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .merge(extra)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -75,8 +84,7 @@ pub fn app(
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
-        .layer(middleware::from_fn_with_state(Arc::new(config.cors.clone()), cors))
-        .with_state(state);
+        .layer(middleware::from_fn_with_state(Arc::new(config.cors.clone()), cors));
     let base_path: Option<Arc<str>> =
         config.base_path.as_deref().filter(|b| !b.trim_matches('/').is_empty()).map(Arc::from);
     let service = tower::util::MapRequestLayer::new(normalize_request(base_path)).layer(router);

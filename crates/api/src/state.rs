@@ -4,11 +4,19 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use ggprov_domain::TemplateService;
+use ggprov_domain::core_service::CoreService;
+use ggprov_domain::core_task_service::CoreTaskService;
 use ggprov_domain::ports::ReadinessCheck;
+use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 
 /// The services and checks the API calls. Built once by the composition root.
 pub struct App {
     pub templates: TemplateService,
+    pub core_tasks: CoreTaskService,
+    pub cores: CoreService,
+    pub provisioning_templates: ProvisioningTemplates,
+    /// EventBridge `source` of the events (`GET /events` shows it).
+    pub event_source: String,
     /// Dependencies `GET /ready` checks.
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
 }

@@ -1,14 +1,25 @@
 #![doc = include_str!("../README.md")]
 
+pub mod core_service;
+pub mod core_task_service;
+pub mod cores;
+pub mod jobs;
 pub mod pagination;
 pub mod ports;
+pub mod provisioning;
+pub mod provisioning_template;
+pub mod provisioning_templates;
+pub mod task;
 pub mod template;
 pub mod template_service;
+pub mod thing;
 pub mod time;
 pub mod validation;
 
 pub use pagination::{Page, PageRequest};
+pub use task::{TaskId, TaskStatus, TaskType};
 pub use template::{Component, ComponentName, ComponentVersion, Template, TemplateName, TemplateSpec};
 pub use template_service::TemplateService;
+pub use thing::ThingName;
 pub use time::Timestamp;
 pub use validation::{FieldProblem, Problems};

@@ -3,8 +3,18 @@
 
 use async_trait::async_trait;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cores::{Core, CoreTask, Event, NewCore, StoredEvent, TaskItem};
 use crate::pagination::{Page, PageRequest};
+use crate::provisioning::{CertificateStatus, ProvisioningJournal};
+use crate::task::TaskId;
 use crate::template::{ComponentName, ComponentVersion, Template, TemplateName};
+use crate::thing::ThingName;
+use crate::time::Timestamp;
 
 /// A boxed error from an adapter, kept for logs; never shown to API clients.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -78,6 +88,16 @@ pub trait ReadinessCheck: Send + Sync {
 /// What can go wrong when calling the cloud (IoT, Greengrass), real or simulated.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
+    /// The named resource does not exist.
+    #[error("{api}: {message}")]
+    NotFound { api: &'static str, message: String },
+    /// The resource exists already (with this id, when the API says it).
+    #[error("{api}: {message}")]
+    AlreadyExists { api: &'static str, message: String, resource_id: Option<String> },
+    /// The request was refused as invalid or conflicting with the resource's state; retrying
+    /// the same request will not help.
+    #[error("{api}: {message}")]
+    Rejected { api: &'static str, message: String },
     /// The API refused the call for its rate; retry with backoff.
     #[error("throttled by {api}")]
     Throttled { api: &'static str },
@@ -90,6 +110,17 @@ pub enum CloudError {
     },
 }
 
+impl CloudError {
+    /// Whether retrying later may succeed (throttling, outages).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Unavailable { .. })
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+}
+
 /// The Greengrass V2 control plane as the domain uses it.
 #[async_trait]
 pub trait Greengrass: Send + Sync {
@@ -100,4 +131,289 @@ pub trait Greengrass: Send + Sync {
         name: &ComponentName,
         version: &ComponentVersion,
     ) -> Result<bool, CloudError>;
+
+    /// The core device registered under this thing name, if any.
+    async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError>;
+
+    /// Unregisters a core device; absent is fine.
+    async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError>;
+
+    /// Every component installed on the core (all pages).
+    async fn list_installed_components(&self, name: &ThingName) -> Result<Vec<InstalledComponent>, CloudError>;
+
+    /// Every deployment in effect on the core (all pages).
+    async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError>;
+}
+
+/// A Greengrass core device as Greengrass reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoreDevice {
+    /// `HEALTHY` or `UNHEALTHY`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status_update_timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A component installed on a core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledComponent {
+    pub name: String,
+    pub version: String,
+}
+
+/// A deployment in effect on a core.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveDeployment {
+    pub deployment_id: String,
+    pub deployment_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_job_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_device_execution_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A thing as the IoT registry describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThingDescription {
+    pub name: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_type: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A registered certificate: IoT's id and ARN for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRef {
+    pub id: String,
+    pub arn: String,
+}
+
+/// Which IoT endpoint to describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// `iot:Data-ATS`: MQTT and the data plane.
+    DataAts,
+    /// `iot:CredentialProvider`: the token exchange service.
+    CredentialProvider,
+}
+
+/// The AWS IoT registry (things, certificates, policies, groups) as the domain uses it.
+/// Every call that creates something tolerates a retry: creating what exists reports
+/// `AlreadyExists`, registering a certificate again returns the existing registration.
+#[async_trait]
+pub trait IotRegistry: Send + Sync {
+    async fn describe_thing(&self, name: &ThingName) -> Result<Option<ThingDescription>, CloudError>;
+    async fn create_thing(
+        &self,
+        name: &ThingName,
+        thing_type: Option<&str>,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError>;
+    /// Fails with `Rejected` while principals are attached; `NotFound` when absent.
+    async fn delete_thing(&self, name: &ThingName) -> Result<(), CloudError>;
+    async fn list_thing_principals(&self, name: &ThingName) -> Result<Vec<String>, CloudError>;
+    async fn attach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError>;
+    async fn detach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError>;
+
+    /// Registers a certificate (with its CA's certificate when it has one). Registering the
+    /// same certificate again returns the existing id and ARN.
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: Option<&str>,
+        status: CertificateStatus,
+    ) -> Result<CertificateRef, CloudError>;
+    async fn update_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: CertificateStatus,
+    ) -> Result<(), CloudError>;
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<(), CloudError>;
+
+    async fn policy_exists(&self, name: &str) -> Result<bool, CloudError>;
+    async fn create_policy(&self, name: &str, document: &str) -> Result<(), CloudError>;
+    async fn delete_policy(&self, name: &str) -> Result<(), CloudError>;
+    async fn attach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError>;
+    async fn detach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError>;
+
+    async fn list_thing_groups_for_thing(&self, name: &ThingName) -> Result<Vec<String>, CloudError>;
+    /// Adds the thing to a thing group, creating the group when it does not exist yet. A
+    /// thing can be in at most 10 groups (`Rejected` beyond).
+    async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError>;
+    async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError>;
+
+    async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError>;
+}
+
+/// Private key material. Its `Debug` never prints the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretPem(String);
+
+impl SecretPem {
+    pub fn new(pem: String) -> Self {
+        Self(pem)
+    }
+
+    /// The PEM text; for signing and for the certs bundle only, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretPem(<redacted>)")
+    }
+}
+
+/// A certificate authority ggprov can sign with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaMaterial {
+    pub ca_id: String,
+    pub certificate_pem: String,
+    pub private_key: SecretPem,
+}
+
+/// Where CA certificates and keys come from (files on the embedded default; IoT + SSM on AWS).
+#[async_trait]
+pub trait CertificateAuthorities: Send + Sync {
+    /// The CA with this id, or `None` when ggprov holds no such CA.
+    async fn ca(&self, ca_id: &str) -> Result<Option<CaMaterial>, CloudError>;
+    /// The CA used when a request names none.
+    fn default_ca_id(&self) -> Option<String>;
+}
+
+/// Storage of artifacts (certs bundles, installer configs, provisioning templates).
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// The bucket name shown in artifact records.
+    fn bucket(&self) -> &str;
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes; absent is fine.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Keys starting with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// A unit of work on the queue: its kind and a small JSON payload (ids only, never secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub kind: String,
+    pub payload: serde_json::Value,
+}
+
+/// A job handed to a worker under a lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub job: Job,
+    /// Identifies this lease; acking with an expired receipt fails.
+    pub receipt: String,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+}
+
+/// Counts of jobs by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+}
+
+/// A durable at-least-once work queue with leases (SQLite on the embedded default, SQS on AWS).
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), StoreError>;
+    /// Up to `max` visible jobs, each leased for `lease` (invisible to others meanwhile).
+    async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, StoreError>;
+    /// The job is done: delete it. `Ok(false)` when the lease had been lost (another worker may have it).
+    async fn ack(&self, receipt: &str) -> Result<bool, StoreError>;
+    /// Makes the job visible again after `delay`, recording why.
+    async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), StoreError>;
+    /// Moves the job to the dead-letter queue.
+    async fn dead_letter(&self, receipt: &str, error: &str) -> Result<(), StoreError>;
+    async fn depth(&self) -> Result<QueueDepth, StoreError>;
+    /// Jobs in the dead-letter queue with their last error.
+    async fn dead_letters(&self) -> Result<Vec<(Job, String)>, StoreError>;
+}
+
+/// Which cores to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreFilter {
+    pub template_name: Option<String>,
+    pub template_version: Option<u32>,
+    pub failed_only: bool,
+}
+
+/// Persistence of core tasks, cores, provisioning journals and the event outbox.
+#[async_trait]
+pub trait CoreStore: Send + Sync {
+    /// Stores a new task with its items (all `Waiting`).
+    async fn create_core_task(&self, task: &CoreTask) -> Result<(), StoreError>;
+    async fn core_task(&self, id: &TaskId) -> Result<Option<CoreTask>, StoreError>;
+    /// Tasks by id, without their items.
+    async fn list_core_tasks(&self, page: PageRequest<TaskId>) -> Result<Page<CoreTask, TaskId>, StoreError>;
+    /// Marks a `Waiting` item `InProgress` and returns it (also when already started or ended).
+    async fn start_core_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError>;
+    /// Ends an item with `Failure`, writing its event (if any) in the same transaction.
+    async fn fail_core_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        message: &str,
+        event: Option<&Event>,
+    ) -> Result<(), StoreError>;
+    /// Ends a `Create` item: upserts the core (keeping its template state when it exists),
+    /// marks the item `Success` and writes the event, in one transaction.
+    async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError>;
+    /// Ends a `Delete` item: removes the core and its journal, marks the item `Success`
+    /// and writes the event, in one transaction.
+    async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError>;
+
+    async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError>;
+    async fn list_cores(
+        &self,
+        filter: &CoreFilter,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Core, ThingName>, StoreError>;
+
+    async fn journal(&self, name: &ThingName) -> Result<ProvisioningJournal, StoreError>;
+    async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError>;
+
+    /// Items not ended, of tasks created before `before` (for the sweeper).
+    async fn unfinished_core_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError>;
+
+    /// Outbox events, newest first.
+    async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError>;
+}
+
+/// Told when a core has been provisioned. The local cloud uses it to "power on" simulated
+/// cores; on AWS nothing listens (a person installs the core software).
+#[async_trait]
+pub trait ProvisioningObserver: Send + Sync {
+    async fn core_provisioned(&self, name: &ThingName, nucleus_version: &str);
 }

@@ -1,56 +1,168 @@
 #![doc = include_str!("../README.md")]
 
 mod catalogue;
+mod control;
+mod faults;
+mod greengrass;
+mod iot;
+mod simulation;
 
-use async_trait::async_trait;
-use ggprov_domain::ports::{CloudError, Greengrass};
-use ggprov_domain::{ComponentName, ComponentVersion};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ggprov_domain::ports::CloudError;
+use ggprov_domain::{ComponentName, ComponentVersion, Timestamp};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use catalogue::ComponentCatalogue;
+pub use control::control_router;
+pub use faults::{FaultSettings, quota};
+pub use simulation::{CoreBehavior, DeploymentOutcome, Inventory, PrincipalView, ThingView};
 
-/// The simulated AWS IoT + Greengrass V2 control planes.
+/// The account id the local cloud's ARNs carry (moto's default, too).
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// Settings of the local cloud.
 #[derive(Debug, Clone)]
-pub struct LocalCloud {
-    catalogue: ComponentCatalogue,
+pub struct LocalCloudSettings {
+    pub region: String,
+    /// Provisioned cores connect to Greengrass by themselves (`GGPROV_LOCAL_CLOUD_AUTO_CONNECT`).
+    pub auto_connect: bool,
+    /// The account's own components, accepted beside the public ones.
+    pub private_components: Vec<(ComponentName, ComponentVersion)>,
 }
+
+/// The simulated AWS IoT + Greengrass V2 control planes, persisted in their own SQLite file.
+#[derive(Clone)]
+pub struct LocalCloud {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    catalogue: ComponentCatalogue,
+    settings: LocalCloudSettings,
+    faults: faults::Faults,
+}
+
+impl std::fmt::Debug for LocalCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCloud").field("settings", &self.inner.settings).finish_non_exhaustive()
+    }
+}
+
+/// Why the local cloud could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the local cloud database {path}: {source}")]
+pub struct OpenError {
+    path: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The token-exchange role alias and the policies every Greengrass core needs, created on
+/// first start (on AWS, the `CloudFormation` stack creates them).
+pub const TOKEN_EXCHANGE_ROLE_ALIAS: &str = "GreengrassV2TokenExchangeRoleAlias";
+pub const TOKEN_EXCHANGE_POLICY: &str = "GreengrassV2TokenExchangeRoleAliasPolicy";
+pub const CORE_POLICY: &str = "GreengrassV2IoTThingPolicy";
 
 impl LocalCloud {
-    /// A local cloud whose component catalogue holds the public AWS components plus `private`
-    /// (the account's own components, as `GGPROV_EXTRA_COMPONENTS` lists them).
-    pub fn new(private: impl IntoIterator<Item = (ComponentName, ComponentVersion)>) -> Self {
+    /// Opens (creating if needed) the local cloud's database and applies its migrations.
+    pub async fn open(path: &Path, settings: LocalCloudSettings) -> Result<Self, OpenError> {
+        let display = path.display().to_string();
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| OpenError { path: display.clone(), source };
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| err(e.into()))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool =
+            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(|e| err(e.into()))?;
+        MIGRATOR.run(&pool).await.map_err(|e| err(e.into()))?;
         let mut catalogue = ComponentCatalogue::public();
-        catalogue.extend(private);
-        Self { catalogue }
+        catalogue.extend(settings.private_components.iter().cloned());
+        let cloud = Self { inner: Arc::new(Inner { pool, catalogue, settings, faults: faults::Faults::default() }) };
+        cloud.bootstrap().await.map_err(|e| err(e.into()))?;
+        Ok(cloud)
+    }
+
+    async fn bootstrap(&self) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now().as_millis();
+        let region = &self.inner.settings.region;
+        let role_arn = format!("arn:aws:iam::{ACCOUNT_ID}:role/GreengrassV2TokenExchangeRole");
+        sqlx::query("INSERT OR IGNORE INTO role_aliases (alias, role_arn, created_at) VALUES (?, ?, ?)")
+            .bind(TOKEN_EXCHANGE_ROLE_ALIAS)
+            .bind(role_arn)
+            .bind(now)
+            .execute(&self.inner.pool)
+            .await?;
+        let alias_arn = format!("arn:aws:iot:{region}:{ACCOUNT_ID}:rolealias/{TOKEN_EXCHANGE_ROLE_ALIAS}");
+        let tes_policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate", "Resource": alias_arn}]
+        });
+        let core_policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["iot:Publish", "iot:Subscribe", "iot:Receive", "iot:Connect", "greengrass:*"], "Resource": "*"}
+            ]
+        });
+        for (name, document) in [(TOKEN_EXCHANGE_POLICY, tes_policy), (CORE_POLICY, core_policy)] {
+            sqlx::query("INSERT OR IGNORE INTO policies (name, document, created_at) VALUES (?, ?, ?)")
+                .bind(name)
+                .bind(document.to_string())
+                .bind(now)
+                .execute(&self.inner.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn region(&self) -> &str {
+        &self.inner.settings.region
+    }
+
+    /// Sets the faults to inject.
+    pub fn set_faults(&self, settings: FaultSettings) {
+        self.inner.faults.set(settings);
+    }
+
+    pub fn faults(&self) -> FaultSettings {
+        self.inner.faults.get()
+    }
+
+    pub(crate) fn admit(&self, api: &'static str) -> Result<(), CloudError> {
+        self.inner.faults.admit(api)
+    }
+
+    pub(crate) fn thing_arn(&self, name: &str) -> String {
+        format!("arn:aws:iot:{}:{ACCOUNT_ID}:thing/{name}", self.region())
+    }
+
+    pub(crate) fn cert_arn(&self, id: &str) -> String {
+        format!("arn:aws:iot:{}:{ACCOUNT_ID}:cert/{id}", self.region())
     }
 }
 
-#[async_trait]
-impl Greengrass for LocalCloud {
-    async fn component_version_exists(
-        &self,
-        name: &ComponentName,
-        version: &ComponentVersion,
-    ) -> Result<bool, CloudError> {
-        Ok(self.catalogue.contains(name.as_str(), version.as_str()))
-    }
+/// Maps a database failure of the simulation to an outage of the simulated API.
+pub(crate) fn db(api: &'static str) -> impl FnOnce(sqlx::Error) -> CloudError {
+    move |err| CloudError::Unavailable { api, source: Box::new(err) }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn not_found(api: &'static str, message: impl Into<String>) -> CloudError {
+    CloudError::NotFound { api, message: message.into() }
+}
 
-    fn name(s: &str) -> ComponentName {
-        ComponentName::parse(s).unwrap()
-    }
-    fn version(s: &str) -> ComponentVersion {
-        ComponentVersion::parse(s).unwrap()
-    }
-
-    #[tokio::test]
-    async fn private_components_join_the_public_ones() {
-        let cloud = LocalCloud::new([(name("com.example.Hello"), version("1.0.0"))]);
-        assert!(cloud.component_version_exists(&name("com.example.Hello"), &version("1.0.0")).await.unwrap());
-        assert!(!cloud.component_version_exists(&name("com.example.Hello"), &version("1.0.1")).await.unwrap());
-        assert!(cloud.component_version_exists(&name("aws.greengrass.Cli"), &version("2.4.0")).await.unwrap());
-    }
+pub(crate) fn rejected(api: &'static str, message: impl Into<String>) -> CloudError {
+    CloudError::Rejected { api, message: message.into() }
 }

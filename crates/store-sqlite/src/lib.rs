@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod cores;
+mod queue;
 mod templates;
 
 use std::path::Path;

@@ -9,6 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[error("{0}")]
 pub struct InvalidName(String);
 
+impl InvalidName {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 /// Longest version suffix (`_` + decimal u32) a deployment thing-group name must leave room for.
 const VERSION_SUFFIX_MAX: usize = 1 + 10;
 /// Prefix of the thing group a template version deploys through.

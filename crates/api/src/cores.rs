@@ -1,0 +1,384 @@
+//! Cores: `GET /cores`, `GET /cores/{name}`, `GET /cores/{name}/deployments`, and the event
+//! outbox `GET /events`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use ggprov_domain::core_service::DeviceInfo;
+use ggprov_domain::cores::{Artifact, Core, StoredEvent};
+use ggprov_domain::ports::{CoreFilter, EffectiveDeployment, InstalledComponent};
+use ggprov_domain::{FieldProblem, ThingName, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Path, Query};
+use crate::media::Cdf;
+use crate::pagination::{Pagination, parse_count};
+use crate::state::AppState;
+
+const TAG: &str = "Cores";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_cores))
+        .routes(routes!(get_core))
+        .routes(routes!(list_core_deployments))
+        .routes(routes!(list_events))
+}
+
+/// A template and version.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TemplateVersionRef {
+    #[schema(example = "None")]
+    name: String,
+    #[schema(example = 0)]
+    version: u32,
+}
+
+/// What the core last reported.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReportedTemplate {
+    name: String,
+    version: u32,
+    /// `None` until an outcome is known, then the Greengrass deployment status.
+    deployment_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment_status_message: Option<String>,
+}
+
+/// Desired and reported template of a core.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CoreTemplate {
+    desired: TemplateVersionRef,
+    reported: ReportedTemplate,
+}
+
+/// A stored artifact.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ArtifactResource {
+    bucket: String,
+    key: String,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
+}
+
+/// Live data from Greengrass.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceResource {
+    #[schema(value_type = Vec<Object>)]
+    installed_components: Vec<InstalledComponent>,
+    #[schema(value_type = Vec<Object>)]
+    effective_deployments: Vec<EffectiveDeployment>,
+    /// `HEALTHY`, `UNHEALTHY` or `UNKNOWN`.
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    architecture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    last_status_update_timestamp: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// A core.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CoreResource {
+    #[schema(example = "core-0001")]
+    name: String,
+    /// The provisioning template the core was provisioned with.
+    provisioning_template: String,
+    /// `Success`: ggprov records a core once its provisioning succeeded.
+    task_status: &'static str,
+    template: CoreTemplate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifacts: Option<BTreeMap<String, ArtifactResource>>,
+    /// Only on `GET /cores/{name}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<DeviceResource>,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
+    #[schema(value_type = Option<String>)]
+    updated_at: Option<Timestamp>,
+}
+
+fn artifact(a: Artifact) -> ArtifactResource {
+    ArtifactResource { bucket: a.bucket, key: a.key, created_at: a.created_at }
+}
+
+impl CoreResource {
+    fn from_core(core: Core, device: Option<DeviceInfo>, with_artifacts: bool) -> Self {
+        let artifacts = (with_artifacts && !core.artifacts.is_empty())
+            .then(|| core.artifacts.into_iter().map(|(k, v)| (k, artifact(v))).collect());
+        Self {
+            name: core.name.as_str().to_owned(),
+            provisioning_template: core.provisioning_template,
+            task_status: "Success",
+            template: CoreTemplate {
+                desired: TemplateVersionRef { name: core.desired.name, version: core.desired.version },
+                reported: ReportedTemplate {
+                    name: core.reported.name,
+                    version: core.reported.version,
+                    deployment_status: core.deployment_status,
+                    deployment_status_message: core.deployment_status_message,
+                },
+            },
+            artifacts,
+            device: device.map(|d| {
+                let live = d.device.unwrap_or_else(|| ggprov_domain::ports::CoreDevice {
+                    status: d.status.clone(),
+                    core_version: None,
+                    platform: None,
+                    architecture: None,
+                    last_status_update_timestamp: None,
+                    tags: BTreeMap::new(),
+                });
+                DeviceResource {
+                    installed_components: d.installed_components,
+                    effective_deployments: d.effective_deployments,
+                    status: d.status,
+                    core_version: live.core_version,
+                    platform: live.platform,
+                    architecture: live.architecture,
+                    last_status_update_timestamp: live.last_status_update_timestamp,
+                    tags: (!live.tags.is_empty()).then_some(live.tags),
+                }
+            }),
+            created_at: core.created_at,
+            updated_at: core.updated_at,
+        }
+    }
+}
+
+/// `lastEvaluated` of the core list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LastEvaluatedThingName {
+    thing_name: String,
+}
+
+/// `GET /cores`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CoreList {
+    cores: Vec<CoreResource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<Pagination<LastEvaluatedThingName>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListCoresQuery {
+    /// Only cores whose desired template is this (`None`: cores without a template).
+    template_name: Option<String>,
+    /// With `templateName`: only this desired version.
+    template_version: Option<String>,
+    /// `true`: only cores whose last deployment failed.
+    failed_only: Option<String>,
+    /// Page size, 1 to 1000 (default 1000).
+    count: Option<String>,
+    /// `pagination.lastEvaluated.thingName` of the previous page.
+    exclusive_start_thing_name: Option<String>,
+}
+
+fn problem(field: &str, problem: String) -> ApiError {
+    ApiError::validation(vec![FieldProblem { field: field.to_owned(), problem }])
+}
+
+/// Parses a boolean query parameter: `true`/`false` in any letter case.
+pub(crate) fn parse_bool(field: &str, value: Option<&str>, default: bool) -> Result<bool, ApiError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(problem(field, format!("'{other}' is not a boolean; use true or false"))),
+    }
+}
+
+/// Cores by name, optionally filtered by desired template and failed deployments.
+#[utoipa::path(
+    get, path = "/cores", tag = TAG, operation_id = "listCores",
+    params(ListCoresQuery),
+    responses(
+        (status = 200, body = CoreList, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 400, description = "Invalid parameter", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_cores(
+    State(state): State<AppState>,
+    Query(query): Query<ListCoresQuery>,
+) -> Result<Cdf<CoreList>, ApiError> {
+    let count = parse_count(query.count.as_deref())?;
+    let template_version = match query.template_version.as_deref() {
+        Some(v) => {
+            Some(v.parse::<u32>().map_err(|_| problem("templateVersion", format!("'{v}' is not a version number")))?)
+        }
+        None => None,
+    };
+    let filter = CoreFilter {
+        template_version: template_version.filter(|_| query.template_name.is_some()),
+        template_name: query.template_name,
+        failed_only: parse_bool("failedOnly", query.failed_only.as_deref(), false)?,
+    };
+    let start = match query.exclusive_start_thing_name.as_deref() {
+        Some(name) => Some(ThingName::parse(name).map_err(|e| problem("exclusiveStartThingName", e.to_string()))?),
+        None => None,
+    };
+    let page = state.cores.list(&filter, count.page(start)).await?;
+    Ok(Cdf(CoreList {
+        cores: page.items.into_iter().map(|c| CoreResource::from_core(c, None, false)).collect(),
+        pagination: Pagination::form_a(
+            &count,
+            page.last_evaluated.map(|n| LastEvaluatedThingName { thing_name: n.as_str().to_owned() }),
+        ),
+    }))
+}
+
+/// A core with its artifacts and live Greengrass data (`device`).
+#[utoipa::path(
+    get, path = "/cores/{name}", tag = TAG, operation_id = "getCore",
+    params(("name" = String, Path, description = "Core (thing) name")),
+    responses(
+        (status = 200, body = CoreResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, description = "No such core", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_core(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Cdf<CoreResource>, ApiError> {
+    let not_found = || ApiError::not_found("CORE_NOT_FOUND", format!("core '{name}' does not exist"));
+    let thing = ThingName::parse(&name).map_err(|_| not_found())?;
+    let (core, device) = state.cores.get(&thing).await?.ok_or_else(not_found)?;
+    Ok(Cdf(CoreResource::from_core(core, Some(device), true)))
+}
+
+/// `GET /cores/{name}/deployments`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CoreDeploymentList {
+    #[schema(value_type = Vec<Object>)]
+    deployments: Vec<serde_json::Value>,
+    pagination: Pagination<LastEvaluatedTaskIdKey>,
+}
+
+/// `lastEvaluated` of deployment lists.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LastEvaluatedTaskIdKey {
+    task_id: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Page size, 1 to 1000.
+    count: Option<String>,
+    /// `pagination.lastEvaluated.taskId` of the previous page.
+    exclusive_start_task_id: Option<String>,
+}
+
+/// The deployment tasks that targeted a core (`[]` until deployment tasks exist).
+#[utoipa::path(
+    get, path = "/cores/{name}/deployments", tag = TAG, operation_id = "listCoreDeployments",
+    params(("name" = String, Path, description = "Core (thing) name"), PageQuery),
+    responses((status = 200, body = CoreDeploymentList, content_type = "application/vnd.aws-cdf-v1.0+json"))
+)]
+pub(crate) async fn list_core_deployments(
+    Path(_name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Cdf<CoreDeploymentList>, ApiError> {
+    let count = parse_count(query.count.as_deref())?;
+    let _ = query.exclusive_start_task_id;
+    Ok(Cdf(CoreDeploymentList {
+        deployments: Vec::new(),
+        pagination: Pagination { count: count.echo, last_evaluated: None },
+    }))
+}
+
+/// An event as published to EventBridge.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventResource {
+    id: String,
+    /// Position in the outbox; newer events have larger numbers.
+    sequence: u64,
+    source: String,
+    /// EventBridge detail-type, e.g. `Core Created Event`.
+    detail_type: String,
+    #[schema(value_type = Object)]
+    detail: serde_json::Value,
+    #[schema(value_type = String)]
+    time: Timestamp,
+}
+
+/// `GET /events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventList {
+    events: Vec<EventResource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<Pagination<LastEvaluatedSequence>>,
+}
+
+/// `lastEvaluated` of the event list.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LastEvaluatedSequence {
+    sequence: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Page size, 1 to 1000.
+    count: Option<String>,
+    /// `pagination.lastEvaluated.sequence` of the previous page.
+    exclusive_start_sequence: Option<String>,
+}
+
+/// Lifecycle events, newest first (the embedded default's view of what goes to EventBridge).
+#[utoipa::path(
+    get, path = "/events", tag = "Events", operation_id = "listEvents",
+    params(EventsQuery),
+    responses((status = 200, body = EventList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
+)]
+pub(crate) async fn list_events(
+    State(state): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Cdf<EventList>, ApiError> {
+    let count = parse_count(query.count.as_deref())?;
+    let start = match query.exclusive_start_sequence.as_deref() {
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| problem("exclusiveStartSequence", format!("'{s}' is not a sequence number")))?,
+        ),
+        None => None,
+    };
+    let page = state.cores.events(count.page(start)).await?;
+    let source = state.event_source.clone();
+    Ok(Cdf(EventList {
+        events: page
+            .items
+            .into_iter()
+            .map(|e: StoredEvent| EventResource {
+                id: e.id,
+                sequence: e.sequence,
+                source: source.clone(),
+                detail_type: e.event.detail_type,
+                detail: e.event.detail,
+                time: e.time,
+            })
+            .collect(),
+        pagination: Pagination::form_a(&count, page.last_evaluated.map(|sequence| LastEvaluatedSequence { sequence })),
+    }))
+}

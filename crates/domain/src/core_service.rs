@@ -1,0 +1,87 @@
+//! Reading cores: the stored record plus live data from Greengrass.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cores::{Core, StoredEvent};
+use crate::pagination::{Page, PageRequest};
+use crate::ports::{
+    CoreDevice, CoreFilter, CoreStore, EffectiveDeployment, Greengrass, InstalledComponent, StoreError,
+};
+use crate::thing::ThingName;
+
+/// The live `device` block of `GET /cores/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceInfo {
+    /// `HEALTHY`, `UNHEALTHY`, or `UNKNOWN` when Greengrass has no such core or could not be asked.
+    pub status: String,
+    pub device: Option<CoreDevice>,
+    pub installed_components: Vec<InstalledComponent>,
+    pub effective_deployments: Vec<EffectiveDeployment>,
+}
+
+impl DeviceInfo {
+    fn unknown() -> Self {
+        Self {
+            status: "UNKNOWN".to_owned(),
+            device: None,
+            installed_components: Vec::new(),
+            effective_deployments: Vec::new(),
+        }
+    }
+}
+
+/// Core read use cases.
+#[derive(Clone)]
+pub struct CoreService {
+    store: Arc<dyn CoreStore>,
+    greengrass: Arc<dyn Greengrass>,
+}
+
+impl CoreService {
+    pub fn new(store: Arc<dyn CoreStore>, greengrass: Arc<dyn Greengrass>) -> Self {
+        Self { store, greengrass }
+    }
+
+    /// The core and what Greengrass knows of it now. Greengrass failures never fail the read:
+    /// the device is then `UNKNOWN`.
+    pub async fn get(&self, name: &ThingName) -> Result<Option<(Core, DeviceInfo)>, StoreError> {
+        let Some(core) = self.store.core(name).await? else { return Ok(None) };
+        let device = match self.device_info(name).await {
+            Ok(info) => info,
+            Err(err) => {
+                tracing::warn!(core.name = %name, error = %err, "Greengrass lookup failed; reporting the device as UNKNOWN");
+                DeviceInfo::unknown()
+            }
+        };
+        Ok(Some((core, device)))
+    }
+
+    async fn device_info(&self, name: &ThingName) -> Result<DeviceInfo, crate::ports::CloudError> {
+        let Some(device) = self.greengrass.get_core_device(name).await? else { return Ok(DeviceInfo::unknown()) };
+        let (installed, effective) = futures::future::join(
+            self.greengrass.list_installed_components(name),
+            self.greengrass.list_effective_deployments(name),
+        )
+        .await;
+        Ok(DeviceInfo {
+            status: device.status.clone(),
+            installed_components: installed?,
+            effective_deployments: effective?,
+            device: Some(device),
+        })
+    }
+
+    pub async fn list(
+        &self,
+        filter: &CoreFilter,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Core, ThingName>, StoreError> {
+        self.store.list_cores(filter, page).await
+    }
+
+    pub async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError> {
+        self.store.events(page).await
+    }
+}

@@ -1,0 +1,106 @@
+//! CDF provisioning parameters and the per-thing provisioning journal.
+
+use serde::{Deserialize, Serialize};
+
+/// `cdfProvisioningParameters`: where a core's or device's certificate comes from.
+/// `{caId, certInfo}` mints a key and certificate from a CA ggprov holds, `{csr, caId}` signs a
+/// device-held key, `{certificatePem}` registers an existing certificate without a CA.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CdfProvisioningParameters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_info: Option<CertInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_status: Option<CertificateStatus>,
+}
+
+/// Subject and lifetime of a minted certificate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizational_unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_expiry: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_algorithm: Option<KeyAlgorithm>,
+}
+
+/// Key type of a minted key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAlgorithm {
+    #[default]
+    #[serde(rename = "EC_P256")]
+    EcP256,
+    #[serde(rename = "RSA_2048")]
+    Rsa2048,
+}
+
+/// Status of a certificate in AWS IoT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertificateStatus {
+    #[default]
+    Active,
+    Inactive,
+}
+
+impl CertificateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// What has been done to provision one thing, so a retry resumes instead of repeating.
+/// Keyed by thing name; kept until the thing is deleted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningJournal {
+    /// The thing exists (created by us or found).
+    #[serde(default)]
+    pub thing_created: bool,
+    /// The certificate PEM, once minted/signed/received and its bundle written (public data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
+    /// The CA certificate it chains to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate_pem: Option<String>,
+    /// Artifact key of the certs bundle, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs_key: Option<String>,
+    /// Id and ARN returned by IoT when the certificate was registered (never computed locally).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
+    /// Policies ggprov created for this thing (deleted with it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_policies: Vec<String>,
+    /// Policies attached to the certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_policies: Vec<String>,
+    /// The certificate is attached to the thing.
+    #[serde(default)]
+    pub principal_attached: bool,
+}

@@ -1,0 +1,378 @@
+//! CDF provisioning templates: an AWS IoT provisioning template plus a `CDF` section.
+//!
+//! ggprov interprets them itself with granular, idempotent IoT calls. Supported: `Parameters`
+//! (with `Default`), `Ref`, `Fn::Join`, `Fn::Sub`; resources `AWS::IoT::Thing` (name, type,
+//! attributes, groups), `AWS::IoT::Certificate` (status), `AWS::IoT::Policy` (by name, or
+//! with an inline document); `OverrideSettings` (ignored: ggprov converges instead); `CDF`
+//! `createDeviceCertificate`, `registerDeviceCertificateWithoutCA`, `attachAdditionalPolicies`.
+//! Anything else is refused with a message naming it.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::provisioning::CertificateStatus;
+
+/// A parsed template, ready to render with parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisioningTemplate {
+    parameters: BTreeMap<String, Option<String>>,
+    thing: Option<ThingResource>,
+    certificate_status: Option<CertificateStatus>,
+    policies: Vec<PolicyResource>,
+    additional_policies: Vec<PolicyResource>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ThingResource {
+    name: Value,
+    thing_type: Option<Value>,
+    attributes: BTreeMap<String, Value>,
+    groups: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct PolicyResource {
+    name: Value,
+    document: Option<Value>,
+}
+
+/// What a template asks for once its parameters are filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedTemplate {
+    pub thing_name: Option<String>,
+    pub thing_type: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub thing_groups: Vec<String>,
+    pub certificate_status: CertificateStatus,
+    /// Policies to attach to the certificate: `(name, document to create it with if absent)`.
+    pub policies: Vec<(String, Option<String>)>,
+    /// `CDF.attachAdditionalPolicies`: with a document, a policy is created for this thing.
+    pub additional_policies: Vec<(String, Option<String>)>,
+}
+
+/// Names of the templates ggprov ships.
+pub const BUNDLED: &[(&str, &str)] = &[
+    ("greengrass2_core", include_str!("provisioning_templates/greengrass2_core.json")),
+    ("greengrass2_client_device", include_str!("provisioning_templates/greengrass2_client_device.json")),
+];
+
+impl ProvisioningTemplate {
+    /// Parses a template document; the error names the unsupported or malformed construct.
+    pub fn parse(document: &Value) -> Result<Self, String> {
+        let root = document.as_object().ok_or("a provisioning template must be a JSON object")?;
+        for key in root.keys() {
+            if !matches!(key.as_str(), "Parameters" | "Resources" | "CDF" | "DeviceConfiguration") {
+                return Err(format!("unsupported top-level section '{key}'"));
+            }
+        }
+        let mut parameters = BTreeMap::new();
+        if let Some(params) = root.get("Parameters") {
+            let params = params.as_object().ok_or("Parameters must be an object")?;
+            for (name, spec) in params {
+                let default = match spec.get("Default") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => Some(other.to_string()),
+                };
+                parameters.insert(name.clone(), default);
+            }
+        }
+        let mut template = Self {
+            parameters,
+            thing: None,
+            certificate_status: None,
+            policies: Vec::new(),
+            additional_policies: Vec::new(),
+        };
+        if let Some(resources) = root.get("Resources") {
+            let resources = resources.as_object().ok_or("Resources must be an object")?;
+            for (logical, resource) in resources {
+                template.add_resource(logical, resource)?;
+            }
+        }
+        if let Some(cdf) = root.get("CDF") {
+            let cdf = cdf.as_object().ok_or("CDF must be an object")?;
+            for (key, value) in cdf {
+                match key.as_str() {
+                    "createDeviceCertificate" | "registerDeviceCertificateWithoutCA" | "clientIdMustMatchThingName" => {
+                        if !value.is_boolean() {
+                            return Err(format!("CDF.{key} must be true or false"));
+                        }
+                    }
+                    "attachAdditionalPolicies" => {
+                        let list = value.as_array().ok_or("CDF.attachAdditionalPolicies must be a list")?;
+                        for (i, entry) in list.iter().enumerate() {
+                            let name = entry
+                                .get("name")
+                                .cloned()
+                                .ok_or(format!("CDF.attachAdditionalPolicies[{i}] needs a name"))?;
+                            let document = entry.get("document").cloned();
+                            template.additional_policies.push(PolicyResource { name, document });
+                        }
+                    }
+                    other => return Err(format!("unsupported CDF setting '{other}'")),
+                }
+            }
+        }
+        Ok(template)
+    }
+
+    fn add_resource(&mut self, logical: &str, resource: &Value) -> Result<(), String> {
+        let kind = resource.get("Type").and_then(Value::as_str).ok_or(format!("resource '{logical}' has no Type"))?;
+        let props = resource.get("Properties").cloned().unwrap_or(Value::Object(Default::default()));
+        let props = props.as_object().ok_or(format!("resource '{logical}': Properties must be an object"))?;
+        match kind {
+            "AWS::IoT::Thing" => {
+                for key in props.keys() {
+                    if !matches!(
+                        key.as_str(),
+                        "ThingName" | "ThingTypeName" | "AttributePayload" | "ThingGroups" | "BillingGroup"
+                    ) {
+                        return Err(format!("resource '{logical}': unsupported thing property '{key}'"));
+                    }
+                }
+                if props.contains_key("BillingGroup") {
+                    return Err(format!("resource '{logical}': BillingGroup is not supported"));
+                }
+                let attributes = match props.get("AttributePayload") {
+                    Some(payload) => payload
+                        .as_object()
+                        .ok_or(format!("resource '{logical}': AttributePayload must be an object"))?
+                        .clone()
+                        .into_iter()
+                        .collect(),
+                    None => BTreeMap::new(),
+                };
+                let groups = match props.get("ThingGroups") {
+                    Some(Value::Array(groups)) => groups.clone(),
+                    Some(_) => return Err(format!("resource '{logical}': ThingGroups must be a list")),
+                    None => Vec::new(),
+                };
+                self.thing = Some(ThingResource {
+                    name: props
+                        .get("ThingName")
+                        .cloned()
+                        .ok_or(format!("resource '{logical}': ThingName is required"))?,
+                    thing_type: props.get("ThingTypeName").cloned(),
+                    attributes,
+                    groups,
+                });
+            }
+            "AWS::IoT::Certificate" => {
+                for key in props.keys() {
+                    if !matches!(key.as_str(), "CertificateId" | "CertificatePem" | "CACertificatePem" | "Status") {
+                        return Err(format!("resource '{logical}': unsupported certificate property '{key}'"));
+                    }
+                }
+                self.certificate_status = Some(match props.get("Status").and_then(Value::as_str) {
+                    None | Some("ACTIVE") => CertificateStatus::Active,
+                    Some("INACTIVE") => CertificateStatus::Inactive,
+                    Some(other) => {
+                        return Err(format!(
+                            "resource '{logical}': certificate Status '{other}' must be ACTIVE or INACTIVE"
+                        ));
+                    }
+                });
+            }
+            "AWS::IoT::Policy" => {
+                let name = props.get("PolicyName").cloned();
+                let document = props.get("PolicyDocument").cloned();
+                if name.is_none() {
+                    return Err(format!(
+                        "resource '{logical}': ggprov needs a PolicyName so that policies can be found and cleaned up"
+                    ));
+                }
+                self.policies.push(PolicyResource { name: name.expect("checked"), document });
+            }
+            other => return Err(format!("resource '{logical}': unsupported resource type '{other}'")),
+        }
+        Ok(())
+    }
+
+    /// Names of the template's parameters without a default.
+    pub fn required_parameters(&self) -> impl Iterator<Item = &str> {
+        self.parameters.iter().filter(|(_, d)| d.is_none()).map(|(n, _)| n.as_str())
+    }
+
+    /// Fills in the parameters. `CertificatePem`, `CaCertificatePem` and `CertificateId` are
+    /// ggprov's own (it creates the certificate), so they need no value.
+    pub fn render(&self, given: &BTreeMap<String, String>) -> Result<RenderedTemplate, String> {
+        let mut values: BTreeMap<String, String> = BTreeMap::new();
+        for (name, default) in &self.parameters {
+            if let Some(value) = given.get(name).or(default.as_ref()) {
+                values.insert(name.clone(), value.clone());
+            }
+        }
+        if let Some(unknown) = given.keys().find(|k| !self.parameters.contains_key(*k)) {
+            return Err(format!("provisioningParameters names '{unknown}', which the template does not declare"));
+        }
+        let eval = |v: &Value| evaluate(v, &values);
+        let mut rendered = RenderedTemplate {
+            thing_name: None,
+            thing_type: None,
+            attributes: BTreeMap::new(),
+            thing_groups: Vec::new(),
+            certificate_status: self.certificate_status.unwrap_or_default(),
+            policies: Vec::new(),
+            additional_policies: Vec::new(),
+        };
+        if let Some(thing) = &self.thing {
+            rendered.thing_name = Some(eval(&thing.name)?);
+            rendered.thing_type = thing.thing_type.as_ref().map(eval).transpose()?;
+            for (k, v) in &thing.attributes {
+                rendered.attributes.insert(k.clone(), eval(v)?);
+            }
+            for g in &thing.groups {
+                rendered.thing_groups.push(eval(g)?);
+            }
+        }
+        for p in &self.policies {
+            rendered
+                .policies
+                .push((eval(&p.name)?, p.document.as_ref().map(|d| policy_document(d, &values)).transpose()?));
+        }
+        for p in &self.additional_policies {
+            rendered
+                .additional_policies
+                .push((eval(&p.name)?, p.document.as_ref().map(|d| policy_document(d, &values)).transpose()?));
+        }
+        Ok(rendered)
+    }
+}
+
+const OWN_PARAMETERS: &[&str] = &["CertificatePem", "CaCertificatePem", "CertificateId"];
+
+/// A policy document: an object (kept as JSON) or a string (rendered).
+fn policy_document(document: &Value, values: &BTreeMap<String, String>) -> Result<String, String> {
+    match document {
+        Value::Object(_) => Ok(document.to_string()),
+        other => evaluate(other, values),
+    }
+}
+
+fn evaluate(value: &Value, values: &BTreeMap<String, String>) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Object(map) if map.len() == 1 => {
+            let (function, arg) = map.iter().next().expect("one entry");
+            match function.as_str() {
+                "Ref" => {
+                    let name = arg.as_str().ok_or("Ref takes a parameter name")?;
+                    match values.get(name) {
+                        Some(v) => Ok(v.clone()),
+                        None if OWN_PARAMETERS.contains(&name) => Ok(String::new()),
+                        None => Err(format!(
+                            "parameter '{name}' has no value: pass it in provisioningParameters or give it a Default"
+                        )),
+                    }
+                }
+                "Fn::Join" => {
+                    let parts =
+                        arg.as_array().filter(|a| a.len() == 2).ok_or("Fn::Join takes [separator, [values...]]")?;
+                    let separator = parts[0].as_str().ok_or("Fn::Join separator must be a string")?;
+                    let items = parts[1].as_array().ok_or("Fn::Join values must be a list")?;
+                    Ok(items.iter().map(|i| evaluate(i, values)).collect::<Result<Vec<_>, _>>()?.join(separator))
+                }
+                "Fn::Sub" => {
+                    let text = arg.as_str().ok_or("Fn::Sub takes a string (the list form is not supported)")?;
+                    substitute(text, values)
+                }
+                other => Err(format!("unsupported intrinsic function '{other}'")),
+            }
+        }
+        other => Err(format!("unsupported value {other}")),
+    }
+}
+
+fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or(format!("Fn::Sub: unclosed ${{ in '{text}'"))?;
+        let name = &after[..end];
+        out.push_str(values.get(name).ok_or(format!("Fn::Sub: parameter '{name}' has no value"))?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn the_upstream_integration_test_template_renders() {
+        let template = ProvisioningTemplate::parse(&json!({
+            "Parameters": {"ThingName": {"Type": "String"}, "CertificatePem": {"Type": "String"}, "CaCertificatePem": {"Type": "String"}},
+            "Resources": {
+                "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}}, "OverrideSettings": {"ThingTypeName": "REPLACE"}},
+                "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {"CACertificatePem": {"Ref": "CaCertificatePem"}, "CertificatePem": {"Ref": "CertificatePem"}, "Status": "ACTIVE"}},
+                "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "CDFGreengrass2CorePolicy"}}
+            },
+            "CDF": {"createDeviceCertificate": true, "attachAdditionalPolicies": [{"name": "CDFGreengrass2CorePolicy"}]}
+        }))
+        .unwrap();
+        let rendered = template.render(&params(&[("ThingName", "core-1")])).unwrap();
+        assert_eq!(rendered.thing_name.as_deref(), Some("core-1"));
+        assert_eq!(rendered.policies, vec![("CDFGreengrass2CorePolicy".to_owned(), None)]);
+        assert_eq!(rendered.certificate_status, CertificateStatus::Active);
+    }
+
+    #[test]
+    fn intrinsics_and_defaults() {
+        let template = ProvisioningTemplate::parse(&json!({
+            "Parameters": {"ThingName": {"Type": "String"}, "Site": {"Type": "String", "Default": "berlin"}},
+            "Resources": {"thing": {"Type": "AWS::IoT::Thing", "Properties": {
+                "ThingName": {"Ref": "ThingName"},
+                "AttributePayload": {"site": {"Ref": "Site"}, "label": {"Fn::Sub": "${ThingName}@${Site}"}},
+                "ThingGroups": [{"Fn::Join": ["-", ["site", {"Ref": "Site"}]]}]
+            }}}
+        }))
+        .unwrap();
+        let rendered = template.render(&params(&[("ThingName", "c1")])).unwrap();
+        assert_eq!(rendered.attributes["label"], "c1@berlin");
+        assert_eq!(rendered.thing_groups, ["site-berlin"]);
+        assert!(template.render(&BTreeMap::new()).unwrap_err().contains("'ThingName' has no value"));
+        assert!(template.render(&params(&[("ThingName", "c1"), ("Typo", "x")])).unwrap_err().contains("'Typo'"));
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        let cases = [
+            (json!({"Resources": {"r": {"Type": "AWS::IoT::JobTemplate"}}}), "AWS::IoT::JobTemplate"),
+            (
+                json!({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::If": ["a", "b", "c"]}}}}}),
+                "Fn::If",
+            ),
+            (json!({"CDF": {"acmpca": {"mode": "REGISTER_WITH_CA"}}}), "acmpca"),
+            (json!({"Mappings": {}}), "Mappings"),
+        ];
+        for (document, named) in cases {
+            let err = match ProvisioningTemplate::parse(&document) {
+                Err(e) => e,
+                Ok(t) => t.render(&BTreeMap::new()).unwrap_err(),
+            };
+            assert!(err.contains(named), "{err} should name {named}");
+        }
+    }
+
+    #[test]
+    fn bundled_templates_parse() {
+        for (name, text) in BUNDLED {
+            let document: Value = serde_json::from_str(text).unwrap();
+            let template = ProvisioningTemplate::parse(&document).unwrap_or_else(|e| panic!("{name}: {e}"));
+            template.render(&params(&[("ThingName", "x")])).unwrap();
+        }
+    }
+}

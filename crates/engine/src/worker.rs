@@ -1,0 +1,174 @@
+//! The queue consumer: leases jobs, runs them, acks after the outcome is recorded, retries
+//! transient failures with jittered exponential backoff, dead-letters poison jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ggprov_domain::Timestamp;
+use ggprov_domain::jobs::{CORE_TASK_BATCH, CoreTaskBatch};
+use ggprov_domain::ports::{Delivery, WorkQueue};
+use tokio::sync::watch;
+
+use crate::{CoreProvisioner, StepError};
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs processed at once.
+    pub concurrency: usize,
+    /// How long a job stays invisible to other workers while one works on it.
+    pub lease: Duration,
+    /// Deliveries before a job is dead-lettered.
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Pause between polls of an empty queue.
+    pub poll_interval: Duration,
+    /// Items unfinished for this long are queued again by the sweeper.
+    pub sweep_after: Duration,
+    pub sweep_every: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            lease: Duration::from_secs(120),
+            max_attempts: 8,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+            sweep_after: Duration::from_secs(15 * 60),
+            sweep_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A queue consumer.
+pub struct Worker {
+    queue: Arc<dyn WorkQueue>,
+    cores: Arc<CoreProvisioner>,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    pub fn new(queue: Arc<dyn WorkQueue>, cores: Arc<CoreProvisioner>, settings: WorkerSettings) -> Self {
+        Self { queue, cores, settings }
+    }
+
+    /// Consumes jobs until `shutdown` turns true; jobs in hand are finished first, the rest
+    /// stay on the queue.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_sweep = tokio::time::Instant::now();
+        while !*shutdown.borrow() {
+            if last_sweep.elapsed() >= self.settings.sweep_every {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(err) = self.sweep().await {
+                    tracing::warn!(error = %err, "sweep failed");
+                }
+            }
+            match self.queue.receive(self.settings.concurrency, self.settings.lease).await {
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    futures::future::join_all(deliveries.into_iter().map(|d| self.handle(d))).await;
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.settings.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot receive from the work queue");
+                    tokio::time::sleep(self.settings.poll_interval * 5).await;
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Processes jobs until none is visible; returns how many deliveries were handled.
+    pub async fn run_until_idle(&self) -> usize {
+        let mut handled = 0;
+        loop {
+            let deliveries = match self.queue.receive(self.settings.concurrency, self.settings.lease).await {
+                Ok(d) if !d.is_empty() => d,
+                _ => return handled,
+            };
+            handled += deliveries.len();
+            futures::future::join_all(deliveries.into_iter().map(|d| self.handle(d))).await;
+        }
+    }
+
+    /// Queues again the items left unfinished past `sweep_after` (a lost enqueue or job).
+    pub async fn sweep(&self) -> Result<usize, ggprov_domain::ports::StoreError> {
+        let cutoff = Timestamp::from_millis(
+            Timestamp::now().as_millis() - i64::try_from(self.settings.sweep_after.as_millis()).unwrap_or(i64::MAX),
+        )
+        .unwrap_or_else(Timestamp::now);
+        let stale = self.cores.store.unfinished_core_items(cutoff).await?;
+        let mut batches: Vec<CoreTaskBatch> = Vec::new();
+        for (task_id, name) in stale {
+            match batches.last_mut() {
+                Some(batch) if batch.task_id == task_id && batch.cores.len() < 20 => batch.cores.push(name),
+                _ => batches.push(CoreTaskBatch { task_id, cores: vec![name] }),
+            }
+        }
+        if !batches.is_empty() {
+            tracing::warn!(batches = batches.len(), "re-queueing unfinished core-task items");
+            self.queue.enqueue(&batches.iter().map(CoreTaskBatch::job).collect::<Vec<_>>()).await?;
+        }
+        Ok(batches.len())
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let span = tracing::info_span!("job", job.kind = %delivery.job.kind, job.attempt = delivery.attempt);
+        tracing::Instrument::instrument(self.handle_inner(delivery), span).await;
+    }
+
+    async fn handle_inner(&self, delivery: Delivery) {
+        let result = match delivery.job.kind.as_str() {
+            CORE_TASK_BATCH => match serde_json::from_value::<CoreTaskBatch>(delivery.job.payload.clone()) {
+                Ok(batch) => self.cores.run_batch(&batch).await,
+                Err(err) => Err(StepError::Permanent(format!("malformed {CORE_TASK_BATCH} job: {err}"))),
+            },
+            other => Err(StepError::Permanent(format!("unknown job kind '{other}'"))),
+        };
+        let outcome = match result {
+            Ok(()) => self.queue.ack(&delivery.receipt).await.map(|acked| {
+                if !acked {
+                    tracing::warn!("job finished after its lease expired; another delivery will find it done");
+                }
+            }),
+            Err(StepError::Crash(point)) => {
+                tracing::warn!(failpoint = point, "stopping here as if the process died");
+                Ok(())
+            }
+            Err(StepError::Transient(reason)) if delivery.attempt < self.settings.max_attempts => {
+                let delay = self.backoff(delivery.attempt);
+                tracing::info!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                self.queue.retry_later(&delivery.receipt, delay, &reason).await
+            }
+            Err(StepError::Transient(reason) | StepError::Permanent(reason)) => {
+                tracing::error!(reason = %reason, "job dead-lettered");
+                if delivery.job.kind == CORE_TASK_BATCH
+                    && let Ok(batch) = serde_json::from_value::<CoreTaskBatch>(delivery.job.payload.clone())
+                    && let Err(err) = self.cores.fail_batch(&batch, &reason).await
+                {
+                    tracing::error!(error = %err, "could not mark the dead-lettered items failed");
+                    return; // leave the job leased: it comes back and is dead-lettered again
+                }
+                self.queue.dead_letter(&delivery.receipt, &reason).await
+            }
+        };
+        if let Err(err) = outcome {
+            tracing::error!(error = %err, "could not record the job's outcome on the queue; it will be delivered again");
+        }
+    }
+
+    /// `base × 2^(attempt-1)`, capped, with full jitter on the upper half.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.settings.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(self.settings.max_backoff);
+        capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}

@@ -1,0 +1,71 @@
+//! `Greengrass` on the local cloud: the component catalogue and core devices.
+
+use async_trait::async_trait;
+use ggprov_domain::ports::{CloudError, CoreDevice, EffectiveDeployment, Greengrass, InstalledComponent};
+use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
+use sqlx::Row;
+
+use crate::{LocalCloud, db};
+
+#[async_trait]
+impl Greengrass for LocalCloud {
+    async fn component_version_exists(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<bool, CloudError> {
+        self.admit("DescribeComponent")?;
+        Ok(self.inner.catalogue.contains(name.as_str(), version.as_str()))
+    }
+
+    async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
+        const API: &str = "GetCoreDevice";
+        self.admit(API)?;
+        let row = sqlx::query(
+            "SELECT status, core_version, platform, architecture, last_status_update FROM core_devices WHERE name = ?",
+        )
+        .bind(name.as_str())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db(API))?;
+        Ok(row.map(|r| CoreDevice {
+            status: r.get("status"),
+            core_version: r.get("core_version"),
+            platform: r.get("platform"),
+            architecture: r.get("architecture"),
+            last_status_update_timestamp: Timestamp::from_millis(r.get("last_status_update")),
+            tags: Default::default(),
+        }))
+    }
+
+    async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
+        const API: &str = "DeleteCoreDevice";
+        self.admit(API)?;
+        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        for sql in [
+            "DELETE FROM core_devices WHERE name = ?",
+            "DELETE FROM installed_components WHERE core_name = ?",
+            "DELETE FROM core_behaviors WHERE core_name = ?",
+        ] {
+            sqlx::query(sql).bind(name.as_str()).execute(&mut *tx).await.map_err(db(API))?;
+        }
+        tx.commit().await.map_err(db(API))
+    }
+
+    async fn list_installed_components(&self, name: &ThingName) -> Result<Vec<InstalledComponent>, CloudError> {
+        const API: &str = "ListInstalledComponents";
+        self.admit(API)?;
+        let rows = sqlx::query("SELECT name, version FROM installed_components WHERE core_name = ? ORDER BY name")
+            .bind(name.as_str())
+            .fetch_all(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(rows.iter().map(|r| InstalledComponent { name: r.get("name"), version: r.get("version") }).collect())
+    }
+
+    async fn list_effective_deployments(&self, _name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
+        self.admit("ListEffectiveDeployments")?;
+        // Deployments arrive with deployment tasks; until then no core has any.
+        Ok(Vec::new())
+    }
+}

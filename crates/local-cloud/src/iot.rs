@@ -1,0 +1,451 @@
+//! `IotRegistry` on the local cloud, with AWS IoT's semantics where they matter.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use ggprov_domain::ports::{CertificateRef, CloudError, EndpointKind, IotRegistry, ThingDescription};
+use ggprov_domain::provisioning::CertificateStatus;
+use ggprov_domain::{ThingName, Timestamp};
+use sqlx::Row;
+
+use crate::{LocalCloud, db, not_found, rejected};
+
+/// AWS IoT allows a thing in at most 10 thing groups.
+pub(crate) const MAX_GROUPS_PER_THING: i64 = 10;
+
+impl LocalCloud {
+    /// Registers a CA certificate; its id is the SHA-256 fingerprint of its DER. Registering
+    /// the same CA again returns the same id.
+    pub async fn register_ca_certificate(&self, pem: &str) -> Result<String, CloudError> {
+        const API: &str = "RegisterCACertificate";
+        self.admit(API)?;
+        let id = ggprov_pki::fingerprint(pem).map_err(|e| rejected(API, e.to_string()))?;
+        sqlx::query("INSERT OR IGNORE INTO ca_certificates (id, pem, created_at) VALUES (?, ?, ?)")
+            .bind(&id)
+            .bind(pem)
+            .bind(Timestamp::now().as_millis())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(id)
+    }
+
+    /// The PEM of a registered CA certificate.
+    pub async fn describe_ca_certificate(&self, id: &str) -> Result<Option<String>, CloudError> {
+        const API: &str = "DescribeCACertificate";
+        self.admit(API)?;
+        let row = sqlx::query("SELECT pem FROM ca_certificates WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(row.map(|r| r.get::<String, _>("pem")))
+    }
+
+    async fn certificate_exists(&self, id: &str, api: &'static str) -> Result<Option<String>, CloudError> {
+        let row = sqlx::query("SELECT status FROM certificates WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(api))?;
+        Ok(row.map(|r| r.get("status")))
+    }
+
+    fn cert_id_from_arn(arn: &str) -> Option<&str> {
+        arn.rsplit_once(":cert/").map(|(_, id)| id)
+    }
+}
+
+#[async_trait]
+impl IotRegistry for LocalCloud {
+    async fn describe_thing(&self, name: &ThingName) -> Result<Option<ThingDescription>, CloudError> {
+        const API: &str = "DescribeThing";
+        self.admit(API)?;
+        let row = sqlx::query("SELECT thing_type, attributes FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(row.map(|r| ThingDescription {
+            name: name.as_str().to_owned(),
+            arn: self.thing_arn(name.as_str()),
+            thing_type: r.get("thing_type"),
+            attributes: serde_json::from_str(r.get::<&str, _>("attributes")).unwrap_or_default(),
+        }))
+    }
+
+    async fn create_thing(
+        &self,
+        name: &ThingName,
+        thing_type: Option<&str>,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        const API: &str = "CreateThing";
+        self.admit(API)?;
+        if attributes.len() > 50 {
+            return Err(rejected(API, "a thing has at most 50 attributes"));
+        }
+        let inserted =
+            sqlx::query("INSERT OR IGNORE INTO things (name, thing_type, attributes, created_at) VALUES (?, ?, ?, ?)")
+                .bind(name.as_str())
+                .bind(thing_type)
+                .bind(serde_json::to_string(attributes).expect("attributes serialise"))
+                .bind(Timestamp::now().as_millis())
+                .execute(self.pool())
+                .await
+                .map_err(db(API))?;
+        if inserted.rows_affected() == 0 {
+            return Err(CloudError::AlreadyExists {
+                api: API,
+                message: format!("thing {name} already exists"),
+                resource_id: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete_thing(&self, name: &ThingName) -> Result<(), CloudError> {
+        const API: &str = "DeleteThing";
+        self.admit(API)?;
+        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        let principals: i64 = sqlx::query("SELECT COUNT(*) AS n FROM thing_principals WHERE thing_name = ?")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(API))?
+            .get("n");
+        if principals > 0 {
+            return Err(rejected(
+                API,
+                format!("cannot delete thing {name}: it still has {principals} attached principal(s)"),
+            ));
+        }
+        let deleted = sqlx::query("DELETE FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        if deleted.rows_affected() == 0 {
+            return Err(not_found(API, format!("thing {name} does not exist")));
+        }
+        sqlx::query("DELETE FROM thing_group_members WHERE thing_name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        tx.commit().await.map_err(db(API))
+    }
+
+    async fn list_thing_principals(&self, name: &ThingName) -> Result<Vec<String>, CloudError> {
+        const API: &str = "ListThingPrincipals";
+        self.admit(API)?;
+        if self.describe_thing_unchecked(name).await? {
+            let rows = sqlx::query("SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal")
+                .bind(name.as_str())
+                .fetch_all(self.pool())
+                .await
+                .map_err(db(API))?;
+            Ok(rows.iter().map(|r| r.get("principal")).collect())
+        } else {
+            Err(not_found(API, format!("thing {name} does not exist")))
+        }
+    }
+
+    async fn attach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError> {
+        const API: &str = "AttachThingPrincipal";
+        self.admit(API)?;
+        if !self.describe_thing_unchecked(name).await? {
+            return Err(not_found(API, format!("thing {name} does not exist")));
+        }
+        let id = Self::cert_id_from_arn(principal_arn)
+            .ok_or_else(|| rejected(API, format!("{principal_arn} is not a certificate ARN")))?;
+        if self.certificate_exists(id, API).await?.is_none() {
+            return Err(not_found(API, format!("certificate {id} does not exist")));
+        }
+        sqlx::query("INSERT OR IGNORE INTO thing_principals (thing_name, principal) VALUES (?, ?)")
+            .bind(name.as_str())
+            .bind(principal_arn)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn detach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError> {
+        const API: &str = "DetachThingPrincipal";
+        self.admit(API)?;
+        sqlx::query("DELETE FROM thing_principals WHERE thing_name = ? AND principal = ?")
+            .bind(name.as_str())
+            .bind(principal_arn)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: Option<&str>,
+        status: CertificateStatus,
+    ) -> Result<CertificateRef, CloudError> {
+        const API: &str = "RegisterCertificate";
+        self.admit(API)?;
+        let id = ggprov_pki::fingerprint(certificate_pem).map_err(|e| rejected(API, e.to_string()))?;
+        let ca_id = match ca_certificate_pem {
+            Some(ca_pem) => {
+                let ca_id =
+                    ggprov_pki::fingerprint(ca_pem).map_err(|e| rejected(API, format!("CA certificate: {e}")))?;
+                let registered = sqlx::query("SELECT 1 FROM ca_certificates WHERE id = ?")
+                    .bind(&ca_id)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(db(API))?;
+                if registered.is_none() {
+                    return Err(rejected(API, format!("the CA certificate {ca_id} is not registered with AWS IoT")));
+                }
+                if !ggprov_pki::is_signed_by(certificate_pem, ca_pem).unwrap_or(false) {
+                    return Err(rejected(API, "the certificate is not signed by the given CA certificate"));
+                }
+                Some(ca_id)
+            }
+            None => None,
+        };
+        sqlx::query("INSERT OR IGNORE INTO certificates (id, pem, ca_id, status, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&id)
+            .bind(certificate_pem)
+            .bind(ca_id)
+            .bind(status.as_str())
+            .bind(Timestamp::now().as_millis())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(CertificateRef { arn: self.cert_arn(&id), id })
+    }
+
+    async fn update_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: CertificateStatus,
+    ) -> Result<(), CloudError> {
+        const API: &str = "UpdateCertificate";
+        self.admit(API)?;
+        let updated = sqlx::query("UPDATE certificates SET status = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(certificate_id)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        if updated.rows_affected() == 0 {
+            return Err(not_found(API, format!("certificate {certificate_id} does not exist")));
+        }
+        Ok(())
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<(), CloudError> {
+        const API: &str = "DeleteCertificate";
+        self.admit(API)?;
+        let Some(status) = self.certificate_exists(certificate_id, API).await? else {
+            return Err(not_found(API, format!("certificate {certificate_id} does not exist")));
+        };
+        if status == "ACTIVE" {
+            return Err(rejected(API, format!("certificate {certificate_id} is ACTIVE; deactivate it first")));
+        }
+        let arn = self.cert_arn(certificate_id);
+        let attached = sqlx::query("SELECT (SELECT COUNT(*) FROM thing_principals WHERE principal = ?) + (SELECT COUNT(*) FROM policy_targets WHERE target = ?) AS n")
+            .bind(&arn)
+            .bind(&arn)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db(API))?
+            .get::<i64, _>("n");
+        if attached > 0 {
+            return Err(rejected(API, format!("certificate {certificate_id} is still attached to things or policies")));
+        }
+        sqlx::query("DELETE FROM certificates WHERE id = ?")
+            .bind(certificate_id)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn policy_exists(&self, name: &str) -> Result<bool, CloudError> {
+        const API: &str = "GetPolicy";
+        self.admit(API)?;
+        let row = sqlx::query("SELECT 1 FROM policies WHERE name = ?")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(row.is_some())
+    }
+
+    async fn create_policy(&self, name: &str, document: &str) -> Result<(), CloudError> {
+        const API: &str = "CreatePolicy";
+        self.admit(API)?;
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | ',' | '.' | '@' | '-' | '_'));
+        if !valid_name {
+            return Err(rejected(API, format!("'{name}' is not a valid policy name ([\\w+=,.@-]{{1,128}})")));
+        }
+        if !serde_json::from_str::<serde_json::Value>(document).is_ok_and(|v| v.is_object()) {
+            return Err(rejected(API, format!("the document of policy {name} is not a JSON object")));
+        }
+        let inserted = sqlx::query("INSERT OR IGNORE INTO policies (name, document, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(document)
+            .bind(Timestamp::now().as_millis())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        if inserted.rows_affected() == 0 {
+            return Err(CloudError::AlreadyExists {
+                api: API,
+                message: format!("policy {name} already exists"),
+                resource_id: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<(), CloudError> {
+        const API: &str = "DeletePolicy";
+        self.admit(API)?;
+        let targets: i64 = sqlx::query("SELECT COUNT(*) AS n FROM policy_targets WHERE policy_name = ?")
+            .bind(name)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db(API))?
+            .get("n");
+        if targets > 0 {
+            return Err(rejected(API, format!("policy {name} is still attached to {targets} target(s)")));
+        }
+        let deleted = sqlx::query("DELETE FROM policies WHERE name = ?")
+            .bind(name)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        if deleted.rows_affected() == 0 {
+            return Err(not_found(API, format!("policy {name} does not exist")));
+        }
+        Ok(())
+    }
+
+    async fn attach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError> {
+        const API: &str = "AttachPolicy";
+        self.admit(API)?;
+        let exists = sqlx::query("SELECT 1 FROM policies WHERE name = ?")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        if exists.is_none() {
+            return Err(not_found(API, format!("policy {name} does not exist")));
+        }
+        sqlx::query("INSERT OR IGNORE INTO policy_targets (policy_name, target) VALUES (?, ?)")
+            .bind(name)
+            .bind(target_arn)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn detach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError> {
+        const API: &str = "DetachPolicy";
+        self.admit(API)?;
+        sqlx::query("DELETE FROM policy_targets WHERE policy_name = ? AND target = ?")
+            .bind(name)
+            .bind(target_arn)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn list_thing_groups_for_thing(&self, name: &ThingName) -> Result<Vec<String>, CloudError> {
+        const API: &str = "ListThingGroupsForThing";
+        self.admit(API)?;
+        let rows = sqlx::query("SELECT group_name FROM thing_group_members WHERE thing_name = ? ORDER BY group_name")
+            .bind(name.as_str())
+            .fetch_all(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(rows.iter().map(|r| r.get("group_name")).collect())
+    }
+
+    async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
+        const API: &str = "AddThingToThingGroup";
+        self.admit(API)?;
+        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        let thing = sqlx::query("SELECT 1 FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        if thing.is_none() {
+            return Err(not_found(API, format!("thing {name} does not exist")));
+        }
+        sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
+            .bind(group)
+            .bind(Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        let count: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM thing_group_members WHERE thing_name = ? AND group_name <> ?")
+                .bind(name.as_str())
+                .bind(group)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db(API))?
+                .get("n");
+        if count >= MAX_GROUPS_PER_THING {
+            return Err(rejected(
+                API,
+                format!("thing {name} is already in {MAX_GROUPS_PER_THING} thing groups, the most AWS IoT allows"),
+            ));
+        }
+        sqlx::query("INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)")
+            .bind(group)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        tx.commit().await.map_err(db(API))
+    }
+
+    async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
+        const API: &str = "RemoveThingFromThingGroup";
+        self.admit(API)?;
+        sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
+            .bind(group)
+            .bind(name.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError> {
+        self.admit("DescribeEndpoint")?;
+        let region = self.region();
+        Ok(match kind {
+            EndpointKind::DataAts => format!("ggprov-local-ats.iot.{region}.amazonaws.com"),
+            EndpointKind::CredentialProvider => format!("ggprov-local.credentials.iot.{region}.amazonaws.com"),
+        })
+    }
+}
+
+impl LocalCloud {
+    async fn describe_thing_unchecked(&self, name: &ThingName) -> Result<bool, CloudError> {
+        let row = sqlx::query("SELECT 1 FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db("DescribeThing"))?;
+        Ok(row.is_some())
+    }
+}

@@ -1,0 +1,245 @@
+//! Simulated core devices: they connect (register with Greengrass) when "powered on", can be
+//! disconnected, and are told how their next deployments end.
+
+use async_trait::async_trait;
+use ggprov_domain::ports::{CloudError, ProvisioningObserver};
+use ggprov_domain::{ThingName, Timestamp};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{LocalCloud, db, not_found, rejected};
+
+/// How a simulated core's deployments end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeploymentOutcome {
+    #[default]
+    Succeeded,
+    Failed,
+    NoResponse,
+}
+
+impl DeploymentOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::NoResponse => "NO_RESPONSE",
+        }
+    }
+}
+
+/// `PUT /local-cloud/cores/{name}/behavior`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CoreBehavior {
+    #[serde(default)]
+    pub deployment_outcome: DeploymentOutcome,
+    /// How long the core takes to report an outcome.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// A thing as the simulated registry holds it (`GET /local-cloud/things/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThingView {
+    pub name: String,
+    pub arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thing_type: Option<String>,
+    pub attributes: serde_json::Value,
+    pub groups: Vec<String>,
+    pub principals: Vec<PrincipalView>,
+}
+
+/// A certificate attached to a thing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalView {
+    pub arn: String,
+    pub certificate_id: String,
+    /// `ACTIVE`, `INACTIVE`, or `DELETED` when the certificate no longer exists.
+    pub status: String,
+    pub policies: Vec<String>,
+}
+
+const DEFAULT_NUCLEUS: &str = "2.12.0";
+
+impl LocalCloud {
+    /// "Powers on" a core: it authenticates with an active certificate attached to its thing
+    /// and registers with Greengrass as `HEALTHY`, running the nucleus.
+    pub async fn connect_core(&self, name: &ThingName, nucleus_version: Option<&str>) -> Result<(), CloudError> {
+        const API: &str = "Connect";
+        let active = sqlx::query(
+            "SELECT COUNT(*) AS n FROM thing_principals p JOIN certificates c ON p.principal = ? || c.id \
+             WHERE p.thing_name = ? AND c.status = 'ACTIVE'",
+        )
+        .bind(format!("arn:aws:iot:{}:{}:cert/", self.region(), crate::ACCOUNT_ID))
+        .bind(name.as_str())
+        .fetch_one(self.pool())
+        .await
+        .map_err(db(API))?
+        .get::<i64, _>("n");
+        if active == 0 {
+            let exists = sqlx::query("SELECT 1 FROM things WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db(API))?;
+            return Err(if exists.is_none() {
+                not_found(API, format!("thing {name} does not exist"))
+            } else {
+                rejected(API, format!("core {name} cannot connect: its thing has no ACTIVE certificate attached"))
+            });
+        }
+        let version = nucleus_version.unwrap_or(DEFAULT_NUCLEUS);
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        sqlx::query(
+            "INSERT INTO core_devices (name, status, core_version, platform, architecture, last_status_update) \
+             VALUES (?, 'HEALTHY', ?, 'linux', 'amd64', ?) \
+             ON CONFLICT (name) DO UPDATE SET status = 'HEALTHY', last_status_update = excluded.last_status_update",
+        )
+        .bind(name.as_str())
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(API))?;
+        sqlx::query("INSERT OR IGNORE INTO installed_components (core_name, name, version) VALUES (?, 'aws.greengrass.Nucleus', ?)")
+            .bind(name.as_str())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        tx.commit().await.map_err(db(API))
+    }
+
+    /// The core goes offline: Greengrass reports it `UNHEALTHY`.
+    pub async fn disconnect_core(&self, name: &ThingName) -> Result<(), CloudError> {
+        const API: &str = "Disconnect";
+        let updated =
+            sqlx::query("UPDATE core_devices SET status = 'UNHEALTHY', last_status_update = ? WHERE name = ?")
+                .bind(Timestamp::now().as_millis())
+                .bind(name.as_str())
+                .execute(self.pool())
+                .await
+                .map_err(db(API))?;
+        if updated.rows_affected() == 0 {
+            return Err(not_found(API, format!("core {name} has never connected")));
+        }
+        Ok(())
+    }
+
+    pub async fn set_core_behavior(&self, name: &ThingName, behavior: CoreBehavior) -> Result<(), CloudError> {
+        sqlx::query(
+            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms",
+        )
+        .bind(name.as_str())
+        .bind(behavior.deployment_outcome.as_str())
+        .bind(i64::try_from(behavior.delay_ms).unwrap_or(i64::MAX))
+        .execute(self.pool())
+        .await
+        .map_err(db("SetBehavior"))?;
+        Ok(())
+    }
+
+    /// The thing with its groups, principals (certificate status) and their policies.
+    pub async fn thing_view(&self, name: &ThingName) -> Result<Option<ThingView>, CloudError> {
+        const API: &str = "DescribeThing";
+        let pool = self.pool();
+        let Some(thing) = sqlx::query("SELECT thing_type, attributes FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db(API))?
+        else {
+            return Ok(None);
+        };
+        let groups = sqlx::query("SELECT group_name FROM thing_group_members WHERE thing_name = ? ORDER BY group_name")
+            .bind(name.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db(API))?
+            .iter()
+            .map(|r| r.get("group_name"))
+            .collect();
+        let mut principals = Vec::new();
+        let rows = sqlx::query("SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal")
+            .bind(name.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db(API))?;
+        for row in rows {
+            let arn: String = row.get("principal");
+            let certificate_id = arn.rsplit_once(":cert/").map_or_else(String::new, |(_, id)| id.to_owned());
+            let status = sqlx::query("SELECT status FROM certificates WHERE id = ?")
+                .bind(&certificate_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(db(API))?
+                .map_or_else(|| "DELETED".to_owned(), |r| r.get("status"));
+            let policies = sqlx::query("SELECT policy_name FROM policy_targets WHERE target = ? ORDER BY policy_name")
+                .bind(&arn)
+                .fetch_all(pool)
+                .await
+                .map_err(db(API))?
+                .iter()
+                .map(|r| r.get("policy_name"))
+                .collect();
+            principals.push(PrincipalView { arn, certificate_id, status, policies });
+        }
+        Ok(Some(ThingView {
+            name: name.as_str().to_owned(),
+            arn: self.thing_arn(name.as_str()),
+            thing_type: thing.get("thing_type"),
+            attributes: serde_json::from_str(thing.get::<&str, _>("attributes")).unwrap_or_default(),
+            groups,
+            principals,
+        }))
+    }
+
+    /// Counts of what the simulated registry holds (for tests and the reliability harness).
+    pub async fn inventory(&self) -> Result<Inventory, CloudError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM things) AS things, (SELECT COUNT(*) FROM certificates) AS certificates, \
+             (SELECT COUNT(*) FROM certificates WHERE status = 'ACTIVE') AS active_certificates, \
+             (SELECT COUNT(*) FROM core_devices) AS core_devices, (SELECT COUNT(*) FROM policies) AS policies",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(db("Inventory"))?;
+        Ok(Inventory {
+            things: row.get::<i64, _>("things") as u64,
+            certificates: row.get::<i64, _>("certificates") as u64,
+            active_certificates: row.get::<i64, _>("active_certificates") as u64,
+            core_devices: row.get::<i64, _>("core_devices") as u64,
+            policies: row.get::<i64, _>("policies") as u64,
+        })
+    }
+}
+
+/// Counts of simulated resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    pub things: u64,
+    pub certificates: u64,
+    pub active_certificates: u64,
+    pub core_devices: u64,
+    pub policies: u64,
+}
+
+#[async_trait]
+impl ProvisioningObserver for LocalCloud {
+    async fn core_provisioned(&self, name: &ThingName, nucleus_version: &str) {
+        if !self.inner.settings.auto_connect {
+            return;
+        }
+        if let Err(err) = self.connect_core(name, Some(nucleus_version)).await {
+            tracing::warn!(core.name = %name, error = %err, "simulated core could not connect");
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! `CoreStore` on SQLite: core tasks and items, cores, provisioning journals, the outbox.
+
+use async_trait::async_trait;
+use ggprov_domain::cores::{Core, CoreTask, CoreTaskOptions, Event, NewCore, StoredEvent, TaskItem, TemplateRef};
+use ggprov_domain::ports::{CoreFilter, CoreStore, StoreError};
+use ggprov_domain::provisioning::ProvisioningJournal;
+use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{SqliteStore, unavailable};
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::unavailable(format!("stored data is invalid: {what}"))
+}
+
+fn ts(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millis(ms).ok_or_else(|| corrupt(format!("timestamp {ms}")))
+}
+
+fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    ms.map(ts).transpose()
+}
+
+fn thing(name: &str) -> Result<ThingName, StoreError> {
+    ThingName::parse(name).map_err(|_| corrupt(format!("thing name {name}")))
+}
+
+fn status(text: &str) -> Result<TaskStatus, StoreError> {
+    TaskStatus::parse(text).ok_or_else(|| corrupt(format!("status {text}")))
+}
+
+fn task_type(text: &str) -> Result<TaskType, StoreError> {
+    match text {
+        "Create" => Ok(TaskType::Create),
+        "Delete" => Ok(TaskType::Delete),
+        other => Err(corrupt(format!("task type {other}"))),
+    }
+}
+
+/// A task's status from counts of its items' statuses.
+fn status_from_counts(total: i64, waiting: i64, success: i64, failure: i64) -> TaskStatus {
+    if total == 0 || waiting == total {
+        TaskStatus::Waiting
+    } else if success + failure == total {
+        if failure > 0 { TaskStatus::Failure } else { TaskStatus::Success }
+    } else {
+        TaskStatus::InProgress
+    }
+}
+
+fn item_from_row(row: &SqliteRow) -> Result<TaskItem<NewCore>, StoreError> {
+    Ok(TaskItem {
+        name: thing(row.try_get("name").map_err(unavailable)?)?,
+        request: serde_json::from_str(row.try_get("request").map_err(unavailable)?).map_err(corrupt)?,
+        status: status(row.try_get("status").map_err(unavailable)?)?,
+        status_message: row.try_get("status_message").map_err(unavailable)?,
+        created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
+        updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
+    })
+}
+
+fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
+    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(unavailable);
+    Ok(Core {
+        name: thing(&get_str("name")?)?,
+        provisioning_template: get_str("provisioning_template")?,
+        desired: TemplateRef {
+            name: get_str("desired_name")?,
+            version: row.try_get::<i64, _>("desired_version").map_err(unavailable)? as u32,
+        },
+        reported: TemplateRef {
+            name: get_str("reported_name")?,
+            version: row.try_get::<i64, _>("reported_version").map_err(unavailable)? as u32,
+        },
+        deployment_status: get_str("deployment_status")?,
+        deployment_status_message: row.try_get("deployment_status_message").map_err(unavailable)?,
+        artifacts: serde_json::from_str(&get_str("artifacts")?).map_err(corrupt)?,
+        created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
+        updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
+    })
+}
+
+async fn write_event(tx: &mut Transaction<'static, Sqlite>, event: &Event, now: Timestamp) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO outbox (id, detail_type, detail, created_at) VALUES (?, ?, ?, ?)")
+        .bind(uuid_like())
+        .bind(&event.detail_type)
+        .bind(event.detail.to_string())
+        .bind(now.as_millis())
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    ggprov_domain::TaskId::generate().as_str().to_owned() + &ggprov_domain::TaskId::generate().as_str()[..7]
+}
+
+/// Ends an unfinished item; `false` when it had already ended (a duplicate delivery).
+async fn end_item(
+    tx: &mut Transaction<'static, Sqlite>,
+    task: &TaskId,
+    name: &ThingName,
+    outcome: TaskStatus,
+    message: Option<&str>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let ended = sqlx::query(
+        "UPDATE core_task_items SET status = ?, status_message = ?, updated_at = ? \
+         WHERE task_id = ? AND name = ? AND status NOT IN ('Success', 'Failure')",
+    )
+    .bind(outcome.as_str())
+    .bind(message)
+    .bind(now.as_millis())
+    .bind(task.as_str())
+    .bind(name.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(ended.rows_affected() == 1)
+}
+
+const TASK_SUMMARY: &str = "SELECT t.id, t.type, t.core_version, t.options, t.created_at, \
+     COUNT(i.name) AS total, \
+     COALESCE(SUM(i.status = 'Waiting'), 0) AS waiting, \
+     COALESCE(SUM(i.status = 'Success'), 0) AS success, \
+     COALESCE(SUM(i.status = 'Failure'), 0) AS failure, \
+     MAX(i.updated_at) AS updated_at \
+     FROM core_tasks t LEFT JOIN core_task_items i ON i.task_id = t.id";
+
+fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<CoreTask, StoreError> {
+    let count = |col: &str| row.try_get::<i64, _>(col).map_err(unavailable);
+    let options: Option<String> = row.try_get("options").map_err(unavailable)?;
+    Ok(CoreTask {
+        id: TaskId::from_text(row.try_get("id").map_err(unavailable)?),
+        task_type: task_type(row.try_get("type").map_err(unavailable)?)?,
+        core_version: row.try_get("core_version").map_err(unavailable)?,
+        options: options.map(|o| serde_json::from_str::<CoreTaskOptions>(&o)).transpose().map_err(corrupt)?,
+        items,
+        status: status_from_counts(count("total")?, count("waiting")?, count("success")?, count("failure")?),
+        status_message: None,
+        created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
+        updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
+    })
+}
+
+#[async_trait]
+impl CoreStore for SqliteStore {
+    async fn create_core_task(&self, task: &CoreTask) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO core_tasks (id, type, core_version, options, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(task.id.as_str())
+            .bind(task.task_type.as_str())
+            .bind(&task.core_version)
+            .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
+            .bind(task.created_at.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        for item in &task.items {
+            sqlx::query("INSERT INTO core_task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)")
+                .bind(task.id.as_str())
+                .bind(item.name.as_str())
+                .bind(serde_json::to_string(&item.request).expect("requests serialise"))
+                .bind(item.created_at.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn core_task(&self, id: &TaskId) -> Result<Option<CoreTask>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let items = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM core_task_items WHERE task_id = ? ORDER BY name")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        task_from_summary(&row, items).map(Some)
+    }
+
+    async fn list_core_tasks(&self, page: PageRequest<TaskId>) -> Result<Page<CoreTask, TaskId>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.id > ? GROUP BY t.id ORDER BY t.id LIMIT ?");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let tasks = rows.iter().map(|row| task_from_summary(row, Vec::new())).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))
+    }
+
+    async fn start_core_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+        let now = Timestamp::now().as_millis();
+        sqlx::query("UPDATE core_task_items SET status = 'InProgress', updated_at = ? WHERE task_id = ? AND name = ? AND status = 'Waiting'")
+            .bind(now)
+            .bind(task.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM core_task_items WHERE task_id = ? AND name = ?")
+            .bind(task.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn fail_core_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        message: &str,
+        event: Option<&Event>,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        if end_item(&mut tx, task, name, TaskStatus::Failure, Some(message), now).await?
+            && let Some(event) = event
+        {
+            write_event(&mut tx, event, now).await?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        if !end_item(&mut tx, task, &core.name, TaskStatus::Success, None, now).await? {
+            return Ok(()); // a duplicate delivery: the first one recorded everything
+        }
+        sqlx::query(
+            "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
+             deployment_status, deployment_status_message, artifacts, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET provisioning_template = excluded.provisioning_template, \
+             artifacts = excluded.artifacts, updated_at = excluded.updated_at",
+        )
+        .bind(core.name.as_str())
+        .bind(&core.provisioning_template)
+        .bind(&core.desired.name)
+        .bind(i64::from(core.desired.version))
+        .bind(&core.reported.name)
+        .bind(i64::from(core.reported.version))
+        .bind(&core.deployment_status)
+        .bind(&core.deployment_status_message)
+        .bind(serde_json::to_string(&core.artifacts).expect("artifacts serialise"))
+        .bind(core.created_at.as_millis())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        write_event(&mut tx, event, now).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        if !end_item(&mut tx, task, name, TaskStatus::Success, None, now).await? {
+            return Ok(());
+        }
+        for sql in ["DELETE FROM cores WHERE name = ?", "DELETE FROM provisioning_journals WHERE name = ?"] {
+            sqlx::query(sql).bind(name.as_str()).execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        write_event(&mut tx, event, now).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError> {
+        let row = sqlx::query("SELECT * FROM cores WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(core_from_row).transpose()
+    }
+
+    async fn list_cores(
+        &self,
+        filter: &CoreFilter,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Core, ThingName>, StoreError> {
+        let mut sql = String::from("SELECT * FROM cores WHERE name > ?");
+        if filter.template_name.is_some() {
+            sql.push_str(" AND desired_name = ?");
+            if filter.template_version.is_some() {
+                sql.push_str(" AND desired_version = ?");
+            }
+        }
+        if filter.failed_only {
+            sql.push_str(" AND deployment_status NOT IN ('None', 'SUCCESSFUL', 'IN_PROGRESS')");
+        }
+        sql.push_str(" ORDER BY name LIMIT ?");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str).to_owned());
+        if let Some(name) = &filter.template_name {
+            query = query.bind(name.clone());
+            if let Some(version) = filter.template_version {
+                query = query.bind(i64::from(version));
+            }
+        }
+        let rows = query.bind(i64::from(page.limit) + 1).fetch_all(&self.pool).await.map_err(unavailable)?;
+        let cores = rows.iter().map(core_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(cores, page.limit, |c| c.name.clone()))
+    }
+
+    async fn journal(&self, name: &ThingName) -> Result<ProvisioningJournal, StoreError> {
+        let row = sqlx::query("SELECT journal FROM provisioning_journals WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(row) => serde_json::from_str(row.get::<&str, _>("journal")).map_err(corrupt),
+            None => Ok(ProvisioningJournal::default()),
+        }
+    }
+
+    async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO provisioning_journals (name, journal) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET journal = excluded.journal")
+            .bind(name.as_str())
+            .bind(serde_json::to_string(journal).expect("journals serialise"))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn unfinished_core_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT task_id, name FROM core_task_items WHERE status IN ('Waiting', 'InProgress') \
+             AND COALESCE(updated_at, created_at) < ? ORDER BY task_id, name",
+        )
+        .bind(before.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?))).collect()
+    }
+
+    async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError> {
+        let before = page.exclusive_start.map_or(i64::MAX, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        let rows = sqlx::query("SELECT sequence, id, detail_type, detail, created_at FROM outbox WHERE sequence < ? ORDER BY sequence DESC LIMIT ?")
+            .bind(before)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let events = rows
+            .iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    id: r.get("id"),
+                    sequence: r.get::<i64, _>("sequence") as u64,
+                    event: Event {
+                        detail_type: r.get("detail_type"),
+                        detail: serde_json::from_str(r.get::<&str, _>("detail")).map_err(corrupt)?,
+                    },
+                    time: ts(r.get("created_at"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page::from_overfetch(events, page.limit, |e| e.sequence))
+    }
+}

@@ -1,0 +1,146 @@
+//! `WorkQueue` on SQLite: jobs leased for a while, deleted on ack, retried after a delay,
+//! moved to the dead-letter state when they keep failing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ggprov_domain::Timestamp;
+use ggprov_domain::ports::{Delivery, Job, QueueDepth, StoreError, WorkQueue};
+use sqlx::Row;
+
+use crate::{SqliteStore, unavailable};
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A receipt is `<job id>:<lease id>`.
+fn parse_receipt(receipt: &str) -> Result<(i64, &str), StoreError> {
+    let (id, lease) =
+        receipt.split_once(':').ok_or_else(|| StoreError::unavailable(format!("malformed receipt {receipt}")))?;
+    Ok((id.parse().map_err(|_| StoreError::unavailable(format!("malformed receipt {receipt}")))?, lease))
+}
+
+#[async_trait]
+impl WorkQueue for SqliteStore {
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.begin_write().await?;
+        for job in jobs {
+            sqlx::query("INSERT INTO jobs (kind, payload, visible_at, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&job.kind)
+                .bind(job.payload.to_string())
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query("SELECT id, kind, payload, attempts FROM jobs WHERE dead = 0 AND visible_at <= ? ORDER BY visible_at, id LIMIT ?")
+            .bind(now)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get("id");
+            let lease_id = ggprov_domain::TaskId::generate().as_str().to_owned();
+            sqlx::query("UPDATE jobs SET lease = ?, visible_at = ?, attempts = attempts + 1 WHERE id = ?")
+                .bind(&lease_id)
+                .bind(now.saturating_add(millis(lease)))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let payload: String = row.get("payload");
+            deliveries.push(Delivery {
+                job: Job {
+                    kind: row.get("kind"),
+                    payload: serde_json::from_str(&payload).map_err(StoreError::unavailable)?,
+                },
+                receipt: format!("{id}:{lease_id}"),
+                attempt: u32::try_from(row.get::<i64, _>("attempts") + 1).unwrap_or(u32::MAX),
+            });
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<bool, StoreError> {
+        let (id, lease) = parse_receipt(receipt)?;
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease = ?")
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), StoreError> {
+        let (id, lease) = parse_receipt(receipt)?;
+        sqlx::query("UPDATE jobs SET visible_at = ?, lease = NULL, last_error = ? WHERE id = ? AND lease = ?")
+            .bind(Timestamp::now().as_millis().saturating_add(millis(delay)))
+            .bind(error)
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, receipt: &str, error: &str) -> Result<(), StoreError> {
+        let (id, lease) = parse_receipt(receipt)?;
+        sqlx::query("UPDATE jobs SET dead = 1, lease = NULL, last_error = ? WHERE id = ? AND lease = ?")
+            .bind(error)
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(dead = 0 AND visible_at <= ?1), 0) AS visible, COALESCE(SUM(dead = 0 AND visible_at > ?1), 0) AS in_flight, \
+             COALESCE(SUM(dead = 1), 0) AS dead FROM jobs",
+        )
+        .bind(Timestamp::now().as_millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(QueueDepth {
+            visible: row.get::<i64, _>("visible") as u64,
+            in_flight: row.get::<i64, _>("in_flight") as u64,
+            dead: row.get::<i64, _>("dead") as u64,
+        })
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<(Job, String)>, StoreError> {
+        let rows = sqlx::query("SELECT kind, payload, last_error FROM jobs WHERE dead = 1 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.get("payload");
+                Ok((
+                    Job {
+                        kind: r.get("kind"),
+                        payload: serde_json::from_str(&payload).map_err(StoreError::unavailable)?,
+                    },
+                    r.get::<Option<String>, _>("last_error").unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+}
