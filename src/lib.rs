@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod ca;
+pub mod cli;
 pub mod config;
 pub mod telemetry;
 

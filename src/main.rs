@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ggprov::cli::{CaCommand, LocalCloudCommand};
 use ggprov::config::{self, Config};
 use ggprov::{Application, shutdown_signal, telemetry};
 
@@ -24,6 +25,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Certificate authorities: create, import, list.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+        /// TOML configuration file (for the data directory).
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Drive the local cloud of a running `ggprov serve`: connect cores, set outcomes, inject faults.
+    LocalCloud {
+        #[command(subcommand)]
+        command: LocalCloudCommand,
+        /// Base URL of the service (default: `http://` + `GGPROV_LISTEN`).
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
     /// Print the OpenAPI document of the API (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output, e.g. `openapi/openapi.json`.
@@ -37,6 +54,8 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Openapi { out } => openapi(out.as_deref()),
+        Command::Ca { command, config } => with_config(config.as_deref(), |c| ggprov::cli::run_ca(c, command)),
+        Command::LocalCloud { command, url } => with_config(None, |c| ggprov::cli::run_local_cloud(c, url, &command)),
     }
 }
 
@@ -89,5 +108,23 @@ fn openapi(out: Option<&std::path::Path>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn with_config(file: Option<&std::path::Path>, run: impl FnOnce(&Config) -> anyhow::Result<()>) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("ggprov: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init("warn", config.log_format);
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ggprov: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -65,3 +65,60 @@ fn serve_prints_the_chosen_address_and_stops_cleanly_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "SIGTERM is a clean shutdown: {exit}");
 }
+
+#[tokio::test]
+async fn a_ca_created_with_the_cli_signs_the_certificates_of_cores_that_name_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let created =
+        Command::new(BIN).args(["ca", "create", "--name", "Fleet CA"]).env("GGPROV_DATA_DIR", &dir).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a CA id is a SHA-256 fingerprint: {id}");
+    let listed = Command::new(BIN).args(["ca", "list"]).env("GGPROV_DATA_DIR", &dir).output().unwrap();
+    assert_eq!(String::from_utf8(listed.stdout).unwrap().trim(), format!("* {id}"), "the first CA is the default");
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.path().join("cas").join(&id).join("ca.key")).unwrap().permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600, "the CA key is readable by its owner only");
+
+    let app = crate::helpers::spawn_app_with(&[("GGPROV_DATA_DIR", &dir)]).await;
+    let body = serde_json::json!({"type": "Create", "coreVersion": "2.12.0", "cores": [
+        {"name": "fleet-ca-core", "provisioningTemplate": "greengrass2_core", "cdfProvisioningParameters": {"caId": id, "certInfo": {"country": "US"}}}
+    ]});
+    let task = app.submit_core_task(&body).await;
+    assert_eq!(app.finished_core_task(&task).await["taskStatus"], "Success");
+    let zip = std::fs::read(data.path().join("artifacts/fleet-ca-core/fleet-ca-core/certs.zip")).unwrap();
+    let cert = ggprov_pki::read_zip_entry(&zip, "certs/cert.pem").unwrap();
+    let ca = std::fs::read_to_string(data.path().join("cas").join(&id).join("ca.pem")).unwrap();
+    assert!(ggprov_pki::is_signed_by(&cert, &ca).unwrap());
+    assert_eq!(ggprov_pki::read_zip_entry(&zip, "certs/ca.pem").unwrap(), ca);
+}
+
+#[tokio::test]
+async fn local_cloud_subcommands_drive_the_running_service() {
+    let app = crate::helpers::spawn_app_with(&[("GGPROV_LOCAL_CLOUD_AUTO_CONNECT", "false")]).await;
+    let task = app.submit_core_task(&crate::helpers::create_cores(&["cli-core"])).await;
+    app.finished_core_task(&task).await;
+    let url = app.base.clone();
+    let run = move |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("local-cloud").args(args).args(["--url", &url]);
+        cmd.output().unwrap()
+    };
+    let output = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["connect", "cli-core", "--nucleus-version", "2.14.0"])
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let core = crate::helpers::cdf_json(app.get("/cores/cli-core").await).await;
+    assert_eq!(
+        (core["device"]["status"].as_str(), core["device"]["coreVersion"].as_str()),
+        (Some("HEALTHY"), Some("2.14.0"))
+    );
+    let missing = tokio::task::spawn_blocking(move || run(&["thing", "no-such-thing"])).await.unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{}", String::from_utf8_lossy(&missing.stderr));
+}

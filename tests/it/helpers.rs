@@ -1,7 +1,10 @@
 //! `spawn_app()`: the application as `ggprov serve` builds it, on port 0 with its own data
 //! directory, plus a client that speaks like the official CDF client.
 
+use std::sync::Arc;
+
 use ggprov::{Application, Config};
+use ggprov_engine::{Failpoints, Worker};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -11,22 +14,31 @@ pub(crate) const CDF: &str = "application/vnd.aws-cdf-v1.0+json";
 pub(crate) struct TestApp {
     pub(crate) base: String,
     pub(crate) client: reqwest::Client,
-    _data: TempDir,
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) failpoints: Failpoints,
+    pub(crate) data: TempDir,
 }
 
 /// Starts the app with default settings plus `env` overrides.
 pub(crate) async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
+    // The worker does not run in the background: tests drain the queue with `drain()`, and a
+    // job that stopped at a failpoint is delivered again at once (lease 0), as after a restart.
     let mut vars = vec![
         ("GGPROV_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("GGPROV_DATA_DIR".to_owned(), data.path().display().to_string()),
+        ("GGPROV_WORKER".to_owned(), "false".to_owned()),
+        ("GGPROV_WORKER_LEASE_MS".to_owned(), "0".to_owned()),
+        ("GGPROV_RETRY_BASE_MS".to_owned(), "0".to_owned()),
+        ("GGPROV_MAX_ATTEMPTS".to_owned(), "4".to_owned()),
     ];
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let config = Config::from_sources(vars, None).expect("valid test config");
     let app = Application::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
+    let (worker, failpoints) = (app.worker(), app.failpoints());
     tokio::spawn(app.run_until(std::future::pending()));
-    TestApp { base, client: reqwest::Client::new(), _data: data }
+    TestApp { base, client: reqwest::Client::new(), worker, failpoints, data }
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
@@ -68,6 +80,41 @@ impl TestApp {
         self.cdf(Method::DELETE, path).send().await.expect("request sent")
     }
 
+    /// Runs queued jobs until none is left.
+    pub(crate) async fn drain(&self) {
+        self.worker.run_until_idle().await;
+    }
+
+    /// Submits a core task, asserting 202, and returns its id.
+    pub(crate) async fn submit_core_task(&self, body: &Value) -> String {
+        let response = self.post_json("/coreTasks", body).await;
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+        let id = header(&response, "x-taskid").expect("x-taskid").to_owned();
+        assert_eq!(header(&response, "location"), Some(format!("/coreTasks/{id}").as_str()));
+        id
+    }
+
+    /// The core task after draining the queue.
+    pub(crate) async fn finished_core_task(&self, id: &str) -> Value {
+        self.drain().await;
+        cdf_json(self.get(&format!("/coreTasks/{id}")).await).await
+    }
+
+    /// What the local cloud holds for a thing (`None`: no such thing).
+    pub(crate) async fn thing(&self, name: &str) -> Option<Value> {
+        let response = self.client.get(self.url(&format!("/local-cloud/things/{name}"))).send().await.unwrap();
+        match response.status().as_u16() {
+            200 => Some(response.json().await.unwrap()),
+            404 => None,
+            other => panic!("GET /local-cloud/things/{name}: {other}"),
+        }
+    }
+
+    /// Reads an artifact file from the data directory.
+    pub(crate) fn artifact(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.data.path().join("artifacts").join(key)).ok()
+    }
+
     /// Creates a template with the given components (`[(key, version)]`), asserting 201.
     pub(crate) async fn create_template(&self, name: &str, components: &[(&str, &str)]) {
         let body = template_body(name, components);
@@ -101,4 +148,23 @@ pub(crate) async fn error_of(response: Response) -> (u16, String, Value) {
 
 pub(crate) fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A core-task body creating `names` with the bundled core template.
+pub(crate) fn create_cores(names: &[&str]) -> Value {
+    serde_json::json!({
+        "type": "Create",
+        "coreVersion": "2.12.0",
+        "cores": names.iter().map(|n| serde_json::json!({"name": n, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>(),
+    })
+}
+
+/// A core-task body deleting `names`.
+pub(crate) fn delete_cores(names: &[&str], deprovision: bool) -> Value {
+    serde_json::json!({
+        "type": "Delete",
+        "coreVersion": "2.12.0",
+        "options": {"deprovisionCores": deprovision, "deprovisionClientDevices": false},
+        "cores": names.iter().map(|n| serde_json::json!({"name": n, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>(),
+    })
 }

@@ -2,8 +2,10 @@
 //! One test binary (modules below) so the workspace links once.
 
 mod cli;
+mod cores;
 mod helpers;
 mod http_conventions;
 mod openapi;
+mod resilience;
 mod store_conformance;
 mod templates;

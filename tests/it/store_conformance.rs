@@ -11,3 +11,9 @@ async fn sqlite_store() -> Arc<SqliteStore> {
 }
 
 ggprov_testkit::template_store_conformance!(sqlite_store().await);
+
+mod queue {
+    use super::sqlite_store;
+
+    ggprov_testkit::work_queue_conformance!(sqlite_store().await);
+}

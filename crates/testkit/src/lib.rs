@@ -2,3 +2,4 @@
 
 pub mod builders;
 pub mod template_store;
+pub mod work_queue;
