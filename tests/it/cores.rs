@@ -400,3 +400,30 @@ async fn a_1000_core_task_completes_on_the_local_cloud() {
         (Some(1000), Some(1000), Some(1000))
     );
 }
+
+#[tokio::test]
+async fn devices_holding_their_own_key_send_a_csr_or_an_existing_certificate() {
+    let app = spawn_app().await;
+    let device_key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default().serialize_request(&device_key).unwrap().pem().unwrap();
+    let existing = ggprov_pki::create_ca("bring-your-own", 30).unwrap().certificate_pem;
+    let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": [
+        {"name": "csr-core", "provisioningTemplate": "greengrass2_core", "cdfProvisioningParameters": {"csr": csr, "certInfo": {"organization": "Acme"}}},
+        {"name": "pem-core", "provisioningTemplate": "greengrass2_core", "cdfProvisioningParameters": {"certificatePem": existing}}
+    ]});
+    let id = app.submit_core_task(&body).await;
+    assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
+
+    let zip = app.artifact("csr-core/csr-core/certs.zip").unwrap();
+    assert!(ggprov_pki::read_zip_entry(&zip, "certs/private.key").is_none(), "the key stays on the device");
+    let cert = ggprov_pki::read_zip_entry(&zip, "certs/cert.pem").unwrap();
+    assert!(
+        ggprov_pki::key_matches(&cert, &ggprov_domain::ports::SecretPem::new(device_key.serialize_pem())).unwrap(),
+        "signed for the CSR's key"
+    );
+
+    let zip = app.artifact("pem-core/pem-core/certs.zip").unwrap();
+    assert_eq!(ggprov_pki::read_zip_entry(&zip, "certs/cert.pem").unwrap(), existing);
+    let thing = app.thing("pem-core").await.unwrap();
+    assert_eq!(thing["principals"][0]["certificateId"], ggprov_pki::fingerprint(&existing).unwrap().as_str());
+}
