@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ggprov::{Application, Config};
 use ggprov_engine::{Failpoints, Worker};
+use ggprov_local_cloud::LocalCloud;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -16,6 +17,7 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     pub(crate) worker: Arc<Worker>,
     pub(crate) failpoints: Failpoints,
+    pub(crate) cloud: LocalCloud,
     pub(crate) data: TempDir,
 }
 
@@ -36,9 +38,9 @@ pub(crate) async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     let config = Config::from_sources(vars, None).expect("valid test config");
     let app = Application::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
-    let (worker, failpoints) = (app.worker(), app.failpoints());
+    let (worker, failpoints, cloud) = (app.worker(), app.failpoints(), app.local_cloud());
     tokio::spawn(app.run_until(std::future::pending()));
-    TestApp { base, client: reqwest::Client::new(), worker, failpoints, data }
+    TestApp { base, client: reqwest::Client::new(), worker, failpoints, cloud, data }
 }
 
 pub(crate) async fn spawn_app() -> TestApp {

@@ -5,6 +5,7 @@ mod cli;
 mod cores;
 mod helpers;
 mod http_conventions;
+mod local_cloud;
 mod openapi;
 mod resilience;
 mod store_conformance;

@@ -46,6 +46,7 @@ impl Greengrass for LocalCloud {
             "DELETE FROM core_devices WHERE name = ?",
             "DELETE FROM installed_components WHERE core_name = ?",
             "DELETE FROM core_behaviors WHERE core_name = ?",
+            "DELETE FROM deployment_executions WHERE core_name = ?",
         ] {
             sqlx::query(sql).bind(name.as_str()).execute(&mut *tx).await.map_err(db(API))?;
         }
@@ -63,9 +64,8 @@ impl Greengrass for LocalCloud {
         Ok(rows.iter().map(|r| InstalledComponent { name: r.get("name"), version: r.get("version") }).collect())
     }
 
-    async fn list_effective_deployments(&self, _name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
+    async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
         self.admit("ListEffectiveDeployments")?;
-        // Deployments arrive with deployment tasks; until then no core has any.
-        Ok(Vec::new())
+        self.effective_deployments(name).await
     }
 }

@@ -414,7 +414,9 @@ impl IotRegistry for LocalCloud {
             .execute(&mut *tx)
             .await
             .map_err(db(API))?;
-        tx.commit().await.map_err(db(API))
+        tx.commit().await.map_err(db(API))?;
+        // Greengrass deployments are continuous: a core that joins a group gets its deployment.
+        self.apply_if_connected(name).await
     }
 
     async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {

@@ -2,6 +2,7 @@
 
 mod catalogue;
 mod control;
+mod deployments;
 mod faults;
 mod greengrass;
 mod iot;
@@ -19,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use catalogue::ComponentCatalogue;
 pub use control::control_router;
+pub use deployments::{DeployedComponent, DeploymentStatusEvent};
 pub use faults::{FaultSettings, quota};
 pub use simulation::{CoreBehavior, DeploymentOutcome, Inventory, PrincipalView, ThingView};
 

@@ -113,7 +113,23 @@ impl LocalCloud {
             .execute(&mut *tx)
             .await
             .map_err(db(API))?;
-        tx.commit().await.map_err(db(API))
+        tx.commit().await.map_err(db(API))?;
+        // A core that comes online applies the deployments of its groups.
+        self.start_applying(name.as_str().to_owned());
+        Ok(())
+    }
+
+    /// Starts applying pending deployments if the thing is a connected core.
+    pub(crate) async fn apply_if_connected(&self, name: &ThingName) -> Result<(), CloudError> {
+        let connected = sqlx::query("SELECT 1 FROM core_devices WHERE name = ? AND status = 'HEALTHY'")
+            .bind(name.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db("AddThingToThingGroup"))?;
+        if connected.is_some() {
+            self.start_applying(name.as_str().to_owned());
+        }
+        Ok(())
     }
 
     /// The core goes offline: Greengrass reports it `UNHEALTHY`.

@@ -1,0 +1,251 @@
+//! Greengrass deployments on the local cloud: a deployment targets a thing group; every
+//! connected core in the group applies it and reports the outcome asynchronously, as its
+//! behavior says (`PUT /local-cloud/cores/{name}/behavior`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ggprov_domain::ports::{CloudError, EffectiveDeployment};
+use ggprov_domain::{ThingName, Timestamp};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{LocalCloud, db, not_found};
+
+/// A component of a deployment (Greengrass `ComponentDeploymentSpecification`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedComponent {
+    pub component_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_update: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_with: Option<serde_json::Value>,
+}
+
+/// A deployment outcome a core reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatusEvent {
+    pub sequence: u64,
+    pub core_name: String,
+    pub deployment_id: String,
+    /// `SUCCEEDED` or `FAILED`.
+    pub status: String,
+    /// Greengrass detailed status: `SUCCESSFUL`, `FAILED_ROLLBACK_COMPLETE`, ...
+    pub detailed_status: String,
+    pub reason: Option<String>,
+    pub time: Timestamp,
+}
+
+impl LocalCloud {
+    /// Creates a deployment on a thing group (Greengrass `CreateDeployment`); every
+    /// connected core in the group starts applying it. Returns the deployment id.
+    pub async fn create_deployment(
+        &self,
+        group: &str,
+        name: &str,
+        components: &BTreeMap<String, DeployedComponent>,
+    ) -> Result<String, CloudError> {
+        const API: &str = "CreateDeployment";
+        self.admit(API)?;
+        let exists = sqlx::query("SELECT 1 FROM thing_groups WHERE name = ?")
+            .bind(group)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        if exists.is_none() {
+            return Err(not_found(API, format!("thing group {group} does not exist")));
+        }
+        let id = uuid_text();
+        sqlx::query("INSERT INTO deployments (id, name, target_arn, group_name, components, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&id)
+            .bind(name)
+            .bind(format!("arn:aws:iot:{}:{}:thinggroup/{group}", self.region(), crate::ACCOUNT_ID))
+            .bind(group)
+            .bind(serde_json::to_string(components).expect("components serialise"))
+            .bind(uuid_text())
+            .bind(Timestamp::now().as_millis())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        let members = sqlx::query("SELECT m.thing_name FROM thing_group_members m JOIN core_devices c ON c.name = m.thing_name WHERE m.group_name = ? AND c.status = 'HEALTHY'")
+            .bind(group)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db(API))?;
+        for row in members {
+            self.start_applying(row.get("thing_name"));
+        }
+        Ok(id)
+    }
+
+    /// The newest deployment of each group the core belongs to that it has not applied yet.
+    async fn pending_deployments(&self, core: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.components FROM thing_group_members m JOIN deployments d ON d.group_name = m.group_name \
+             WHERE m.thing_name = ? AND d.created_at = (SELECT MAX(created_at) FROM deployments WHERE group_name = m.group_name) \
+             AND NOT EXISTS (SELECT 1 FROM deployment_executions e WHERE e.core_name = ? AND e.deployment_id = d.id)",
+        )
+        .bind(core)
+        .bind(core)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| (r.get("id"), r.get("components"))).collect())
+    }
+
+    /// Starts applying, in the background, every pending deployment of a connected core.
+    pub(crate) fn start_applying(&self, core: String) {
+        let cloud = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = cloud.apply_pending(&core).await {
+                tracing::warn!(core.name = %core, error = %err, "simulated core could not apply its deployments");
+            }
+        });
+    }
+
+    async fn apply_pending(&self, core: &str) -> Result<(), sqlx::Error> {
+        for (deployment_id, components) in self.pending_deployments(core).await? {
+            let now = Timestamp::now().as_millis();
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO deployment_executions (core_name, deployment_id, status, created_at, updated_at) VALUES (?, ?, 'IN_PROGRESS', ?, ?)",
+            )
+            .bind(core)
+            .bind(&deployment_id)
+            .bind(now)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+            if inserted.rows_affected() == 0 {
+                continue; // another trigger is applying it
+            }
+            let behavior = sqlx::query("SELECT deployment_outcome, delay_ms FROM core_behaviors WHERE core_name = ?")
+                .bind(core)
+                .fetch_optional(self.pool())
+                .await?;
+            let (outcome, delay_ms): (String, i64) =
+                behavior.map_or(("SUCCEEDED".into(), 0), |r| (r.get("deployment_outcome"), r.get("delay_ms")));
+            if outcome == "NO_RESPONSE" {
+                continue; // the core never reports: the execution stays IN_PROGRESS
+            }
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0))).await;
+            }
+            let components: BTreeMap<String, DeployedComponent> = serde_json::from_str(&components).unwrap_or_default();
+            self.finish_execution(core, &deployment_id, outcome == "SUCCEEDED", &components).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_execution(
+        &self,
+        core: &str,
+        deployment_id: &str,
+        succeeded: bool,
+        components: &BTreeMap<String, DeployedComponent>,
+    ) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.pool().begin().await?;
+        let (status, detailed, reason) = if succeeded {
+            ("SUCCEEDED", "SUCCESSFUL", None)
+        } else {
+            (
+                "FAILED",
+                "FAILED_ROLLBACK_COMPLETE",
+                Some("simulated failure (local cloud behavior FAILED); the core rolled back"),
+            )
+        };
+        sqlx::query("UPDATE deployment_executions SET status = ?, reason = ?, updated_at = ? WHERE core_name = ? AND deployment_id = ?")
+            .bind(status)
+            .bind(reason)
+            .bind(now)
+            .bind(core)
+            .bind(deployment_id)
+            .execute(&mut *tx)
+            .await?;
+        if succeeded {
+            for (name, spec) in components {
+                sqlx::query("INSERT INTO installed_components (core_name, name, version) VALUES (?, ?, ?) ON CONFLICT (core_name, name) DO UPDATE SET version = excluded.version")
+                    .bind(core)
+                    .bind(name)
+                    .bind(&spec.component_version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("INSERT INTO deployment_status_events (core_name, deployment_id, status, detailed_status, reason, time) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(core)
+            .bind(deployment_id)
+            .bind(status)
+            .bind(detailed)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Deployment outcomes reported by cores, oldest first, after `after` (a sequence number).
+    pub async fn deployment_status_events(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<DeploymentStatusEvent>, CloudError> {
+        const API: &str = "DeploymentStatusEvents";
+        let rows = sqlx::query("SELECT * FROM deployment_status_events WHERE sequence > ? ORDER BY sequence LIMIT ?")
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(rows
+            .iter()
+            .map(|r| DeploymentStatusEvent {
+                sequence: r.get::<i64, _>("sequence") as u64,
+                core_name: r.get("core_name"),
+                deployment_id: r.get("deployment_id"),
+                status: r.get("status"),
+                detailed_status: r.get("detailed_status"),
+                reason: r.get("reason"),
+                time: Timestamp::from_millis(r.get("time")).unwrap_or_else(Timestamp::now),
+            })
+            .collect())
+    }
+
+    /// The deployments in effect on a core, newest first.
+    pub(crate) async fn effective_deployments(&self, core: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
+        const API: &str = "ListEffectiveDeployments";
+        let rows = sqlx::query(
+            "SELECT d.id, d.name, d.target_arn, d.job_id, e.status, e.reason, e.created_at, e.updated_at FROM deployment_executions e \
+             JOIN deployments d ON d.id = e.deployment_id WHERE e.core_name = ? ORDER BY e.created_at DESC, d.id",
+        )
+        .bind(core.as_str())
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(API))?;
+        let region = self.region().to_owned();
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let job_id: String = r.get("job_id");
+                EffectiveDeployment {
+                    deployment_id: r.get("id"),
+                    deployment_name: r.get("name"),
+                    iot_job_arn: Some(format!("arn:aws:iot:{region}:{}:job/{job_id}", crate::ACCOUNT_ID)),
+                    iot_job_id: Some(job_id),
+                    target_arn: Some(r.get("target_arn")),
+                    core_device_execution_status: Some(r.get("status")),
+                    reason: r.get("reason"),
+                    created_at: Timestamp::from_millis(r.get("created_at")),
+                    updated_at: Timestamp::from_millis(r.get("updated_at")),
+                }
+            })
+            .collect())
+    }
+}
+
+fn uuid_text() -> String {
+    let a = ggprov_domain::TaskId::generate();
+    let b = ggprov_domain::TaskId::generate();
+    format!("{}{}", a.as_str(), b.as_str()).replace(['_', '-'], "x").to_ascii_lowercase()
+}
