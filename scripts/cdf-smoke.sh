@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUIRED=(template.absent template.create template.get template.update template.versions template.delete
-          core.task.create core.task.poll core.get core.list core.task.delete)
+          core.task.create core.task.poll core.get core.list core.task.delete
+          device.task.unknownCore device.task.create device.task.poll device.delete)
 
 SRC="${CDF_SMOKE_DIR:-../shared/compat/cdf-client-smoke}"
 if [ ! -d "$SRC" ]; then

@@ -19,6 +19,7 @@ use ggprov_api::{App, AppState, HttpConfig};
 use ggprov_domain::TemplateService;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
+use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 use ggprov_engine::{CoreProvisioner, Failpoints, ProvisionerSettings, Worker, WorkerSettings};
 use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
@@ -87,7 +88,7 @@ impl Application {
             shared_cloud.clone(),
             shared_cloud.clone(),
             cas.clone(),
-            artifacts,
+            artifacts.clone(),
             shared_cloud.clone(),
             failpoints.clone(),
             ProvisionerSettings {
@@ -118,9 +119,11 @@ impl Application {
                 store.clone(),
                 provisioning_templates.clone(),
                 cas,
+                shared_cloud.clone(),
                 config.core_batch_size,
             ),
-            cores: CoreService::new(store.clone(), shared_cloud),
+            cores: CoreService::new(store.clone(), shared_cloud.clone()),
+            devices: DeviceService::new(store.clone(), shared_cloud.clone(), shared_cloud, artifacts),
             provisioning_templates,
             event_source: config.event_source.clone(),
             readiness: vec![store],

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ggprov_domain::core_task_service::NewCoreTask;
-use ggprov_domain::cores::{CoreTask, CoreTaskOptions, NewCore};
+use ggprov_domain::cores::{CoreTaskOptions, NewCore, Task};
 use ggprov_domain::provisioning::CdfProvisioningParameters;
 use ggprov_domain::{ComponentVersion, Problems, TaskId, TaskType, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -82,41 +82,21 @@ impl NewCoreTaskBody {
                 None
             }
         };
-        let mut cores = Vec::new();
-        match self.cores {
-            None => problems.add("cores", "is required: a non-empty list of cores"),
-            Some(list) if list.is_empty() => problems.add("cores", "must list at least one core"),
-            Some(list) => {
-                for (i, core) in list.into_iter().enumerate() {
-                    let name = match core.name {
-                        Some(n) => problems.check(format!("cores[{i}].name"), ThingName::parse(&n)),
-                        None => {
-                            problems.add(format!("cores[{i}].name"), "is required");
-                            None
-                        }
-                    };
-                    let template = match core.provisioning_template {
-                        Some(t) if !t.trim().is_empty() => Some(t),
-                        _ => {
-                            problems.add(
-                                format!("cores[{i}].provisioningTemplate"),
-                                "is required (also for Delete, where it is not used)",
-                            );
-                            None
-                        }
-                    };
-                    if let (Some(name), Some(provisioning_template)) = (name, template) {
-                        cores.push(NewCore {
-                            name,
-                            provisioning_template,
-                            provisioning_parameters: core.provisioning_parameters.unwrap_or_default(),
-                            cdf_provisioning_parameters: core.cdf_provisioning_parameters,
-                            config_file_generator: core.config_file_generator,
-                        });
-                    }
-                }
-            }
-        }
+        let cores = parse_items(
+            &mut problems,
+            "cores",
+            self.cores.map(|list| {
+                list.into_iter()
+                    .map(|c| ItemFields {
+                        name: c.name,
+                        provisioning_template: c.provisioning_template,
+                        provisioning_parameters: c.provisioning_parameters,
+                        cdf_provisioning_parameters: c.cdf_provisioning_parameters,
+                        config_file_generator: c.config_file_generator,
+                    })
+                    .collect()
+            }),
+        );
         if task_type == Some(TaskType::Delete) && self.options.as_ref().is_none_or(|o| o == &CoreTaskOptions::default())
         {
             problems.add(
@@ -133,6 +113,55 @@ impl NewCoreTaskBody {
     }
 }
 
+/// The fields of a core or client device in a task body.
+pub(crate) struct ItemFields {
+    pub(crate) name: Option<String>,
+    pub(crate) provisioning_template: Option<String>,
+    pub(crate) provisioning_parameters: Option<BTreeMap<String, String>>,
+    pub(crate) cdf_provisioning_parameters: Option<CdfProvisioningParameters>,
+    pub(crate) config_file_generator: Option<String>,
+}
+
+/// Checks the items of a task body (`cores` or `devices`), collecting every problem.
+pub(crate) fn parse_items(problems: &mut Problems, field: &str, items: Option<Vec<ItemFields>>) -> Vec<NewCore> {
+    let mut parsed = Vec::new();
+    match items {
+        None => problems.add(field, format!("is required: a non-empty list of {field}")),
+        Some(list) if list.is_empty() => problems.add(field, format!("must list at least one of the {field}")),
+        Some(list) => {
+            for (i, item) in list.into_iter().enumerate() {
+                let name = match item.name {
+                    Some(n) => problems.check(format!("{field}[{i}].name"), ThingName::parse(&n)),
+                    None => {
+                        problems.add(format!("{field}[{i}].name"), "is required");
+                        None
+                    }
+                };
+                let template = match item.provisioning_template {
+                    Some(t) if !t.trim().is_empty() => Some(t),
+                    _ => {
+                        problems.add(
+                            format!("{field}[{i}].provisioningTemplate"),
+                            "is required (also for Delete, where it is not used)",
+                        );
+                        None
+                    }
+                };
+                if let (Some(name), Some(provisioning_template)) = (name, template) {
+                    parsed.push(NewCore {
+                        name,
+                        provisioning_template,
+                        provisioning_parameters: item.provisioning_parameters.unwrap_or_default(),
+                        cdf_provisioning_parameters: item.cdf_provisioning_parameters,
+                        config_file_generator: item.config_file_generator,
+                    });
+                }
+            }
+        }
+    }
+    parsed
+}
+
 /// The status of one core in a task.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -146,6 +175,18 @@ pub(crate) struct TaskCoreResource {
     created_at: Timestamp,
     #[schema(value_type = Option<String>)]
     updated_at: Option<Timestamp>,
+}
+
+impl TaskCoreResource {
+    pub(crate) fn from_item<R>(i: ggprov_domain::cores::TaskItem<R>) -> Self {
+        Self {
+            name: i.name.as_str().to_owned(),
+            task_status: i.status.as_str().to_owned(),
+            status_message: i.status_message,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
 }
 
 /// A core task.
@@ -172,23 +213,13 @@ pub(crate) struct CoreTaskResource {
 }
 
 impl CoreTaskResource {
-    fn from_task(task: CoreTask) -> Self {
+    fn from_task(task: Task) -> Self {
         Self {
             id: task.id.as_str().to_owned(),
             r#type: task.task_type.as_str().to_owned(),
             core_version: task.core_version,
             options: task.options,
-            cores: task
-                .items
-                .into_iter()
-                .map(|i| TaskCoreResource {
-                    name: i.name.as_str().to_owned(),
-                    task_status: i.status.as_str().to_owned(),
-                    status_message: i.status_message,
-                    created_at: i.created_at,
-                    updated_at: i.updated_at,
-                })
-                .collect(),
+            cores: task.items.into_iter().map(TaskCoreResource::from_item).collect(),
             task_status: task.status.as_str().to_owned(),
             status_message: task.status_message,
             created_at: task.created_at,
@@ -267,7 +298,7 @@ pub(crate) async fn get_core_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Cdf<CoreTaskResource>, ApiError> {
-    let task = state.core_tasks.get(&TaskId::from_text(&id)).await?;
+    let task = state.core_tasks.get(&TaskId::from_text(&id), true).await?;
     Ok(Cdf(CoreTaskResource::from_task(task)))
 }
 
@@ -285,8 +316,10 @@ pub(crate) async fn list_core_tasks(
     Query(query): Query<ListTasksQuery>,
 ) -> Result<Cdf<CoreTaskList>, ApiError> {
     let count = parse_count(query.count.as_deref())?;
-    let page =
-        state.core_tasks.list(count.page(query.exclusive_start_task_id.as_deref().map(TaskId::from_text))).await?;
+    let page = state
+        .core_tasks
+        .list(true, count.page(query.exclusive_start_task_id.as_deref().map(TaskId::from_text)))
+        .await?;
     Ok(Cdf(CoreTaskList {
         tasks: page.items.into_iter().map(CoreTaskResource::from_task).collect(),
         pagination: Pagination::form_a(

@@ -112,14 +112,16 @@ pub(crate) struct CoreResource {
     updated_at: Option<Timestamp>,
 }
 
-fn artifact(a: Artifact) -> ArtifactResource {
-    ArtifactResource { bucket: a.bucket, key: a.key, created_at: a.created_at }
+impl From<Artifact> for ArtifactResource {
+    fn from(a: Artifact) -> Self {
+        Self { bucket: a.bucket, key: a.key, created_at: a.created_at }
+    }
 }
 
 impl CoreResource {
     fn from_core(core: Core, device: Option<DeviceInfo>, with_artifacts: bool) -> Self {
         let artifacts = (with_artifacts && !core.artifacts.is_empty())
-            .then(|| core.artifacts.into_iter().map(|(k, v)| (k, artifact(v))).collect());
+            .then(|| core.artifacts.into_iter().map(|(k, v)| (k, ArtifactResource::from(v))).collect());
         Self {
             name: core.name.as_str().to_owned(),
             provisioning_template: core.provisioning_template,
@@ -165,6 +167,12 @@ impl CoreResource {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LastEvaluatedThingName {
     thing_name: String,
+}
+
+impl LastEvaluatedThingName {
+    pub(crate) fn new(name: &str) -> Self {
+        Self { thing_name: name.to_owned() }
+    }
 }
 
 /// `GET /cores`.

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ggprov_domain::FieldProblem;
 use ggprov_domain::core_task_service::CoreTaskError;
+use ggprov_domain::device_service::DeviceError;
 use ggprov_domain::ports::{BoxError, StoreError};
 use ggprov_domain::template_service::TemplateError;
 use serde::Serialize;
@@ -102,6 +103,14 @@ impl ApiError {
         self
     }
 
+    /// Replaces the code of a 404 (the same not-found error names different resources).
+    pub(crate) fn with_code_on_404(mut self, code: &'static str) -> Self {
+        if self.status == StatusCode::NOT_FOUND {
+            self.code = code;
+        }
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -171,6 +180,18 @@ impl From<CoreTaskError> for ApiError {
             CoreTaskError::NotFound(_) => Self::not_found("CORE_TASK_NOT_FOUND", message),
             CoreTaskError::Cloud(source) => Self::unavailable(message, source),
             CoreTaskError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<DeviceError> for ApiError {
+    fn from(err: DeviceError) -> Self {
+        let message = err.to_string();
+        match err {
+            DeviceError::NotFound(_) => Self::not_found("DEVICE_NOT_FOUND", message),
+            DeviceError::Cloud { source, .. } if source.is_transient() => Self::unavailable(message, source),
+            DeviceError::Cloud { .. } => Self::new(StatusCode::CONFLICT, "DEVICE_REMOVAL_REFUSED", message),
+            DeviceError::Store(store) => store.into(),
         }
     }
 }

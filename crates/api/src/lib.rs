@@ -3,6 +3,7 @@
 mod core_tasks;
 mod cores;
 mod cors;
+mod devices;
 mod error;
 mod extract;
 mod health;

@@ -18,6 +18,7 @@ use crate::router::api_router;
         (name = "Templates", description = "Versioned sets of Greengrass components and their deployment settings"),
         (name = "Core tasks", description = "Provision and delete Greengrass cores in bulk, asynchronously"),
         (name = "Cores", description = "Provisioned cores, their artifacts and live Greengrass status"),
+        (name = "Client devices", description = "Provision client devices in bulk and associate them with their core"),
         (name = "Provisioning templates", description = "CDF provisioning templates used to provision cores and devices"),
         (name = "Events", description = "Lifecycle events (what is published to EventBridge)"),
         (name = "Operations", description = "Health, readiness and API documentation"),

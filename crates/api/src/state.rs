@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ggprov_domain::TemplateService;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
+use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::ports::ReadinessCheck;
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 
@@ -14,6 +15,7 @@ pub struct App {
     pub templates: TemplateService,
     pub core_tasks: CoreTaskService,
     pub cores: CoreService,
+    pub devices: DeviceService,
     pub provisioning_templates: ProvisioningTemplates,
     /// EventBridge `source` of the events (`GET /events` shows it).
     pub event_source: String,

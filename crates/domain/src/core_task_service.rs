@@ -3,12 +3,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cores::{CoreTask, CoreTaskOptions, NewCore, TaskItem};
-use crate::jobs::CoreTaskBatch;
+use crate::cores::{CoreTaskOptions, NewCore, Task, TaskItem, TaskKind};
+use crate::jobs::TaskBatch;
 use crate::pagination::{Page, PageRequest};
-use crate::ports::{CertificateAuthorities, CloudError, CoreStore, StoreError, WorkQueue};
+use crate::ports::{CertificateAuthorities, CloudError, CoreStore, Greengrass, StoreError, WorkQueue};
 use crate::provisioning_templates::ProvisioningTemplates;
 use crate::task::{TaskId, TaskStatus, TaskType};
+use crate::thing::ThingName;
 use crate::time::Timestamp;
 use crate::validation::{FieldProblem, Problems};
 
@@ -17,7 +18,7 @@ use crate::validation::{FieldProblem, Problems};
 pub enum CoreTaskError {
     #[error("invalid core task")]
     Invalid(Vec<FieldProblem>),
-    #[error("core task '{0}' does not exist")]
+    #[error("task '{0}' does not exist")]
     NotFound(TaskId),
     #[error("could not check the certificate authority: {0}")]
     Cloud(#[source] CloudError),
@@ -34,13 +35,23 @@ pub struct NewCoreTask {
     pub options: Option<CoreTaskOptions>,
 }
 
-/// Core-task use cases for the API.
+/// A validated request for a client-device task of a core.
+#[derive(Debug, Clone)]
+pub struct NewDeviceTask {
+    pub core_name: ThingName,
+    pub task_type: TaskType,
+    pub devices: Vec<NewCore>,
+    pub options: Option<CoreTaskOptions>,
+}
+
+/// Core- and device-task use cases for the API.
 #[derive(Clone)]
 pub struct CoreTaskService {
     store: Arc<dyn CoreStore>,
     queue: Arc<dyn WorkQueue>,
     templates: ProvisioningTemplates,
     cas: Arc<dyn CertificateAuthorities>,
+    greengrass: Arc<dyn Greengrass>,
     batch_size: usize,
 }
 
@@ -50,39 +61,105 @@ impl CoreTaskService {
         queue: Arc<dyn WorkQueue>,
         templates: ProvisioningTemplates,
         cas: Arc<dyn CertificateAuthorities>,
+        greengrass: Arc<dyn Greengrass>,
         batch_size: usize,
     ) -> Self {
-        Self { store, queue, templates, cas, batch_size: batch_size.max(1) }
+        Self { store, queue, templates, cas, greengrass, batch_size: batch_size.max(1) }
     }
 
     /// Checks what can be checked before anything is stored, stores the task (`Waiting`) and
     /// enqueues one job per batch.
-    pub async fn submit(&self, request: NewCoreTask) -> Result<CoreTask, CoreTaskError> {
+    pub async fn submit(&self, request: NewCoreTask) -> Result<Task, CoreTaskError> {
         let mut problems = Problems::new();
-        let mut seen = BTreeSet::new();
         for (i, core) in request.cores.iter().enumerate() {
-            if !seen.insert(core.name.as_str()) {
-                problems.add(format!("cores[{i}].name"), format!("core '{}' is listed more than once", core.name));
-            }
-            if request.task_type == TaskType::Create {
-                self.check_create(i, core, &mut problems).await?;
+            if request.task_type == TaskType::Create && self.store.device(&core.name).await?.is_some() {
+                problems.add(
+                    format!("cores[{i}].name"),
+                    format!("'{}' is a client device; a thing is either a core or a client device", core.name),
+                );
             }
         }
+        self.check_items("cores", request.task_type, &request.cores, &mut problems).await?;
+        self.store_and_queue(
+            TaskKind::Core,
+            request.task_type,
+            request.core_version,
+            request.cores,
+            request.options,
+            problems,
+        )
+        .await
+    }
+
+    /// The same for a client-device task: the core must be a ggprov core, and registered with
+    /// Greengrass for `Create`.
+    pub async fn submit_device_task(&self, request: NewDeviceTask) -> Result<Task, CoreTaskError> {
+        let mut problems = Problems::new();
+        let core = &request.core_name;
+        if self.store.core(core).await?.is_none() {
+            problems
+                .add("coreName", format!("ggprov has no core named '{core}'; provision it with POST /coreTasks first"));
+        } else if request.task_type == TaskType::Create
+            && self.greengrass.get_core_device(core).await.map_err(CoreTaskError::Cloud)?.is_none()
+        {
+            problems.add("coreName", format!("core '{core}' is not registered with Greengrass V2 yet: install and start the Greengrass software on it first"));
+        }
+        for (i, device) in request.devices.iter().enumerate() {
+            if self.store.core(&device.name).await?.is_some() {
+                problems.add(
+                    format!("devices[{i}].name"),
+                    format!("'{}' is a core; a thing is either a core or a client device", device.name),
+                );
+            }
+        }
+        self.check_items("devices", request.task_type, &request.devices, &mut problems).await?;
+        let kind = TaskKind::Device { core_name: request.core_name };
+        self.store_and_queue(kind, request.task_type, String::new(), request.devices, request.options, problems).await
+    }
+
+    async fn check_items(
+        &self,
+        field: &str,
+        task_type: TaskType,
+        items: &[NewCore],
+        problems: &mut Problems,
+    ) -> Result<(), CoreTaskError> {
+        let mut seen = BTreeSet::new();
+        for (i, item) in items.iter().enumerate() {
+            if !seen.insert(item.name.as_str()) {
+                problems.add(format!("{field}[{i}].name"), format!("'{}' is listed more than once", item.name));
+            }
+            if task_type == TaskType::Create {
+                self.check_create(&format!("{field}[{i}]"), item, problems).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_and_queue(
+        &self,
+        kind: TaskKind,
+        task_type: TaskType,
+        core_version: String,
+        items: Vec<NewCore>,
+        options: Option<CoreTaskOptions>,
+        problems: Problems,
+    ) -> Result<Task, CoreTaskError> {
         if !problems.is_empty() {
             return Err(CoreTaskError::Invalid(problems.into_vec()));
         }
         let now = Timestamp::now();
-        let task = CoreTask {
+        let task = Task {
             id: TaskId::generate(),
-            task_type: request.task_type,
-            core_version: request.core_version,
-            options: request.options,
-            items: request
-                .cores
+            kind,
+            task_type,
+            core_version,
+            options,
+            items: items
                 .into_iter()
-                .map(|core| TaskItem {
-                    name: core.name.clone(),
-                    request: core,
+                .map(|item| TaskItem {
+                    name: item.name.clone(),
+                    request: item,
                     status: TaskStatus::Waiting,
                     status_message: None,
                     created_at: now,
@@ -94,22 +171,22 @@ impl CoreTaskService {
             created_at: now,
             updated_at: None,
         };
-        self.store.create_core_task(&task).await?;
+        self.store.create_task(&task).await?;
         let jobs: Vec<_> = task
             .items
             .chunks(self.batch_size)
             .map(|chunk| {
-                CoreTaskBatch { task_id: task.id.clone(), cores: chunk.iter().map(|i| i.name.clone()).collect() }.job()
+                TaskBatch { task_id: task.id.clone(), items: chunk.iter().map(|i| i.name.clone()).collect() }.job()
             })
             .collect();
         // If this fails the task is stored but not queued: the sweeper enqueues it later.
         if let Err(err) = self.queue.enqueue(&jobs).await {
-            tracing::warn!(task.id = %task.id, error = %err, "core task stored but not queued; the sweeper will queue it");
+            tracing::warn!(task.id = %task.id, error = %err, "task stored but not queued; the sweeper will queue it");
         }
         Ok(task)
     }
 
-    async fn check_create(&self, i: usize, core: &NewCore, problems: &mut Problems) -> Result<(), CoreTaskError> {
+    async fn check_create(&self, at: &str, core: &NewCore, problems: &mut Problems) -> Result<(), CoreTaskError> {
         match self.templates.load(&core.provisioning_template).await {
             Ok(template) => {
                 let mut given = core.provisioning_parameters.clone();
@@ -118,28 +195,28 @@ impl CoreTaskService {
                     Ok(rendered) => {
                         if let Some(thing) = rendered.thing_name.filter(|t| t != core.name.as_str()) {
                             problems.add(
-                                format!("cores[{i}].provisioningParameters"),
-                                format!("the provisioning template names the thing '{thing}', but the core is '{}'; they must match", core.name),
+                                format!("{at}.provisioningParameters"),
+                                format!("the provisioning template names the thing '{thing}', but the item is '{}'; they must match", core.name),
                             );
                         }
                     }
-                    Err(why) => problems.add(format!("cores[{i}].provisioningParameters"), why),
+                    Err(why) => problems.add(format!("{at}.provisioningParameters"), why),
                 }
             }
-            Err(why) => problems.add(format!("cores[{i}].provisioningTemplate"), why),
+            Err(why) => problems.add(format!("{at}.provisioningTemplate"), why),
         }
         let params = core.cdf_provisioning_parameters.clone().unwrap_or_default();
         if params.certificate_pem.is_none() {
             let ca_id = params.ca_id.clone().or_else(|| self.cas.default_ca_id());
             match ca_id {
                 None => problems.add(
-                    format!("cores[{i}].cdfProvisioningParameters.caId"),
+                    format!("{at}.cdfProvisioningParameters.caId"),
                     "no CA is configured: name one with caId, or create one with `ggprov ca create`",
                 ),
                 Some(ca_id) => {
                     if self.cas.ca(&ca_id).await.map_err(CoreTaskError::Cloud)?.is_none() {
                         problems.add(
-                            format!("cores[{i}].cdfProvisioningParameters.caId"),
+                            format!("{at}.cdfProvisioningParameters.caId"),
                             format!("ggprov holds no CA '{ca_id}'; create or import it with `ggprov ca create` / `ggprov ca import`"),
                         );
                     }
@@ -149,11 +226,16 @@ impl CoreTaskService {
         Ok(())
     }
 
-    pub async fn get(&self, id: &TaskId) -> Result<CoreTask, CoreTaskError> {
-        self.store.core_task(id).await?.ok_or_else(|| CoreTaskError::NotFound(id.clone()))
+    /// A core task (`cores`) or a device task.
+    pub async fn get(&self, id: &TaskId, cores: bool) -> Result<Task, CoreTaskError> {
+        self.store
+            .task(id)
+            .await?
+            .filter(|t| t.kind.is_core() == cores)
+            .ok_or_else(|| CoreTaskError::NotFound(id.clone()))
     }
 
-    pub async fn list(&self, page: PageRequest<TaskId>) -> Result<Page<CoreTask, TaskId>, CoreTaskError> {
-        Ok(self.store.list_core_tasks(page).await?)
+    pub async fn list(&self, cores: bool, page: PageRequest<TaskId>) -> Result<Page<Task, TaskId>, CoreTaskError> {
+        Ok(self.store.list_tasks(cores, page).await?)
     }
 }

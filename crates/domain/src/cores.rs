@@ -37,11 +37,28 @@ pub struct CoreTaskOptions {
     pub deprovision_client_devices: Option<bool>,
 }
 
-/// A core task with its items.
+/// What a task works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A core task (`POST /coreTasks`).
+    Core,
+    /// A client-device task of a core (`POST /cores/{coreName}/deviceTasks`).
+    Device { core_name: ThingName },
+}
+
+impl TaskKind {
+    pub fn is_core(&self) -> bool {
+        matches!(self, Self::Core)
+    }
+}
+
+/// A task (core or client-device) with its items.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CoreTask {
+pub struct Task {
     pub id: TaskId,
+    pub kind: TaskKind,
     pub task_type: TaskType,
+    /// The nucleus version of a core task (empty for device tasks).
     pub core_version: String,
     pub options: Option<CoreTaskOptions>,
     pub items: Vec<TaskItem<NewCore>>,
@@ -116,6 +133,17 @@ impl Core {
     }
 }
 
+/// A client device ggprov has provisioned and associated with a core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub name: ThingName,
+    pub core_name: ThingName,
+    pub provisioning_template: String,
+    pub artifacts: BTreeMap<String, Artifact>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
 /// An event for EventBridge subscribers, written to the outbox with the state change it reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -139,6 +167,23 @@ impl Event {
     }
 }
 
+impl Event {
+    /// `Device Created Event` / `Device Deleted Event` payload (reference section 5).
+    pub fn device(detail_type: &str, device: &ThingName, task_id: Option<&TaskId>, failure: Option<&str>) -> Self {
+        let mut detail = serde_json::json!({
+            "deviceName": device.as_str(),
+            "status": if failure.is_some() { "failed" } else { "success" },
+        });
+        if let Some(task) = task_id {
+            detail["taskId"] = serde_json::Value::String(task.as_str().to_owned());
+        }
+        if let Some(message) = failure {
+            detail["message"] = serde_json::Value::String(message.to_owned());
+        }
+        Self { detail_type: detail_type.to_owned(), detail }
+    }
+}
+
 /// An event as stored in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -150,3 +195,5 @@ pub struct StoredEvent {
 
 pub const CORE_CREATED_EVENT: &str = "Core Created Event";
 pub const CORE_DELETED_EVENT: &str = "Core Deleted Event";
+pub const DEVICE_CREATED_EVENT: &str = "Device Created Event";
+pub const DEVICE_DELETED_EVENT: &str = "Device Deleted Event";

@@ -6,19 +6,19 @@ use crate::ports::Job;
 use crate::task::TaskId;
 use crate::thing::ThingName;
 
-/// Kind of a batch of a core task's items.
-pub const CORE_TASK_BATCH: &str = "core_task_batch";
+/// Kind of a batch of a task's items (core or device task: the worker reads the task).
+pub const TASK_BATCH: &str = "task_batch";
 
-/// A batch of core-task items: ids only, workers re-read the rest.
+/// A batch of task items: ids only, workers re-read the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CoreTaskBatch {
+pub struct TaskBatch {
     pub task_id: TaskId,
-    pub cores: Vec<ThingName>,
+    pub items: Vec<ThingName>,
 }
 
-impl CoreTaskBatch {
+impl TaskBatch {
     pub fn job(&self) -> Job {
-        Job { kind: CORE_TASK_BATCH.to_owned(), payload: serde_json::to_value(self).expect("batches serialise") }
+        Job { kind: TASK_BATCH.to_owned(), payload: serde_json::to_value(self).expect("batches serialise") }
     }
 }

@@ -3,6 +3,7 @@
 pub mod core_service;
 pub mod core_task_service;
 pub mod cores;
+pub mod device_service;
 pub mod jobs;
 pub mod pagination;
 pub mod ports;
@@ -13,6 +14,7 @@ pub mod task;
 pub mod template;
 pub mod template_service;
 pub mod thing;
+pub mod thing_lifecycle;
 pub mod time;
 pub mod validation;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cores::{Core, CoreTask, Event, NewCore, StoredEvent, TaskItem};
+use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskItem};
 use crate::pagination::{Page, PageRequest};
 use crate::provisioning::{CertificateStatus, ProvisioningJournal};
 use crate::task::TaskId;
@@ -143,6 +143,24 @@ pub trait Greengrass: Send + Sync {
 
     /// Every deployment in effect on the core (all pages).
     async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError>;
+
+    /// Associates client devices with a core (at most 100 a call); returns the devices that
+    /// failed, with the reason.
+    async fn associate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError>;
+
+    /// Disassociates client devices from a core (at most 100 a call); not associated is fine.
+    async fn disassociate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError>;
+
+    /// Every client device associated with the core (all pages).
+    async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError>;
 }
 
 /// A Greengrass core device as Greengrass reports it.
@@ -373,14 +391,14 @@ pub struct CoreFilter {
 #[async_trait]
 pub trait CoreStore: Send + Sync {
     /// Stores a new task with its items (all `Waiting`).
-    async fn create_core_task(&self, task: &CoreTask) -> Result<(), StoreError>;
-    async fn core_task(&self, id: &TaskId) -> Result<Option<CoreTask>, StoreError>;
-    /// Tasks by id, without their items.
-    async fn list_core_tasks(&self, page: PageRequest<TaskId>) -> Result<Page<CoreTask, TaskId>, StoreError>;
+    async fn create_task(&self, task: &Task) -> Result<(), StoreError>;
+    async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+    /// Core tasks (`cores`) or device tasks by id, without their items.
+    async fn list_tasks(&self, cores: bool, page: PageRequest<TaskId>) -> Result<Page<Task, TaskId>, StoreError>;
     /// Marks a `Waiting` item `InProgress` and returns it (also when already started or ended).
-    async fn start_core_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError>;
+    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError>;
     /// Ends an item with `Failure`, writing its event (if any) in the same transaction.
-    async fn fail_core_item(
+    async fn fail_item(
         &self,
         task: &TaskId,
         name: &ThingName,
@@ -394,6 +412,24 @@ pub trait CoreStore: Send + Sync {
     /// and writes the event, in one transaction.
     async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError>;
 
+    /// Ends a device `Create` item: upserts the device, marks the item `Success` and writes
+    /// the event, in one transaction.
+    async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError>;
+    /// Removes a device and its journal with its event; ends the item when a task did it.
+    async fn complete_device_delete(
+        &self,
+        task: Option<&TaskId>,
+        name: &ThingName,
+        event: &Event,
+    ) -> Result<(), StoreError>;
+    async fn device(&self, name: &ThingName) -> Result<Option<Device>, StoreError>;
+    /// The client devices ggprov associated with a core, by name.
+    async fn list_devices_of_core(
+        &self,
+        core: &ThingName,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Device, ThingName>, StoreError>;
+
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError>;
     async fn list_cores(
         &self,
@@ -405,7 +441,7 @@ pub trait CoreStore: Send + Sync {
     async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError>;
 
     /// Items not ended, of tasks created before `before` (for the sweeper).
-    async fn unfinished_core_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError>;
+    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError>;
 
     /// Outbox events, newest first.
     async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError>;

@@ -5,17 +5,19 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use ggprov_domain::cores::{
-    Artifact, CORE_CREATED_EVENT, CORE_DELETED_EVENT, Core, CoreTask, Event, NewCore, TaskItem,
+    Artifact, CORE_CREATED_EVENT, CORE_DELETED_EVENT, Core, DEVICE_CREATED_EVENT, DEVICE_DELETED_EVENT, Device, Event,
+    NewCore, Task, TaskItem, TaskKind,
 };
-use ggprov_domain::jobs::CoreTaskBatch;
+use ggprov_domain::jobs::TaskBatch;
+use ggprov_domain::pagination::PageRequest;
 use ggprov_domain::ports::{
     ArtifactStore, CertificateAuthorities, CloudError, CoreStore, EndpointKind, Greengrass, IotRegistry,
     ProvisioningObserver,
 };
-use ggprov_domain::provisioning::{CertificateStatus, ProvisioningJournal};
+use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 use ggprov_domain::template::DEPLOYMENT_GROUP_PREFIX;
-use ggprov_domain::{TaskType, ThingName, Timestamp};
+use ggprov_domain::{TaskType, ThingName, Timestamp, thing_lifecycle};
 use ggprov_pki::installer::{self, InstallerInput};
 
 use crate::{Failpoints, StepError};
@@ -30,9 +32,13 @@ pub const STEPS: &[&str] = &[
     "create.after_policies",
     "create.after_principal",
     "create.after_config",
+    "delete.after_client_devices",
     "delete.after_core_device",
     "delete.after_certificate",
     "delete.after_thing",
+    "device.after_provisioning",
+    "device.after_associate",
+    "device.after_disassociate",
 ];
 
 /// Settings of the provisioning steps.
@@ -99,30 +105,30 @@ impl CoreProvisioner {
     /// Runs every unfinished item of a batch. Items that fail for good are recorded as
     /// `Failure`; a transient failure or a crash of any item fails the whole job so that it is
     /// retried (items already ended are skipped then).
-    pub async fn run_batch(&self, batch: &CoreTaskBatch) -> Result<(), StepError> {
-        let Some(task) = self.store.core_task(&batch.task_id).await? else {
-            return Err(permanent(format!("core task {} does not exist", batch.task_id)));
+    pub async fn run_batch(&self, batch: &TaskBatch) -> Result<(), StepError> {
+        let Some(task) = self.store.task(&batch.task_id).await? else {
+            return Err(permanent(format!("task {} does not exist", batch.task_id)));
         };
-        let task = &task;
-        let results: Vec<Result<(), StepError>> = futures::stream::iter(batch.cores.iter().cloned())
+        match task.kind.clone() {
+            TaskKind::Core => self.run_core_items(&task, &batch.items).await,
+            TaskKind::Device { core_name } => match task.task_type {
+                TaskType::Create => self.create_devices(&task, &core_name, &batch.items).await,
+                TaskType::Delete => self.delete_devices(&task, &core_name, &batch.items).await,
+            },
+        }
+    }
+
+    async fn run_core_items(&self, task: &Task, items: &[ThingName]) -> Result<(), StepError> {
+        let results: Vec<Result<(), StepError>> = futures::stream::iter(items.iter().cloned())
             .map(|name| async move { self.run_item(task, &name).await })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
-        if let Some(crash) = results.iter().find_map(|r| match r {
-            Err(StepError::Crash(point)) => Some(*point),
-            _ => None,
-        }) {
-            return Err(StepError::Crash(crash));
-        }
-        match results.into_iter().find_map(Result::err) {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+        first_error(results)
     }
 
-    async fn run_item(&self, task: &CoreTask, name: &ThingName) -> Result<(), StepError> {
-        let Some(item) = self.store.start_core_item(&task.id, name).await? else {
+    async fn run_item(&self, task: &Task, name: &ThingName) -> Result<(), StepError> {
+        let Some(item) = self.store.start_item(&task.id, name).await? else {
             return Ok(()); // not part of the task (a tampered message): nothing to do
         };
         if item.status.is_terminal() {
@@ -148,7 +154,7 @@ impl CoreProvisioner {
                     TaskType::Delete => CORE_DELETED_EVENT,
                 };
                 let event = Event::core(detail_type, name, &task.id, Some(&message));
-                self.store.fail_core_item(&task.id, name, &message, Some(&event)).await?;
+                self.store.fail_item(&task.id, name, &message, Some(&event)).await?;
                 Ok(())
             }
             other => other,
@@ -156,15 +162,17 @@ impl CoreProvisioner {
     }
 
     /// Marks the unfinished items of a batch `Failure` (the job is dead-lettered).
-    pub async fn fail_batch(&self, batch: &CoreTaskBatch, reason: &str) -> Result<(), StepError> {
+    pub async fn fail_batch(&self, batch: &TaskBatch, reason: &str) -> Result<(), StepError> {
         let message = format!("gave up after repeated failures: {reason}");
-        for name in &batch.cores {
-            self.store.fail_core_item(&batch.task_id, name, &message, None).await?;
+        for name in &batch.items {
+            self.store.fail_item(&batch.task_id, name, &message, None).await?;
         }
         Ok(())
     }
 
-    async fn create(&self, task: &CoreTask, item: &TaskItem<NewCore>) -> Result<(), StepError> {
+    /// The steps every thing goes through, core or client device: thing, key and certificate
+    /// (bundle stored first), registration, policies, attachment. Returns the certs artifact.
+    async fn provision_thing(&self, item: &TaskItem<NewCore>) -> Result<BTreeMap<String, Artifact>, StepError> {
         let name = &item.name;
         let request = &item.request;
         self.failpoints.check("create.after_start")?;
@@ -174,7 +182,7 @@ impl CoreProvisioner {
         let rendered = template.render(&parameters).map_err(permanent)?;
         if let Some(thing) = rendered.thing_name.as_deref().filter(|t| *t != name.as_str()) {
             return Err(permanent(format!(
-                "the provisioning template names the thing '{thing}', but the core is '{name}'"
+                "the provisioning template names the thing '{thing}', but the item is '{name}'"
             )));
         }
         let mut journal = self.store.journal(name).await?;
@@ -266,14 +274,24 @@ impl CoreProvisioner {
         }
         self.failpoints.check("create.after_principal")?;
 
+        let mut artifacts = BTreeMap::new();
+        if let Some(key) = &journal.certs_key {
+            artifacts.insert(
+                "certs".to_owned(),
+                Artifact { bucket: self.artifacts.bucket().to_owned(), key: key.clone(), created_at: Timestamp::now() },
+            );
+        }
+        Ok(artifacts)
+    }
+
+    async fn create(&self, task: &Task, item: &TaskItem<NewCore>) -> Result<(), StepError> {
+        let name = &item.name;
+        let request = &item.request;
+        let mut artifacts = self.provision_thing(item).await?;
+
         // 6. Installer config.
         let now = Timestamp::now();
         let bucket = self.artifacts.bucket().to_owned();
-        let mut artifacts = BTreeMap::new();
-        if let Some(key) = &journal.certs_key {
-            artifacts
-                .insert("certs".to_owned(), Artifact { bucket: bucket.clone(), key: key.clone(), created_at: now });
-        }
         if let Some(generator) = &request.config_file_generator {
             if !installer::GENERATORS.contains(&generator.as_str()) {
                 return Err(permanent(format!(
@@ -348,11 +366,14 @@ impl CoreProvisioner {
         Ok(())
     }
 
-    async fn delete(&self, task: &CoreTask, item: &TaskItem<NewCore>) -> Result<(), StepError> {
+    async fn delete(&self, task: &Task, item: &TaskItem<NewCore>) -> Result<(), StepError> {
         let name = &item.name;
         let Some(core) = self.store.core(name).await? else {
             return Err(permanent(format!("core not found: ggprov has no core named {name}")));
         };
+        let options = task.options.clone().unwrap_or_default();
+        self.remove_client_devices(task, name, options.deprovision_client_devices.unwrap_or(false)).await?;
+        self.failpoints.check("delete.after_client_devices")?;
         ignore_not_found(self.greengrass.delete_core_device(name).await)?;
         self.failpoints.check("delete.after_core_device")?;
 
@@ -364,32 +385,197 @@ impl CoreProvisioner {
             }
         }
 
-        let deprovision = task.options.as_ref().and_then(|o| o.deprovision_cores).unwrap_or(false);
+        let deprovision = options.deprovision_cores.unwrap_or(false);
         if deprovision {
             let journal = self.store.journal(name).await?;
-            if let (Some(id), Some(arn)) = (&journal.certificate_id, &journal.certificate_arn) {
-                for policy in &journal.attached_policies {
-                    ignore_not_found(self.iot.detach_policy(policy, arn).await)?;
-                }
-                ignore_not_found(self.iot.detach_thing_principal(name, arn).await)?;
-                ignore_not_found(self.iot.update_certificate_status(id, CertificateStatus::Inactive).await)?;
-                ignore_not_found(self.iot.delete_certificate(id).await)?;
-            }
+            thing_lifecycle::retire_certificate(self.iot.as_ref(), name, &journal).await?;
             self.failpoints.check("delete.after_certificate")?;
-            for policy in &journal.created_policies {
-                ignore_not_found(self.iot.delete_policy(policy).await)?;
-            }
-            ignore_not_found(self.iot.delete_thing(name).await)?;
+            thing_lifecycle::delete_thing(self.iot.as_ref(), name, &journal).await?;
         }
         self.failpoints.check("delete.after_thing")?;
 
-        if !self.settings.keep_artifacts {
-            for artifact in core.artifacts.values() {
-                self.artifacts.delete(&artifact.key).await?;
-            }
-        }
+        self.delete_artifacts(&core.artifacts).await?;
         self.store.complete_core_delete(&task.id, name, &Event::core(CORE_DELETED_EVENT, name, &task.id, None)).await?;
         tracing::info!(core.name = %name, task.id = %task.id, deprovision, "core deleted");
         Ok(())
     }
+
+    async fn delete_artifacts(&self, artifacts: &BTreeMap<String, Artifact>) -> Result<(), StepError> {
+        if !self.settings.keep_artifacts {
+            for artifact in artifacts.values() {
+                self.artifacts.delete(&artifact.key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Disassociates every client device of a core (Greengrass's list and ggprov's records,
+    /// all pages), deprovisions those ggprov created when asked, and removes their records.
+    async fn remove_client_devices(&self, task: &Task, core: &ThingName, deprovision: bool) -> Result<(), StepError> {
+        let mut names = match self.greengrass.list_client_devices(core).await {
+            Ok(names) => names,
+            Err(err) if err.is_not_found() => Vec::new(),
+            Err(err) => return Err(err.into()),
+        };
+        let mut records = Vec::new();
+        let mut page = PageRequest::first(1000);
+        loop {
+            let result = self.store.list_devices_of_core(core, page).await?;
+            records.extend(result.items);
+            match result.last_evaluated {
+                Some(last) => page = PageRequest::after(1000, last),
+                None => break,
+            }
+        }
+        names.extend(records.iter().map(|d| d.name.clone()));
+        names.sort();
+        names.dedup();
+        if !names.is_empty() && self.greengrass.get_core_device(core).await?.is_some() {
+            for chunk in names.chunks(100) {
+                self.greengrass.disassociate_client_devices(core, chunk).await?;
+            }
+        }
+        for device in records {
+            self.retire_device(&device, deprovision).await?;
+            let event = Event::device(DEVICE_DELETED_EVENT, &device.name, Some(&task.id), None);
+            self.store.complete_device_delete(None, &device.name, &event).await?;
+        }
+        Ok(())
+    }
+
+    /// Deprovisions a device's certificate and thing (when asked) and deletes its artifacts.
+    async fn retire_device(&self, device: &Device, deprovision: bool) -> Result<(), StepError> {
+        if deprovision {
+            let journal = self.store.journal(&device.name).await?;
+            thing_lifecycle::retire_certificate(self.iot.as_ref(), &device.name, &journal).await?;
+            thing_lifecycle::delete_thing(self.iot.as_ref(), &device.name, &journal).await?;
+        }
+        self.delete_artifacts(&device.artifacts).await
+    }
+
+    /// A batch of a device `Create` task: provision each device, associate those provisioned
+    /// with the core in one call (per-device errors kept), then record each outcome.
+    async fn create_devices(&self, task: &Task, core: &ThingName, names: &[ThingName]) -> Result<(), StepError> {
+        let outcomes: Vec<(ThingName, Result<Option<Provisioned>, StepError>)> =
+            futures::stream::iter(names.iter().cloned())
+                .map(|name| async move {
+                    let result = async {
+                        let Some(item) = self.store.start_item(&task.id, &name).await? else { return Ok(None) };
+                        if item.status.is_terminal() {
+                            return Ok(None);
+                        }
+                        let artifacts = self.provision_thing(&item).await?;
+                        Ok(Some((item, artifacts)))
+                    }
+                    .await;
+                    (name, result)
+                })
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+        let mut provisioned = Vec::new();
+        let mut errors = Vec::new();
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok(Some(done)) => provisioned.push(done),
+                Ok(None) => {}
+                Err(StepError::Permanent(message)) => {
+                    self.fail_device(task, &name, DEVICE_CREATED_EVENT, &message).await?
+                }
+                Err(err) => errors.push(Err(err)),
+            }
+        }
+        first_error(errors)?;
+        self.failpoints.check("device.after_provisioning")?;
+        let mut failed: BTreeMap<ThingName, String> = BTreeMap::new();
+        let ready: Vec<ThingName> = provisioned.iter().map(|(item, _)| item.name.clone()).collect();
+        for chunk in ready.chunks(100) {
+            failed.extend(self.greengrass.associate_client_devices(core, chunk).await?);
+        }
+        self.failpoints.check("device.after_associate")?;
+        for (item, artifacts) in provisioned {
+            if let Some(reason) = failed.get(&item.name) {
+                let message = format!("Client device cannot be associated with core {core}: {reason}");
+                self.fail_device(task, &item.name, DEVICE_CREATED_EVENT, &message).await?;
+                continue;
+            }
+            let now = Timestamp::now();
+            let device = Device {
+                name: item.name.clone(),
+                core_name: core.clone(),
+                provisioning_template: item.request.provisioning_template.clone(),
+                artifacts,
+                created_at: now,
+                updated_at: Some(now),
+            };
+            let event = Event::device(DEVICE_CREATED_EVENT, &item.name, Some(&task.id), None);
+            self.store.complete_device_create(&task.id, &device, &event).await?;
+        }
+        Ok(())
+    }
+
+    /// A batch of a device `Delete` task: disassociate them from the core, deprovision when
+    /// asked, remove the records.
+    async fn delete_devices(&self, task: &Task, core: &ThingName, names: &[ThingName]) -> Result<(), StepError> {
+        let mut devices = Vec::new();
+        for name in names {
+            let Some(item) = self.store.start_item(&task.id, name).await? else { continue };
+            if item.status.is_terminal() {
+                continue;
+            }
+            match self.store.device(name).await? {
+                Some(device) => devices.push(device),
+                None => {
+                    self.fail_device(
+                        task,
+                        name,
+                        DEVICE_DELETED_EVENT,
+                        &format!("client device not found: ggprov has no client device named {name}"),
+                    )
+                    .await?
+                }
+            }
+        }
+        let associated: Vec<ThingName> = devices.iter().map(|d| d.name.clone()).collect();
+        if !associated.is_empty() && self.greengrass.get_core_device(core).await?.is_some() {
+            for chunk in associated.chunks(100) {
+                self.greengrass.disassociate_client_devices(core, chunk).await?;
+            }
+        }
+        self.failpoints.check("device.after_disassociate")?;
+        let deprovision = task.options.as_ref().and_then(|o| o.deprovision_client_devices).unwrap_or(false);
+        for device in devices {
+            self.retire_device(&device, deprovision).await?;
+            let event = Event::device(DEVICE_DELETED_EVENT, &device.name, Some(&task.id), None);
+            self.store.complete_device_delete(Some(&task.id), &device.name, &event).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail_device(
+        &self,
+        task: &Task,
+        name: &ThingName,
+        detail_type: &str,
+        message: &str,
+    ) -> Result<(), StepError> {
+        tracing::warn!(device.name = %name, task.id = %task.id, reason = %message, "client device item failed");
+        let event = Event::device(detail_type, name, Some(&task.id), Some(message));
+        self.store.fail_item(&task.id, name, message, Some(&event)).await?;
+        Ok(())
+    }
+}
+
+/// A device item whose thing is provisioned, with its certs artifact.
+type Provisioned = (TaskItem<NewCore>, BTreeMap<String, Artifact>);
+
+/// The crash if any, else the first error, else success.
+fn first_error(results: Vec<Result<(), StepError>>) -> Result<(), StepError> {
+    if let Some(crash) = results.iter().find_map(|r| match r {
+        Err(StepError::Crash(point)) => Some(*point),
+        _ => None,
+    }) {
+        return Err(StepError::Crash(crash));
+    }
+    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ggprov_domain::Timestamp;
-use ggprov_domain::jobs::{CORE_TASK_BATCH, CoreTaskBatch};
+use ggprov_domain::jobs::{TASK_BATCH, TaskBatch};
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
 
@@ -105,17 +105,17 @@ impl Worker {
             Timestamp::now().as_millis() - i64::try_from(self.settings.sweep_after.as_millis()).unwrap_or(i64::MAX),
         )
         .unwrap_or_else(Timestamp::now);
-        let stale = self.cores.store.unfinished_core_items(cutoff).await?;
-        let mut batches: Vec<CoreTaskBatch> = Vec::new();
+        let stale = self.cores.store.unfinished_items(cutoff).await?;
+        let mut batches: Vec<TaskBatch> = Vec::new();
         for (task_id, name) in stale {
             match batches.last_mut() {
-                Some(batch) if batch.task_id == task_id && batch.cores.len() < 20 => batch.cores.push(name),
-                _ => batches.push(CoreTaskBatch { task_id, cores: vec![name] }),
+                Some(batch) if batch.task_id == task_id && batch.items.len() < 20 => batch.items.push(name),
+                _ => batches.push(TaskBatch { task_id, items: vec![name] }),
             }
         }
         if !batches.is_empty() {
-            tracing::warn!(batches = batches.len(), "re-queueing unfinished core-task items");
-            self.queue.enqueue(&batches.iter().map(CoreTaskBatch::job).collect::<Vec<_>>()).await?;
+            tracing::warn!(batches = batches.len(), "re-queueing unfinished task items");
+            self.queue.enqueue(&batches.iter().map(TaskBatch::job).collect::<Vec<_>>()).await?;
         }
         Ok(batches.len())
     }
@@ -127,9 +127,9 @@ impl Worker {
 
     async fn handle_inner(&self, delivery: Delivery) {
         let result = match delivery.job.kind.as_str() {
-            CORE_TASK_BATCH => match serde_json::from_value::<CoreTaskBatch>(delivery.job.payload.clone()) {
+            TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
                 Ok(batch) => self.cores.run_batch(&batch).await,
-                Err(err) => Err(StepError::Permanent(format!("malformed {CORE_TASK_BATCH} job: {err}"))),
+                Err(err) => Err(StepError::Permanent(format!("malformed {TASK_BATCH} job: {err}"))),
             },
             other => Err(StepError::Permanent(format!("unknown job kind '{other}'"))),
         };
@@ -150,8 +150,8 @@ impl Worker {
             }
             Err(StepError::Transient(reason) | StepError::Permanent(reason)) => {
                 tracing::error!(reason = %reason, "job dead-lettered");
-                if delivery.job.kind == CORE_TASK_BATCH
-                    && let Ok(batch) = serde_json::from_value::<CoreTaskBatch>(delivery.job.payload.clone())
+                if delivery.job.kind == TASK_BATCH
+                    && let Ok(batch) = serde_json::from_value::<TaskBatch>(delivery.job.payload.clone())
                     && let Err(err) = self.cores.fail_batch(&batch, &reason).await
                 {
                     tracing::error!(error = %err, "could not mark the dead-lettered items failed");

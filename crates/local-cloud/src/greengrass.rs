@@ -47,6 +47,7 @@ impl Greengrass for LocalCloud {
             "DELETE FROM installed_components WHERE core_name = ?",
             "DELETE FROM core_behaviors WHERE core_name = ?",
             "DELETE FROM deployment_executions WHERE core_name = ?",
+            "DELETE FROM client_device_associations WHERE core_name = ?",
         ] {
             sqlx::query(sql).bind(name.as_str()).execute(&mut *tx).await.map_err(db(API))?;
         }
@@ -67,5 +68,89 @@ impl Greengrass for LocalCloud {
     async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
         self.admit("ListEffectiveDeployments")?;
         self.effective_deployments(name).await
+    }
+
+    async fn associate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError> {
+        const API: &str = "BatchAssociateClientDeviceWithCoreDevice";
+        self.admit(API)?;
+        self.check_batch(API, core, devices).await?;
+        let mut failed = Vec::new();
+        for device in devices {
+            let exists = sqlx::query("SELECT 1 FROM things WHERE name = ?")
+                .bind(device.as_str())
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db(API))?;
+            if exists.is_none() {
+                failed.push((device.clone(), format!("ResourceNotFoundException: thing {device} does not exist")));
+                continue;
+            }
+            sqlx::query("INSERT OR IGNORE INTO client_device_associations (core_name, thing_name, associated_at) VALUES (?, ?, ?)")
+                .bind(core.as_str())
+                .bind(device.as_str())
+                .bind(Timestamp::now().as_millis())
+                .execute(self.pool())
+                .await
+                .map_err(db(API))?;
+        }
+        Ok(failed)
+    }
+
+    async fn disassociate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError> {
+        const API: &str = "BatchDisassociateClientDeviceFromCoreDevice";
+        self.admit(API)?;
+        self.check_batch(API, core, devices).await?;
+        for device in devices {
+            sqlx::query("DELETE FROM client_device_associations WHERE core_name = ? AND thing_name = ?")
+                .bind(core.as_str())
+                .bind(device.as_str())
+                .execute(self.pool())
+                .await
+                .map_err(db(API))?;
+        }
+        Ok(Vec::new())
+    }
+
+    async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError> {
+        const API: &str = "ListClientDevicesAssociatedWithCoreDevice";
+        self.admit(API)?;
+        let rows =
+            sqlx::query("SELECT thing_name FROM client_device_associations WHERE core_name = ? ORDER BY thing_name")
+                .bind(core.as_str())
+                .fetch_all(self.pool())
+                .await
+                .map_err(db(API))?;
+        rows.iter()
+            .map(|r| ThingName::parse(r.get::<&str, _>("thing_name")).map_err(|e| crate::rejected(API, e.to_string())))
+            .collect()
+    }
+}
+
+impl LocalCloud {
+    /// Batch calls take 1 to 100 devices and need a registered core device.
+    async fn check_batch(&self, api: &'static str, core: &ThingName, devices: &[ThingName]) -> Result<(), CloudError> {
+        if devices.is_empty() || devices.len() > 100 {
+            return Err(crate::rejected(
+                api,
+                format!("{} entries; a batch holds 1 to 100 client devices", devices.len()),
+            ));
+        }
+        let registered = sqlx::query("SELECT 1 FROM core_devices WHERE name = ?")
+            .bind(core.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(api))?;
+        if registered.is_none() {
+            return Err(crate::not_found(api, format!("core device {core} is not registered with Greengrass")));
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! `CoreStore` on SQLite: core tasks and items, cores, provisioning journals, the outbox.
 
 use async_trait::async_trait;
-use ggprov_domain::cores::{Core, CoreTask, CoreTaskOptions, Event, NewCore, StoredEvent, TaskItem, TemplateRef};
+use ggprov_domain::cores::{
+    Core, CoreTaskOptions, Device, Event, NewCore, StoredEvent, Task, TaskItem, TaskKind, TemplateRef,
+};
 use ggprov_domain::ports::{CoreFilter, CoreStore, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
@@ -81,6 +83,18 @@ fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
     })
 }
 
+fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
+    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(unavailable);
+    Ok(Device {
+        name: thing(&get_str("name")?)?,
+        core_name: thing(&get_str("core_name")?)?,
+        provisioning_template: get_str("provisioning_template")?,
+        artifacts: serde_json::from_str(&get_str("artifacts")?).map_err(corrupt)?,
+        created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
+        updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
+    })
+}
+
 async fn write_event(tx: &mut Transaction<'static, Sqlite>, event: &Event, now: Timestamp) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO outbox (id, detail_type, detail, created_at) VALUES (?, ?, ?, ?)")
         .bind(uuid_like())
@@ -107,7 +121,7 @@ async fn end_item(
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     let ended = sqlx::query(
-        "UPDATE core_task_items SET status = ?, status_message = ?, updated_at = ? \
+        "UPDATE task_items SET status = ?, status_message = ?, updated_at = ? \
          WHERE task_id = ? AND name = ? AND status NOT IN ('Success', 'Failure')",
     )
     .bind(outcome.as_str())
@@ -121,19 +135,25 @@ async fn end_item(
     Ok(ended.rows_affected() == 1)
 }
 
-const TASK_SUMMARY: &str = "SELECT t.id, t.type, t.core_version, t.options, t.created_at, \
+const TASK_SUMMARY: &str = "SELECT t.id, t.kind, t.core_name, t.type, t.core_version, t.options, t.created_at, \
      COUNT(i.name) AS total, \
      COALESCE(SUM(i.status = 'Waiting'), 0) AS waiting, \
      COALESCE(SUM(i.status = 'Success'), 0) AS success, \
      COALESCE(SUM(i.status = 'Failure'), 0) AS failure, \
      MAX(i.updated_at) AS updated_at \
-     FROM core_tasks t LEFT JOIN core_task_items i ON i.task_id = t.id";
+     FROM tasks t LEFT JOIN task_items i ON i.task_id = t.id";
 
-fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<CoreTask, StoreError> {
+fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<Task, StoreError> {
     let count = |col: &str| row.try_get::<i64, _>(col).map_err(unavailable);
     let options: Option<String> = row.try_get("options").map_err(unavailable)?;
-    Ok(CoreTask {
+    let kind = match row.try_get::<&str, _>("kind").map_err(unavailable)? {
+        "core" => TaskKind::Core,
+        "device" => TaskKind::Device { core_name: thing(row.try_get("core_name").map_err(unavailable)?)? },
+        other => return Err(corrupt(format!("task kind {other}"))),
+    };
+    Ok(Task {
         id: TaskId::from_text(row.try_get("id").map_err(unavailable)?),
+        kind,
         task_type: task_type(row.try_get("type").map_err(unavailable)?)?,
         core_version: row.try_get("core_version").map_err(unavailable)?,
         options: options.map(|o| serde_json::from_str::<CoreTaskOptions>(&o)).transpose().map_err(corrupt)?,
@@ -147,10 +167,16 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<C
 
 #[async_trait]
 impl CoreStore for SqliteStore {
-    async fn create_core_task(&self, task: &CoreTask) -> Result<(), StoreError> {
+    async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO core_tasks (id, type, core_version, options, created_at) VALUES (?, ?, ?, ?, ?)")
+        let (kind, core_name) = match &task.kind {
+            TaskKind::Core => ("core", None),
+            TaskKind::Device { core_name } => ("device", Some(core_name.as_str())),
+        };
+        sqlx::query("INSERT INTO tasks (id, kind, core_name, type, core_version, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(task.id.as_str())
+            .bind(kind)
+            .bind(core_name)
             .bind(task.task_type.as_str())
             .bind(&task.core_version)
             .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
@@ -159,19 +185,21 @@ impl CoreStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         for item in &task.items {
-            sqlx::query("INSERT INTO core_task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)")
-                .bind(task.id.as_str())
-                .bind(item.name.as_str())
-                .bind(serde_json::to_string(&item.request).expect("requests serialise"))
-                .bind(item.created_at.as_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)",
+            )
+            .bind(task.id.as_str())
+            .bind(item.name.as_str())
+            .bind(serde_json::to_string(&item.request).expect("requests serialise"))
+            .bind(item.created_at.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn core_task(&self, id: &TaskId) -> Result<Option<CoreTask>, StoreError> {
+    async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
@@ -181,7 +209,7 @@ impl CoreStore for SqliteStore {
         else {
             return Ok(None);
         };
-        let items = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM core_task_items WHERE task_id = ? ORDER BY name")
+        let items = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? ORDER BY name")
             .bind(id.as_str())
             .fetch_all(&self.pool)
             .await
@@ -192,9 +220,10 @@ impl CoreStore for SqliteStore {
         task_from_summary(&row, items).map(Some)
     }
 
-    async fn list_core_tasks(&self, page: PageRequest<TaskId>) -> Result<Page<CoreTask, TaskId>, StoreError> {
-        let sql = format!("{TASK_SUMMARY} WHERE t.id > ? GROUP BY t.id ORDER BY t.id LIMIT ?");
+    async fn list_tasks(&self, cores: bool, page: PageRequest<TaskId>) -> Result<Page<Task, TaskId>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.kind = ? AND t.id > ? GROUP BY t.id ORDER BY t.id LIMIT ?");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(if cores { "core" } else { "device" })
             .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
             .bind(i64::from(page.limit) + 1)
             .fetch_all(&self.pool)
@@ -204,16 +233,16 @@ impl CoreStore for SqliteStore {
         Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))
     }
 
-    async fn start_core_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
         let now = Timestamp::now().as_millis();
-        sqlx::query("UPDATE core_task_items SET status = 'InProgress', updated_at = ? WHERE task_id = ? AND name = ? AND status = 'Waiting'")
+        sqlx::query("UPDATE task_items SET status = 'InProgress', updated_at = ? WHERE task_id = ? AND name = ? AND status = 'Waiting'")
             .bind(now)
             .bind(task.as_str())
             .bind(name.as_str())
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM core_task_items WHERE task_id = ? AND name = ?")
+        let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
             .bind(task.as_str())
             .bind(name.as_str())
             .fetch_optional(&self.pool)
@@ -222,7 +251,7 @@ impl CoreStore for SqliteStore {
         row.as_ref().map(item_from_row).transpose()
     }
 
-    async fn fail_core_item(
+    async fn fail_item(
         &self,
         task: &TaskId,
         name: &ThingName,
@@ -281,6 +310,85 @@ impl CoreStore for SqliteStore {
         }
         write_event(&mut tx, event, now).await?;
         tx.commit().await.map_err(unavailable)
+    }
+
+    async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        if !end_item(&mut tx, task, &device.name, TaskStatus::Success, None, now).await? {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO devices (name, core_name, provisioning_template, artifacts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET core_name = excluded.core_name, provisioning_template = excluded.provisioning_template, \
+             artifacts = excluded.artifacts, updated_at = excluded.updated_at",
+        )
+        .bind(device.name.as_str())
+        .bind(device.core_name.as_str())
+        .bind(&device.provisioning_template)
+        .bind(serde_json::to_string(&device.artifacts).expect("artifacts serialise"))
+        .bind(device.created_at.as_millis())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        write_event(&mut tx, event, now).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn complete_device_delete(
+        &self,
+        task: Option<&TaskId>,
+        name: &ThingName,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        if let Some(task) = task
+            && !end_item(&mut tx, task, name, TaskStatus::Success, None, now).await?
+        {
+            return Ok(());
+        }
+        let deleted = sqlx::query("DELETE FROM devices WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("DELETE FROM provisioning_journals WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        // A direct delete of a device that is already gone changes nothing and says nothing.
+        if task.is_some() || deleted.rows_affected() > 0 {
+            write_event(&mut tx, event, now).await?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn device(&self, name: &ThingName) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query("SELECT * FROM devices WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn list_devices_of_core(
+        &self,
+        core: &ThingName,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Device, ThingName>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM devices WHERE core_name = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(core.as_str())
+            .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str))
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let devices = rows.iter().map(device_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(devices, page.limit, |d| d.name.clone()))
     }
 
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError> {
@@ -343,9 +451,9 @@ impl CoreStore for SqliteStore {
         Ok(())
     }
 
-    async fn unfinished_core_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT task_id, name FROM core_task_items WHERE status IN ('Waiting', 'InProgress') \
+            "SELECT task_id, name FROM task_items WHERE status IN ('Waiting', 'InProgress') \
              AND COALESCE(updated_at, created_at) < ? ORDER BY task_id, name",
         )
         .bind(before.as_millis())

@@ -1,0 +1,314 @@
+//! Client devices: `POST /cores/{coreName}/deviceTasks`, `GET /deviceTasks/{taskId}`,
+//! `GET /devices/{name}`, `DELETE /devices/{name}`, `GET /cores/{name}/devices`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ggprov_domain::core_task_service::NewDeviceTask;
+use ggprov_domain::cores::{CoreTaskOptions, Device, Task, TaskKind};
+use ggprov_domain::provisioning::CdfProvisioningParameters;
+use ggprov_domain::{Problems, TaskId, TaskType, ThingName, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::core_tasks::{ItemFields, TaskCoreResource, parse_items, task_headers};
+use crate::cores::{ArtifactResource, LastEvaluatedThingName, parse_bool};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Path, Query};
+use crate::media::{Cdf, CdfJson};
+use crate::pagination::{Pagination, parse_count};
+use crate::state::AppState;
+
+const TAG: &str = "Client devices";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_device_task))
+        .routes(routes!(get_device_task))
+        .routes(routes!(get_device, delete_device))
+        .routes(routes!(list_core_devices))
+}
+
+/// `POST /cores/{coreName}/deviceTasks`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NewDeviceTaskBody {
+    /// `Create` or `Delete`.
+    #[schema(required, example = "Create")]
+    r#type: Option<String>,
+    #[schema(required)]
+    devices: Option<Vec<NewDeviceBody>>,
+    /// Required for `Delete`: `{"deprovisionClientDevices": true|false}`.
+    options: Option<CoreTaskOptions>,
+}
+
+/// A client device in a device task.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NewDeviceBody {
+    #[schema(required, example = "sensor-0001")]
+    name: Option<String>,
+    #[schema(required, example = "greengrass2_client_device")]
+    provisioning_template: Option<String>,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    provisioning_parameters: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<Object>)]
+    cdf_provisioning_parameters: Option<CdfProvisioningParameters>,
+}
+
+/// A device task.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceTaskResource {
+    id: String,
+    core_name: String,
+    r#type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<CoreTaskOptions>,
+    /// Per-device status, by name.
+    devices: Vec<TaskCoreResource>,
+    task_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_message: Option<String>,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
+    #[schema(value_type = Option<String>)]
+    updated_at: Option<Timestamp>,
+}
+
+impl DeviceTaskResource {
+    fn from_task(task: Task) -> Self {
+        let core_name = match &task.kind {
+            TaskKind::Device { core_name } => core_name.as_str().to_owned(),
+            TaskKind::Core => String::new(),
+        };
+        Self {
+            id: task.id.as_str().to_owned(),
+            core_name,
+            r#type: task.task_type.as_str().to_owned(),
+            options: task.options,
+            devices: task.items.into_iter().map(TaskCoreResource::from_item).collect(),
+            task_status: task.status.as_str().to_owned(),
+            status_message: task.status_message,
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+        }
+    }
+}
+
+/// A client device.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceResource {
+    name: String,
+    /// The core it is associated with.
+    core_name: String,
+    provisioning_template: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifacts: Option<BTreeMap<String, ArtifactResource>>,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
+    #[schema(value_type = Option<String>)]
+    updated_at: Option<Timestamp>,
+}
+
+impl DeviceResource {
+    fn from_device(device: Device) -> Self {
+        Self {
+            name: device.name.as_str().to_owned(),
+            core_name: device.core_name.as_str().to_owned(),
+            provisioning_template: device.provisioning_template,
+            artifacts: (!device.artifacts.is_empty())
+                .then(|| device.artifacts.into_iter().map(|(k, v)| (k, ArtifactResource::from(v))).collect()),
+            created_at: device.created_at,
+            updated_at: device.updated_at,
+        }
+    }
+}
+
+/// Submit a client-device task for a core. The core must be a ggprov core, and registered
+/// with Greengrass for `Create` (400 otherwise, nothing stored).
+#[utoipa::path(
+    post, path = "/cores/{coreName}/deviceTasks", tag = TAG, operation_id = "createDeviceTask",
+    params(("coreName" = String, Path, description = "The core to associate the devices with")),
+    request_body(content((NewDeviceTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewDeviceTaskBody = "application/json"))),
+    responses(
+        (status = 202, description = "Accepted; no body", headers(
+            ("location" = String, description = "`/deviceTasks/{taskId}`"),
+            ("x-taskid" = String, description = "the task id"),
+        )),
+        (status = 400, description = "Invalid task, unknown or unregistered core", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_device_task(
+    State(state): State<AppState>,
+    Path(core_name): Path<String>,
+    CdfJson(body): CdfJson<NewDeviceTaskBody>,
+) -> Result<Response, ApiError> {
+    let mut problems = Problems::new();
+    let core_name = problems.check("coreName", ThingName::parse(&core_name));
+    let task_type = match body.r#type.as_deref() {
+        Some("Create") => Some(TaskType::Create),
+        Some("Delete") => Some(TaskType::Delete),
+        Some(other) => {
+            problems.add("type", format!("'{other}' is not a device task type; use Create or Delete"));
+            None
+        }
+        None => {
+            problems.add("type", "is required: Create or Delete");
+            None
+        }
+    };
+    let devices = parse_items(
+        &mut problems,
+        "devices",
+        body.devices.map(|list| {
+            list.into_iter()
+                .map(|d| ItemFields {
+                    name: d.name,
+                    provisioning_template: d.provisioning_template,
+                    provisioning_parameters: d.provisioning_parameters,
+                    cdf_provisioning_parameters: d.cdf_provisioning_parameters,
+                    config_file_generator: None,
+                })
+                .collect()
+        }),
+    );
+    if task_type == Some(TaskType::Delete) && body.options.as_ref().is_none_or(|o| o == &CoreTaskOptions::default()) {
+        problems.add("options", "is required for Delete: {\"deprovisionClientDevices\": true|false}");
+    }
+    let (Some(core_name), Some(task_type)) = (core_name, task_type) else {
+        return Err(ApiError::validation(problems.into_vec()));
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems.into_vec()));
+    }
+    let task = state
+        .core_tasks
+        .submit_device_task(NewDeviceTask { core_name, task_type, devices, options: body.options })
+        .await?;
+    Ok((StatusCode::ACCEPTED, task_headers("/deviceTasks", &task.id)).into_response())
+}
+
+/// A device task with the status of each device.
+#[utoipa::path(
+    get, path = "/deviceTasks/{taskId}", tag = TAG, operation_id = "getDeviceTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses((status = 200, body = DeviceTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn get_device_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Cdf<DeviceTaskResource>, ApiError> {
+    let task = state
+        .core_tasks
+        .get(&TaskId::from_text(&id), false)
+        .await
+        .map_err(|e| ApiError::from(e).with_code_on_404("DEVICE_TASK_NOT_FOUND"))?;
+    Ok(Cdf(DeviceTaskResource::from_task(task)))
+}
+
+fn device_not_found(name: &str) -> ApiError {
+    ApiError::not_found("DEVICE_NOT_FOUND", format!("client device '{name}' does not exist"))
+}
+
+/// A client device.
+#[utoipa::path(
+    get, path = "/devices/{name}", tag = TAG, operation_id = "getDevice",
+    params(("name" = String, Path, description = "Device (thing) name")),
+    responses((status = 200, body = DeviceResource, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn get_device(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Cdf<DeviceResource>, ApiError> {
+    let thing = ThingName::parse(&name).map_err(|_| device_not_found(&name))?;
+    Ok(Cdf(DeviceResource::from_device(state.devices.get(&thing).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeleteDeviceQuery {
+    /// Also delete the thing, its certificate and the policies ggprov created (default `true`).
+    deprovision: Option<String>,
+    /// Also disassociate it from its core (default `true`).
+    disassociate_device_from_core: Option<String>,
+}
+
+/// Delete a client device now (no task): disassociate it from its core and deprovision it,
+/// each unless turned off with `false`.
+#[utoipa::path(
+    delete, path = "/devices/{name}", tag = TAG, operation_id = "deleteDevice",
+    params(("name" = String, Path, description = "Device (thing) name"), DeleteDeviceQuery),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody))
+)]
+pub(crate) async fn delete_device(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteDeviceQuery>,
+) -> Result<StatusCode, ApiError> {
+    // An empty value (`?deprovision=`) turns the option off, as it did in the original.
+    let flag = |field: &str, value: Option<&str>| match value {
+        Some("") => Ok(false),
+        other => parse_bool(field, other, true),
+    };
+    let deprovision = flag("deprovision", query.deprovision.as_deref())?;
+    let disassociate = flag("disassociateDeviceFromCore", query.disassociate_device_from_core.as_deref())?;
+    let thing = ThingName::parse(&name).map_err(|_| device_not_found(&name))?;
+    state.devices.delete(&thing, deprovision, disassociate).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /cores/{name}/devices`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeviceList {
+    devices: Vec<DeviceResource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<Pagination<LastEvaluatedThingName>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DevicePageQuery {
+    /// Page size, 1 to 1000.
+    count: Option<String>,
+    /// `pagination.lastEvaluated.thingName` of the previous page.
+    exclusive_start_thing_name: Option<String>,
+}
+
+/// The client devices of a core, by name (ggprov extension).
+#[utoipa::path(
+    get, path = "/cores/{name}/devices", tag = TAG, operation_id = "listCoreDevices",
+    params(("name" = String, Path, description = "Core name"), DevicePageQuery),
+    responses((status = 200, body = DeviceList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
+)]
+pub(crate) async fn list_core_devices(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<DevicePageQuery>,
+) -> Result<Cdf<DeviceList>, ApiError> {
+    let count = parse_count(query.count.as_deref())?;
+    let Ok(core) = ThingName::parse(&name) else {
+        return Ok(Cdf(DeviceList { devices: vec![], pagination: Pagination::form_a(&count, None) }));
+    };
+    let start = match query.exclusive_start_thing_name.as_deref() {
+        Some(s) => Some(ThingName::parse(s).map_err(|e| {
+            ApiError::validation(vec![ggprov_domain::FieldProblem {
+                field: "exclusiveStartThingName".into(),
+                problem: e.to_string(),
+            }])
+        })?),
+        None => None,
+    };
+    let page = state.devices.list_of_core(&core, count.page(start)).await?;
+    Ok(Cdf(DeviceList {
+        devices: page.items.into_iter().map(DeviceResource::from_device).collect(),
+        pagination: Pagination::form_a(&count, page.last_evaluated.map(|n| LastEvaluatedThingName::new(n.as_str()))),
+    }))
+}
