@@ -241,3 +241,17 @@ async fn device_work_stopped_between_any_two_steps_resumes_to_one_certificate_pe
     assert_eq!(finished_device_task(&app, &del).await["taskStatus"], "Success");
     assert!(app.thing("x").await.is_none());
 }
+
+#[tokio::test]
+async fn re_submitting_a_device_create_keeps_one_thing_one_certificate_one_key() {
+    let app = spawn_app().await;
+    core(&app, "gw").await;
+    let first = submit_device_task(&app, "gw", &create_devices(&["twice"])).await;
+    finished_device_task(&app, &first).await;
+    let bundle = app.artifact("twice/twice/certs.zip").unwrap();
+    let second = submit_device_task(&app, "gw", &create_devices(&["twice"])).await;
+    assert_eq!(finished_device_task(&app, &second).await["taskStatus"], "Success");
+    assert_eq!(app.artifact("twice/twice/certs.zip").unwrap(), bundle);
+    assert_eq!(app.thing("twice").await.unwrap()["principals"].as_array().unwrap().len(), 1);
+    assert_eq!(associated(&app, "gw").await, ["twice"]);
+}
