@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 REQUIRED=(template.absent template.create template.get template.update template.versions template.delete
           core.task.create core.task.poll core.get core.list core.task.delete
-          device.task.unknownCore device.task.create device.task.poll device.delete)
+          device.task.unknownCore device.task.create device.task.poll device.delete
+          deployment.task.create deployment.task.poll core.deployments fleet.summary)
 
 SRC="${CDF_SMOKE_DIR:-../shared/compat/cdf-client-smoke}"
 if [ ! -d "$SRC" ]; then
@@ -40,7 +41,7 @@ done
 [ -n "$URL" ] || { echo "ggprov printed no address"; cat "$LOG"; exit 1; }
 
 set +e
-OUT=$(cd "$WORK" && GG2_BASE_URL="$URL" GG2_PROVISIONING_TEMPLATE=greengrass2_core GG2_POLL_TIMEOUT_MS=20000 GG2_POLL_INTERVAL_MS=200 node smoke.mjs 2>&1)
+OUT=$(cd "$WORK" && GG2_BASE_URL="$URL" GG2_PROVISIONING_TEMPLATE=greengrass2_core GG2_EXPECT_DEPLOYMENT=Success GG2_POLL_TIMEOUT_MS=20000 GG2_POLL_INTERVAL_MS=200 node smoke.mjs 2>&1)
 set -e
 # Show the step lines; the driver's own "N passed, N failed" line is reworded so that CI's
 # reading of closing lines only ever sees the Rust test runner's summary.

@@ -129,6 +129,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "Cores per queued batch of a core task.",
     },
     Setting {
+        key: "deployment_batch_size",
+        env: "GGPROV_DEPLOYMENT_BATCH_SIZE",
+        default: "50",
+        help: "Cores per queued batch of a deployment task.",
+    },
+    Setting {
         key: "worker_lease_ms",
         env: "GGPROV_WORKER_LEASE_MS",
         default: "120000",
@@ -197,6 +203,7 @@ pub struct Config {
     pub worker_concurrency: usize,
     pub item_concurrency: usize,
     pub core_batch_size: usize,
+    pub deployment_batch_size: u32,
     pub worker_lease_ms: u64,
     pub max_attempts: u32,
     pub retry_base_ms: u64,
@@ -385,6 +392,7 @@ impl Config {
         let worker_concurrency = number("worker_concurrency", 1, 256, &mut fail);
         let item_concurrency = number("item_concurrency", 1, 256, &mut fail);
         let core_batch_size = number("core_batch_size", 1, 1000, &mut fail);
+        let deployment_batch_size = number("deployment_batch_size", 1, 1000, &mut fail);
         let worker_lease_ms = number("worker_lease_ms", 0, 43_200_000, &mut fail);
         let max_attempts = number("max_attempts", 1, 100, &mut fail);
         let retry_base_ms = number("retry_base_ms", 0, 600_000, &mut fail);
@@ -411,6 +419,7 @@ impl Config {
                 worker_concurrency: usize::try_from(worker_concurrency?).ok()?,
                 item_concurrency: usize::try_from(item_concurrency?).ok()?,
                 core_batch_size: usize::try_from(core_batch_size?).ok()?,
+                deployment_batch_size: u32::try_from(deployment_batch_size?).ok()?,
                 worker_lease_ms: worker_lease_ms?,
                 max_attempts: u32::try_from(max_attempts?).ok()?,
                 retry_base_ms: retry_base_ms?,

@@ -19,9 +19,10 @@ use ggprov_api::{App, AppState, HttpConfig};
 use ggprov_domain::TemplateService;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
+use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
-use ggprov_engine::{CoreProvisioner, Failpoints, ProvisionerSettings, Worker, WorkerSettings};
+use ggprov_engine::{CoreProvisioner, Deployer, Failpoints, ProvisionerSettings, Worker, WorkerSettings};
 use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -100,9 +101,19 @@ impl Application {
                 concurrency: config.item_concurrency,
             },
         ));
+        let deployer = Arc::new(Deployer::new(
+            store.clone(),
+            store.clone(),
+            shared_cloud.clone(),
+            shared_cloud.clone(),
+            shared_cloud.clone(),
+            store.clone(),
+            config.deployment_batch_size,
+        ));
         let worker = Arc::new(Worker::new(
             store.clone(),
             provisioner,
+            deployer,
             WorkerSettings {
                 concurrency: config.worker_concurrency,
                 lease: Duration::from_millis(config.worker_lease_ms),
@@ -124,6 +135,7 @@ impl Application {
             ),
             cores: CoreService::new(store.clone(), shared_cloud.clone()),
             devices: DeviceService::new(store.clone(), shared_cloud.clone(), shared_cloud, artifacts),
+            deployments: DeploymentService::new(store.clone(), store.clone(), store.clone()),
             provisioning_templates,
             event_source: config.event_source.clone(),
             readiness: vec![store],

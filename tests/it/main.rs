@@ -3,6 +3,7 @@
 
 mod cli;
 mod cores;
+mod deployments;
 mod devices;
 mod helpers;
 mod http_conventions;

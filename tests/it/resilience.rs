@@ -153,3 +153,26 @@ async fn local_cloud_quotas_throttle_bursts_and_the_retries_absorb_them() {
     app.client.put(app.url("/local-cloud/faults")).json(&json!({})).send().await.unwrap();
     assert_provisioned_once(&app, &refs).await;
 }
+
+#[tokio::test]
+async fn the_sweeper_requeues_a_deployment_task_whose_expansion_was_lost() {
+    let app = spawn_app_with(&[("GGPROV_SWEEP_AFTER_SECS", "1")]).await;
+    app.create_template("t", &[("aws.greengrass.Cli", "2.12.0")]).await;
+    let id = app.submit_core_task(&create_cores(&["swept"])).await;
+    app.finished_core_task(&id).await;
+    let response = app
+        .post_json("/deploymentTasks", &json!({"template": {"name": "t"}, "targets": {"thingNames": ["swept"]}}))
+        .await;
+    let task = crate::helpers::header(&response, "x-taskid").unwrap().to_owned();
+    use ggprov_domain::ports::WorkQueue as _;
+    let store = ggprov_store_sqlite::SqliteStore::open(&app.data.path().join("ggprov.sqlite")).await.unwrap();
+    let lost = store.receive(10, std::time::Duration::from_secs(3600)).await.unwrap();
+    assert!(store.ack(&lost[0].receipt).await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.worker.sweep().await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the sweeper never picked the task up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.drain().await;
+    assert_eq!(cdf_json(app.get(&format!("/deploymentTasks/{task}")).await).await["taskStatus"], "Success");
+}

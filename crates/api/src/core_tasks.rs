@@ -235,6 +235,12 @@ pub(crate) struct LastEvaluatedTaskId {
     task_id: String,
 }
 
+impl LastEvaluatedTaskId {
+    pub(crate) fn new(id: &str) -> Self {
+        Self { task_id: id.to_owned() }
+    }
+}
+
 /// `GET /coreTasks`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CoreTaskList {
@@ -298,7 +304,7 @@ pub(crate) async fn get_core_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Cdf<CoreTaskResource>, ApiError> {
-    let task = state.core_tasks.get(&TaskId::from_text(&id), true).await?;
+    let task = state.core_tasks.get(&TaskId::from_text(&id), ggprov_domain::cores::TaskFamily::Core).await?;
     Ok(Cdf(CoreTaskResource::from_task(task)))
 }
 
@@ -318,7 +324,10 @@ pub(crate) async fn list_core_tasks(
     let count = parse_count(query.count.as_deref())?;
     let page = state
         .core_tasks
-        .list(true, count.page(query.exclusive_start_task_id.as_deref().map(TaskId::from_text)))
+        .list(
+            ggprov_domain::cores::TaskFamily::Core,
+            count.page(query.exclusive_start_task_id.as_deref().map(TaskId::from_text)),
+        )
         .await?;
     Ok(Cdf(CoreTaskList {
         tasks: page.items.into_iter().map(CoreTaskResource::from_task).collect(),

@@ -274,16 +274,8 @@ pub(crate) async fn get_core(
 /// `GET /cores/{name}/deployments`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CoreDeploymentList {
-    #[schema(value_type = Vec<Object>)]
-    deployments: Vec<serde_json::Value>,
-    pagination: Pagination<LastEvaluatedTaskIdKey>,
-}
-
-/// `lastEvaluated` of deployment lists.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LastEvaluatedTaskIdKey {
-    task_id: String,
+    deployments: Vec<crate::deployment_tasks::DeploymentRecord>,
+    pagination: Pagination<crate::core_tasks::LastEvaluatedTaskId>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -296,21 +288,36 @@ pub(crate) struct PageQuery {
     exclusive_start_task_id: Option<String>,
 }
 
-/// The deployment tasks that targeted a core (`[]` until deployment tasks exist).
+/// The deployment tasks that targeted a core, by task id (`[]` for an unknown core).
 #[utoipa::path(
     get, path = "/cores/{name}/deployments", tag = TAG, operation_id = "listCoreDeployments",
     params(("name" = String, Path, description = "Core (thing) name"), PageQuery),
-    responses((status = 200, body = CoreDeploymentList, content_type = "application/vnd.aws-cdf-v1.0+json"))
+    responses((status = 200, body = CoreDeploymentList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
 )]
 pub(crate) async fn list_core_deployments(
-    Path(_name): Path<String>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Result<Cdf<CoreDeploymentList>, ApiError> {
     let count = parse_count(query.count.as_deref())?;
-    let _ = query.exclusive_start_task_id;
+    let Ok(core) = ThingName::parse(&name) else {
+        return Ok(Cdf(CoreDeploymentList {
+            deployments: Vec::new(),
+            pagination: Pagination { count: count.echo, last_evaluated: None },
+        }));
+    };
+    let start = query.exclusive_start_task_id.as_deref().map(ggprov_domain::TaskId::from_text);
+    let page = state.deployments.core_deployments(&core, count.page(start)).await?;
     Ok(Cdf(CoreDeploymentList {
-        deployments: Vec::new(),
-        pagination: Pagination { count: count.echo, last_evaluated: None },
+        deployments: page
+            .items
+            .into_iter()
+            .map(|(task, item)| crate::deployment_tasks::core_record(&task, item))
+            .collect(),
+        pagination: Pagination {
+            count: count.echo,
+            last_evaluated: page.last_evaluated.map(|id| crate::core_tasks::LastEvaluatedTaskId::new(id.as_str())),
+        },
     }))
 }
 

@@ -84,7 +84,7 @@ impl DeviceTaskResource {
     fn from_task(task: Task) -> Self {
         let core_name = match &task.kind {
             TaskKind::Device { core_name } => core_name.as_str().to_owned(),
-            TaskKind::Core => String::new(),
+            TaskKind::Core | TaskKind::Deployment(_) => String::new(),
         };
         Self {
             id: task.id.as_str().to_owned(),
@@ -206,7 +206,7 @@ pub(crate) async fn get_device_task(
 ) -> Result<Cdf<DeviceTaskResource>, ApiError> {
     let task = state
         .core_tasks
-        .get(&TaskId::from_text(&id), false)
+        .get(&TaskId::from_text(&id), ggprov_domain::cores::TaskFamily::Device)
         .await
         .map_err(|e| ApiError::from(e).with_code_on_404("DEVICE_TASK_NOT_FOUND"))?;
     Ok(Cdf(DeviceTaskResource::from_task(task)))

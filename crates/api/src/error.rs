@@ -103,6 +103,12 @@ impl ApiError {
         self
     }
 
+    /// Replaces the code.
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     /// Replaces the code of a 404 (the same not-found error names different resources).
     pub(crate) fn with_code_on_404(mut self, code: &'static str) -> Self {
         if self.status == StatusCode::NOT_FOUND {

@@ -3,6 +3,7 @@
 mod core_tasks;
 mod cores;
 mod cors;
+mod deployment_tasks;
 mod devices;
 mod error;
 mod extract;

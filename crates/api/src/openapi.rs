@@ -19,6 +19,8 @@ use crate::router::api_router;
         (name = "Core tasks", description = "Provision and delete Greengrass cores in bulk, asynchronously"),
         (name = "Cores", description = "Provisioned cores, their artifacts and live Greengrass status"),
         (name = "Client devices", description = "Provision client devices in bulk and associate them with their core"),
+        (name = "Deployment tasks", description = "Roll template versions out to cores: one Greengrass deployment per template version"),
+        (name = "Fleet", description = "Desired, reported and failed template versions across the fleet"),
         (name = "Provisioning templates", description = "CDF provisioning templates used to provision cores and devices"),
         (name = "Events", description = "Lifecycle events (what is published to EventBridge)"),
         (name = "Operations", description = "Health, readiness and API documentation"),

@@ -28,6 +28,11 @@ pub(crate) const ROUTE_SHAPES: &[&str] = &[
     "/provisioningTemplates",
     "/provisioningTemplates/{}",
     "/events",
+    "/deploymentTasks",
+    "/deploymentTasks/{}",
+    "/deploymentTasks/{}/cores",
+    "/deploymentTasks/{}/cores/{}",
+    "/fleet/summary",
 ];
 
 /// Rewrites a request path to the spelling the router expects; `None` if nothing changes.

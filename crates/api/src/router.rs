@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::media::{MAX_BODY_BYTES, require_acceptable};
 use crate::paths::normalize_request;
 use crate::state::AppState;
-use crate::{core_tasks, cores, devices, health, openapi, provisioning_templates, templates};
+use crate::{core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, templates};
 
 /// HTTP settings of the API.
 #[derive(Debug, Clone)]
@@ -44,6 +44,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(core_tasks::routes())
         .merge(cores::routes())
         .merge(devices::routes())
+        .merge(deployment_tasks::routes())
         .merge(provisioning_templates::routes())
         .route_layer(middleware::from_fn(require_acceptable));
     OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes())

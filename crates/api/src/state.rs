@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ggprov_domain::TemplateService;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
+use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::ports::ReadinessCheck;
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
@@ -16,6 +17,7 @@ pub struct App {
     pub core_tasks: CoreTaskService,
     pub cores: CoreService,
     pub devices: DeviceService,
+    pub deployments: DeploymentService,
     pub provisioning_templates: ProvisioningTemplates,
     /// EventBridge `source` of the events (`GET /events` shows it).
     pub event_source: String,

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cores::{CoreTaskOptions, NewCore, Task, TaskItem, TaskKind};
+use crate::cores::{CoreTaskOptions, NewCore, Task, TaskFamily, TaskItem, TaskKind};
 use crate::jobs::TaskBatch;
 use crate::pagination::{Page, PageRequest};
 use crate::ports::{CertificateAuthorities, CloudError, CoreStore, Greengrass, StoreError, WorkQueue};
@@ -226,16 +226,20 @@ impl CoreTaskService {
         Ok(())
     }
 
-    /// A core task (`cores`) or a device task.
-    pub async fn get(&self, id: &TaskId, cores: bool) -> Result<Task, CoreTaskError> {
+    /// A task of the family.
+    pub async fn get(&self, id: &TaskId, family: TaskFamily) -> Result<Task, CoreTaskError> {
         self.store
             .task(id)
             .await?
-            .filter(|t| t.kind.is_core() == cores)
+            .filter(|t| t.kind.family() == family)
             .ok_or_else(|| CoreTaskError::NotFound(id.clone()))
     }
 
-    pub async fn list(&self, cores: bool, page: PageRequest<TaskId>) -> Result<Page<Task, TaskId>, CoreTaskError> {
-        Ok(self.store.list_tasks(cores, page).await?)
+    pub async fn list(
+        &self,
+        family: TaskFamily,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<Task, TaskId>, CoreTaskError> {
+        Ok(self.store.list_tasks(family, page).await?)
     }
 }

@@ -44,11 +44,52 @@ pub enum TaskKind {
     Core,
     /// A client-device task of a core (`POST /cores/{coreName}/deviceTasks`).
     Device { core_name: ThingName },
+    /// A deployment task (`POST /deploymentTasks`); its items (cores) exist once its targets
+    /// are expanded.
+    Deployment(DeploymentSpec),
+}
+
+/// What a deployment task deploys where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSpec {
+    /// The resolved template version.
+    pub template: TemplateRef,
+    /// The targets as submitted (`thingNames`, `thingGroupNames`).
+    pub targets: serde_json::Value,
+    /// Stored and echoed, as in the original; the template's `jobConfig` is what is deployed.
+    pub iot_job_config: Option<serde_json::Value>,
+    /// Whether the targets have been expanded into cores.
+    pub expanded: bool,
+    pub batches_total: Option<u32>,
+    /// Cores per batch, once expanded (batches are consecutive runs of cores by name).
+    pub batch_size: Option<u32>,
+}
+
+/// The three families of tasks, each listed and read through its own routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFamily {
+    Core,
+    Device,
+    Deployment,
+}
+
+impl TaskFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Core => "core",
+            Self::Device => "device",
+            Self::Deployment => "deployment",
+        }
+    }
 }
 
 impl TaskKind {
-    pub fn is_core(&self) -> bool {
-        matches!(self, Self::Core)
+    pub fn family(&self) -> TaskFamily {
+        match self {
+            Self::Core => TaskFamily::Core,
+            Self::Device { .. } => TaskFamily::Device,
+            Self::Deployment(_) => TaskFamily::Deployment,
+        }
     }
 }
 
@@ -112,8 +153,53 @@ pub struct Core {
     pub deployment_status: String,
     pub deployment_status_message: Option<String>,
     pub artifacts: BTreeMap<String, Artifact>,
+    /// The Greengrass deployment of the desired template version.
+    pub desired_deployment_id: Option<String>,
+    /// When the deployment state last changed (older reports are ignored).
+    pub status_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
+}
+
+/// How a core's last deployment stands, for the fleet summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentState {
+    /// No failure recorded (`None`, or `SUCCESSFUL`).
+    Success,
+    Failed,
+    InProgress,
+}
+
+/// The deployment status of a core while its deployment runs.
+pub const IN_PROGRESS: &str = "IN_PROGRESS";
+/// The deployment status after a successful deployment.
+pub const SUCCESSFUL: &str = "SUCCESSFUL";
+
+impl DeploymentState {
+    pub fn of(deployment_status: &str) -> Self {
+        match deployment_status {
+            NO_TEMPLATE | SUCCESSFUL => Self::Success,
+            IN_PROGRESS => Self::InProgress,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// The counters of one template version in the fleet summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionCounts {
+    pub desired_in_use: i64,
+    pub reported_in_use: i64,
+    pub last_deployment_success: i64,
+    pub last_deployment_failed: i64,
+    pub last_deployment_in_progress: i64,
+}
+
+impl VersionCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Core {
@@ -127,6 +213,8 @@ impl Core {
             deployment_status: NO_TEMPLATE.to_owned(),
             deployment_status_message: None,
             artifacts: BTreeMap::new(),
+            desired_deployment_id: None,
+            status_at: None,
             created_at: now,
             updated_at: Some(now),
         }
@@ -197,3 +285,5 @@ pub const CORE_CREATED_EVENT: &str = "Core Created Event";
 pub const CORE_DELETED_EVENT: &str = "Core Deleted Event";
 pub const DEVICE_CREATED_EVENT: &str = "Device Created Event";
 pub const DEVICE_DELETED_EVENT: &str = "Device Deleted Event";
+pub const CORE_TEMPLATE_UPDATED_EVENT: &str = "Core Template Updated Event";
+pub const DEPLOYMENT_TASK_CREATED_EVENT: &str = "DeploymentTask Created Event";

@@ -22,3 +22,19 @@ impl TaskBatch {
         Job { kind: TASK_BATCH.to_owned(), payload: serde_json::to_value(self).expect("batches serialise") }
     }
 }
+
+/// Kind of the job that expands a deployment task's targets into cores.
+pub const DEPLOYMENT_EXPAND: &str = "deployment_expand";
+
+/// Expand the targets of a deployment task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentExpand {
+    pub task_id: TaskId,
+}
+
+impl DeploymentExpand {
+    pub fn job(&self) -> Job {
+        Job { kind: DEPLOYMENT_EXPAND.to_owned(), payload: serde_json::to_value(self).expect("jobs serialise") }
+    }
+}

@@ -3,6 +3,7 @@
 pub mod core_service;
 pub mod core_task_service;
 pub mod cores;
+pub mod deployment_service;
 pub mod device_service;
 pub mod jobs;
 pub mod pagination;

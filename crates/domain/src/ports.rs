@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskItem};
+use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TemplateRef, VersionCounts};
 use crate::pagination::{Page, PageRequest};
 use crate::provisioning::{CertificateStatus, ProvisioningJournal};
 use crate::task::TaskId;
@@ -161,6 +161,53 @@ pub trait Greengrass: Send + Sync {
 
     /// Every client device associated with the core (all pages).
     async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError>;
+
+    /// Creates a deployment on a thing group; returns its id.
+    async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError>;
+
+    /// The newest deployment targeting a thing group, if any.
+    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError>;
+}
+
+/// A Greengrass deployment to create (`CreateDeployment`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRequest {
+    /// Target thing group name.
+    pub thing_group: String,
+    pub deployment_name: String,
+    pub components: BTreeMap<String, ComponentSpec>,
+    /// Greengrass `iotJobConfiguration`.
+    pub iot_job_configuration: Option<serde_json::Value>,
+    pub deployment_policies: Option<serde_json::Value>,
+}
+
+/// One component of a deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentSpec {
+    pub version: String,
+    pub configuration_update: Option<serde_json::Value>,
+    pub run_with: Option<serde_json::Value>,
+}
+
+/// A deployment outcome a core reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentOutcome {
+    /// Position in the feed; the next read starts after it.
+    pub position: u64,
+    pub core_name: String,
+    pub deployment_id: String,
+    pub succeeded: bool,
+    /// Greengrass detailed status, e.g. `SUCCESSFUL`, `FAILED_ROLLBACK_COMPLETE`.
+    pub detailed_status: String,
+    pub reason: Option<String>,
+    pub time: Timestamp,
+}
+
+/// Where deployment outcomes arrive (the local cloud's feed; an SQS queue fed by EventBridge on AWS).
+#[async_trait]
+pub trait StatusFeed: Send + Sync {
+    /// Outcomes after `after`, oldest first.
+    async fn deployment_outcomes(&self, after: u64, limit: u32) -> Result<Vec<DeploymentOutcome>, CloudError>;
 }
 
 /// A Greengrass core device as Greengrass reports it.
@@ -278,6 +325,10 @@ pub trait IotRegistry: Send + Sync {
     async fn detach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError>;
 
     async fn list_thing_groups_for_thing(&self, name: &ThingName) -> Result<Vec<String>, CloudError>;
+    /// Creates a thing group if it does not exist.
+    async fn ensure_thing_group(&self, name: &str) -> Result<(), CloudError>;
+    /// Every thing in a group (all pages); `NotFound` for an unknown group.
+    async fn list_things_in_thing_group(&self, name: &str) -> Result<Vec<ThingName>, CloudError>;
     /// Adds the thing to a thing group, creating the group when it does not exist yet. A
     /// thing can be in at most 10 groups (`Rejected` beyond).
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError>;
@@ -393,8 +444,9 @@ pub trait CoreStore: Send + Sync {
     /// Stores a new task with its items (all `Waiting`).
     async fn create_task(&self, task: &Task) -> Result<(), StoreError>;
     async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
-    /// Core tasks (`cores`) or device tasks by id, without their items.
-    async fn list_tasks(&self, cores: bool, page: PageRequest<TaskId>) -> Result<Page<Task, TaskId>, StoreError>;
+    /// Tasks of one family by id, without their items.
+    async fn list_tasks(&self, family: TaskFamily, page: PageRequest<TaskId>)
+    -> Result<Page<Task, TaskId>, StoreError>;
     /// Marks a `Waiting` item `InProgress` and returns it (also when already started or ended).
     async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError>;
     /// Ends an item with `Failure`, writing its event (if any) in the same transaction.
@@ -440,11 +492,79 @@ pub trait CoreStore: Send + Sync {
     async fn journal(&self, name: &ThingName) -> Result<ProvisioningJournal, StoreError>;
     async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError>;
 
+    /// Deployment tasks created before `before` whose targets were never expanded (for the sweeper).
+    async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError>;
+
     /// Items not ended, of tasks created before `before` (for the sweeper).
     async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError>;
 
     /// Outbox events, newest first.
     async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError>;
+
+    /// Items of a task by name (deployment records of a deployment task).
+    async fn task_items(
+        &self,
+        task: &TaskId,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError>;
+    /// The deployment-task records of a core, by task id.
+    async fn core_deployments(
+        &self,
+        core: &ThingName,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError>;
+    /// Records the cores a deployment task targets (items `Waiting`) and its event, once;
+    /// `false` when it was expanded already.
+    async fn expand_deployment_task(
+        &self,
+        task: &TaskId,
+        cores: &[ThingName],
+        batch_size: u32,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+    /// Ends a deployment task that matched nothing.
+    async fn fail_deployment_task(&self, task: &TaskId, message: &str) -> Result<(), StoreError>;
+
+    /// The Greengrass deployment of a template version, if created.
+    async fn template_deployment(&self, template: &TemplateRef) -> Result<Option<String>, StoreError>;
+    /// Records it; returns the id recorded (the earlier one if another writer won).
+    async fn save_template_deployment(
+        &self,
+        template: &TemplateRef,
+        thing_group: &str,
+        deployment_id: &str,
+    ) -> Result<String, StoreError>;
+    /// The template version a Greengrass deployment deploys.
+    async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError>;
+
+    /// Ends a deployment item with success: the core's desired template is set and its
+    /// deployment marked in progress, counters moving in the same transaction.
+    async fn complete_deployment_item(
+        &self,
+        task: &TaskId,
+        core: &ThingName,
+        template: &TemplateRef,
+        deployment_id: &str,
+    ) -> Result<(), StoreError>;
+    /// Ends a deployment item with failure; the core (if any) records `Failure` and the message.
+    async fn fail_deployment_item(&self, task: &TaskId, core: &ThingName, message: &str) -> Result<(), StoreError>;
+    /// Applies a reported outcome (unless stale) with its event; `false` when ignored.
+    async fn apply_deployment_outcome(
+        &self,
+        outcome: &DeploymentOutcome,
+        template: &TemplateRef,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+    /// Cores whose deployment is in progress (for the reconciler).
+    async fn cores_in_progress(&self) -> Result<Vec<Core>, StoreError>;
+
+    /// The fleet counters by template and version.
+    async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError>;
+    /// The same, counted from the core records.
+    async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError>;
+
+    async fn ingest_cursor(&self, feed: &str) -> Result<u64, StoreError>;
+    async fn save_ingest_cursor(&self, feed: &str, position: u64) -> Result<(), StoreError>;
 }
 
 /// Told when a core has been provisioned. The local cloud uses it to "power on" simulated

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod deployer;
 mod failpoints;
 mod provisioner;
 mod worker;
 
+pub use deployer::Deployer;
 pub use failpoints::Failpoints;
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
 pub use worker::{Worker, WorkerSettings};

@@ -105,12 +105,13 @@ impl CoreProvisioner {
     /// Runs every unfinished item of a batch. Items that fail for good are recorded as
     /// `Failure`; a transient failure or a crash of any item fails the whole job so that it is
     /// retried (items already ended are skipped then).
-    pub async fn run_batch(&self, batch: &TaskBatch) -> Result<(), StepError> {
+    pub async fn run_batch(&self, batch: &TaskBatch, deployer: &crate::Deployer) -> Result<(), StepError> {
         let Some(task) = self.store.task(&batch.task_id).await? else {
             return Err(permanent(format!("task {} does not exist", batch.task_id)));
         };
         match task.kind.clone() {
             TaskKind::Core => self.run_core_items(&task, &batch.items).await,
+            TaskKind::Deployment(spec) => deployer.deploy_batch(&task, &spec, &batch.items).await,
             TaskKind::Device { core_name } => match task.task_type {
                 TaskType::Create => self.create_devices(&task, &core_name, &batch.items).await,
                 TaskType::Delete => self.delete_devices(&task, &core_name, &batch.items).await,

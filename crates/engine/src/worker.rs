@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ggprov_domain::Timestamp;
-use ggprov_domain::jobs::{TASK_BATCH, TaskBatch};
+use ggprov_domain::jobs::{DEPLOYMENT_EXPAND, DeploymentExpand, TASK_BATCH, TaskBatch};
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
 
-use crate::{CoreProvisioner, StepError};
+use crate::{CoreProvisioner, Deployer, StepError};
 
 /// Settings of a worker.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct WorkerSettings {
     /// Items unfinished for this long are queued again by the sweeper.
     pub sweep_after: Duration,
     pub sweep_every: Duration,
+    /// How often cores waiting for a deployment outcome are checked against Greengrass.
+    pub reconcile_every: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -40,6 +42,7 @@ impl Default for WorkerSettings {
             poll_interval: Duration::from_millis(200),
             sweep_after: Duration::from_secs(15 * 60),
             sweep_every: Duration::from_secs(60),
+            reconcile_every: Duration::from_secs(30),
         }
     }
 }
@@ -48,19 +51,45 @@ impl Default for WorkerSettings {
 pub struct Worker {
     queue: Arc<dyn WorkQueue>,
     cores: Arc<CoreProvisioner>,
+    deployer: Arc<Deployer>,
     settings: WorkerSettings,
 }
 
 impl Worker {
-    pub fn new(queue: Arc<dyn WorkQueue>, cores: Arc<CoreProvisioner>, settings: WorkerSettings) -> Self {
-        Self { queue, cores, settings }
+    pub fn new(
+        queue: Arc<dyn WorkQueue>,
+        cores: Arc<CoreProvisioner>,
+        deployer: Arc<Deployer>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self { queue, cores, deployer, settings }
+    }
+
+    /// Applies reported deployment outcomes (status ingestion).
+    pub async fn ingest(&self) -> Result<usize, StepError> {
+        self.deployer.ingest().await
+    }
+
+    /// Corrects cores whose deployment outcome was missed.
+    pub async fn reconcile(&self) -> Result<usize, StepError> {
+        self.deployer.reconcile().await
     }
 
     /// Consumes jobs until `shutdown` turns true; jobs in hand are finished first, the rest
     /// stay on the queue.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep = tokio::time::Instant::now();
+        let mut last_reconcile = tokio::time::Instant::now();
         while !*shutdown.borrow() {
+            if let Err(err) = self.ingest().await {
+                tracing::warn!(error = %err, "status ingestion failed");
+            }
+            if last_reconcile.elapsed() >= self.settings.reconcile_every {
+                last_reconcile = tokio::time::Instant::now();
+                if let Err(err) = self.reconcile().await {
+                    tracing::warn!(error = %err, "reconciliation failed");
+                }
+            }
             if last_sweep.elapsed() >= self.settings.sweep_every {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(err) = self.sweep().await {
@@ -113,11 +142,15 @@ impl Worker {
                 _ => batches.push(TaskBatch { task_id, items: vec![name] }),
             }
         }
-        if !batches.is_empty() {
-            tracing::warn!(batches = batches.len(), "re-queueing unfinished task items");
-            self.queue.enqueue(&batches.iter().map(TaskBatch::job).collect::<Vec<_>>()).await?;
+        let mut jobs: Vec<_> = batches.iter().map(TaskBatch::job).collect();
+        for task_id in self.cores.store.unexpanded_deployment_tasks(cutoff).await? {
+            jobs.push(DeploymentExpand { task_id }.job());
         }
-        Ok(batches.len())
+        if !jobs.is_empty() {
+            tracing::warn!(jobs = jobs.len(), "re-queueing unfinished work");
+            self.queue.enqueue(&jobs).await?;
+        }
+        Ok(jobs.len())
     }
 
     async fn handle(&self, delivery: Delivery) {
@@ -128,8 +161,12 @@ impl Worker {
     async fn handle_inner(&self, delivery: Delivery) {
         let result = match delivery.job.kind.as_str() {
             TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
-                Ok(batch) => self.cores.run_batch(&batch).await,
+                Ok(batch) => self.cores.run_batch(&batch, &self.deployer).await,
                 Err(err) => Err(StepError::Permanent(format!("malformed {TASK_BATCH} job: {err}"))),
+            },
+            DEPLOYMENT_EXPAND => match serde_json::from_value::<DeploymentExpand>(delivery.job.payload.clone()) {
+                Ok(expand) => self.deployer.expand(&expand.task_id).await,
+                Err(err) => Err(StepError::Permanent(format!("malformed {DEPLOYMENT_EXPAND} job: {err}"))),
             },
             other => Err(StepError::Permanent(format!("unknown job kind '{other}'"))),
         };
@@ -150,11 +187,20 @@ impl Worker {
             }
             Err(StepError::Transient(reason) | StepError::Permanent(reason)) => {
                 tracing::error!(reason = %reason, "job dead-lettered");
-                if delivery.job.kind == TASK_BATCH
-                    && let Ok(batch) = serde_json::from_value::<TaskBatch>(delivery.job.payload.clone())
-                    && let Err(err) = self.cores.fail_batch(&batch, &reason).await
-                {
-                    tracing::error!(error = %err, "could not mark the dead-lettered items failed");
+                let marked = match delivery.job.kind.as_str() {
+                    TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
+                        Ok(batch) => self.cores.fail_batch(&batch, &reason).await,
+                        Err(_) => Ok(()),
+                    },
+                    DEPLOYMENT_EXPAND => match serde_json::from_value::<DeploymentExpand>(delivery.job.payload.clone())
+                    {
+                        Ok(expand) => self.deployer.give_up(&expand.task_id, &reason).await,
+                        Err(_) => Ok(()),
+                    },
+                    _ => Ok(()),
+                };
+                if let Err(err) = marked {
+                    tracing::error!(error = %err, "could not mark the dead-lettered work failed");
                     return; // leave the job leased: it comes back and is dead-lettered again
                 }
                 self.queue.dead_letter(&delivery.receipt, &reason).await

@@ -145,7 +145,7 @@ impl LocalCloud {
         components: &BTreeMap<String, DeployedComponent>,
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now().as_millis();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let (status, detailed, reason) = if succeeded {
             ("SUCCEEDED", "SUCCESSFUL", None)
         } else {

@@ -1,7 +1,12 @@
 //! `Greengrass` on the local cloud: the component catalogue and core devices.
 
 use async_trait::async_trait;
-use ggprov_domain::ports::{CloudError, CoreDevice, EffectiveDeployment, Greengrass, InstalledComponent};
+use std::collections::BTreeMap;
+
+use ggprov_domain::ports::{
+    CloudError, CoreDevice, DeploymentOutcome, DeploymentRequest, EffectiveDeployment, Greengrass, InstalledComponent,
+    StatusFeed,
+};
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
 use sqlx::Row;
 
@@ -41,7 +46,7 @@ impl Greengrass for LocalCloud {
     async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "DeleteCoreDevice";
         self.admit(API)?;
-        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         for sql in [
             "DELETE FROM core_devices WHERE name = ?",
             "DELETE FROM installed_components WHERE core_name = ?",
@@ -119,6 +124,33 @@ impl Greengrass for LocalCloud {
         Ok(Vec::new())
     }
 
+    async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError> {
+        let components: BTreeMap<String, crate::DeployedComponent> = request
+            .components
+            .iter()
+            .map(|(name, spec)| {
+                let component = crate::DeployedComponent {
+                    component_version: spec.version.clone(),
+                    configuration_update: spec.configuration_update.clone(),
+                    run_with: spec.run_with.clone(),
+                };
+                (name.clone(), component)
+            })
+            .collect();
+        LocalCloud::create_deployment(self, &request.thing_group, &request.deployment_name, &components).await
+    }
+
+    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError> {
+        const API: &str = "ListDeployments";
+        self.admit(API)?;
+        let row = sqlx::query("SELECT id FROM deployments WHERE group_name = ? ORDER BY created_at DESC, id LIMIT 1")
+            .bind(thing_group)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(row.map(|r| r.get("id")))
+    }
+
     async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError> {
         const API: &str = "ListClientDevicesAssociatedWithCoreDevice";
         self.admit(API)?;
@@ -152,5 +184,25 @@ impl LocalCloud {
             return Err(crate::not_found(api, format!("core device {core} is not registered with Greengrass")));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StatusFeed for LocalCloud {
+    async fn deployment_outcomes(&self, after: u64, limit: u32) -> Result<Vec<DeploymentOutcome>, CloudError> {
+        Ok(self
+            .deployment_status_events(after, limit)
+            .await?
+            .into_iter()
+            .map(|e| DeploymentOutcome {
+                position: e.sequence,
+                core_name: e.core_name,
+                deployment_id: e.deployment_id,
+                succeeded: e.status == "SUCCEEDED",
+                detailed_status: e.detailed_status,
+                reason: e.reason,
+                time: e.time,
+            })
+            .collect())
     }
 }

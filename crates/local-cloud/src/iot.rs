@@ -107,7 +107,7 @@ impl IotRegistry for LocalCloud {
     async fn delete_thing(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "DeleteThing";
         self.admit(API)?;
-        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         let principals: i64 = sqlx::query("SELECT COUNT(*) AS n FROM thing_principals WHERE thing_name = ?")
             .bind(name.as_str())
             .fetch_one(&mut *tx)
@@ -379,7 +379,7 @@ impl IotRegistry for LocalCloud {
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "AddThingToThingGroup";
         self.admit(API)?;
-        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         let thing = sqlx::query("SELECT 1 FROM things WHERE name = ?")
             .bind(name.as_str())
             .fetch_optional(&mut *tx)
@@ -417,6 +417,45 @@ impl IotRegistry for LocalCloud {
         tx.commit().await.map_err(db(API))?;
         // Greengrass deployments are continuous: a core that joins a group gets its deployment.
         self.apply_if_connected(name).await
+    }
+
+    async fn ensure_thing_group(&self, name: &str) -> Result<(), CloudError> {
+        const API: &str = "CreateThingGroup";
+        self.admit(API)?;
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'));
+        if !valid {
+            return Err(rejected(API, format!("'{name}' is not a valid thing group name")));
+        }
+        sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
+            .bind(name)
+            .bind(Timestamp::now().as_millis())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn list_things_in_thing_group(&self, name: &str) -> Result<Vec<ThingName>, CloudError> {
+        const API: &str = "ListThingsInThingGroup";
+        self.admit(API)?;
+        let exists = sqlx::query("SELECT 1 FROM thing_groups WHERE name = ?")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        if exists.is_none() {
+            return Err(not_found(API, format!("thing group {name} does not exist")));
+        }
+        let rows = sqlx::query("SELECT thing_name FROM thing_group_members WHERE group_name = ? ORDER BY thing_name")
+            .bind(name)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db(API))?;
+        rows.iter()
+            .map(|r| ThingName::parse(r.get::<&str, _>("thing_name")).map_err(|e| rejected(API, e.to_string())))
+            .collect()
     }
 
     async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {

@@ -95,7 +95,7 @@ impl LocalCloud {
         }
         let version = nucleus_version.unwrap_or(DEFAULT_NUCLEUS);
         let now = Timestamp::now().as_millis();
-        let mut tx = self.pool().begin().await.map_err(db(API))?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         sqlx::query(
             "INSERT INTO core_devices (name, status, core_version, platform, architecture, last_status_update) \
              VALUES (?, 'HEALTHY', ?, 'linux', 'amd64', ?) \
@@ -222,7 +222,8 @@ impl LocalCloud {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM things) AS things, (SELECT COUNT(*) FROM certificates) AS certificates, \
              (SELECT COUNT(*) FROM certificates WHERE status = 'ACTIVE') AS active_certificates, \
-             (SELECT COUNT(*) FROM core_devices) AS core_devices, (SELECT COUNT(*) FROM policies) AS policies",
+             (SELECT COUNT(*) FROM core_devices) AS core_devices, (SELECT COUNT(*) FROM policies) AS policies, \
+             (SELECT COUNT(*) FROM deployments) AS deployments",
         )
         .fetch_one(self.pool())
         .await
@@ -233,6 +234,7 @@ impl LocalCloud {
             active_certificates: row.get::<i64, _>("active_certificates") as u64,
             core_devices: row.get::<i64, _>("core_devices") as u64,
             policies: row.get::<i64, _>("policies") as u64,
+            deployments: row.get::<i64, _>("deployments") as u64,
         })
     }
 }
@@ -246,6 +248,7 @@ pub struct Inventory {
     pub active_certificates: u64,
     pub core_devices: u64,
     pub policies: u64,
+    pub deployments: u64,
 }
 
 #[async_trait]

@@ -1,10 +1,13 @@
 //! `CoreStore` on SQLite: core tasks and items, cores, provisioning journals, the outbox.
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+
 use ggprov_domain::cores::{
-    Core, CoreTaskOptions, Device, Event, NewCore, StoredEvent, Task, TaskItem, TaskKind, TemplateRef,
+    Core, CoreTaskOptions, DeploymentSpec, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TaskKind,
+    TemplateRef, VersionCounts,
 };
-use ggprov_domain::ports::{CoreFilter, CoreStore, StoreError};
+use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 use sqlx::sqlite::SqliteRow;
@@ -51,7 +54,7 @@ fn status_from_counts(total: i64, waiting: i64, success: i64, failure: i64) -> T
     }
 }
 
-fn item_from_row(row: &SqliteRow) -> Result<TaskItem<NewCore>, StoreError> {
+pub(crate) fn item_from_row(row: &SqliteRow) -> Result<TaskItem<NewCore>, StoreError> {
     Ok(TaskItem {
         name: thing(row.try_get("name").map_err(unavailable)?)?,
         request: serde_json::from_str(row.try_get("request").map_err(unavailable)?).map_err(corrupt)?,
@@ -78,6 +81,8 @@ fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
         deployment_status: get_str("deployment_status")?,
         deployment_status_message: row.try_get("deployment_status_message").map_err(unavailable)?,
         artifacts: serde_json::from_str(&get_str("artifacts")?).map_err(corrupt)?,
+        desired_deployment_id: row.try_get("desired_deployment_id").map_err(unavailable)?,
+        status_at: opt_ts(row.try_get("status_at").map_err(unavailable)?)?,
         created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
         updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
     })
@@ -95,7 +100,11 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
     })
 }
 
-async fn write_event(tx: &mut Transaction<'static, Sqlite>, event: &Event, now: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn write_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    event: &Event,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO outbox (id, detail_type, detail, created_at) VALUES (?, ?, ?, ?)")
         .bind(uuid_like())
         .bind(&event.detail_type)
@@ -112,7 +121,7 @@ fn uuid_like() -> String {
 }
 
 /// Ends an unfinished item; `false` when it had already ended (a duplicate delivery).
-async fn end_item(
+pub(crate) async fn end_item(
     tx: &mut Transaction<'static, Sqlite>,
     task: &TaskId,
     name: &ThingName,
@@ -136,6 +145,7 @@ async fn end_item(
 }
 
 const TASK_SUMMARY: &str = "SELECT t.id, t.kind, t.core_name, t.type, t.core_version, t.options, t.created_at, \
+     t.template_name, t.template_version, t.targets, t.iot_job_config, t.expanded, t.batches_total, t.batch_size, t.status_message, \
      COUNT(i.name) AS total, \
      COALESCE(SUM(i.status = 'Waiting'), 0) AS waiting, \
      COALESCE(SUM(i.status = 'Success'), 0) AS success, \
@@ -149,7 +159,31 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
     let kind = match row.try_get::<&str, _>("kind").map_err(unavailable)? {
         "core" => TaskKind::Core,
         "device" => TaskKind::Device { core_name: thing(row.try_get("core_name").map_err(unavailable)?)? },
+        "deployment" => {
+            let json = |col: &str| -> Result<Option<serde_json::Value>, StoreError> {
+                let text: Option<String> = row.try_get(col).map_err(unavailable)?;
+                text.map(|t| serde_json::from_str(&t)).transpose().map_err(corrupt)
+            };
+            TaskKind::Deployment(DeploymentSpec {
+                template: TemplateRef {
+                    name: row.try_get("template_name").map_err(unavailable)?,
+                    version: row.try_get::<i64, _>("template_version").map_err(unavailable)? as u32,
+                },
+                targets: json("targets")?.unwrap_or_default(),
+                iot_job_config: json("iot_job_config")?,
+                expanded: row.try_get::<i64, _>("expanded").map_err(unavailable)? != 0,
+                batches_total: row.try_get::<Option<i64>, _>("batches_total").map_err(unavailable)?.map(|n| n as u32),
+                batch_size: row.try_get::<Option<i64>, _>("batch_size").map_err(unavailable)?.map(|n| n as u32),
+            })
+        }
         other => return Err(corrupt(format!("task kind {other}"))),
+    };
+    let status_message: Option<String> = row.try_get("status_message").map_err(unavailable)?;
+    let total = count("total")?;
+    let status = match &kind {
+        TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,
+        _ if total == 0 && status_message.is_some() => TaskStatus::Failure,
+        _ => status_from_counts(total, count("waiting")?, count("success")?, count("failure")?),
     };
     Ok(Task {
         id: TaskId::from_text(row.try_get("id").map_err(unavailable)?),
@@ -158,8 +192,8 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
         core_version: row.try_get("core_version").map_err(unavailable)?,
         options: options.map(|o| serde_json::from_str::<CoreTaskOptions>(&o)).transpose().map_err(corrupt)?,
         items,
-        status: status_from_counts(count("total")?, count("waiting")?, count("success")?, count("failure")?),
-        status_message: None,
+        status,
+        status_message,
         created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
         updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
     })
@@ -169,14 +203,25 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
 impl CoreStore for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let (kind, core_name) = match &task.kind {
-            TaskKind::Core => ("core", None),
-            TaskKind::Device { core_name } => ("device", Some(core_name.as_str())),
+        let core_name = match &task.kind {
+            TaskKind::Device { core_name } => Some(core_name.as_str()),
+            _ => None,
         };
-        sqlx::query("INSERT INTO tasks (id, kind, core_name, type, core_version, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(task.id.as_str())
-            .bind(kind)
-            .bind(core_name)
+        let deployment = match &task.kind {
+            TaskKind::Deployment(spec) => Some(spec),
+            _ => None,
+        };
+        sqlx::query(
+            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(task.id.as_str())
+        .bind(task.kind.family().as_str())
+        .bind(core_name)
+        .bind(deployment.map(|d| d.template.name.clone()))
+        .bind(deployment.map(|d| i64::from(d.template.version)))
+        .bind(deployment.map(|d| d.targets.to_string()))
+        .bind(deployment.and_then(|d| d.iot_job_config.as_ref()).map(ToString::to_string))
             .bind(task.task_type.as_str())
             .bind(&task.core_version)
             .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
@@ -220,10 +265,14 @@ impl CoreStore for SqliteStore {
         task_from_summary(&row, items).map(Some)
     }
 
-    async fn list_tasks(&self, cores: bool, page: PageRequest<TaskId>) -> Result<Page<Task, TaskId>, StoreError> {
+    async fn list_tasks(
+        &self,
+        family: TaskFamily,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<Task, TaskId>, StoreError> {
         let sql = format!("{TASK_SUMMARY} WHERE t.kind = ? AND t.id > ? GROUP BY t.id ORDER BY t.id LIMIT ?");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(if cores { "core" } else { "device" })
+            .bind(family.as_str())
             .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
             .bind(i64::from(page.limit) + 1)
             .fetch_all(&self.pool)
@@ -274,6 +323,7 @@ impl CoreStore for SqliteStore {
         if !end_item(&mut tx, task, &core.name, TaskStatus::Success, None, now).await? {
             return Ok(()); // a duplicate delivery: the first one recorded everything
         }
+        let before = crate::fleet::contribution(&mut tx, core.name.as_str()).await?;
         sqlx::query(
             "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
              deployment_status, deployment_status_message, artifacts, created_at, updated_at) \
@@ -295,6 +345,8 @@ impl CoreStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let after = crate::fleet::contribution(&mut tx, core.name.as_str()).await?;
+        crate::fleet::apply_delta(&mut tx, before.as_ref(), after.as_ref()).await?;
         write_event(&mut tx, event, now).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -305,6 +357,8 @@ impl CoreStore for SqliteStore {
         if !end_item(&mut tx, task, name, TaskStatus::Success, None, now).await? {
             return Ok(());
         }
+        let before = crate::fleet::contribution(&mut tx, name.as_str()).await?;
+        crate::fleet::apply_delta(&mut tx, before.as_ref(), None).await?;
         for sql in ["DELETE FROM cores WHERE name = ?", "DELETE FROM provisioning_journals WHERE name = ?"] {
             sqlx::query(sql).bind(name.as_str()).execute(&mut *tx).await.map_err(unavailable)?;
         }
@@ -451,6 +505,17 @@ impl CoreStore for SqliteStore {
         Ok(())
     }
 
+    async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM tasks WHERE kind = 'deployment' AND expanded = 0 AND created_at < ? ORDER BY id",
+        )
+        .bind(before.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows.iter().map(|r| TaskId::from_text(r.get("id"))).collect())
+    }
+
     async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
         let rows = sqlx::query(
             "SELECT task_id, name FROM task_items WHERE status IN ('Waiting', 'InProgress') \
@@ -486,5 +551,99 @@ impl CoreStore for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page::from_overfetch(events, page.limit, |e| e.sequence))
+    }
+
+    async fn task_items(
+        &self,
+        task: &TaskId,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError> {
+        self.deployment_task_items(task, page).await
+    }
+
+    async fn core_deployments(
+        &self,
+        core: &ThingName,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
+        self.deployments_of_core(core, page).await
+    }
+
+    async fn expand_deployment_task(
+        &self,
+        task: &TaskId,
+        cores: &[ThingName],
+        batch_size: u32,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
+        self.expand_deployment(task, cores, batch_size, event).await
+    }
+
+    async fn fail_deployment_task(&self, task: &TaskId, message: &str) -> Result<(), StoreError> {
+        self.fail_deployment(task, message).await
+    }
+
+    async fn template_deployment(&self, template: &TemplateRef) -> Result<Option<String>, StoreError> {
+        self.deployment_of_template(template).await
+    }
+
+    async fn save_template_deployment(
+        &self,
+        template: &TemplateRef,
+        thing_group: &str,
+        deployment_id: &str,
+    ) -> Result<String, StoreError> {
+        self.record_template_deployment(template, thing_group, deployment_id).await
+    }
+
+    async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError> {
+        self.template_for_deployment(deployment_id).await
+    }
+
+    async fn complete_deployment_item(
+        &self,
+        task: &TaskId,
+        core: &ThingName,
+        template: &TemplateRef,
+        deployment_id: &str,
+    ) -> Result<(), StoreError> {
+        self.set_desired(task, core, template, deployment_id).await
+    }
+
+    async fn fail_deployment_item(&self, task: &TaskId, core: &ThingName, message: &str) -> Result<(), StoreError> {
+        self.fail_deployment_for_core(task, core, message).await
+    }
+
+    async fn apply_deployment_outcome(
+        &self,
+        outcome: &DeploymentOutcome,
+        template: &TemplateRef,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
+        self.apply_outcome(outcome, template, event).await
+    }
+
+    async fn cores_in_progress(&self) -> Result<Vec<Core>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM cores WHERE deployment_status = 'IN_PROGRESS' ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(core_from_row).collect()
+    }
+
+    async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
+        crate::fleet::counters(&self.pool).await
+    }
+
+    async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
+        crate::fleet::recount(&self.pool).await
+    }
+
+    async fn ingest_cursor(&self, feed: &str) -> Result<u64, StoreError> {
+        self.cursor(feed).await
+    }
+
+    async fn save_ingest_cursor(&self, feed: &str, position: u64) -> Result<(), StoreError> {
+        self.save_cursor(feed, position).await
     }
 }

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod cores;
+mod deployments;
+mod fleet;
 mod queue;
 mod templates;
 

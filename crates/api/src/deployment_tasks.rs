@@ -1,0 +1,369 @@
+//! Deployment tasks and the fleet summary: `POST/GET /deploymentTasks`,
+//! `GET /deploymentTasks/{taskId}[/cores[/{coreName}]]`, `GET /fleet/summary`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ggprov_domain::cores::{NewCore, Task, TaskFamily, TaskItem, TaskKind};
+use ggprov_domain::deployment_service::{DeploymentTaskError, NewDeploymentTask, TemplateSummary, check_targets};
+use ggprov_domain::{FieldProblem, TaskId, ThingName, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::core_tasks::task_headers;
+use crate::cores::LastEvaluatedThingName;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Path, Query};
+use crate::media::{Cdf, CdfJson};
+use crate::pagination::{Pagination, parse_count};
+use crate::state::AppState;
+
+const TAG: &str = "Deployment tasks";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_deployment_task, list_deployment_tasks))
+        .routes(routes!(get_deployment_task))
+        .routes(routes!(list_deployment_task_cores))
+        .routes(routes!(get_deployment_task_core))
+        .routes(routes!(get_fleet_summary))
+}
+
+/// `POST /deploymentTasks`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NewDeploymentTaskBody {
+    #[schema(required)]
+    template: Option<TemplateRefBody>,
+    /// `thingNames` and/or `thingGroupNames`.
+    #[schema(required, value_type = Object, example = json!({"thingNames": ["core-0001"]}))]
+    targets: Option<serde_json::Value>,
+    /// Stored and echoed; the template's `jobConfig` is what is deployed.
+    #[schema(value_type = Option<Object>)]
+    iot_job_config: Option<serde_json::Value>,
+}
+
+/// The template version to deploy.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct TemplateRefBody {
+    #[schema(required, example = "edge_cameras")]
+    name: Option<String>,
+    /// A number or a numeric string; absent: the latest version.
+    #[schema(value_type = Option<Object>, example = 2)]
+    version: Option<serde_json::Value>,
+}
+
+/// One core's record in a deployment task.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeploymentRecord {
+    core_name: String,
+    /// The deployment task (absent in the original; added).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<String>,
+    task_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_message: Option<String>,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
+    #[schema(value_type = Option<String>)]
+    updated_at: Option<Timestamp>,
+}
+
+impl DeploymentRecord {
+    fn from_item(item: TaskItem<NewCore>, task_id: Option<&TaskId>) -> Self {
+        Self {
+            core_name: item.name.as_str().to_owned(),
+            task_id: task_id.map(|t| t.as_str().to_owned()),
+            task_status: item.status.as_str().to_owned(),
+            status_message: item.status_message,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
+/// The resolved template of a deployment task.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeployedTemplate {
+    name: String,
+    version: u32,
+}
+
+/// A deployment task.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeploymentTaskResource {
+    id: String,
+    template: DeployedTemplate,
+    #[schema(value_type = Object)]
+    targets: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    iot_job_config: Option<serde_json::Value>,
+    /// Per-core records, by core name (`[]` in lists).
+    deployments: Vec<DeploymentRecord>,
+    task_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_message: Option<String>,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
+    #[schema(value_type = Option<String>)]
+    updated_at: Option<Timestamp>,
+    /// Once the targets are expanded (single task only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batches_total: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batches_complete: Option<u32>,
+}
+
+impl DeploymentTaskResource {
+    fn from_task(task: Task, detailed: bool) -> Self {
+        let TaskKind::Deployment(spec) = task.kind else { unreachable!("deployment tasks only") };
+        let (batches_total, batches_complete) = match (detailed, spec.batches_total, spec.batch_size) {
+            (true, Some(total), Some(size)) => {
+                let complete = task
+                    .items
+                    .chunks(size.max(1) as usize)
+                    .filter(|chunk| chunk.iter().all(|i| i.status.is_terminal()))
+                    .count();
+                (Some(total), Some(complete as u32))
+            }
+            (true, Some(total), None) => (Some(total), Some(total)),
+            _ => (None, None),
+        };
+        Self {
+            id: task.id.as_str().to_owned(),
+            template: DeployedTemplate { name: spec.template.name, version: spec.template.version },
+            targets: spec.targets,
+            iot_job_config: spec.iot_job_config,
+            deployments: if detailed {
+                task.items.into_iter().map(|i| DeploymentRecord::from_item(i, None)).collect()
+            } else {
+                Vec::new()
+            },
+            task_status: task.status.as_str().to_owned(),
+            status_message: task.status_message,
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+            batches_total,
+            batches_complete,
+        }
+    }
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
+    ApiError::validation(vec![FieldProblem { field: field.to_owned(), problem: problem.into() }])
+}
+
+/// Roll a template version out to cores. The template (and version) must exist (404); the
+/// targets are expanded asynchronously.
+#[utoipa::path(
+    post, path = "/deploymentTasks", tag = TAG, operation_id = "createDeploymentTask",
+    request_body(content((NewDeploymentTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewDeploymentTaskBody = "application/json"))),
+    responses(
+        (status = 202, description = "Accepted; no body", headers(
+            ("location" = String, description = "`/deploymentTasks/{taskId}`"),
+            ("x-taskid" = String, description = "the task id"),
+        )),
+        (status = 400, description = "Invalid task or unsupported target type", body = ErrorBody),
+        (status = 404, description = "No such template or version", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_deployment_task(
+    State(state): State<AppState>,
+    CdfJson(body): CdfJson<NewDeploymentTaskBody>,
+) -> Result<Response, ApiError> {
+    let template =
+        body.template.ok_or_else(|| invalid("template", "is required: {\"name\": ..., \"version\"?: ...}"))?;
+    let name = template.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| invalid("template.name", "is required"))?;
+    let version = match template.version {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) => Some(
+            n.as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| invalid("template.version", format!("{n} is not a version number")))?,
+        ),
+        Some(serde_json::Value::String(s)) => {
+            Some(s.parse::<u32>().map_err(|_| invalid("template.version", format!("'{s}' is not a version number")))?)
+        }
+        Some(other) => return Err(invalid("template.version", format!("{other} is not a version number"))),
+    };
+    let targets = body.targets.unwrap_or(serde_json::Value::Null);
+    if let Err((unsupported, problems)) = check_targets(&targets) {
+        let error = ApiError::validation(problems);
+        return Err(if unsupported { error.with_code("UNSUPPORTED_TARGET_TYPE") } else { error });
+    }
+    let request = NewDeploymentTask {
+        template_name: name,
+        template_version: version,
+        targets,
+        iot_job_config: body.iot_job_config,
+    };
+    let task = state.deployments.submit(request).await.map_err(|err| match err {
+        DeploymentTaskError::TemplateNotFound(_) | DeploymentTaskError::VersionNotFound { .. } => {
+            ApiError::not_found("TEMPLATE_NOT_FOUND", err.to_string())
+        }
+        DeploymentTaskError::Task(task) => task.into(),
+        DeploymentTaskError::Store(store) => store.into(),
+    })?;
+    Ok((StatusCode::ACCEPTED, task_headers("/deploymentTasks", &task.id)).into_response())
+}
+
+/// A deployment task with its per-core records and batch progress.
+#[utoipa::path(
+    get, path = "/deploymentTasks/{taskId}", tag = TAG, operation_id = "getDeploymentTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses((status = 200, body = DeploymentTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn get_deployment_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Cdf<DeploymentTaskResource>, ApiError> {
+    let task = state
+        .core_tasks
+        .get(&TaskId::from_text(&id), TaskFamily::Deployment)
+        .await
+        .map_err(|e| ApiError::from(e).with_code("DEPLOYMENT_TASK_NOT_FOUND"))?;
+    Ok(Cdf(DeploymentTaskResource::from_task(task, true)))
+}
+
+/// `GET /deploymentTasks`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeploymentTaskList {
+    deployment_tasks: Vec<DeploymentTaskResource>,
+    pagination: Pagination<crate::core_tasks::LastEvaluatedTaskId>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TaskPageQuery {
+    /// Page size, 1 to 1000.
+    count: Option<String>,
+    /// `pagination.lastEvaluated.taskId` of the previous page.
+    exclusive_start_task_id: Option<String>,
+}
+
+/// Deployment tasks by id (items have `deployments: []`).
+#[utoipa::path(
+    get, path = "/deploymentTasks", tag = TAG, operation_id = "listDeploymentTasks",
+    params(TaskPageQuery),
+    responses((status = 200, body = DeploymentTaskList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
+)]
+pub(crate) async fn list_deployment_tasks(
+    State(state): State<AppState>,
+    Query(query): Query<TaskPageQuery>,
+) -> Result<Cdf<DeploymentTaskList>, ApiError> {
+    let count = parse_count(query.count.as_deref())?;
+    let page = state
+        .core_tasks
+        .list(TaskFamily::Deployment, count.page(query.exclusive_start_task_id.as_deref().map(TaskId::from_text)))
+        .await?;
+    Ok(Cdf(DeploymentTaskList {
+        deployment_tasks: page.items.into_iter().map(|t| DeploymentTaskResource::from_task(t, false)).collect(),
+        pagination: Pagination {
+            count: count.echo,
+            last_evaluated: page.last_evaluated.map(|id| crate::core_tasks::LastEvaluatedTaskId::new(id.as_str())),
+        },
+    }))
+}
+
+/// `GET /deploymentTasks/{taskId}/cores`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeploymentCoreList {
+    cores: Vec<DeploymentRecord>,
+    pagination: Pagination<LastEvaluatedThingName>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CorePageQuery {
+    /// Page size, 1 to 1000.
+    count: Option<String>,
+    /// `pagination.lastEvaluated.thingName` of the previous page.
+    exclusive_start_thing_name: Option<String>,
+}
+
+/// The per-core records of a deployment task, by core name (`[]` for an unknown task).
+#[utoipa::path(
+    get, path = "/deploymentTasks/{taskId}/cores", tag = TAG, operation_id = "listDeploymentTaskCores",
+    params(("taskId" = String, Path, description = "Task id"), CorePageQuery),
+    responses((status = 200, body = DeploymentCoreList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
+)]
+pub(crate) async fn list_deployment_task_cores(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<CorePageQuery>,
+) -> Result<Cdf<DeploymentCoreList>, ApiError> {
+    let count = parse_count(query.count.as_deref())?;
+    let start = match query.exclusive_start_thing_name.as_deref() {
+        Some(s) => Some(ThingName::parse(s).map_err(|e| invalid("exclusiveStartThingName", e.to_string()))?),
+        None => None,
+    };
+    let page = state.deployments.task_cores(&TaskId::from_text(&id), count.page(start)).await?;
+    Ok(Cdf(DeploymentCoreList {
+        cores: page.items.into_iter().map(|i| DeploymentRecord::from_item(i, None)).collect(),
+        pagination: Pagination {
+            count: count.echo,
+            last_evaluated: page.last_evaluated.map(|n| LastEvaluatedThingName::new(n.as_str())),
+        },
+    }))
+}
+
+/// One core's record in a deployment task.
+#[utoipa::path(
+    get, path = "/deploymentTasks/{taskId}/cores/{coreName}", tag = TAG, operation_id = "getDeploymentTaskCore",
+    params(("taskId" = String, Path, description = "Task id"), ("coreName" = String, Path, description = "Core name")),
+    responses((status = 200, body = DeploymentRecord, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn get_deployment_task_core(
+    State(state): State<AppState>,
+    Path((id, core)): Path<(String, String)>,
+) -> Result<Cdf<DeploymentRecord>, ApiError> {
+    let not_found = || {
+        ApiError::not_found("DEPLOYMENT_NOT_FOUND", format!("deployment task '{id}' has no record for core '{core}'"))
+    };
+    let name = ThingName::parse(&core).map_err(|_| not_found())?;
+    let task = TaskId::from_text(&id);
+    let mut page = ggprov_domain::PageRequest::first(1000);
+    loop {
+        let result = state.deployments.task_cores(&task, page).await?;
+        if let Some(item) = result.items.into_iter().find(|i| i.name == name) {
+            return Ok(Cdf(DeploymentRecord::from_item(item, None)));
+        }
+        match result.last_evaluated {
+            Some(last) if last < name => page = ggprov_domain::PageRequest::after(1000, last),
+            _ => return Err(not_found()),
+        }
+    }
+}
+
+/// `GET /fleet/summary`: an object keyed by template name.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FleetSummary {
+    #[schema(value_type = BTreeMap<String, Object>)]
+    templates: BTreeMap<String, TemplateSummary>,
+}
+
+/// Per template version: how many cores desire it, report it, and how their last deployment
+/// went. `None` counts cores without a template. Exact: the counters change with the core
+/// records they count.
+#[utoipa::path(
+    get, path = "/fleet/summary", tag = "Fleet", operation_id = "getFleetSummary",
+    responses((status = 200, body = FleetSummary, content_type = "application/vnd.aws-cdf-v1.0+json"))
+)]
+pub(crate) async fn get_fleet_summary(State(state): State<AppState>) -> Result<Cdf<FleetSummary>, ApiError> {
+    Ok(Cdf(FleetSummary { templates: state.deployments.fleet_summary().await? }))
+}
+
+/// Deployment records of a core, for `GET /cores/{name}/deployments`.
+pub(crate) fn core_record(task_id: &TaskId, item: TaskItem<NewCore>) -> DeploymentRecord {
+    DeploymentRecord::from_item(item, Some(task_id))
+}

@@ -1,0 +1,199 @@
+//! Deployment tasks and the fleet summary.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::core_task_service::CoreTaskError;
+use crate::cores::{DeploymentSpec, NO_TEMPLATE, NewCore, Task, TaskItem, TaskKind, TemplateRef, VersionCounts};
+use crate::jobs::DeploymentExpand;
+use crate::pagination::{Page, PageRequest};
+use crate::ports::{CoreStore, StoreError, TemplateStore, WorkQueue};
+use crate::task::{TaskId, TaskStatus, TaskType};
+use crate::template::TemplateName;
+use crate::thing::ThingName;
+use crate::time::Timestamp;
+use crate::validation::FieldProblem;
+
+/// Why a deployment task cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentTaskError {
+    #[error("template '{0}' does not exist")]
+    TemplateNotFound(String),
+    #[error("template '{name}' has no version {version}")]
+    VersionNotFound { name: String, version: u32 },
+    #[error(transparent)]
+    Task(#[from] CoreTaskError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A validated deployment task request.
+#[derive(Debug, Clone)]
+pub struct NewDeploymentTask {
+    pub template_name: String,
+    pub template_version: Option<u32>,
+    /// `thingNames` and `thingGroupNames`, checked.
+    pub targets: serde_json::Value,
+    pub iot_job_config: Option<serde_json::Value>,
+}
+
+/// Deployment-task use cases.
+#[derive(Clone)]
+pub struct DeploymentService {
+    store: Arc<dyn CoreStore>,
+    templates: Arc<dyn TemplateStore>,
+    queue: Arc<dyn WorkQueue>,
+}
+
+/// One template of the fleet summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateSummary {
+    /// The template's current version; 0 when it no longer exists (and for `None`).
+    pub latest_version: u32,
+    pub versions: BTreeMap<String, VersionCounts>,
+}
+
+impl DeploymentService {
+    pub fn new(store: Arc<dyn CoreStore>, templates: Arc<dyn TemplateStore>, queue: Arc<dyn WorkQueue>) -> Self {
+        Self { store, templates, queue }
+    }
+
+    /// Resolves the template version (404 if absent), stores the task and queues the
+    /// expansion of its targets.
+    pub async fn submit(&self, request: NewDeploymentTask) -> Result<Task, DeploymentTaskError> {
+        let not_found = || DeploymentTaskError::TemplateNotFound(request.template_name.clone());
+        let name = TemplateName::parse(&request.template_name).map_err(|_| not_found())?;
+        let template =
+            match request.template_version {
+                Some(version) => self.templates.template_version(&name, version).await?.ok_or_else(|| {
+                    DeploymentTaskError::VersionNotFound { name: request.template_name.clone(), version }
+                })?,
+                None => self.templates.latest_template(&name).await?.ok_or_else(not_found)?,
+            };
+        let now = Timestamp::now();
+        let task = Task {
+            id: TaskId::generate(),
+            kind: TaskKind::Deployment(DeploymentSpec {
+                template: TemplateRef { name: template.name.as_str().to_owned(), version: template.version },
+                targets: request.targets,
+                iot_job_config: request.iot_job_config,
+                expanded: false,
+                batches_total: None,
+                batch_size: None,
+            }),
+            task_type: TaskType::Create,
+            core_version: String::new(),
+            options: None,
+            items: Vec::new(),
+            status: TaskStatus::Waiting,
+            status_message: None,
+            created_at: now,
+            updated_at: None,
+        };
+        self.store.create_task(&task).await?;
+        if let Err(err) = self.queue.enqueue(&[DeploymentExpand { task_id: task.id.clone() }.job()]).await {
+            tracing::warn!(task.id = %task.id, error = %err, "deployment task stored but not queued");
+        }
+        Ok(task)
+    }
+
+    /// The deployment records of a task, by core name.
+    pub async fn task_cores(
+        &self,
+        task: &TaskId,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError> {
+        self.store.task_items(task, page).await
+    }
+
+    /// The deployment records of a core, by task id.
+    pub async fn core_deployments(
+        &self,
+        core: &ThingName,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
+        self.store.core_deployments(core, page).await
+    }
+
+    /// The fleet summary: counters by template and version, with each template's latest version.
+    pub async fn fleet_summary(&self) -> Result<BTreeMap<String, TemplateSummary>, StoreError> {
+        self.summary_of(self.store.fleet_counters().await?).await
+    }
+
+    /// The same summary counted from the core records (to check the counters).
+    pub async fn recounted_fleet_summary(&self) -> Result<BTreeMap<String, TemplateSummary>, StoreError> {
+        self.summary_of(self.store.recount_fleet().await?).await
+    }
+
+    async fn summary_of(
+        &self,
+        counters: BTreeMap<(String, u32), VersionCounts>,
+    ) -> Result<BTreeMap<String, TemplateSummary>, StoreError> {
+        let mut summary: BTreeMap<String, TemplateSummary> = BTreeMap::new();
+        for ((name, version), counts) in counters {
+            if !summary.contains_key(&name) {
+                let latest = if name == NO_TEMPLATE {
+                    0
+                } else {
+                    match TemplateName::parse(&name) {
+                        Ok(parsed) => self.templates.latest_template(&parsed).await?.map_or(0, |t| t.version),
+                        Err(_) => 0,
+                    }
+                };
+                summary.insert(name.clone(), TemplateSummary { latest_version: latest, versions: BTreeMap::new() });
+            }
+            summary.get_mut(&name).expect("inserted").versions.insert(version.to_string(), counts);
+        }
+        Ok(summary)
+    }
+}
+
+/// Checks the `targets` of a deployment task: `thingNames` and `thingGroupNames` lists of
+/// valid names; Asset Library targets are not supported; other keys are refused.
+pub fn check_targets(targets: &serde_json::Value) -> Result<(), (bool, Vec<FieldProblem>)> {
+    let mut problems = Vec::new();
+    let Some(map) = targets.as_object().filter(|m| !m.is_empty()) else {
+        return Err((
+            false,
+            vec![FieldProblem {
+                field: "targets".into(),
+                problem: "is required: an object with thingNames and/or thingGroupNames".into(),
+            }],
+        ));
+    };
+    for (key, value) in map {
+        match key.as_str() {
+            "thingNames" | "thingGroupNames" => match value.as_array() {
+                Some(list) if !list.is_empty() => {
+                    for (i, item) in list.iter().enumerate() {
+                        if let Err(err) = item
+                            .as_str()
+                            .ok_or_else(|| "must be a string".to_owned())
+                            .and_then(|s| ThingName::parse(s).map_err(|e| e.to_string()))
+                        {
+                            problems.push(FieldProblem { field: format!("targets.{key}[{i}]"), problem: err });
+                        }
+                    }
+                }
+                _ => problems.push(FieldProblem {
+                    field: format!("targets.{key}"),
+                    problem: "must be a non-empty list of names".into(),
+                }),
+            },
+            "assetLibraryDeviceIds" | "assetLibraryGroupPaths" | "assetLibraryQuery" => {
+                return Err((true, vec![FieldProblem {
+                    field: format!("targets.{key}"),
+                    problem: "CDF Asset Library targets are not supported: ggprov has no Asset Library; use thingNames or thingGroupNames".into(),
+                }]));
+            }
+            other => problems.push(FieldProblem {
+                field: format!("targets.{other}"),
+                problem: "is not a target type; use thingNames or thingGroupNames".into(),
+            }),
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err((false, problems)) }
+}
