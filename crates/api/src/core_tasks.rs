@@ -70,18 +70,7 @@ impl NewCoreTaskBody {
                 None
             }
         };
-        let task_type = match self.r#type.as_deref() {
-            Some("Create") => Some(TaskType::Create),
-            Some("Delete") => Some(TaskType::Delete),
-            Some(other) => {
-                problems.add("type", format!("'{other}' is not a core task type; use Create or Delete"));
-                None
-            }
-            None => {
-                problems.add("type", "is required: Create or Delete");
-                None
-            }
-        };
+        let task_type = parse_task_type(&mut problems, self.r#type.as_deref(), "core task");
         let cores = parse_items(
             &mut problems,
             "cores",
@@ -109,6 +98,22 @@ impl NewCoreTaskBody {
                 Ok(NewCoreTask { task_type, core_version, cores, options: self.options })
             }
             _ => Err(ApiError::validation(problems.into_vec())),
+        }
+    }
+}
+
+/// `type` of a task body: `Create` or `Delete`.
+pub(crate) fn parse_task_type(problems: &mut Problems, value: Option<&str>, what: &str) -> Option<TaskType> {
+    match value {
+        Some("Create") => Some(TaskType::Create),
+        Some("Delete") => Some(TaskType::Delete),
+        Some(other) => {
+            problems.add("type", format!("'{other}' is not a {what} type; use Create or Delete"));
+            None
+        }
+        None => {
+            problems.add("type", "is required: Create or Delete");
+            None
         }
     }
 }

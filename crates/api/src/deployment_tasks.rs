@@ -19,7 +19,7 @@ use crate::cores::LastEvaluatedThingName;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
-use crate::pagination::{Pagination, parse_count};
+use crate::pagination::{Pagination, ThingPageQuery, parse_count};
 use crate::state::AppState;
 
 const TAG: &str = "Deployment tasks";
@@ -281,32 +281,19 @@ pub(crate) struct DeploymentCoreList {
     pagination: Pagination<LastEvaluatedThingName>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub(crate) struct CorePageQuery {
-    /// Page size, 1 to 1000.
-    count: Option<String>,
-    /// `pagination.lastEvaluated.thingName` of the previous page.
-    exclusive_start_thing_name: Option<String>,
-}
-
 /// The per-core records of a deployment task, by core name (`[]` for an unknown task).
 #[utoipa::path(
     get, path = "/deploymentTasks/{taskId}/cores", tag = TAG, operation_id = "listDeploymentTaskCores",
-    params(("taskId" = String, Path, description = "Task id"), CorePageQuery),
+    params(("taskId" = String, Path, description = "Task id"), ThingPageQuery),
     responses((status = 200, body = DeploymentCoreList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
 )]
 pub(crate) async fn list_deployment_task_cores(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<CorePageQuery>,
+    Query(query): Query<ThingPageQuery>,
 ) -> Result<Cdf<DeploymentCoreList>, ApiError> {
     let count = parse_count(query.count.as_deref())?;
-    let start = match query.exclusive_start_thing_name.as_deref() {
-        Some(s) => Some(ThingName::parse(s).map_err(|e| invalid("exclusiveStartThingName", e.to_string()))?),
-        None => None,
-    };
+    let start = query.start()?;
     let page = state.deployments.task_cores(&TaskId::from_text(&id), count.page(start)).await?;
     Ok(Cdf(DeploymentCoreList {
         cores: page.items.into_iter().map(|i| DeploymentRecord::from_item(i, None)).collect(),

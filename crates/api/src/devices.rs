@@ -15,12 +15,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::core_tasks::{ItemFields, TaskCoreResource, parse_items, task_headers};
+use crate::core_tasks::{ItemFields, TaskCoreResource, parse_items, parse_task_type, task_headers};
 use crate::cores::{ArtifactResource, LastEvaluatedThingName, parse_bool};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
-use crate::pagination::{Pagination, parse_count};
+use crate::pagination::{Pagination, ThingPageQuery, parse_count};
 use crate::state::AppState;
 
 const TAG: &str = "Client devices";
@@ -151,18 +151,7 @@ pub(crate) async fn create_device_task(
 ) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
     let core_name = problems.check("coreName", ThingName::parse(&core_name));
-    let task_type = match body.r#type.as_deref() {
-        Some("Create") => Some(TaskType::Create),
-        Some("Delete") => Some(TaskType::Delete),
-        Some(other) => {
-            problems.add("type", format!("'{other}' is not a device task type; use Create or Delete"));
-            None
-        }
-        None => {
-            problems.add("type", "is required: Create or Delete");
-            None
-        }
-    };
+    let task_type = parse_task_type(&mut problems, body.r#type.as_deref(), "device task");
     let devices = parse_items(
         &mut problems,
         "devices",
@@ -272,26 +261,16 @@ pub(crate) struct DeviceList {
     pagination: Option<Pagination<LastEvaluatedThingName>>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub(crate) struct DevicePageQuery {
-    /// Page size, 1 to 1000.
-    count: Option<String>,
-    /// `pagination.lastEvaluated.thingName` of the previous page.
-    exclusive_start_thing_name: Option<String>,
-}
-
 /// The client devices of a core, by name (ggprov extension).
 #[utoipa::path(
     get, path = "/cores/{name}/devices", tag = TAG, operation_id = "listCoreDevices",
-    params(("name" = String, Path, description = "Core name"), DevicePageQuery),
+    params(("name" = String, Path, description = "Core name"), ThingPageQuery),
     responses((status = 200, body = DeviceList, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 400, body = ErrorBody))
 )]
 pub(crate) async fn list_core_devices(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<DevicePageQuery>,
+    Query(query): Query<ThingPageQuery>,
 ) -> Result<Cdf<DeviceList>, ApiError> {
     let count = parse_count(query.count.as_deref())?;
     let Ok(core) = ThingName::parse(&name) else {

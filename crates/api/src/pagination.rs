@@ -2,9 +2,9 @@
 //! `pagination` object of the responses.
 
 use ggprov_domain::pagination::MAX_PAGE_SIZE;
-use ggprov_domain::{FieldProblem, PageRequest};
-use serde::Serialize;
-use utoipa::ToSchema;
+use ggprov_domain::{FieldProblem, PageRequest, ThingName};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -54,6 +54,34 @@ impl<K> Pagination<K> {
     /// Form A: `None` (no `pagination` key) when neither part is present.
     pub(crate) fn form_a(count: &Count, last_evaluated: Option<K>) -> Option<Self> {
         (count.echo.is_some() || last_evaluated.is_some()).then(|| Self { count: count.echo.clone(), last_evaluated })
+    }
+}
+
+/// Paging by thing name: `count` and `exclusiveStartThingName`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ThingPageQuery {
+    /// Page size, 1 to 1000.
+    pub(crate) count: Option<String>,
+    /// `pagination.lastEvaluated.thingName` of the previous page.
+    pub(crate) exclusive_start_thing_name: Option<String>,
+}
+
+impl ThingPageQuery {
+    /// The start key, checked.
+    pub(crate) fn start(&self) -> Result<Option<ThingName>, ApiError> {
+        self.exclusive_start_thing_name
+            .as_deref()
+            .map(|s| {
+                ThingName::parse(s).map_err(|e| {
+                    ApiError::validation(vec![FieldProblem {
+                        field: "exclusiveStartThingName".into(),
+                        problem: e.to_string(),
+                    }])
+                })
+            })
+            .transpose()
     }
 }
 
