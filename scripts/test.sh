@@ -3,7 +3,9 @@
 #   1. formatting and lints (rustfmt, clippy -D warnings)
 #   2. the official CDF TypeScript client smoke against `ggprov serve` (needs node + npm and
 #      ../shared/compat/cdf-client-smoke beside the checkout; skipped with a notice otherwise)
-#   3. every Rust test: unit tests, the store conformance suite, end-to-end API tests (nextest)
+#   3. the reliability harness at small size: a fault run and a crash run (SIGKILLs mid-task);
+#      both verify the end state and fail when anything is lost or duplicated
+#   4. every Rust test: unit tests, the store conformance suite, end-to-end API tests (nextest)
 # The Rust tests run last so that their summary is the closing line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +20,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
 cargo build --locked --bin ggprov
+cargo build --locked -p ggprov-bench --bin ggprov-bench
 
 step "official CDF client smoke"
 scripts/cdf-smoke.sh
+
+step "reliability harness (small size)"
+target/debug/ggprov-bench --out target/bench/ci fault --cores 30
+target/debug/ggprov-bench --out target/bench/ci crash --cores 60 --kills 3
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -141,6 +141,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "How long a job stays invisible to other workers while one works on it; after a crash it is delivered again after this.",
     },
     Setting {
+        key: "item_attempts",
+        env: "GGPROV_ITEM_ATTEMPTS",
+        default: "5",
+        help: "Tries of an item's transient failure (throttling, an outage) in place before its whole batch goes back to the queue.",
+    },
+    Setting {
         key: "max_attempts",
         env: "GGPROV_MAX_ATTEMPTS",
         default: "8",
@@ -206,6 +212,7 @@ pub struct Config {
     pub deployment_batch_size: u32,
     pub worker_lease_ms: u64,
     pub max_attempts: u32,
+    pub item_attempts: u32,
     pub retry_base_ms: u64,
     pub sweep_after_secs: u64,
     pub local_cloud_auto_connect: bool,
@@ -395,6 +402,7 @@ impl Config {
         let deployment_batch_size = number("deployment_batch_size", 1, 1000, &mut fail);
         let worker_lease_ms = number("worker_lease_ms", 0, 43_200_000, &mut fail);
         let max_attempts = number("max_attempts", 1, 100, &mut fail);
+        let item_attempts = number("item_attempts", 1, 100, &mut fail);
         let retry_base_ms = number("retry_base_ms", 0, 600_000, &mut fail);
         let sweep_after_secs = number("sweep_after_secs", 1, 604_800, &mut fail);
         let local_cloud_auto_connect = flag("local_cloud_auto_connect", &mut fail);
@@ -422,6 +430,7 @@ impl Config {
                 deployment_batch_size: u32::try_from(deployment_batch_size?).ok()?,
                 worker_lease_ms: worker_lease_ms?,
                 max_attempts: u32::try_from(max_attempts?).ok()?,
+                item_attempts: u32::try_from(item_attempts?).ok()?,
                 retry_base_ms: retry_base_ms?,
                 sweep_after_secs: sweep_after_secs?,
                 local_cloud_auto_connect: local_cloud_auto_connect?,

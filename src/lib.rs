@@ -22,7 +22,7 @@ use ggprov_domain::core_task_service::CoreTaskService;
 use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
-use ggprov_engine::{CoreProvisioner, Deployer, Failpoints, ProvisionerSettings, Worker, WorkerSettings};
+use ggprov_engine::{CoreProvisioner, Deployer, Failpoints, ProvisionerSettings, RetryPolicy, Worker, WorkerSettings};
 use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -84,6 +84,7 @@ impl Application {
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
         let shared_cloud = Arc::new(cloud.clone());
         let failpoints = Failpoints::default();
+        let retry = RetryPolicy { attempts: config.item_attempts, base: Duration::from_millis(config.retry_base_ms) };
         let provisioner = Arc::new(CoreProvisioner::new(
             store.clone(),
             shared_cloud.clone(),
@@ -99,6 +100,7 @@ impl Application {
                 artifacts_prefix: config.artifacts_prefix.clone(),
                 keep_artifacts: config.keep_artifacts,
                 concurrency: config.item_concurrency,
+                retry,
             },
         ));
         let deployer = Arc::new(Deployer::new(
@@ -109,6 +111,7 @@ impl Application {
             shared_cloud.clone(),
             store.clone(),
             config.deployment_batch_size,
+            retry,
         ));
         let worker = Arc::new(Worker::new(
             store.clone(),

@@ -5,6 +5,7 @@ mod cli;
 mod cores;
 mod deployments;
 mod devices;
+mod harness;
 mod helpers;
 mod http_conventions;
 mod local_cloud;

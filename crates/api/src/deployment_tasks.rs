@@ -31,6 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_deployment_task_cores))
         .routes(routes!(get_deployment_task_core))
         .routes(routes!(get_fleet_summary))
+        .routes(routes!(get_fleet_summary_recount))
 }
 
 /// `POST /deploymentTasks`.
@@ -348,6 +349,17 @@ pub(crate) struct FleetSummary {
 )]
 pub(crate) async fn get_fleet_summary(State(state): State<AppState>) -> Result<Cdf<FleetSummary>, ApiError> {
     Ok(Cdf(FleetSummary { templates: state.deployments.fleet_summary().await? }))
+}
+
+/// The fleet summary counted from the core records instead of the counters (ggprov
+/// extension, for operators and the reliability harness): it must always equal
+/// `GET /fleet/summary`.
+#[utoipa::path(
+    get, path = "/fleet/summary/recount", tag = "Fleet", operation_id = "getFleetSummaryRecount",
+    responses((status = 200, body = FleetSummary, content_type = "application/vnd.aws-cdf-v1.0+json"))
+)]
+pub(crate) async fn get_fleet_summary_recount(State(state): State<AppState>) -> Result<Cdf<FleetSummary>, ApiError> {
+    Ok(Cdf(FleetSummary { templates: state.deployments.recounted_fleet_summary().await? }))
 }
 
 /// Deployment records of a core, for `GET /cores/{name}/deployments`.

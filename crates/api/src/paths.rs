@@ -33,6 +33,7 @@ pub(crate) const ROUTE_SHAPES: &[&str] = &[
     "/deploymentTasks/{}/cores",
     "/deploymentTasks/{}/cores/{}",
     "/fleet/summary",
+    "/fleet/summary/recount",
 ];
 
 /// Rewrites a request path to the spelling the router expects; `None` if nothing changes.

@@ -30,6 +30,7 @@ pub struct Deployer {
     feed: Arc<dyn StatusFeed>,
     queue: Arc<dyn WorkQueue>,
     batch_size: u32,
+    retry: crate::RetryPolicy,
     /// Serialises the creation of template deployments within this process.
     creating: tokio::sync::Mutex<()>,
 }
@@ -48,6 +49,7 @@ impl Deployer {
         feed: Arc<dyn StatusFeed>,
         queue: Arc<dyn WorkQueue>,
         batch_size: u32,
+        retry: crate::RetryPolicy,
     ) -> Self {
         Self {
             store,
@@ -57,6 +59,7 @@ impl Deployer {
             feed,
             queue,
             batch_size: batch_size.max(1),
+            retry,
             creating: tokio::sync::Mutex::new(()),
         }
     }
@@ -181,7 +184,7 @@ impl Deployer {
     /// A batch of a deployment task: set each core's desired template and move it into the
     /// template version's group.
     pub async fn deploy_batch(&self, task: &Task, spec: &DeploymentSpec, items: &[ThingName]) -> Result<(), StepError> {
-        let deployment = self.ensure_template_deployment(&spec.template).await;
+        let deployment = self.retry.run(|| self.ensure_template_deployment(&spec.template)).await;
         let target_group = format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", spec.template.name, spec.template.version);
         for name in items {
             let Some(item) = self.store.start_item(&task.id, name).await? else { continue };
@@ -197,7 +200,7 @@ impl Deployer {
                 Err(StepError::Transient(message)) => return Err(StepError::Transient(message.clone())),
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
             };
-            match self.move_core(name, &target_group).await {
+            match self.retry.run(|| self.move_core(name, &target_group)).await {
                 Ok(()) => self.store.complete_deployment_item(&task.id, name, &spec.template, deployment_id).await?,
                 Err(StepError::Permanent(message)) => self.store.fail_deployment_item(&task.id, name, &message).await?,
                 Err(other) => return Err(other),

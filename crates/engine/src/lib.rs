@@ -10,6 +10,36 @@ pub use failpoints::Failpoints;
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
 pub use worker::{Worker, WorkerSettings};
 
+/// How often a transient failure of one item is retried in place (with jittered exponential
+/// backoff) before the whole job is handed back to the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: std::time::Duration,
+}
+
+impl RetryPolicy {
+    /// Runs `step`, retrying transient failures.
+    pub(crate) async fn run<T, F, Fut>(&self, mut step: F) -> Result<T, StepError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StepError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match step().await {
+                Err(StepError::Transient(_)) if attempt < self.attempts => {
+                    let delay =
+                        self.base.saturating_mul(1 << (attempt - 1).min(10)).min(std::time::Duration::from_secs(5));
+                    tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64() * 0.5)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// How a step or job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {

@@ -55,6 +55,8 @@ pub struct ProvisionerSettings {
     pub keep_artifacts: bool,
     /// Items of one batch processed at once.
     pub concurrency: usize,
+    /// In-place retries of an item's transient failures.
+    pub retry: crate::RetryPolicy,
 }
 
 /// Runs core-task batches.
@@ -138,12 +140,12 @@ impl CoreProvisioner {
         let span =
             tracing::info_span!("core", core.name = %name, task.id = %task.id, task.r#type = task.task_type.as_str());
         let result = tracing::Instrument::instrument(
-            async {
+            self.settings.retry.run(|| async {
                 match task.task_type {
                     TaskType::Create => self.create(task, &item).await,
                     TaskType::Delete => self.delete(task, &item).await,
                 }
-            },
+            }),
             span,
         )
         .await;
@@ -465,7 +467,7 @@ impl CoreProvisioner {
                         if item.status.is_terminal() {
                             return Ok(None);
                         }
-                        let artifacts = self.provision_thing(&item).await?;
+                        let artifacts = self.settings.retry.run(|| self.provision_thing(&item)).await?;
                         Ok(Some((item, artifacts)))
                     }
                     .await;

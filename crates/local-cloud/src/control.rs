@@ -23,6 +23,7 @@ pub fn control_router(cloud: LocalCloud) -> Router {
         .route("/local-cloud/faults", put(set_faults).get(get_faults))
         .route("/local-cloud/things/{name}", get(thing))
         .route("/local-cloud/inventory", get(inventory))
+        .route("/local-cloud/calls", get(calls))
         .with_state(cloud)
 }
 
@@ -119,6 +120,10 @@ async fn thing(
     cloud.thing_view(&name).await?.map(Json).ok_or_else(|| {
         ControlError(StatusCode::NOT_FOUND, "NOT_FOUND", format!("thing {name} does not exist in the local cloud"))
     })
+}
+
+async fn calls(State(cloud): State<LocalCloud>) -> Json<std::collections::BTreeMap<&'static str, u64>> {
+    Json(cloud.api_calls())
 }
 
 async fn inventory(State(cloud): State<LocalCloud>) -> Result<Json<crate::Inventory>, ControlError> {

@@ -61,6 +61,7 @@ struct Bucket {
 pub(crate) struct Faults {
     settings: Mutex<FaultSettings>,
     buckets: Mutex<HashMap<&'static str, Bucket>>,
+    calls: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Faults {
@@ -75,6 +76,7 @@ impl Faults {
 
     /// Lets a call to `api` through, or answers it with an injected fault.
     pub(crate) fn admit(&self, api: &'static str) -> Result<(), CloudError> {
+        *self.calls.lock().expect("calls lock").entry(api).or_default() += 1;
         let settings = self.get();
         if settings.quotas && !self.take_token(api) {
             return Err(CloudError::Throttled { api });
@@ -89,6 +91,11 @@ impl Faults {
             });
         }
         Ok(())
+    }
+
+    /// Calls received per API (throttled ones included) since start.
+    pub(crate) fn calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.calls.lock().expect("calls lock").clone()
     }
 
     fn take_token(&self, api: &'static str) -> bool {

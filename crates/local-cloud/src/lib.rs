@@ -143,6 +143,11 @@ impl LocalCloud {
         self.inner.faults.get()
     }
 
+    /// Calls received per simulated API since start (throttled ones included).
+    pub fn api_calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.inner.faults.calls()
+    }
+
     pub(crate) fn admit(&self, api: &'static str) -> Result<(), CloudError> {
         self.inner.faults.admit(api)
     }

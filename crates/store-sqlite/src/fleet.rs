@@ -123,3 +123,27 @@ pub(crate) async fn recount(pool: &sqlx::SqlitePool) -> Result<BTreeMap<(String,
     .map_err(unavailable)?;
     Ok(counts_from_rows(&rows))
 }
+
+impl crate::SqliteStore {
+    /// Inserts `cores` cores spread over `versions` template versions, with their counters,
+    /// for benchmarks (one transaction; not used by the service).
+    pub async fn seed_fleet_for_benchmarks(&self, cores: u32, versions: u32) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for i in 0..cores {
+            let version = i64::from(i % versions.max(1)) + 1;
+            sqlx::query(
+                "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
+                 deployment_status, artifacts, created_at) VALUES (?, 'greengrass2_core', 'bench', ?, 'bench', ?, 'SUCCESSFUL', '{}', 0)",
+            )
+            .bind(format!("bench-{i:06}"))
+            .bind(version)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let after = contribution(&mut tx, &format!("bench-{i:06}")).await?;
+            apply_delta(&mut tx, None, after.as_ref()).await?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,380 @@
+//! `ggprov-bench`: throughput, quota, latency, fan-out, idle, fault and crash runs.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use ggprov_bench::server::locate_ggprov;
+use ggprov_bench::verify::verify;
+use ggprov_bench::{Api, Server, names, quantile_ms};
+use serde_json::{Value, json};
+
+/// Measure ggprov on the embedded default (it is started for each run on a fresh data directory).
+#[derive(Parser)]
+#[command(name = "ggprov-bench")]
+struct Cli {
+    /// The ggprov binary (default: the one next to this harness, built if missing).
+    #[arg(long, global = true)]
+    ggprov: Option<PathBuf>,
+    /// Where JSON results go.
+    #[arg(long, global = true, default_value = "target/bench")]
+    out: PathBuf,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N cores from POST /coreTasks to all Success.
+    Throughput {
+        #[arg(long, default_value_t = 10_000)]
+        cores: usize,
+    },
+    /// The same with the local cloud's AWS quotas on.
+    Quota {
+        #[arg(long, default_value_t = 300)]
+        cores: usize,
+    },
+    /// Latency and throughput of four routes.
+    Latency {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+    },
+    /// A deployment task to N cores.
+    Fanout {
+        #[arg(long, default_value_t = 1_000)]
+        cores: usize,
+    },
+    /// Start-up time and idle memory.
+    Idle,
+    /// Throttling 0.2 + errors 0.05: every core must still succeed.
+    Fault {
+        #[arg(long, default_value_t = 200)]
+        cores: usize,
+    },
+    /// SIGKILL during a task, K times; then verify.
+    Crash {
+        #[arg(long, default_value_t = 1_000)]
+        cores: usize,
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+    },
+}
+
+fn print_table(title: &str, rows: &[(&str, String)]) {
+    println!("\n{title}");
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in rows {
+        println!("  {key:<width$}  {value}");
+    }
+}
+
+fn save(out: &std::path::Path, name: &str, value: &Value) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let path = out.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(value)?)?;
+    println!("  (written to {})", path.display());
+    Ok(())
+}
+
+fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> anyhow::Result<(Server, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(binary, dir.path(), env)?;
+    Ok((server, dir))
+}
+
+/// Provisions `n` cores and returns (seconds, task).
+async fn provision(api: &Api, n: usize, prefix: &str) -> anyhow::Result<(f64, String, Vec<String>)> {
+    let cores = names(prefix, n);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for chunk in cores.chunks(5_000) {
+        tasks.push(api.create_cores(chunk).await?);
+    }
+    for task in &tasks {
+        let done = api.wait_task(&format!("/coreTasks/{task}"), Duration::from_secs(3_600)).await?;
+        if done["taskStatus"] != "Success" {
+            bail!("task {task} ended {}", done["taskStatus"]);
+        }
+    }
+    Ok((started.elapsed().as_secs_f64(), tasks.remove(0), cores))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let binary = match &cli.ggprov {
+        Some(path) => path.clone(),
+        None => locate_ggprov()?,
+    };
+    let profile = if binary.to_string_lossy().contains("/release/") { "release" } else { "debug" };
+    match cli.scenario {
+        Scenario::Throughput { cores } => {
+            let (server, _dir) = start(&binary, &[])?;
+            let api = Api::new(&server.base);
+            let cpu_before = server.cpu_seconds();
+            let (seconds, _, _) = provision(&api, cores, "tp").await?;
+            let cpu = server.cpu_seconds() - cpu_before;
+            let (_, peak) = server.rss_mib();
+            let result = json!({"scenario": "throughput", "profile": profile, "cores": cores, "seconds": seconds,
+                "coresPerSecond": cores as f64 / seconds, "cpuSecondsPerCore": cpu / cores as f64, "peakRssMiB": peak});
+            print_table(
+                &format!("provisioning throughput ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("seconds", format!("{seconds:.1}")),
+                    ("cores/s", format!("{:.1}", cores as f64 / seconds)),
+                    ("CPU ms/core", format!("{:.2}", cpu * 1000.0 / cores as f64)),
+                    ("peak RSS", format!("{peak:.1} MiB")),
+                ],
+            );
+            save(&cli.out, "throughput", &result)?;
+        }
+        Scenario::Quota { cores } => {
+            let (server, _dir) = start(&binary, &[("GGPROV_MAX_ATTEMPTS", "100"), ("GGPROV_RETRY_BASE_MS", "100")])?;
+            let api = Api::new(&server.base);
+            api.faults(json!({"quotas": true})).await?;
+            let (seconds, task, names) = provision(&api, cores, "q").await?;
+            // Two AttachPolicy calls per core at 15/s bind tighter than RegisterCertificate at 10/s.
+            let calls: Value = api.get("/local-cloud/calls").await?;
+            let binding = 7.5;
+            let rate = cores as f64 / seconds;
+            let problems = verify(&api, server.data_dir(), &task, &names).await?;
+            let result = json!({"scenario": "quota", "profile": profile, "cores": cores, "seconds": seconds, "coresPerSecond": rate,
+                "bindingCoresPerSecond": binding, "fractionOfQuota": rate / binding, "failedCores": problems.len(), "apiCalls": calls});
+            print_table(
+                &format!("provisioning under AWS default quotas ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("seconds", format!("{seconds:.1}")),
+                    ("cores/s", format!("{rate:.2}")),
+                    ("binding quota", format!("{binding} cores/s (AttachPolicy 15/s, 2 a core)")),
+                    ("fraction", format!("{:.2}", rate / binding)),
+                    ("problems", problems.len().to_string()),
+                ],
+            );
+            save(&cli.out, "quota", &result)?;
+        }
+        Scenario::Latency { concurrency, requests } => {
+            let (server, _dir) = start(&binary, &[])?;
+            let api = Api::new(&server.base);
+            api.send(
+                reqwest::Method::POST,
+                "/templates",
+                &json!({"name": "lat", "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]}),
+            )
+            .await?;
+            let (_, _, cores) = provision(&api, 100, "lat").await?;
+            let mut table = Vec::new();
+            let mut results = Vec::new();
+            for (route, method) in
+                [("/cores/{name}", "GET"), ("/templates/lat", "GET"), ("/templates", "POST"), ("/fleet/summary", "GET")]
+            {
+                let started = Instant::now();
+                let counter = std::sync::atomic::AtomicUsize::new(0);
+                let latencies = futures::future::join_all((0..concurrency).map(|_| async {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= requests {
+                            return mine;
+                        }
+                        let t = Instant::now();
+                        let response = match method {
+                            "POST" => api.client.post(format!("{}{route}", api.base))
+                                .json(&json!({"name": format!("lat-{i}"), "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]})).send().await,
+                            _ => api.client.get(format!("{}{}", api.base, route.replace("{name}", &cores[i % cores.len()]))).send().await,
+                        };
+                        let ok = response.map(|r| r.status().is_success()).unwrap_or(false);
+                        if ok {
+                            mine.push(t.elapsed());
+                        }
+                    }
+                }))
+                .await;
+                let elapsed = started.elapsed().as_secs_f64();
+                let mut all: Vec<Duration> = latencies.into_iter().flatten().collect();
+                all.sort();
+                let (p50, p99, p999) = (quantile_ms(&all, 0.5), quantile_ms(&all, 0.99), quantile_ms(&all, 0.999));
+                let rps = all.len() as f64 / elapsed;
+                table.push((
+                    format!("{method} {route}"),
+                    format!(
+                        "p50 {p50:.2} ms  p99 {p99:.2} ms  p99.9 {p999:.2} ms  {rps:.0} req/s  ({} ok of {requests})",
+                        all.len()
+                    ),
+                ));
+                results.push(json!({"route": format!("{method} {route}"), "p50Ms": p50, "p99Ms": p99, "p999Ms": p999, "requestsPerSecond": rps, "ok": all.len(), "requests": requests}));
+            }
+            let rows: Vec<(&str, String)> = table.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            print_table(&format!("API latency at concurrency {concurrency} ({profile})"), &rows);
+            save(
+                &cli.out,
+                "latency",
+                &json!({"scenario": "latency", "profile": profile, "concurrency": concurrency, "routes": results}),
+            )?;
+        }
+        Scenario::Fanout { cores } => {
+            let (server, _dir) = start(&binary, &[])?;
+            let api = Api::new(&server.base);
+            api.send(
+                reqwest::Method::POST,
+                "/templates",
+                &json!({"name": "fan", "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]}),
+            )
+            .await?;
+            let (_, _, names) = provision(&api, cores, "fan").await?;
+            let calls_before: Value = api.get("/local-cloud/calls").await?;
+            let started = Instant::now();
+            let response = api
+                .send(
+                    reqwest::Method::POST,
+                    "/deploymentTasks",
+                    &json!({"template": {"name": "fan"}, "targets": {"thingNames": names}}),
+                )
+                .await?;
+            let task = response.headers().get("x-taskid").context("x-taskid")?.to_str()?.to_owned();
+            api.wait_task(&format!("/deploymentTasks/{task}"), Duration::from_secs(3_600)).await?;
+            let assigned = started.elapsed().as_secs_f64();
+            let deadline = Instant::now() + Duration::from_secs(3_600);
+            loop {
+                let summary = api.get("/fleet/summary").await?;
+                if summary["templates"]["fan"]["versions"]["1"]["reportedInUse"].as_u64() == Some(cores as u64) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("cores did not report in time");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let reported = started.elapsed().as_secs_f64();
+            let calls_after: Value = api.get("/local-cloud/calls").await?;
+            let total = |v: &Value| v.as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum::<u64>());
+            let per_core = (total(&calls_after) - total(&calls_before)) as f64 / cores as f64;
+            let deployments = api.get("/local-cloud/inventory").await?["deployments"].clone();
+            print_table(
+                &format!("deployment fan-out ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("task done", format!("{assigned:.1} s")),
+                    ("all reported", format!("{reported:.1} s")),
+                    ("AWS calls per core", format!("{per_core:.2}")),
+                    ("Greengrass deployments", deployments.to_string()),
+                ],
+            );
+            save(
+                &cli.out,
+                "fanout",
+                &json!({"scenario": "fanout", "profile": profile, "cores": cores, "taskSeconds": assigned,
+                "reportedSeconds": reported, "awsCallsPerCore": per_core, "deployments": deployments}),
+            )?;
+        }
+        Scenario::Idle => {
+            let started = Instant::now();
+            let (server, _dir) = start(&binary, &[])?;
+            let api = Api::new(&server.base);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while api
+                .client
+                .get(format!("{}/ready", api.base))
+                .send()
+                .await
+                .map(|r| !r.status().is_success())
+                .unwrap_or(true)
+            {
+                if Instant::now() > deadline {
+                    bail!("never ready");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let ready = started.elapsed().as_secs_f64() * 1000.0;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (rss, _) = server.rss_mib();
+            print_table(
+                &format!("idle ({profile})"),
+                &[("start to ready", format!("{ready:.0} ms")), ("idle RSS", format!("{rss:.1} MiB"))],
+            );
+            save(
+                &cli.out,
+                "idle",
+                &json!({"scenario": "idle", "profile": profile, "startToReadyMs": ready, "idleRssMiB": rss}),
+            )?;
+        }
+        Scenario::Fault { cores } => {
+            let env = [("GGPROV_MAX_ATTEMPTS", "100"), ("GGPROV_RETRY_BASE_MS", "50")];
+            let (clean_server, _d1) = start(&binary, &env)?;
+            let (clean, _, _) = provision(&Api::new(&clean_server.base), cores, "clean").await?;
+            drop(clean_server);
+            let (server, _d2) = start(&binary, &env)?;
+            let api = Api::new(&server.base);
+            api.faults(json!({"throttleRate": 0.2, "errorRate": 0.05})).await?;
+            let (faulty, task, names) = provision(&api, cores, "fault").await?;
+            api.faults(json!({})).await?;
+            let problems = verify(&api, server.data_dir(), &task, &names).await?;
+            print_table(
+                &format!("fault run ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("clean", format!("{clean:.1} s")),
+                    ("throttle 0.2 + errors 0.05", format!("{faulty:.1} s")),
+                    ("slowdown", format!("{:.2}x", faulty / clean)),
+                    ("problems", problems.len().to_string()),
+                ],
+            );
+            save(
+                &cli.out,
+                "fault",
+                &json!({"scenario": "fault", "profile": profile, "cores": cores, "cleanSeconds": clean, "faultSeconds": faulty, "problems": problems}),
+            )?;
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            if !problems.is_empty() {
+                bail!("the fault run lost or duplicated something");
+            }
+        }
+        Scenario::Crash { cores, kills } => {
+            let env =
+                [("GGPROV_WORKER_LEASE_MS", "1000"), ("GGPROV_MAX_ATTEMPTS", "100"), ("GGPROV_RETRY_BASE_MS", "50")];
+            let (mut server, _dir) = start(&binary, &env)?;
+            let api = Api::new(&server.base);
+            let names = names("crash", cores);
+            let task = api.create_cores(&names).await?;
+            let started = Instant::now();
+            let mut rng = fastrand::Rng::new();
+            for _ in 0..kills {
+                tokio::time::sleep(Duration::from_millis(rng.u64(50..600))).await;
+                server.restart()?;
+            }
+            let api = Api::new(&server.base);
+            let done = api.wait_task(&format!("/coreTasks/{task}"), Duration::from_secs(3_600)).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let problems = verify(&api, server.data_dir(), &task, &names).await?;
+            print_table(
+                &format!("crash run ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("SIGKILLs", kills.to_string()),
+                    ("task", done["taskStatus"].to_string()),
+                    ("seconds", format!("{seconds:.1}")),
+                    ("problems", problems.len().to_string()),
+                ],
+            );
+            save(
+                &cli.out,
+                "crash",
+                &json!({"scenario": "crash", "profile": profile, "cores": cores, "kills": kills, "seconds": seconds, "problems": problems}),
+            )?;
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            if !problems.is_empty() {
+                bail!("the crash run lost or duplicated something");
+            }
+        }
+    }
+    Ok(())
+}
