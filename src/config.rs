@@ -141,10 +141,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "How long a job stays invisible to other workers while one works on it; after a crash it is delivered again after this.",
     },
     Setting {
-        key: "item_attempts",
-        env: "GGPROV_ITEM_ATTEMPTS",
-        default: "5",
-        help: "Tries of an item's transient failure (throttling, an outage) in place before its whole batch goes back to the queue.",
+        key: "rate_limit",
+        env: "GGPROV_RATE_LIMIT",
+        default: "off",
+        help: "Pace the workers' IoT and Greengrass calls: `aws` keeps each API at 95% of its AWS default quota (no throttling in bulk), `off` calls as fast as answers come.",
+    },
+    Setting {
+        key: "call_attempts",
+        env: "GGPROV_CALL_ATTEMPTS",
+        default: "10",
+        help: "Tries of one IoT or Greengrass call that fails transiently (throttling, an outage), with jittered backoff from GGPROV_RETRY_BASE_MS, before its step fails and the batch goes back to the queue.",
     },
     Setting {
         key: "max_attempts",
@@ -212,7 +218,8 @@ pub struct Config {
     pub deployment_batch_size: u32,
     pub worker_lease_ms: u64,
     pub max_attempts: u32,
-    pub item_attempts: u32,
+    pub call_attempts: u32,
+    pub rate_limit: bool,
     pub retry_base_ms: u64,
     pub sweep_after_secs: u64,
     pub local_cloud_auto_connect: bool,
@@ -402,7 +409,18 @@ impl Config {
         let deployment_batch_size = number("deployment_batch_size", 1, 1000, &mut fail);
         let worker_lease_ms = number("worker_lease_ms", 0, 43_200_000, &mut fail);
         let max_attempts = number("max_attempts", 1, 100, &mut fail);
-        let item_attempts = number("item_attempts", 1, 100, &mut fail);
+        let call_attempts = number("call_attempts", 1, 100, &mut fail);
+        let rate_limit = {
+            let v = value("rate_limit");
+            match v.0.trim() {
+                "off" => Some(false),
+                "aws" => Some(true),
+                _ => {
+                    fail(v, "must be aws or off".into());
+                    None
+                }
+            }
+        };
         let retry_base_ms = number("retry_base_ms", 0, 600_000, &mut fail);
         let sweep_after_secs = number("sweep_after_secs", 1, 604_800, &mut fail);
         let local_cloud_auto_connect = flag("local_cloud_auto_connect", &mut fail);
@@ -430,7 +448,8 @@ impl Config {
                 deployment_batch_size: u32::try_from(deployment_batch_size?).ok()?,
                 worker_lease_ms: worker_lease_ms?,
                 max_attempts: u32::try_from(max_attempts?).ok()?,
-                item_attempts: u32::try_from(item_attempts?).ok()?,
+                call_attempts: u32::try_from(call_attempts?).ok()?,
+                rate_limit: rate_limit?,
                 retry_base_ms: retry_base_ms?,
                 sweep_after_secs: sweep_after_secs?,
                 local_cloud_auto_connect: local_cloud_auto_connect?,

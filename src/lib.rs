@@ -21,8 +21,11 @@ use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
 use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
+use ggprov_domain::ports::{Greengrass, IotRegistry};
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
-use ggprov_engine::{CoreProvisioner, Deployer, Failpoints, ProvisionerSettings, RetryPolicy, Worker, WorkerSettings};
+use ggprov_engine::{
+    CoreProvisioner, Deployer, Failpoints, Paced, Pacer, ProvisionerSettings, RetryPolicy, Worker, WorkerSettings,
+};
 use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -84,11 +87,21 @@ impl Application {
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
         let shared_cloud = Arc::new(cloud.clone());
         let failpoints = Failpoints::default();
-        let retry = RetryPolicy { attempts: config.item_attempts, base: Duration::from_millis(config.retry_base_ms) };
+        let retry = RetryPolicy { attempts: config.call_attempts, base: Duration::from_millis(config.retry_base_ms) };
+        // The workers' view of IoT and Greengrass: each call retried on its own when it fails
+        // transiently, and paced at the AWS quotas when asked.
+        let resilient = Arc::new(Paced {
+            iot: shared_cloud.clone(),
+            greengrass: shared_cloud.clone(),
+            pacer: config.rate_limit.then(|| Pacer::new(0.95)),
+            retry,
+        });
+        let (worker_iot, worker_greengrass): (Arc<dyn IotRegistry>, Arc<dyn Greengrass>) =
+            (resilient.clone(), resilient);
         let provisioner = Arc::new(CoreProvisioner::new(
             store.clone(),
-            shared_cloud.clone(),
-            shared_cloud.clone(),
+            worker_iot.clone(),
+            worker_greengrass.clone(),
             cas.clone(),
             artifacts.clone(),
             shared_cloud.clone(),
@@ -100,18 +113,16 @@ impl Application {
                 artifacts_prefix: config.artifacts_prefix.clone(),
                 keep_artifacts: config.keep_artifacts,
                 concurrency: config.item_concurrency,
-                retry,
             },
         ));
         let deployer = Arc::new(Deployer::new(
             store.clone(),
             store.clone(),
-            shared_cloud.clone(),
-            shared_cloud.clone(),
+            worker_iot.clone(),
+            worker_greengrass.clone(),
             shared_cloud.clone(),
             store.clone(),
             config.deployment_batch_size,
-            retry,
         ));
         let worker = Arc::new(Worker::new(
             store.clone(),

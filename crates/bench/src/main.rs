@@ -134,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
             save(&cli.out, "throughput", &result)?;
         }
         Scenario::Quota { cores } => {
-            let (server, _dir) = start(&binary, &[("GGPROV_MAX_ATTEMPTS", "100"), ("GGPROV_RETRY_BASE_MS", "100")])?;
+            let (server, _dir) = start(
+                &binary,
+                &[("GGPROV_MAX_ATTEMPTS", "100"), ("GGPROV_RETRY_BASE_MS", "100"), ("GGPROV_RATE_LIMIT", "aws")],
+            )?;
             let api = Api::new(&server.base);
             api.faults(json!({"quotas": true})).await?;
             let (seconds, task, names) = provision(&api, cores, "q").await?;

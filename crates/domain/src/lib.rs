@@ -11,6 +11,7 @@ pub mod ports;
 pub mod provisioning;
 pub mod provisioning_template;
 pub mod provisioning_templates;
+pub mod quotas;
 pub mod task;
 pub mod template;
 pub mod template_service;

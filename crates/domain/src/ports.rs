@@ -444,6 +444,8 @@ pub trait CoreStore: Send + Sync {
     /// Stores a new task with its items (all `Waiting`).
     async fn create_task(&self, task: &Task) -> Result<(), StoreError>;
     async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+    /// The task with its derived status but without its items (what a worker needs per batch).
+    async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
     /// Tasks of one family by id, without their items.
     async fn list_tasks(&self, family: TaskFamily, page: PageRequest<TaskId>)
     -> Result<Page<Task, TaskId>, StoreError>;

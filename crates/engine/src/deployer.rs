@@ -30,7 +30,6 @@ pub struct Deployer {
     feed: Arc<dyn StatusFeed>,
     queue: Arc<dyn WorkQueue>,
     batch_size: u32,
-    retry: crate::RetryPolicy,
     /// Serialises the creation of template deployments within this process.
     creating: tokio::sync::Mutex<()>,
 }
@@ -49,7 +48,6 @@ impl Deployer {
         feed: Arc<dyn StatusFeed>,
         queue: Arc<dyn WorkQueue>,
         batch_size: u32,
-        retry: crate::RetryPolicy,
     ) -> Self {
         Self {
             store,
@@ -59,7 +57,6 @@ impl Deployer {
             feed,
             queue,
             batch_size: batch_size.max(1),
-            retry,
             creating: tokio::sync::Mutex::new(()),
         }
     }
@@ -67,7 +64,7 @@ impl Deployer {
     /// Expands the targets into cores (all pages of group membership, de-duplicated), records
     /// them with the task's event, and queues their batches.
     pub async fn expand(&self, task_id: &TaskId) -> Result<(), StepError> {
-        let Some(task) = self.store.task(task_id).await? else {
+        let Some(task) = self.store.task_header(task_id).await? else {
             return Err(permanent(format!("deployment task {task_id} does not exist")));
         };
         let TaskKind::Deployment(spec) = &task.kind else {
@@ -184,7 +181,7 @@ impl Deployer {
     /// A batch of a deployment task: set each core's desired template and move it into the
     /// template version's group.
     pub async fn deploy_batch(&self, task: &Task, spec: &DeploymentSpec, items: &[ThingName]) -> Result<(), StepError> {
-        let deployment = self.retry.run(|| self.ensure_template_deployment(&spec.template)).await;
+        let deployment = self.ensure_template_deployment(&spec.template).await;
         let target_group = format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", spec.template.name, spec.template.version);
         for name in items {
             let Some(item) = self.store.start_item(&task.id, name).await? else { continue };
@@ -200,7 +197,7 @@ impl Deployer {
                 Err(StepError::Transient(message)) => return Err(StepError::Transient(message.clone())),
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
             };
-            match self.retry.run(|| self.move_core(name, &target_group)).await {
+            match self.move_core(name, &target_group).await {
                 Ok(()) => self.store.complete_deployment_item(&task.id, name, &spec.template, deployment_id).await?,
                 Err(StepError::Permanent(message)) => self.store.fail_deployment_item(&task.id, name, &message).await?,
                 Err(other) => return Err(other),

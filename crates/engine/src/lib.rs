@@ -2,16 +2,18 @@
 
 mod deployer;
 mod failpoints;
+mod paced;
 mod provisioner;
 mod worker;
 
 pub use deployer::Deployer;
 pub use failpoints::Failpoints;
+pub use paced::{Paced, Pacer};
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
 pub use worker::{Worker, WorkerSettings};
 
-/// How often a transient failure of one item is retried in place (with jittered exponential
-/// backoff) before the whole job is handed back to the queue.
+/// How a transient failure of one IoT or Greengrass call (throttling, an outage) is retried
+/// on its own, with jittered exponential backoff, before the step fails.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub attempts: u32,
@@ -19,24 +21,11 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Runs `step`, retrying transient failures.
-    pub(crate) async fn run<T, F, Fut>(&self, mut step: F) -> Result<T, StepError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, StepError>>,
-    {
-        let mut attempt = 1;
-        loop {
-            match step().await {
-                Err(StepError::Transient(_)) if attempt < self.attempts => {
-                    let delay =
-                        self.base.saturating_mul(1 << (attempt - 1).min(10)).min(std::time::Duration::from_secs(5));
-                    tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64() * 0.5)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+    /// Waits before try `attempt + 1`: `base × 2^(attempt-1)`, at most 5 s, jittered.
+    pub(crate) async fn pause(&self, attempt: u32) {
+        let delay =
+            self.base.saturating_mul(1 << attempt.saturating_sub(1).min(10)).min(std::time::Duration::from_secs(5));
+        tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64() * 0.5)).await;
     }
 }
 

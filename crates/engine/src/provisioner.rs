@@ -55,8 +55,6 @@ pub struct ProvisionerSettings {
     pub keep_artifacts: bool,
     /// Items of one batch processed at once.
     pub concurrency: usize,
-    /// In-place retries of an item's transient failures.
-    pub retry: crate::RetryPolicy,
 }
 
 /// Runs core-task batches.
@@ -70,6 +68,8 @@ pub struct CoreProvisioner {
     observer: Arc<dyn ProvisioningObserver>,
     failpoints: Failpoints,
     settings: ProvisionerSettings,
+    /// The account's IoT endpoints (data, credentials): asked once, they never change.
+    endpoints: tokio::sync::OnceCell<(String, String)>,
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
@@ -97,7 +97,18 @@ impl CoreProvisioner {
         settings: ProvisionerSettings,
     ) -> Self {
         let templates = ProvisioningTemplates::new(artifacts.clone());
-        Self { store, iot, greengrass, cas, artifacts, templates, observer, failpoints, settings }
+        Self {
+            store,
+            iot,
+            greengrass,
+            cas,
+            artifacts,
+            templates,
+            observer,
+            failpoints,
+            settings,
+            endpoints: tokio::sync::OnceCell::new(),
+        }
     }
 
     fn key(&self, name: &ThingName, file: &str) -> String {
@@ -108,7 +119,7 @@ impl CoreProvisioner {
     /// `Failure`; a transient failure or a crash of any item fails the whole job so that it is
     /// retried (items already ended are skipped then).
     pub async fn run_batch(&self, batch: &TaskBatch, deployer: &crate::Deployer) -> Result<(), StepError> {
-        let Some(task) = self.store.task(&batch.task_id).await? else {
+        let Some(task) = self.store.task_header(&batch.task_id).await? else {
             return Err(permanent(format!("task {} does not exist", batch.task_id)));
         };
         match task.kind.clone() {
@@ -140,12 +151,12 @@ impl CoreProvisioner {
         let span =
             tracing::info_span!("core", core.name = %name, task.id = %task.id, task.r#type = task.task_type.as_str());
         let result = tracing::Instrument::instrument(
-            self.settings.retry.run(|| async {
+            async {
                 match task.task_type {
                     TaskType::Create => self.create(task, &item).await,
                     TaskType::Delete => self.delete(task, &item).await,
                 }
-            }),
+            },
             span,
         )
         .await;
@@ -302,8 +313,15 @@ impl CoreProvisioner {
                     installer::GENERATORS.join(", ")
                 )));
             }
-            let data_endpoint = self.iot.describe_endpoint(EndpointKind::DataAts).await?;
-            let credential_endpoint = self.iot.describe_endpoint(EndpointKind::CredentialProvider).await?;
+            let (data_endpoint, credential_endpoint) = self
+                .endpoints
+                .get_or_try_init(|| async {
+                    let data = self.iot.describe_endpoint(EndpointKind::DataAts).await?;
+                    let credentials = self.iot.describe_endpoint(EndpointKind::CredentialProvider).await?;
+                    Ok::<_, StepError>((data, credentials))
+                })
+                .await?
+                .clone();
             let input = InstallerInput {
                 core_name: name.as_str(),
                 nucleus_version: &task.core_version,
@@ -467,7 +485,7 @@ impl CoreProvisioner {
                         if item.status.is_terminal() {
                             return Ok(None);
                         }
-                        let artifacts = self.settings.retry.run(|| self.provision_thing(&item)).await?;
+                        let artifacts = self.provision_thing(&item).await?;
                         Ok(Some((item, artifacts)))
                     }
                     .await;

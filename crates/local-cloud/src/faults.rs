@@ -33,22 +33,9 @@ impl FaultSettings {
     }
 }
 
-/// AWS default transactions-per-second quotas (AWS General Reference, IoT Core and
-/// Greengrass V2 service quotas) for the APIs ggprov calls.
+/// AWS default transactions-per-second quota of an API.
 pub fn quota(api: &str) -> f64 {
-    match api {
-        "RegisterCertificate" | "RegisterCertificateWithoutCA" | "CreateKeysAndCertificate" | "UpdateCertificate" => {
-            10.0
-        }
-        "DeleteCertificate" => 10.0,
-        "AttachPolicy" | "DetachPolicy" | "AttachThingPrincipal" | "DetachThingPrincipal" => 15.0,
-        "CreatePolicy" | "DeletePolicy" => 10.0,
-        "CreateThing" | "DeleteThing" | "DescribeThing" | "AddThingToThingGroup" | "RemoveThingFromThingGroup" => 100.0,
-        "ListThingPrincipals" | "ListThingGroupsForThing" => 20.0,
-        "DescribeEndpoint" => 10.0,
-        "GetCoreDevice" | "DeleteCoreDevice" | "ListInstalledComponents" | "ListEffectiveDeployments" => 10.0,
-        _ => 20.0,
-    }
+    ggprov_domain::quotas::aws_default_rate(api)
 }
 
 struct Bucket {

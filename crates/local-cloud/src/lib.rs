@@ -91,6 +91,9 @@ impl LocalCloud {
         catalogue.extend(settings.private_components.iter().cloned());
         let cloud = Self { inner: Arc::new(Inner { pool, catalogue, settings, faults: faults::Faults::default() }) };
         cloud.bootstrap().await.map_err(|e| err(e.into()))?;
+        if cloud.inner.settings.auto_connect {
+            cloud.power_on_provisioned_cores().await.map_err(|e| err(e.into()))?;
+        }
         Ok(cloud)
     }
 

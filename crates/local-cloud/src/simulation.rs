@@ -119,6 +119,30 @@ impl LocalCloud {
         Ok(())
     }
 
+    /// Simulated devices boot on their own, whatever happens to ggprov: every thing provisioned
+    /// as a core (the core policy on an ACTIVE certificate attached to it) that has not
+    /// registered with Greengrass yet connects now. Called when the local cloud opens, so a
+    /// ggprov that died between recording a core and "powering it on" loses nothing.
+    pub(crate) async fn power_on_provisioned_cores(&self) -> Result<(), CloudError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT p.thing_name FROM thing_principals p \
+             JOIN certificates c ON p.principal = ? || c.id AND c.status = 'ACTIVE' \
+             JOIN policy_targets t ON t.target = p.principal AND t.policy_name = ? \
+             WHERE p.thing_name NOT IN (SELECT name FROM core_devices)",
+        )
+        .bind(format!("arn:aws:iot:{}:{}:cert/", self.region(), crate::ACCOUNT_ID))
+        .bind(crate::CORE_POLICY)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("Connect"))?;
+        for row in rows {
+            if let Ok(name) = ThingName::parse(row.get::<&str, _>("thing_name")) {
+                self.connect_core(&name, None).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Starts applying pending deployments if the thing is a connected core.
     pub(crate) async fn apply_if_connected(&self, name: &ThingName) -> Result<(), CloudError> {
         let connected = sqlx::query("SELECT 1 FROM core_devices WHERE name = ? AND status = 'HEALTHY'")

@@ -244,6 +244,16 @@ impl CoreStore for SqliteStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(|row| task_from_summary(row, Vec::new())).transpose()
+    }
+
     async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))

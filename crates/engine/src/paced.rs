@@ -1,0 +1,216 @@
+//! The workers' calls to IoT and Greengrass, made resilient: each call is retried on its own
+//! when it fails transiently (throttling, an outage) with jittered exponential backoff, as the
+//! AWS SDKs do, and optionally paced so that each API runs at a share of its AWS quota without
+//! being throttled. A decorator over the IoT and Greengrass ports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ggprov_domain::ports::{
+    CertificateRef, CloudError, CoreDevice, DeploymentRequest, EffectiveDeployment, EndpointKind, Greengrass,
+    InstalledComponent, IotRegistry, ThingDescription,
+};
+use ggprov_domain::provisioning::CertificateStatus;
+use ggprov_domain::{ComponentName, ComponentVersion, ThingName};
+use tokio::time::Instant;
+
+/// Paces calls per API.
+pub struct Pacer {
+    /// Share of each API's AWS default quota to use, e.g. 0.95.
+    share: f64,
+    next_free: Mutex<HashMap<&'static str, Instant>>,
+}
+
+impl Pacer {
+    pub fn new(share: f64) -> Self {
+        Self { share, next_free: Mutex::new(HashMap::new()) }
+    }
+
+    /// Waits for this call's slot.
+    async fn slot(&self, api: &'static str) {
+        let interval = Duration::from_secs_f64(1.0 / (ggprov_domain::quotas::aws_default_rate(api) * self.share));
+        let at = {
+            let mut next = self.next_free.lock().expect("pacer lock");
+            let now = Instant::now();
+            let slot = next.get(api).copied().filter(|t| *t > now).unwrap_or(now);
+            next.insert(api, slot + interval);
+            slot
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// IoT and Greengrass with per-call retries and optional pacing.
+pub struct Paced {
+    pub iot: Arc<dyn IotRegistry>,
+    pub greengrass: Arc<dyn Greengrass>,
+    pub pacer: Option<Pacer>,
+    pub retry: crate::RetryPolicy,
+}
+
+macro_rules! paced {
+    ($self:ident, $api:literal, $call:expr) => {{
+        let mut attempt = 1;
+        loop {
+            if let Some(pacer) = &$self.pacer {
+                pacer.slot($api).await;
+            }
+            match $call.await {
+                Err(err) if err.is_transient() && attempt < $self.retry.attempts => {
+                    $self.retry.pause(attempt).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+#[async_trait]
+impl IotRegistry for Paced {
+    async fn describe_thing(&self, name: &ThingName) -> Result<Option<ThingDescription>, CloudError> {
+        paced!(self, "DescribeThing", self.iot.describe_thing(name))
+    }
+    async fn create_thing(
+        &self,
+        name: &ThingName,
+        thing_type: Option<&str>,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        paced!(self, "CreateThing", self.iot.create_thing(name, thing_type, attributes))
+    }
+    async fn delete_thing(&self, name: &ThingName) -> Result<(), CloudError> {
+        paced!(self, "DeleteThing", self.iot.delete_thing(name))
+    }
+    async fn list_thing_principals(&self, name: &ThingName) -> Result<Vec<String>, CloudError> {
+        paced!(self, "ListThingPrincipals", self.iot.list_thing_principals(name))
+    }
+    async fn attach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError> {
+        paced!(self, "AttachThingPrincipal", self.iot.attach_thing_principal(name, principal_arn))
+    }
+    async fn detach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError> {
+        paced!(self, "DetachThingPrincipal", self.iot.detach_thing_principal(name, principal_arn))
+    }
+    async fn register_certificate(
+        &self,
+        pem: &str,
+        ca: Option<&str>,
+        status: CertificateStatus,
+    ) -> Result<CertificateRef, CloudError> {
+        paced!(self, "RegisterCertificate", self.iot.register_certificate(pem, ca, status))
+    }
+    async fn update_certificate_status(&self, id: &str, status: CertificateStatus) -> Result<(), CloudError> {
+        paced!(self, "UpdateCertificate", self.iot.update_certificate_status(id, status))
+    }
+    async fn delete_certificate(&self, id: &str) -> Result<(), CloudError> {
+        paced!(self, "DeleteCertificate", self.iot.delete_certificate(id))
+    }
+    async fn policy_exists(&self, name: &str) -> Result<bool, CloudError> {
+        paced!(self, "GetPolicy", self.iot.policy_exists(name))
+    }
+    async fn create_policy(&self, name: &str, document: &str) -> Result<(), CloudError> {
+        paced!(self, "CreatePolicy", self.iot.create_policy(name, document))
+    }
+    async fn delete_policy(&self, name: &str) -> Result<(), CloudError> {
+        paced!(self, "DeletePolicy", self.iot.delete_policy(name))
+    }
+    async fn attach_policy(&self, name: &str, target: &str) -> Result<(), CloudError> {
+        paced!(self, "AttachPolicy", self.iot.attach_policy(name, target))
+    }
+    async fn detach_policy(&self, name: &str, target: &str) -> Result<(), CloudError> {
+        paced!(self, "DetachPolicy", self.iot.detach_policy(name, target))
+    }
+    async fn list_thing_groups_for_thing(&self, name: &ThingName) -> Result<Vec<String>, CloudError> {
+        paced!(self, "ListThingGroupsForThing", self.iot.list_thing_groups_for_thing(name))
+    }
+    async fn ensure_thing_group(&self, name: &str) -> Result<(), CloudError> {
+        paced!(self, "CreateThingGroup", self.iot.ensure_thing_group(name))
+    }
+    async fn list_things_in_thing_group(&self, name: &str) -> Result<Vec<ThingName>, CloudError> {
+        paced!(self, "ListThingsInThingGroup", self.iot.list_things_in_thing_group(name))
+    }
+    async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
+        paced!(self, "AddThingToThingGroup", self.iot.add_thing_to_thing_group(group, name))
+    }
+    async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
+        paced!(self, "RemoveThingFromThingGroup", self.iot.remove_thing_from_thing_group(group, name))
+    }
+    async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError> {
+        paced!(self, "DescribeEndpoint", self.iot.describe_endpoint(kind))
+    }
+}
+
+#[async_trait]
+impl Greengrass for Paced {
+    async fn component_version_exists(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<bool, CloudError> {
+        paced!(self, "DescribeComponent", self.greengrass.component_version_exists(name, version))
+    }
+    async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
+        paced!(self, "GetCoreDevice", self.greengrass.get_core_device(name))
+    }
+    async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
+        paced!(self, "DeleteCoreDevice", self.greengrass.delete_core_device(name))
+    }
+    async fn list_installed_components(&self, name: &ThingName) -> Result<Vec<InstalledComponent>, CloudError> {
+        paced!(self, "ListInstalledComponents", self.greengrass.list_installed_components(name))
+    }
+    async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
+        paced!(self, "ListEffectiveDeployments", self.greengrass.list_effective_deployments(name))
+    }
+    async fn associate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError> {
+        paced!(
+            self,
+            "BatchAssociateClientDeviceWithCoreDevice",
+            self.greengrass.associate_client_devices(core, devices)
+        )
+    }
+    async fn disassociate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError> {
+        paced!(
+            self,
+            "BatchDisassociateClientDeviceFromCoreDevice",
+            self.greengrass.disassociate_client_devices(core, devices)
+        )
+    }
+    async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError> {
+        paced!(self, "ListClientDevicesAssociatedWithCoreDevice", self.greengrass.list_client_devices(core))
+    }
+    async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError> {
+        paced!(self, "CreateDeployment", self.greengrass.create_deployment(request))
+    }
+    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError> {
+        paced!(self, "ListDeployments", self.greengrass.find_deployment(thing_group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_spaced_at_the_share_of_the_quota() {
+        let pacer = Pacer::new(1.0);
+        let start = Instant::now();
+        for _ in 0..11 {
+            pacer.slot("RegisterCertificate").await;
+        }
+        // 10/s: the 11th call waits for the second slot-second.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        let other = Instant::now();
+        pacer.slot("CreateThing").await;
+        assert_eq!(other.elapsed(), Duration::ZERO, "APIs are paced independently");
+    }
+}
