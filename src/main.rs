@@ -80,10 +80,11 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let app = Application::build(&config).await?;
+        let shutdown = shutdown_signal();
         let addr = app.local_addr();
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "ggprov serving on the embedded default");
         println!("ggprov listening on http://{addr}");
-        app.run_until(shutdown_signal()).await
+        app.run_until(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

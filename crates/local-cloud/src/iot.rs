@@ -8,7 +8,7 @@ use ggprov_domain::provisioning::CertificateStatus;
 use ggprov_domain::{ThingName, Timestamp};
 use sqlx::Row;
 
-use crate::{LocalCloud, db, not_found, rejected};
+use crate::{LocalCloud, already_exists, db, not_found, rejected};
 
 /// AWS IoT allows a thing in at most 10 thing groups.
 pub(crate) const MAX_GROUPS_PER_THING: i64 = 10;
@@ -95,11 +95,7 @@ impl IotRegistry for LocalCloud {
                 .await
                 .map_err(db(API))?;
         if inserted.rows_affected() == 0 {
-            return Err(CloudError::AlreadyExists {
-                api: API,
-                message: format!("thing {name} already exists"),
-                resource_id: None,
-            });
+            return Err(already_exists(API, format!("thing {name} already exists")));
         }
         Ok(())
     }
@@ -301,11 +297,7 @@ impl IotRegistry for LocalCloud {
             .await
             .map_err(db(API))?;
         if inserted.rows_affected() == 0 {
-            return Err(CloudError::AlreadyExists {
-                api: API,
-                message: format!("policy {name} already exists"),
-                resource_id: None,
-            });
+            return Err(already_exists(API, format!("policy {name} already exists")));
         }
         Ok(())
     }

@@ -173,6 +173,10 @@ pub(crate) fn not_found(api: &'static str, message: impl Into<String>) -> CloudE
     CloudError::NotFound { api, message: message.into() }
 }
 
+pub(crate) fn already_exists(api: &'static str, message: impl Into<String>) -> CloudError {
+    CloudError::AlreadyExists { api, message: message.into(), resource_id: None }
+}
+
 pub(crate) fn rejected(api: &'static str, message: impl Into<String>) -> CloudError {
     CloudError::Rejected { api, message: message.into() }
 }
