@@ -57,14 +57,14 @@ impl LocalCloud {
         if exists.is_none() {
             return Err(not_found(API, format!("thing group {group} does not exist")));
         }
-        let id = uuid_text();
+        let id = uuid::Uuid::new_v4().simple().to_string();
         sqlx::query("INSERT INTO deployments (id, name, target_arn, group_name, components, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(&id)
             .bind(name)
             .bind(format!("arn:aws:iot:{}:{}:thinggroup/{group}", self.region(), crate::ACCOUNT_ID))
             .bind(group)
             .bind(serde_json::to_string(components).expect("components serialise"))
-            .bind(uuid_text())
+            .bind(uuid::Uuid::new_v4().simple().to_string())
             .bind(Timestamp::now().as_millis())
             .execute(self.pool())
             .await
@@ -242,10 +242,4 @@ impl LocalCloud {
             })
             .collect())
     }
-}
-
-fn uuid_text() -> String {
-    let a = ggprov_domain::TaskId::generate();
-    let b = ggprov_domain::TaskId::generate();
-    format!("{}{}", a.as_str(), b.as_str()).replace(['_', '-'], "x").to_ascii_lowercase()
 }

@@ -106,7 +106,7 @@ pub(crate) async fn write_event(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO outbox (id, detail_type, detail, created_at) VALUES (?, ?, ?, ?)")
-        .bind(uuid_like())
+        .bind(uuid::Uuid::new_v4().simple().to_string())
         .bind(&event.detail_type)
         .bind(event.detail.to_string())
         .bind(now.as_millis())
@@ -114,10 +114,6 @@ pub(crate) async fn write_event(
         .await
         .map_err(unavailable)?;
     Ok(())
-}
-
-fn uuid_like() -> String {
-    ggprov_domain::TaskId::generate().as_str().to_owned() + &ggprov_domain::TaskId::generate().as_str()[..7]
 }
 
 /// Ends an unfinished item; `false` when it had already ended (a duplicate delivery).
