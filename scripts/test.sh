@@ -5,7 +5,10 @@
 #      ../shared/compat/cdf-client-smoke beside the checkout; skipped with a notice otherwise)
 #   3. the reliability harness at small size: a fault run and a crash run (SIGKILLs mid-task);
 #      both verify the end state and fail when anything is lost or duplicated
-#   4. every Rust test: unit tests, the store conformance suite, end-to-end API tests (nextest)
+#   4. every Rust test (nextest): unit tests, the store and queue conformance suites on SQLite,
+#      DynamoDB and SQS, end-to-end API tests, and AWS mode end to end. AWS mode runs against
+#      moto_server (PyPI moto[server], installed into target/moto-venv and started on a free
+#      loopback port by scripts/moto.sh) and the test kit's Greengrass V2 fake.
 # The Rust tests run last so that their summary is the closing line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,15 @@ scripts/cdf-smoke.sh
 step "reliability harness (small size)"
 target/debug/ggprov-bench --out target/bench/ci fault --cores 30
 target/debug/ggprov-bench --out target/bench/ci crash --cores 60 --kills 3
+
+step "moto (AWS wire protocols for the AWS-mode tests)"
+# Reuses GGPROV_TEST_MOTO_URL when it answers; otherwise installs moto into target/moto-venv
+# and starts it on a free loopback port, stopped again when this script exits.
+eval "$(scripts/moto.sh)"
+if [[ -f target/moto.pid ]]; then
+  trap 'kill "$(cat target/moto.pid)" 2>/dev/null || true; rm -f target/moto.pid' EXIT
+fi
+echo "moto at $GGPROV_TEST_MOTO_URL"
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -143,8 +143,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "rate_limit",
         env: "GGPROV_RATE_LIMIT",
-        default: "off",
-        help: "Pace the workers' IoT and Greengrass calls: `aws` keeps each API at 95% of its AWS default quota (no throttling in bulk), `off` calls as fast as answers come.",
+        default: "auto",
+        help: "Pace the workers' IoT and Greengrass calls at 95% of each API's quota, so bulk work is not throttled: `aws` (AWS default quotas), `aws,RegisterCertificate=20,CreateThing=50` (your account's raised quotas, calls per second), `off` (as fast as answers come), `auto` (`aws` in AWS mode, `off` on the embedded default).",
     },
     Setting {
         key: "call_attempts",
@@ -182,7 +182,81 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         help: "Local cloud: the account's own Greengrass components, as `name@version` separated by commas, accepted by templates beside the public AWS components.",
     },
+    Setting {
+        key: "backend",
+        env: "GGPROV_BACKEND",
+        default: "embedded",
+        help: "`embedded`: SQLite and the local cloud in the data directory. `aws`: DynamoDB, SQS, S3, EventBridge, IoT, Greengrass V2 and SSM (region, credentials and endpoints from the standard AWS environment).",
+    },
+    Setting {
+        key: "aws_table",
+        env: "GGPROV_AWS_TABLE",
+        default: "ggprov",
+        help: "AWS mode: the DynamoDB table (key design in docs/aws.md).",
+    },
+    Setting {
+        key: "aws_work_queue_url",
+        env: "GGPROV_AWS_WORK_QUEUE_URL",
+        default: "",
+        help: "AWS mode: URL of the SQS work queue (required unless GGPROV_AWS_CREATE_RESOURCES creates `<table>-work`).",
+    },
+    Setting {
+        key: "aws_work_dlq_url",
+        env: "GGPROV_AWS_WORK_DLQ_URL",
+        default: "",
+        help: "AWS mode: URL of the work queue's dead-letter queue (required with GGPROV_AWS_WORK_QUEUE_URL).",
+    },
+    Setting {
+        key: "aws_status_queue_url",
+        env: "GGPROV_AWS_STATUS_QUEUE_URL",
+        default: "",
+        help: "AWS mode: URL of the SQS queue EventBridge feeds with deployment status and job execution events; empty: outcomes come from reconciliation only.",
+    },
+    Setting {
+        key: "aws_bucket",
+        env: "GGPROV_AWS_BUCKET",
+        default: "",
+        help: "AWS mode: S3 bucket of the artifacts (required unless GGPROV_AWS_CREATE_RESOURCES creates `<table>-artifacts`).",
+    },
+    Setting {
+        key: "aws_kms_key",
+        env: "GGPROV_AWS_KMS_KEY",
+        default: "",
+        help: "AWS mode: KMS key (id or ARN) for SSE-KMS of artifacts; empty: SSE-S3.",
+    },
+    Setting {
+        key: "aws_event_bus",
+        env: "GGPROV_AWS_EVENT_BUS",
+        default: "",
+        help: "AWS mode: EventBridge bus the lifecycle events are published to; empty: events are kept (GET /events) but not published.",
+    },
+    Setting {
+        key: "aws_create_resources",
+        env: "GGPROV_AWS_CREATE_RESOURCES",
+        default: "false",
+        help: "AWS mode: create the table, queues and bucket when missing (development against moto or a sandbox account; production uses infra/).",
+    },
 ];
+
+/// Where state and work live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Aws(AwsSettings),
+}
+
+/// The AWS resources of AWS mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub table: String,
+    pub work_queue_url: Option<String>,
+    pub work_dlq_url: Option<String>,
+    pub status_queue_url: Option<String>,
+    pub bucket: Option<String>,
+    pub kms_key: Option<String>,
+    pub event_bus: Option<String>,
+    pub create_resources: bool,
+}
 
 /// Environment variable naming the TOML configuration file.
 pub const CONFIG_FILE_ENV: &str = "GGPROV_CONFIG";
@@ -219,10 +293,12 @@ pub struct Config {
     pub worker_lease_ms: u64,
     pub max_attempts: u32,
     pub call_attempts: u32,
-    pub rate_limit: bool,
+    /// Pacing at the quotas, with the account's quota overrides (calls per second by API).
+    pub rate_limit: Option<BTreeMap<String, f64>>,
     pub retry_base_ms: u64,
     pub sweep_after_secs: u64,
     pub local_cloud_auto_connect: bool,
+    pub backend: Backend,
     /// `GGPROV_*` variables that name no setting (probably typos); reported at start-up.
     pub unknown_env: Vec<String>,
 }
@@ -412,11 +488,30 @@ impl Config {
         let call_attempts = number("call_attempts", 1, 100, &mut fail);
         let rate_limit = {
             let v = value("rate_limit");
-            match v.0.trim() {
-                "off" => Some(false),
-                "aws" => Some(true),
+            let mut parts = v.0.split(',').map(str::trim).filter(|p| !p.is_empty());
+            match parts.next() {
+                Some("off") if parts.next().is_none() => Some(Some(None)),
+                Some("auto") if parts.next().is_none() => Some(None),
+                Some("aws") => {
+                    let mut quotas = BTreeMap::new();
+                    let mut ok = true;
+                    for part in parts {
+                        match part.split_once('=').map(|(api, rate)| (api.trim(), rate.trim().parse::<f64>())) {
+                            Some((api, Ok(rate))) if !api.is_empty() && rate > 0.0 && rate.is_finite() => {
+                                quotas.insert(api.to_owned(), rate);
+                            }
+                            _ => ok = false,
+                        }
+                    }
+                    if ok {
+                        Some(Some(Some(quotas)))
+                    } else {
+                        fail(v, "quota overrides must be API=calls-per-second, e.g. aws,RegisterCertificate=20".into());
+                        None
+                    }
+                }
                 _ => {
-                    fail(v, "must be aws or off".into());
+                    fail(v, "must be auto, off, aws, or aws followed by API=rate overrides".into());
                     None
                 }
             }
@@ -424,6 +519,45 @@ impl Config {
         let retry_base_ms = number("retry_base_ms", 0, 600_000, &mut fail);
         let sweep_after_secs = number("sweep_after_secs", 1, 604_800, &mut fail);
         let local_cloud_auto_connect = flag("local_cloud_auto_connect", &mut fail);
+        let optional = |key: &str| Some(value(key).0.trim().to_owned()).filter(|v| !v.is_empty());
+        let create_resources = flag("aws_create_resources", &mut fail);
+        let backend = {
+            let v = value("backend");
+            match v.0.trim().to_ascii_lowercase().as_str() {
+                "embedded" => Some(Backend::Embedded),
+                "aws" => {
+                    let aws = AwsSettings {
+                        table: text("aws_table", &mut fail).unwrap_or_default(),
+                        work_queue_url: optional("aws_work_queue_url"),
+                        work_dlq_url: optional("aws_work_dlq_url"),
+                        status_queue_url: optional("aws_status_queue_url"),
+                        bucket: optional("aws_bucket"),
+                        kms_key: optional("aws_kms_key"),
+                        event_bus: optional("aws_event_bus"),
+                        create_resources: create_resources.unwrap_or(false),
+                    };
+                    if !aws.create_resources {
+                        for (missing, key) in [
+                            (aws.work_queue_url.is_none(), "aws_work_queue_url"),
+                            (aws.work_dlq_url.is_none(), "aws_work_dlq_url"),
+                            (aws.bucket.is_none(), "aws_bucket"),
+                        ] {
+                            if missing {
+                                fail(
+                                    value(key),
+                                    "required with GGPROV_BACKEND=aws (the stack outputs of infra/ name it), unless GGPROV_AWS_CREATE_RESOURCES=true".into(),
+                                );
+                            }
+                        }
+                    }
+                    Some(Backend::Aws(aws))
+                }
+                _ => {
+                    fail(v, "must be embedded or aws".into());
+                    None
+                }
+            }
+        };
 
         let complete = (|| {
             Some(Self {
@@ -449,10 +583,15 @@ impl Config {
                 worker_lease_ms: worker_lease_ms?,
                 max_attempts: u32::try_from(max_attempts?).ok()?,
                 call_attempts: u32::try_from(call_attempts?).ok()?,
-                rate_limit: rate_limit?,
+                // `auto`: paced in AWS mode, where real quotas apply.
+                rate_limit: match rate_limit? {
+                    Some(explicit) => explicit,
+                    None => matches!(backend.as_ref()?, Backend::Aws(_)).then(BTreeMap::new),
+                },
                 retry_base_ms: retry_base_ms?,
                 sweep_after_secs: sweep_after_secs?,
                 local_cloud_auto_connect: local_cloud_auto_connect?,
+                backend: backend?,
                 unknown_env,
             })
         })();
@@ -541,6 +680,28 @@ mod tests {
         assert!(text.contains("GGPROV_LISTEN='localhost': not an address:port"), "{text}");
         assert!(text.contains("GGPROV_LOG_FORMAT='xml': must be text or json"), "{text}");
         assert!(text.contains("'com.example.A' is not name@version"), "{text}");
+    }
+
+    #[test]
+    fn aws_mode_needs_its_resources_and_paces_at_the_quotas_by_default() {
+        let err = Config::from_sources(env(&[("GGPROV_BACKEND", "aws")]), None).unwrap_err().to_string();
+        for missing in ["GGPROV_AWS_WORK_QUEUE_URL", "GGPROV_AWS_WORK_DLQ_URL", "GGPROV_AWS_BUCKET"] {
+            assert!(err.contains(missing), "{missing} reported: {err}");
+        }
+        let config = Config::from_sources(
+            env(&[("GGPROV_BACKEND", "aws"), ("GGPROV_AWS_CREATE_RESOURCES", "true"), ("GGPROV_AWS_TABLE", "fleet")]),
+            None,
+        )
+        .unwrap();
+        let Backend::Aws(aws) = &config.backend else { panic!("AWS mode") };
+        assert_eq!((aws.table.as_str(), aws.create_resources, aws.event_bus.as_deref()), ("fleet", true, None));
+        assert_eq!(config.rate_limit, Some(BTreeMap::new()), "auto paces in AWS mode");
+        assert_eq!(Config::from_sources(env(&[]), None).unwrap().rate_limit, None, "auto does not pace embedded");
+        let raised = Config::from_sources(env(&[("GGPROV_RATE_LIMIT", "aws, RegisterCertificate=40")]), None).unwrap();
+        assert_eq!(raised.rate_limit, Some(BTreeMap::from([("RegisterCertificate".to_owned(), 40.0)])));
+        let err =
+            Config::from_sources(env(&[("GGPROV_RATE_LIMIT", "aws,RegisterCertificate=fast")]), None).unwrap_err();
+        assert!(err.to_string().contains("API=calls-per-second"), "{err}");
     }
 
     #[test]

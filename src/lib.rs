@@ -21,16 +21,20 @@ use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
 use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
-use ggprov_domain::ports::{Greengrass, IotRegistry};
+use ggprov_domain::ports::{
+    ArtifactStore, CertificateAuthorities, CloudError, CoreStore, EventPublisher, Greengrass, IotRegistry,
+    ProvisioningObserver, ReadinessCheck, StatusFeed, TemplateStore, WorkQueue,
+};
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 use ggprov_engine::{
-    CoreProvisioner, Deployer, Failpoints, Paced, Pacer, ProvisionerSettings, RetryPolicy, Worker, WorkerSettings,
+    CoreProvisioner, CursorFeed, Deployer, Failpoints, OutboxRelay, Paced, Pacer, ProvisionerSettings, RetryPolicy,
+    Worker, WorkerSettings,
 };
 use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{AwsSettings, Backend, Config};
 
 use crate::artifacts::DirectoryArtifacts;
 use crate::ca::FileCertificateAuthorities;
@@ -42,7 +46,7 @@ pub struct Application {
     http: HttpConfig,
     worker: Arc<Worker>,
     run_worker: bool,
-    local_cloud: LocalCloud,
+    local_cloud: Option<LocalCloud>,
     failpoints: Failpoints,
 }
 
@@ -74,26 +78,177 @@ async fn ensure_cas(cas: &FileCertificateAuthorities, cloud: &LocalCloud) -> any
     Ok(())
 }
 
+/// The adapter behind every port, for one backend.
+struct Adapters {
+    templates: Arc<dyn TemplateStore>,
+    store: Arc<dyn CoreStore>,
+    queue: Arc<dyn WorkQueue>,
+    artifacts: Arc<dyn ArtifactStore>,
+    iot: Arc<dyn IotRegistry>,
+    greengrass: Arc<dyn Greengrass>,
+    cas: Arc<dyn CertificateAuthorities>,
+    feed: Arc<dyn StatusFeed>,
+    observer: Arc<dyn ProvisioningObserver>,
+    publisher: Option<Arc<dyn EventPublisher>>,
+    readiness: Vec<Arc<dyn ReadinessCheck>>,
+    local_cloud: Option<LocalCloud>,
+}
+
+/// Nobody powers on a real core but a person: on AWS, provisioning tells no one.
+struct NoObserver;
+
+#[async_trait::async_trait]
+impl ProvisioningObserver for NoObserver {
+    async fn core_provisioned(&self, _name: &ggprov_domain::ThingName, _nucleus_version: &str) {}
+}
+
+/// SQLite, files and the local cloud in the data directory.
+async fn embedded_adapters(config: &Config) -> anyhow::Result<Adapters> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {} (GGPROV_DATA_DIR)", config.data_dir.display()))?;
+    let store = Arc::new(SqliteStore::open(&config.database_path()).await?);
+    let cloud = open_local_cloud(config).await?;
+    let cas = Arc::new(FileCertificateAuthorities::new(&config.data_dir, config.default_ca.clone()));
+    ensure_cas(&cas, &cloud).await?;
+    let shared_cloud = Arc::new(cloud.clone());
+    Ok(Adapters {
+        templates: store.clone(),
+        store: store.clone(),
+        queue: store.clone(),
+        artifacts: Arc::new(DirectoryArtifacts::new(config.data_dir.join("artifacts"))),
+        iot: shared_cloud.clone(),
+        greengrass: shared_cloud.clone(),
+        cas,
+        feed: Arc::new(CursorFeed::new(shared_cloud.clone(), store.clone(), "deployment-status")),
+        observer: shared_cloud,
+        publisher: None,
+        readiness: vec![store],
+        local_cloud: Some(cloud),
+    })
+}
+
+/// DynamoDB, SQS, S3, EventBridge, IoT, Greengrass V2 and SSM.
+async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adapters> {
+    use ggprov_aws as a;
+    let sdk = a::sdk_config(config.call_attempts).await;
+    let region = sdk.region().map_or_else(|| config.region.clone(), ToString::to_string);
+    let dynamo = a::DynamoStore::new(aws_sdk_dynamodb_client(&sdk), &aws.table);
+    let sqs = aws_sdk_sqs_client(&sdk);
+    let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
+    let mut status_queue = aws.status_queue_url.clone();
+    let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));
+    let artifacts = a::S3Artifacts::new(a::s3_client(&sdk), &bucket, aws.kms_key.clone());
+    if aws.create_resources {
+        dynamo.create_table_if_missing().await.context("creating the DynamoDB table")?;
+        artifacts.create_bucket_if_missing().await.context("creating the S3 bucket")?;
+        if work.0.is_none() || work.1.is_none() {
+            let (url, dlq) = a::SqsQueue::create_queues(&sqs, &format!("{}-work", aws.table), config.max_attempts + 2)
+                .await
+                .context("creating the work queues")?;
+            work = (Some(url), Some(dlq));
+        }
+        if status_queue.is_none() {
+            let (url, _) = a::SqsQueue::create_queues(&sqs, &format!("{}-status", aws.table), 10)
+                .await
+                .context("creating the status queue")?;
+            status_queue = Some(url);
+        }
+    }
+    let (Some(work_url), Some(dlq_url)) = work else {
+        anyhow::bail!("GGPROV_AWS_WORK_QUEUE_URL and GGPROV_AWS_WORK_DLQ_URL are required with GGPROV_BACKEND=aws");
+    };
+    let queue = Arc::new(a::SqsQueue::new(sqs.clone(), work_url, dlq_url));
+    let iot = a::AwsIot::new(iot_client(&sdk));
+    let greengrass = Arc::new(a::AwsGreengrass::new(greengrass_client(&sdk), iot.clone(), region));
+    let cas = Arc::new(a::SsmCertificateAuthorities::new(iot.clone(), ssm_client(&sdk), config.default_ca.clone()));
+    let feed: Arc<dyn StatusFeed> = match status_queue {
+        Some(url) => Arc::new(a::SqsStatusFeed::new(sqs, url)),
+        None => Arc::new(NoStatus),
+    };
+    let publisher = aws.event_bus.as_ref().map(|bus| -> Arc<dyn EventPublisher> {
+        Arc::new(a::EventBridgePublisher::new(eventbridge_client(&sdk), bus, &config.event_source))
+    });
+    let store = Arc::new(dynamo);
+    Ok(Adapters {
+        templates: store.clone(),
+        store: store.clone(),
+        queue: queue.clone(),
+        artifacts: Arc::new(artifacts),
+        iot: Arc::new(iot),
+        greengrass,
+        cas,
+        feed,
+        observer: Arc::new(NoObserver),
+        publisher,
+        readiness: vec![store, queue],
+        local_cloud: None,
+    })
+}
+
+fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}
+fn aws_sdk_sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(sdk)
+}
+fn iot_client(sdk: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
+    aws_sdk_iot::Client::new(sdk)
+}
+fn greengrass_client(sdk: &aws_config::SdkConfig) -> aws_sdk_greengrassv2::Client {
+    aws_sdk_greengrassv2::Client::new(sdk)
+}
+fn ssm_client(sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(sdk)
+}
+fn eventbridge_client(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(sdk)
+}
+
+/// No status queue configured: outcomes come from reconciliation alone.
+struct NoStatus;
+
+#[async_trait::async_trait]
+impl StatusFeed for NoStatus {
+    async fn receive(&self, _max: u32) -> Result<Vec<ggprov_domain::ports::ReceivedStatus>, CloudError> {
+        Ok(Vec::new())
+    }
+
+    async fn acknowledge(&self, _receipts: &[String]) -> Result<(), CloudError> {
+        Ok(())
+    }
+}
+
 impl Application {
-    /// Opens the store and the local cloud, wires the adapters and binds the listener.
+    /// Opens the store and the cloud of the configured backend, wires the adapters and binds
+    /// the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the data directory {} (GGPROV_DATA_DIR)", config.data_dir.display()))?;
-        let store = Arc::new(SqliteStore::open(&config.database_path()).await?);
-        let cloud = open_local_cloud(config).await?;
-        let cas = Arc::new(FileCertificateAuthorities::new(&config.data_dir, config.default_ca.clone()));
-        ensure_cas(&cas, &cloud).await?;
-        let artifacts = Arc::new(DirectoryArtifacts::new(config.data_dir.join("artifacts")));
+        let adapters = match &config.backend {
+            Backend::Embedded => embedded_adapters(config).await?,
+            Backend::Aws(aws) => aws_adapters(config, aws).await?,
+        };
+        let Adapters {
+            templates,
+            store,
+            queue,
+            artifacts,
+            iot,
+            greengrass,
+            cas,
+            feed,
+            observer,
+            publisher,
+            readiness,
+            local_cloud,
+        } = adapters;
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
-        let shared_cloud = Arc::new(cloud.clone());
         let failpoints = Failpoints::default();
         let retry = RetryPolicy { attempts: config.call_attempts, base: Duration::from_millis(config.retry_base_ms) };
         // The workers' view of IoT and Greengrass: each call retried on its own when it fails
         // transiently, and paced at the AWS quotas when asked.
         let resilient = Arc::new(Paced {
-            iot: shared_cloud.clone(),
-            greengrass: shared_cloud.clone(),
-            pacer: config.rate_limit.then(|| Pacer::new(0.95)),
+            iot: iot.clone(),
+            greengrass: greengrass.clone(),
+            pacer: config.rate_limit.clone().map(|quotas| Pacer::with_quotas(0.95, quotas)),
             retry,
         });
         let (worker_iot, worker_greengrass): (Arc<dyn IotRegistry>, Arc<dyn Greengrass>) =
@@ -104,7 +259,7 @@ impl Application {
             worker_greengrass.clone(),
             cas.clone(),
             artifacts.clone(),
-            shared_cloud.clone(),
+            observer,
             failpoints.clone(),
             ProvisionerSettings {
                 region: config.region.clone(),
@@ -117,15 +272,15 @@ impl Application {
         ));
         let deployer = Arc::new(Deployer::new(
             store.clone(),
-            store.clone(),
+            templates.clone(),
             worker_iot.clone(),
             worker_greengrass.clone(),
-            shared_cloud.clone(),
-            store.clone(),
+            feed,
+            queue.clone(),
             config.deployment_batch_size,
         ));
-        let worker = Arc::new(Worker::new(
-            store.clone(),
+        let mut worker = Worker::new(
+            queue.clone(),
             provisioner,
             deployer,
             WorkerSettings {
@@ -136,23 +291,26 @@ impl Application {
                 sweep_after: Duration::from_secs(config.sweep_after_secs),
                 ..WorkerSettings::default()
             },
-        ));
+        );
+        if let Some(publisher) = publisher {
+            worker = worker.with_relay(Arc::new(OutboxRelay::new(store.clone(), publisher)));
+        }
         let app = App {
-            templates: TemplateService::new(store.clone(), shared_cloud.clone()),
+            templates: TemplateService::new(templates.clone(), greengrass.clone()),
             core_tasks: CoreTaskService::new(
                 store.clone(),
-                store.clone(),
+                queue.clone(),
                 provisioning_templates.clone(),
                 cas,
-                shared_cloud.clone(),
+                greengrass.clone(),
                 config.core_batch_size,
             ),
-            cores: CoreService::new(store.clone(), shared_cloud.clone()),
-            devices: DeviceService::new(store.clone(), shared_cloud.clone(), shared_cloud, artifacts),
-            deployments: DeploymentService::new(store.clone(), store.clone(), store.clone()),
+            cores: CoreService::new(store.clone(), greengrass.clone()),
+            devices: DeviceService::new(store.clone(), worker_iot, worker_greengrass, artifacts),
+            deployments: DeploymentService::new(store.clone(), templates, queue),
             provisioning_templates,
             event_source: config.event_source.clone(),
-            readiness: vec![store],
+            readiness,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -161,9 +319,9 @@ impl Application {
             listener,
             state: AppState(Arc::new(app)),
             http: HttpConfig { cors: config.cors.clone(), base_path: config.base_path.clone() },
-            worker,
+            worker: Arc::new(worker),
             run_worker: config.worker,
-            local_cloud: cloud,
+            local_cloud,
             failpoints,
         })
     }
@@ -182,8 +340,9 @@ impl Application {
         self.failpoints.clone()
     }
 
+    /// The local cloud (embedded default only).
     pub fn local_cloud(&self) -> LocalCloud {
-        self.local_cloud.clone()
+        self.local_cloud.clone().expect("the local cloud exists on the embedded default only")
     }
 
     /// Serves (and runs the worker, unless disabled) until `shutdown` completes; then stops
@@ -194,7 +353,7 @@ impl Application {
             let worker = self.worker.clone();
             tokio::spawn(async move { worker.run(worker_stopped).await })
         });
-        let extra = ggprov_local_cloud::control_router(self.local_cloud.clone());
+        let extra = self.local_cloud.clone().map(ggprov_local_cloud::control_router).unwrap_or_default();
         let app = ggprov_api::app(self.state, &self.http, extra);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
         let _ = stop_worker.send(true);

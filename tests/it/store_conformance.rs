@@ -17,3 +17,9 @@ mod queue {
 
     ggprov_testkit::work_queue_conformance!(sqlite_store().await);
 }
+
+mod cores {
+    use super::sqlite_store;
+
+    ggprov_testkit::core_store_conformance!(sqlite_store().await);
+}

@@ -110,7 +110,7 @@ pub struct Task {
 }
 
 /// One item of a task: the request, and how far it got.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskItem<R> {
     pub name: ThingName,
     pub request: R,
@@ -143,7 +143,7 @@ impl TemplateRef {
 }
 
 /// A core ggprov has provisioned.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Core {
     pub name: ThingName,
     pub provisioning_template: String,
@@ -222,7 +222,7 @@ impl Core {
 }
 
 /// A client device ggprov has provisioned and associated with a core.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Device {
     pub name: ThingName,
     pub core_name: ThingName,

@@ -203,11 +203,46 @@ pub struct DeploymentOutcome {
     pub time: Timestamp,
 }
 
-/// Where deployment outcomes arrive (the local cloud's feed; an SQS queue fed by EventBridge on AWS).
+/// A feed of deployment outcomes read by position (the local cloud's status event log).
 #[async_trait]
-pub trait StatusFeed: Send + Sync {
+pub trait PositionedStatusFeed: Send + Sync {
     /// Outcomes after `after`, oldest first.
     async fn deployment_outcomes(&self, after: u64, limit: u32) -> Result<Vec<DeploymentOutcome>, CloudError>;
+}
+
+/// What a status message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusSignal {
+    /// A core reported the outcome of a deployment (Greengrass deployment status events).
+    Outcome(DeploymentOutcome),
+    /// Something changed on this core (an IoT job execution event): ask Greengrass.
+    CoreChanged(ThingName),
+}
+
+/// A status message and the receipt that acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedStatus {
+    pub signal: StatusSignal,
+    pub receipt: String,
+}
+
+/// Where reported status arrives: the local cloud's feed behind a stored cursor, or an SQS
+/// queue fed by EventBridge rules on AWS. At least once: a message not acknowledged comes
+/// again, so applying one must be idempotent (stale outcomes are ignored by the store).
+#[async_trait]
+pub trait StatusFeed: Send + Sync {
+    /// Up to `max` messages, oldest first where the source orders them.
+    async fn receive(&self, max: u32) -> Result<Vec<ReceivedStatus>, CloudError>;
+    /// The messages with these receipts have been applied.
+    async fn acknowledge(&self, receipts: &[String]) -> Result<(), CloudError>;
+}
+
+/// Publishes outbox events to subscribers (EventBridge on AWS).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes the events (at most 10 a call); returns the ids of those that failed and
+    /// should be tried again.
+    async fn publish(&self, events: &[StoredEvent]) -> Result<Vec<String>, CloudError>;
 }
 
 /// A Greengrass core device as Greengrass reports it.
@@ -423,8 +458,11 @@ pub trait WorkQueue: Send + Sync {
     async fn ack(&self, receipt: &str) -> Result<bool, StoreError>;
     /// Makes the job visible again after `delay`, recording why.
     async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), StoreError>;
-    /// Moves the job to the dead-letter queue.
-    async fn dead_letter(&self, receipt: &str, error: &str) -> Result<(), StoreError>;
+    /// Keeps a job in hand invisible for `lease` from now (long work); `Ok(false)` when the
+    /// lease had been lost.
+    async fn extend_lease(&self, receipt: &str, lease: Duration) -> Result<bool, StoreError>;
+    /// Moves the job in hand to the dead-letter queue with the reason.
+    async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), StoreError>;
     async fn depth(&self) -> Result<QueueDepth, StoreError>;
     /// Jobs in the dead-letter queue with their last error.
     async fn dead_letters(&self) -> Result<Vec<(Job, String)>, StoreError>;
@@ -502,6 +540,11 @@ pub trait CoreStore: Send + Sync {
 
     /// Outbox events, newest first.
     async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError>;
+    /// Up to `limit` unpublished events, oldest first, each claimed for `lease` so that
+    /// concurrent relays do not publish the same event twice.
+    async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Marks events published.
+    async fn mark_events_published(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
 
     /// Items of a task by name (deployment records of a deployment task).
     async fn task_items(

@@ -6,20 +6,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ggprov_domain::cores::{
-    CORE_TEMPLATE_UPDATED_EVENT, DEPLOYMENT_TASK_CREATED_EVENT, DeploymentSpec, Event, Task, TaskKind, TemplateRef,
+    CORE_TEMPLATE_UPDATED_EVENT, Core, DEPLOYMENT_TASK_CREATED_EVENT, DeploymentSpec, Event, Task, TaskKind,
+    TemplateRef,
 };
 use ggprov_domain::jobs::TaskBatch;
 use ggprov_domain::ports::{
     CloudError, ComponentSpec, CoreStore, DeploymentOutcome, DeploymentRequest, Greengrass, IotRegistry, StatusFeed,
-    TemplateStore, WorkQueue,
+    StatusSignal, TemplateStore, WorkQueue,
 };
 use ggprov_domain::template::DEPLOYMENT_GROUP_PREFIX;
 use ggprov_domain::{TaskId, TemplateName, ThingName, Timestamp};
 
 use crate::StepError;
-
-/// Name of the local cloud's status feed in the ingestion cursors.
-const FEED: &str = "deployment-status";
 
 /// Runs deployment tasks and keeps reported status up to date.
 pub struct Deployer {
@@ -227,19 +225,29 @@ impl Deployer {
             .map_err(|e| with_prefix("Failed to add core device to deployment thing group target", &e))
     }
 
-    /// Applies the outcomes cores reported since the last call; returns how many were applied.
+    /// Applies the status messages that arrived since the last call; returns how many
+    /// changed a core.
     pub async fn ingest(&self) -> Result<usize, StepError> {
         let mut applied = 0;
         loop {
-            let cursor = self.store.ingest_cursor(FEED).await?;
-            let outcomes = self.feed.deployment_outcomes(cursor, 100).await?;
-            let Some(last) = outcomes.last().map(|o| o.position) else { return Ok(applied) };
-            for outcome in &outcomes {
-                if self.apply(outcome).await? {
+            let received = self.feed.receive(100).await?;
+            if received.is_empty() {
+                return Ok(applied);
+            }
+            for message in &received {
+                let changed = match &message.signal {
+                    StatusSignal::Outcome(outcome) => self.apply(outcome).await?,
+                    StatusSignal::CoreChanged(core) => match self.store.core(core).await? {
+                        Some(core) => self.reconcile_core(&core).await?,
+                        None => false,
+                    },
+                };
+                if changed {
                     applied += 1;
                 }
             }
-            self.store.save_ingest_cursor(FEED, last).await?;
+            let receipts: Vec<String> = received.into_iter().map(|m| m.receipt).collect();
+            self.feed.acknowledge(&receipts).await?;
         }
     }
 
@@ -266,33 +274,38 @@ impl Deployer {
     pub async fn reconcile(&self) -> Result<usize, StepError> {
         let mut corrected = 0;
         for core in self.store.cores_in_progress().await? {
-            let Some(desired) = &core.desired_deployment_id else { continue };
-            let effective = match self.greengrass.list_effective_deployments(&core.name).await {
-                Ok(list) => list,
-                Err(err) if err.is_not_found() => continue,
-                Err(err) => return Err(err.into()),
-            };
-            let Some(execution) = effective.iter().find(|d| &d.deployment_id == desired) else { continue };
-            let status = execution.core_device_execution_status.as_deref().unwrap_or("");
-            let succeeded = match status {
-                "SUCCEEDED" | "COMPLETED" => true,
-                "FAILED" | "REJECTED" | "TIMED_OUT" | "CANCELED" | "ABORTED" => false,
-                _ => continue,
-            };
-            let outcome = DeploymentOutcome {
-                position: 0,
-                core_name: core.name.as_str().to_owned(),
-                deployment_id: desired.clone(),
-                succeeded,
-                detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { format!("FAILED_{status}") },
-                reason: execution.reason.clone(),
-                time: Timestamp::now(),
-            };
-            if self.apply(&outcome).await? {
+            if self.reconcile_core(&core).await? {
                 corrected += 1;
             }
         }
         Ok(corrected)
+    }
+
+    /// Applies what Greengrass says of the core's desired deployment, if it has ended.
+    async fn reconcile_core(&self, core: &Core) -> Result<bool, StepError> {
+        let Some(desired) = &core.desired_deployment_id else { return Ok(false) };
+        let effective = match self.greengrass.list_effective_deployments(&core.name).await {
+            Ok(list) => list,
+            Err(err) if err.is_not_found() => return Ok(false),
+            Err(err) => return Err(err.into()),
+        };
+        let Some(execution) = effective.iter().find(|d| &d.deployment_id == desired) else { return Ok(false) };
+        let status = execution.core_device_execution_status.as_deref().unwrap_or("");
+        let succeeded = match status {
+            "SUCCEEDED" | "COMPLETED" => true,
+            "FAILED" | "REJECTED" | "TIMED_OUT" | "CANCELED" | "ABORTED" => false,
+            _ => return Ok(false),
+        };
+        let outcome = DeploymentOutcome {
+            position: 0,
+            core_name: core.name.as_str().to_owned(),
+            deployment_id: desired.clone(),
+            succeeded,
+            detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { format!("FAILED_{status}") },
+            reason: execution.reason.clone(),
+            time: Timestamp::now(),
+        };
+        self.apply(&outcome).await
     }
 }
 

@@ -4,12 +4,14 @@ mod deployer;
 mod failpoints;
 mod paced;
 mod provisioner;
+mod relay;
 mod worker;
 
 pub use deployer::Deployer;
 pub use failpoints::Failpoints;
 pub use paced::{Paced, Pacer};
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
+pub use relay::{CursorFeed, OutboxRelay};
 pub use worker::{Worker, WorkerSettings};
 
 /// How a transient failure of one IoT or Greengrass call (throttling, an outage) is retried

@@ -20,17 +20,25 @@ use tokio::time::Instant;
 pub struct Pacer {
     /// Share of each API's AWS default quota to use, e.g. 0.95.
     share: f64,
+    /// The account's quotas where they differ from AWS's defaults (calls per second).
+    quotas: BTreeMap<String, f64>,
     next_free: Mutex<HashMap<&'static str, Instant>>,
 }
 
 impl Pacer {
     pub fn new(share: f64) -> Self {
-        Self { share, next_free: Mutex::new(HashMap::new()) }
+        Self::with_quotas(share, BTreeMap::new())
+    }
+
+    /// Paces at `share` of `quotas` for the APIs named there, of the AWS defaults for others.
+    pub fn with_quotas(share: f64, quotas: BTreeMap<String, f64>) -> Self {
+        Self { share, quotas, next_free: Mutex::new(HashMap::new()) }
     }
 
     /// Waits for this call's slot.
     async fn slot(&self, api: &'static str) {
-        let interval = Duration::from_secs_f64(1.0 / (ggprov_domain::quotas::aws_default_rate(api) * self.share));
+        let quota = self.quotas.get(api).copied().unwrap_or_else(|| ggprov_domain::quotas::aws_default_rate(api));
+        let interval = Duration::from_secs_f64(1.0 / (quota * self.share));
         let at = {
             let mut next = self.next_free.lock().expect("pacer lock");
             let now = Instant::now();

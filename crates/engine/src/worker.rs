@@ -9,7 +9,7 @@ use ggprov_domain::jobs::{DEPLOYMENT_EXPAND, DeploymentExpand, TASK_BATCH, TaskB
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
 
-use crate::{CoreProvisioner, Deployer, StepError};
+use crate::{CoreProvisioner, Deployer, OutboxRelay, StepError};
 
 /// Settings of a worker.
 #[derive(Debug, Clone)]
@@ -50,6 +50,7 @@ impl Default for WorkerSettings {
 /// A queue consumer.
 pub struct Worker {
     queue: Arc<dyn WorkQueue>,
+    relay: Option<Arc<OutboxRelay>>,
     cores: Arc<CoreProvisioner>,
     deployer: Arc<Deployer>,
     settings: WorkerSettings,
@@ -62,7 +63,22 @@ impl Worker {
         deployer: Arc<Deployer>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { queue, cores, deployer, settings }
+        Self { queue, relay: None, cores, deployer, settings }
+    }
+
+    /// Publishes outbox events through `relay` in the worker loop.
+    #[must_use]
+    pub fn with_relay(mut self, relay: Arc<OutboxRelay>) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Publishes pending outbox events (no-op without a relay); returns how many went out.
+    pub async fn publish_events(&self) -> Result<usize, StepError> {
+        match &self.relay {
+            Some(relay) => relay.drain().await,
+            None => Ok(0),
+        }
     }
 
     /// Applies reported deployment outcomes (status ingestion).
@@ -83,6 +99,9 @@ impl Worker {
         while !*shutdown.borrow() {
             if let Err(err) = self.ingest().await {
                 tracing::warn!(error = %err, "status ingestion failed");
+            }
+            if let Err(err) = self.publish_events().await {
+                tracing::warn!(error = %err, "publishing events failed");
             }
             if last_reconcile.elapsed() >= self.settings.reconcile_every {
                 last_reconcile = tokio::time::Instant::now();
@@ -155,7 +174,30 @@ impl Worker {
 
     async fn handle(&self, delivery: Delivery) {
         let span = tracing::info_span!("job", job.kind = %delivery.job.kind, job.attempt = delivery.attempt);
-        tracing::Instrument::instrument(self.handle_inner(delivery), span).await;
+        let receipt = delivery.receipt.clone();
+        let work = tracing::Instrument::instrument(self.handle_inner(delivery), span);
+        // Long jobs keep their lease: it is extended every third of its length, so another
+        // worker does not receive the job while this one still works on it.
+        let lease = self.settings.lease;
+        if lease < Duration::from_secs(3) {
+            work.await;
+            return;
+        }
+        let heartbeat = async {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+            loop {
+                ticks.tick().await;
+                match self.queue.extend_lease(&receipt, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("the job's lease was lost; another worker may receive it"),
+                    Err(err) => tracing::warn!(error = %err, "could not extend the job's lease"),
+                }
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            () = heartbeat => {}
+        }
     }
 
     async fn handle_inner(&self, delivery: Delivery) {
@@ -203,7 +245,7 @@ impl Worker {
                     tracing::error!(error = %err, "could not mark the dead-lettered work failed");
                     return; // leave the job leased: it comes back and is dead-lettered again
                 }
-                self.queue.dead_letter(&delivery.receipt, &reason).await
+                self.queue.dead_letter(&delivery, &reason).await
             }
         };
         if let Err(err) = outcome {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ggprov_domain::ports::{
     CloudError, CoreDevice, DeploymentOutcome, DeploymentRequest, EffectiveDeployment, Greengrass, InstalledComponent,
-    StatusFeed,
+    PositionedStatusFeed,
 };
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
 use sqlx::Row;
@@ -188,7 +188,7 @@ impl LocalCloud {
 }
 
 #[async_trait]
-impl StatusFeed for LocalCloud {
+impl PositionedStatusFeed for LocalCloud {
     async fn deployment_outcomes(&self, after: u64, limit: u32) -> Result<Vec<DeploymentOutcome>, CloudError> {
         Ok(self
             .deployment_status_events(after, limit)

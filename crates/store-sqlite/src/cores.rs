@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ggprov_domain::cores::{
     Core, CoreTaskOptions, DeploymentSpec, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TaskKind,
@@ -97,6 +98,18 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
         artifacts: serde_json::from_str(&get_str("artifacts")?).map_err(corrupt)?,
         created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
         updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
+    })
+}
+
+fn event_from_row(r: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        id: r.get("id"),
+        sequence: r.get::<i64, _>("sequence") as u64,
+        event: Event {
+            detail_type: r.get("detail_type"),
+            detail: serde_json::from_str(r.get::<&str, _>("detail")).map_err(corrupt)?,
+        },
+        time: ts(r.get("created_at"))?,
     })
 }
 
@@ -542,21 +555,42 @@ impl CoreStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        let events = rows
-            .iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    id: r.get("id"),
-                    sequence: r.get::<i64, _>("sequence") as u64,
-                    event: Event {
-                        detail_type: r.get("detail_type"),
-                        detail: serde_json::from_str(r.get::<&str, _>("detail")).map_err(corrupt)?,
-                    },
-                    time: ts(r.get("created_at"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page::from_overfetch(events, page.limit, |e| e.sequence))
+    }
+
+    async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError> {
+        let now = Timestamp::now().as_millis();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE outbox SET claimed_until = ? WHERE sequence IN (SELECT sequence FROM outbox WHERE published_at IS NULL \
+             AND COALESCE(claimed_until, 0) <= ? ORDER BY sequence LIMIT ?) RETURNING sequence, id, detail_type, detail, created_at",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        events.sort_by_key(|e| e.sequence);
+        Ok(events)
+    }
+
+    async fn mark_events_published(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.begin_write().await?;
+        for event in events {
+            sqlx::query("UPDATE outbox SET published_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(&event.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn task_items(

@@ -97,8 +97,20 @@ impl WorkQueue for SqliteStore {
         Ok(())
     }
 
-    async fn dead_letter(&self, receipt: &str, error: &str) -> Result<(), StoreError> {
-        let (id, lease) = parse_receipt(receipt)?;
+    async fn extend_lease(&self, receipt: &str, lease: Duration) -> Result<bool, StoreError> {
+        let (id, lease_id) = parse_receipt(receipt)?;
+        let extended = sqlx::query("UPDATE jobs SET visible_at = ? WHERE id = ? AND lease = ? AND dead = 0")
+            .bind(Timestamp::now().as_millis().saturating_add(millis(lease)))
+            .bind(id)
+            .bind(lease_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(extended.rows_affected() == 1)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), StoreError> {
+        let (id, lease) = parse_receipt(&delivery.receipt)?;
         sqlx::query("UPDATE jobs SET dead = 1, lease = NULL, last_error = ? WHERE id = ? AND lease = ?")
             .bind(error)
             .bind(id)

@@ -1,0 +1,475 @@
+//! Tasks and their items. A task is a header item (`TASK#<id>` / `#TASK`) and one item per
+//! thing (`I#<name>`) in the same partition. The header keeps counts of its items by status,
+//! moved in the same transaction as each item, so a task's status is one read. Open items are
+//! in the sharded sparse index `gsi3` = `OPEN#<shard>` for the sweeper; deployment items are
+//! in `gsi2` = `COREDEP#<core>` for a core's deployment history.
+
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use ggprov_domain::cores::{
+    CoreTaskOptions, DeploymentSpec, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
+};
+use ggprov_domain::ports::StoreError;
+use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{DynamoStore, Item, Query, SHARDS, corrupt, doc, get_n, get_s, key, n, opt_n, opt_s, s, shard_of, to_doc};
+
+pub(crate) const HEADER: &str = "#TASK";
+
+pub(crate) fn task_pk(id: &TaskId) -> String {
+    format!("TASK#{}", id.as_str())
+}
+
+pub(crate) fn item_sk(name: &ThingName) -> String {
+    format!("I#{}", name.as_str())
+}
+
+/// What never changes about a task.
+#[derive(Serialize, Deserialize)]
+struct TaskDoc {
+    id: TaskId,
+    family: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    core_name: Option<ThingName>,
+    task_type: TaskType,
+    core_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    options: Option<CoreTaskOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    template: Option<TemplateRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    targets: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iot_job_config: Option<serde_json::Value>,
+    created_at: Timestamp,
+}
+
+fn family_of(text: &str) -> Result<TaskFamily, StoreError> {
+    match text {
+        "core" => Ok(TaskFamily::Core),
+        "device" => Ok(TaskFamily::Device),
+        "deployment" => Ok(TaskFamily::Deployment),
+        other => Err(corrupt(format!("task family {other}"))),
+    }
+}
+
+/// The sort key of an open item in `gsi3`: oldest first.
+fn open_sk(task: &TaskId, name: &ThingName, at: Timestamp) -> String {
+    format!("{:013}#{}#{}", at.as_millis(), task.as_str(), name.as_str())
+}
+
+/// The full item of a task item, with the index attributes its family and status call for.
+pub(crate) fn item_record(task: &TaskId, family: TaskFamily, item: &TaskItem<NewCore>) -> Item {
+    let mut record = key(task_pk(task), item_sk(&item.name));
+    record.insert("doc".into(), to_doc(item));
+    record.insert("status".into(), s(item.status.as_str()));
+    record.insert("family".into(), s(family.as_str()));
+    if family == TaskFamily::Deployment {
+        record.insert("gsi2pk".into(), s(format!("COREDEP#{}", item.name.as_str())));
+        record.insert("gsi2sk".into(), s(task.as_str()));
+    }
+    if !item.status.is_terminal() {
+        let shard = shard_of(&format!("{}#{}", task.as_str(), item.name.as_str()));
+        record.insert("gsi3pk".into(), s(format!("OPEN#{shard}")));
+        record.insert("gsi3sk".into(), s(open_sk(task, &item.name, item.updated_at.unwrap_or(item.created_at))));
+    }
+    record
+}
+
+fn status_from_counts(total: i64, waiting: i64, success: i64, failure: i64) -> TaskStatus {
+    if total == 0 || waiting == total {
+        TaskStatus::Waiting
+    } else if success + failure == total {
+        if failure > 0 { TaskStatus::Failure } else { TaskStatus::Success }
+    } else {
+        TaskStatus::InProgress
+    }
+}
+
+fn task_from_header(item: &Item) -> Result<Task, StoreError> {
+    let d: TaskDoc = doc(item)?;
+    let family = family_of(&d.family)?;
+    let expanded = matches!(item.get("expanded"), Some(super::Av::Bool(true)));
+    let kind = match family {
+        TaskFamily::Core => TaskKind::Core,
+        TaskFamily::Device => {
+            TaskKind::Device { core_name: d.core_name.clone().ok_or_else(|| corrupt("device task without core"))? }
+        }
+        TaskFamily::Deployment => TaskKind::Deployment(DeploymentSpec {
+            template: d.template.clone().ok_or_else(|| corrupt("deployment task without template"))?,
+            targets: d.targets.clone().unwrap_or_default(),
+            iot_job_config: d.iot_job_config.clone(),
+            expanded,
+            batches_total: opt_n(item, "batches_total")?,
+            batch_size: opt_n(item, "batch_size")?,
+        }),
+    };
+    let count = |name: &str| -> Result<i64, StoreError> { Ok(opt_n(item, name)?.unwrap_or(0)) };
+    let total = count("n_total")?;
+    let status_message = opt_s(item, "status_message").map(str::to_owned);
+    let status = match &kind {
+        TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,
+        _ if total == 0 && status_message.is_some() => TaskStatus::Failure,
+        _ => status_from_counts(total, count("n_waiting")?, count("n_success")?, count("n_failure")?),
+    };
+    Ok(Task {
+        id: d.id,
+        kind,
+        task_type: d.task_type,
+        core_version: d.core_version,
+        options: d.options,
+        items: Vec::new(),
+        status,
+        status_message,
+        created_at: d.created_at,
+        updated_at: opt_n::<i64>(item, "updated")?.and_then(Timestamp::from_millis),
+    })
+}
+
+/// Count changes of a task header.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub total: i64,
+    pub waiting: i64,
+    pub success: i64,
+    pub failure: i64,
+}
+
+impl DynamoStore {
+    pub(crate) fn header_update(&self, task: &TaskId, counts: Counts, now: Timestamp) -> TransactWriteItem {
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(task_pk(task), HEADER)))
+                    .update_expression("ADD n_total :t, n_waiting :w, n_success :s, n_failure :f SET updated = :now")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_values(":t", n(counts.total))
+                    .expression_attribute_values(":w", n(counts.waiting))
+                    .expression_attribute_values(":s", n(counts.success))
+                    .expression_attribute_values(":f", n(counts.failure))
+                    .expression_attribute_values(":now", n(now.as_millis()))
+                    .build()
+                    .expect("complete update"),
+            )
+            .build()
+    }
+
+    /// Writes an item, on condition that its status is still `prior`.
+    pub(crate) fn item_put(
+        &self,
+        task: &TaskId,
+        family: TaskFamily,
+        item: &TaskItem<NewCore>,
+        prior: TaskStatus,
+    ) -> TransactWriteItem {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item_record(task, family, item)))
+                    .condition_expression("#status = :prior")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":prior", s(prior.as_str()))
+                    .build()
+                    .expect("complete put"),
+            )
+            .build()
+    }
+
+    pub(crate) async fn read_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+    ) -> Result<Option<(TaskFamily, TaskItem<NewCore>)>, StoreError> {
+        let Some(item) = self.get(&task_pk(task), &item_sk(name)).await? else { return Ok(None) };
+        Ok(Some((family_of(get_s(&item, "family")?)?, doc(&item)?)))
+    }
+
+    /// The writes that end an open item (and move its task's counts); `None` when the item
+    /// has ended already or does not exist (a duplicate delivery).
+    pub(crate) async fn end_item_writes(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        outcome: TaskStatus,
+        message: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<TransactWriteItem>>, StoreError> {
+        let Some((family, mut item)) = self.read_item(task, name).await? else { return Ok(None) };
+        if item.status.is_terminal() {
+            return Ok(None);
+        }
+        let prior = item.status;
+        item.status = outcome;
+        item.status_message = message.map(str::to_owned);
+        item.updated_at = Some(now);
+        let counts = Counts {
+            waiting: if prior == TaskStatus::Waiting { -1 } else { 0 },
+            success: i64::from(outcome == TaskStatus::Success),
+            failure: i64::from(outcome == TaskStatus::Failure),
+            ..Counts::default()
+        };
+        Ok(Some(vec![self.item_put(task, family, &item, prior), self.header_update(task, counts, now)]))
+    }
+
+    pub(crate) fn header_record(&self, task: &Task) -> Item {
+        let (core_name, spec) = match &task.kind {
+            TaskKind::Core => (None, None),
+            TaskKind::Device { core_name } => (Some(core_name.clone()), None),
+            TaskKind::Deployment(spec) => (None, Some(spec)),
+        };
+        let d = TaskDoc {
+            id: task.id.clone(),
+            family: task.kind.family().as_str().to_owned(),
+            core_name,
+            task_type: task.task_type,
+            core_version: task.core_version.clone(),
+            options: task.options.clone(),
+            template: spec.map(|s| s.template.clone()),
+            targets: spec.map(|s| s.targets.clone()),
+            iot_job_config: spec.and_then(|s| s.iot_job_config.clone()),
+            created_at: task.created_at,
+        };
+        let mut record = key(task_pk(&task.id), HEADER);
+        record.insert("doc".into(), to_doc(&d));
+        record.insert("gsi1pk".into(), s(format!("TASKS#{}", task.kind.family().as_str())));
+        record.insert("gsi1sk".into(), s(task.id.as_str()));
+        let total = task.items.len() as i64;
+        record.insert("n_total".into(), n(total));
+        record.insert("n_waiting".into(), n(total));
+        record.insert("n_success".into(), n(0));
+        record.insert("n_failure".into(), n(0));
+        if let Some(spec) = spec {
+            record.insert("expanded".into(), super::Av::Bool(spec.expanded));
+            if !spec.expanded {
+                record.insert("gsi3pk".into(), s("UNEXPANDED"));
+                record.insert("gsi3sk".into(), s(format!("{:013}#{}", task.created_at.as_millis(), task.id.as_str())));
+            }
+        }
+        record
+    }
+
+    pub(crate) async fn put_task(&self, task: &Task) -> Result<(), StoreError> {
+        // Items first, the header last: until the header exists the task is not visible, and
+        // the sweeper skips items whose task has no header.
+        let family = task.kind.family();
+        let items = task.items.iter().map(|i| item_record(&task.id, family, i)).collect();
+        self.put_all(items).await?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.header_record(task)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|err| {
+                if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) {
+                    StoreError::AlreadyExists
+                } else {
+                    super::sdk(err)
+                }
+            })?;
+        Ok(())
+    }
+
+    pub(crate) async fn header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        self.get(&task_pk(id), HEADER).await?.as_ref().map(task_from_header).transpose()
+    }
+
+    pub(crate) async fn task_with_items(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let Some(mut task) = self.header(id).await? else { return Ok(None) };
+        let mut query = Query::partition(None, task_pk(id));
+        query.prefix = Some("I#".to_owned());
+        task.items = self.query(query).await?.iter().map(doc).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(task))
+    }
+
+    pub(crate) async fn tasks_of_family(
+        &self,
+        family: TaskFamily,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<Task, TaskId>, StoreError> {
+        let mut query = Query::partition(Some("gsi1"), format!("TASKS#{}", family.as_str()));
+        query.after = page.exclusive_start.as_ref().map(|id| id.as_str().to_owned());
+        query.limit = Some(page.limit as usize + 1);
+        let tasks = self.query(query).await?.iter().map(task_from_header).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))
+    }
+
+    pub(crate) async fn start(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+        for _ in 0..super::MAX_TRIES {
+            let Some((family, item)) = self.read_item(task, name).await? else { return Ok(None) };
+            if item.status != TaskStatus::Waiting {
+                return Ok(Some(item));
+            }
+            let now = Timestamp::now();
+            let mut started = item.clone();
+            started.status = TaskStatus::InProgress;
+            started.updated_at = Some(now);
+            let writes = vec![
+                self.item_put(task, family, &started, TaskStatus::Waiting),
+                self.header_update(task, Counts { waiting: -1, ..Counts::default() }, now),
+            ];
+            match self.transact(writes).await {
+                Ok(()) => return Ok(Some(started)),
+                Err(super::TxError::Cancelled(_)) => continue,
+                Err(super::TxError::Store(err)) => return Err(err),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    pub(crate) async fn items_of_task(
+        &self,
+        task: &TaskId,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError> {
+        let mut query = Query::partition(None, task_pk(task));
+        query.prefix = Some("I#".to_owned());
+        query.after = page.exclusive_start.as_ref().map(item_sk);
+        query.limit = Some(page.limit as usize + 1);
+        let items = self.query(query).await?.iter().map(doc).collect::<Result<Vec<TaskItem<NewCore>>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
+    }
+
+    pub(crate) async fn deployments_of_core(
+        &self,
+        core: &ThingName,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
+        let mut query = Query::partition(Some("gsi2"), format!("COREDEP#{}", core.as_str()));
+        query.after = page.exclusive_start.as_ref().map(|id| id.as_str().to_owned());
+        query.limit = Some(page.limit as usize + 1);
+        let items = self
+            .query(query)
+            .await?
+            .iter()
+            .map(|item| Ok((TaskId::from_text(get_s(item, "gsi2sk")?), doc(item)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |(id, _)| id.clone()))
+    }
+
+    pub(crate) async fn open_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..SHARDS {
+            let mut query = Query::partition(Some("gsi3"), format!("OPEN#{shard}"));
+            query.before = Some(format!("{:013}", before.as_millis()));
+            for item in self.query(query).await? {
+                let name = ThingName::parse(&get_s(&item, "sk")?[2..]).map_err(|_| corrupt("item name"))?;
+                let task = get_s(&item, "pk")?.trim_start_matches("TASK#").to_owned();
+                found.push((TaskId::from_text(&task), name));
+            }
+        }
+        // Items of a task whose header was never written (an interrupted submission) are not work.
+        let mut tasks: Vec<TaskId> = found.iter().map(|(t, _)| t.clone()).collect();
+        tasks.sort();
+        tasks.dedup();
+        let mut missing = Vec::new();
+        for task in tasks {
+            if self.get(&task_pk(&task), HEADER).await?.is_none() {
+                missing.push(task);
+            }
+        }
+        found.retain(|(t, _)| !missing.contains(t));
+        found.sort();
+        Ok(found)
+    }
+
+    pub(crate) async fn unexpanded(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError> {
+        let mut query = Query::partition(Some("gsi3"), "UNEXPANDED");
+        query.before = Some(format!("{:013}", before.as_millis()));
+        self.query(query).await?.iter().map(|item| Ok(TaskId::from_text(&get_s(item, "pk")?[5..]))).collect()
+    }
+
+    /// Records the cores a deployment task targets, once. Stale items of an interrupted
+    /// expansion are removed first; the header is claimed last, with the counts of exactly
+    /// the items written.
+    pub(crate) async fn expand(
+        &self,
+        task: &TaskId,
+        cores: &[ThingName],
+        batch_size: u32,
+        event: &ggprov_domain::cores::Event,
+    ) -> Result<bool, StoreError> {
+        let Some(header) = self.get(&task_pk(task), HEADER).await? else { return Ok(false) };
+        if matches!(header.get("expanded"), Some(super::Av::Bool(true))) {
+            return Ok(false);
+        }
+        let mut query = Query::partition(None, task_pk(task));
+        query.prefix = Some("I#".to_owned());
+        let stale = self
+            .query(query)
+            .await?
+            .iter()
+            .map(|item| Ok(key(get_s(item, "pk")?, get_s(item, "sk")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.delete_all(stale).await?;
+        let now = Timestamp::now();
+        let items = cores
+            .iter()
+            .map(|core| {
+                let request: NewCore =
+                    serde_json::from_value(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}))
+                        .expect("a valid request");
+                item_record(
+                    task,
+                    TaskFamily::Deployment,
+                    &TaskItem {
+                        name: core.clone(),
+                        request,
+                        status: TaskStatus::Waiting,
+                        status_message: None,
+                        created_at: now,
+                        updated_at: None,
+                    },
+                )
+            })
+            .collect();
+        self.put_all(items).await?;
+        let total = cores.len() as i64;
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(task_pk(task), HEADER)))
+            .update_expression(
+                "SET expanded = :t, batches_total = :b, batch_size = :bs, n_total = :n, n_waiting = :n, updated = :now \
+                 REMOVE gsi3pk, gsi3sk",
+            )
+            .condition_expression("expanded = :f")
+            .expression_attribute_values(":t", super::Av::Bool(true))
+            .expression_attribute_values(":f", super::Av::Bool(false))
+            .expression_attribute_values(":b", n(cores.len().div_ceil(batch_size.max(1) as usize)))
+            .expression_attribute_values(":bs", n(batch_size))
+            .expression_attribute_values(":n", n(total))
+            .expression_attribute_values(":now", n(now.as_millis()))
+            .build()
+            .expect("complete update");
+        let writes = vec![TransactWriteItem::builder().update(claim).build(), self.event_put(event, now)];
+        match self.transact(writes).await {
+            Ok(()) => Ok(true),
+            Err(super::TxError::Cancelled(_)) => Ok(false),
+            Err(super::TxError::Store(err)) => Err(err),
+        }
+    }
+
+    pub(crate) async fn fail_unexpanded(&self, task: &TaskId, message: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(task_pk(task), HEADER)))
+            .update_expression("SET expanded = :t, batches_total = :z, status_message = :m REMOVE gsi3pk, gsi3sk")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", super::Av::Bool(true))
+            .expression_attribute_values(":z", n(0))
+            .expression_attribute_values(":m", s(message))
+            .send()
+            .await
+            .map_err(super::sdk)?;
+        Ok(())
+    }
+}
+
+#[allow(dead_code)]
+fn _uses(item: &Item) -> Result<i64, StoreError> {
+    get_n(item, "n_total")
+}

@@ -1,0 +1,438 @@
+//! `Greengrass` on AWS IoT Greengrass V2: component lookups, core devices, client-device
+//! associations and deployments, with pagination everywhere. Deployments target thing
+//! groups by ARN, which IoT resolves.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_greengrassv2::Client;
+use aws_sdk_greengrassv2::types::{
+    AssociateClientDeviceWithCoreDeviceEntry, ComponentConfigurationUpdate, ComponentDeploymentSpecification,
+    ComponentRunWith, DeploymentComponentUpdatePolicy, DeploymentConfigurationValidationPolicy,
+    DeploymentIoTJobConfiguration, DeploymentPolicies, DisassociateClientDeviceFromCoreDeviceEntry, IoTJobAbortConfig,
+    IoTJobAbortCriteria, IoTJobExecutionsRolloutConfig, IoTJobExponentialRolloutRate, IoTJobRateIncreaseCriteria,
+    IoTJobTimeoutConfig, SystemResourceLimits,
+};
+use ggprov_domain::ports::{
+    CloudError, ComponentSpec, CoreDevice, DeploymentRequest, EffectiveDeployment, Greengrass, InstalledComponent,
+};
+use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
+use serde_json::Value;
+
+use crate::{AwsIot, cloud_error};
+
+/// Greengrass V2 of the account and region of the SDK configuration.
+pub struct AwsGreengrass {
+    client: Client,
+    iot: AwsIot,
+    region: String,
+}
+
+impl AwsGreengrass {
+    pub fn new(client: Client, iot: AwsIot, region: impl Into<String>) -> Self {
+        Self { client, iot, region: region.into() }
+    }
+}
+
+fn invalid(api: &'static str, what: impl std::fmt::Display) -> CloudError {
+    CloudError::Rejected { api, message: what.to_string() }
+}
+
+fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
+    t.and_then(|t| t.to_millis().ok()).and_then(Timestamp::from_millis)
+}
+
+fn not_found_is_none<T>(result: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn component(spec: &ComponentSpec) -> Result<ComponentDeploymentSpecification, CloudError> {
+    let mut builder = ComponentDeploymentSpecification::builder().component_version(&spec.version);
+    if let Some(update) = &spec.configuration_update {
+        let reset = update
+            .get("reset")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+        builder = builder.configuration_update(
+            ComponentConfigurationUpdate::builder()
+                .set_merge(str_of(update, "merge").map(str::to_owned))
+                .set_reset(reset)
+                .build(),
+        );
+    }
+    if let Some(run_with) = &spec.run_with {
+        let limits = run_with.get("systemResourceLimits").map(|l| {
+            SystemResourceLimits::builder()
+                .set_memory(l.get("memory").and_then(Value::as_i64))
+                .set_cpus(l.get("cpus").and_then(Value::as_f64))
+                .build()
+        });
+        builder = builder.run_with(
+            ComponentRunWith::builder()
+                .set_posix_user(str_of(run_with, "posixUser").map(str::to_owned))
+                .set_windows_user(str_of(run_with, "windowsUser").map(str::to_owned))
+                .set_system_resource_limits(limits)
+                .build(),
+        );
+    }
+    builder.build().map_err(|e| invalid("CreateDeployment", e))
+}
+
+fn job_configuration(config: &Value) -> Result<DeploymentIoTJobConfiguration, CloudError> {
+    let api = "CreateDeployment";
+    let mut builder = DeploymentIoTJobConfiguration::builder();
+    if let Some(rollout) = config.get("jobExecutionsRolloutConfig") {
+        let rate = rollout
+            .get("exponentialRate")
+            .map(|r| {
+                let criteria = r.get("rateIncreaseCriteria").map(|c| {
+                    IoTJobRateIncreaseCriteria::builder()
+                        .set_number_of_notified_things(
+                            c.get("numberOfNotifiedThings").and_then(Value::as_i64).map(|n| n as i32),
+                        )
+                        .set_number_of_succeeded_things(
+                            c.get("numberOfSucceededThings").and_then(Value::as_i64).map(|n| n as i32),
+                        )
+                        .build()
+                });
+                IoTJobExponentialRolloutRate::builder()
+                    .set_base_rate_per_minute(r.get("baseRatePerMinute").and_then(Value::as_i64).map(|n| n as i32))
+                    .set_increment_factor(r.get("incrementFactor").and_then(Value::as_f64))
+                    .set_rate_increase_criteria(criteria)
+                    .build()
+                    .map_err(|e| invalid(api, e))
+            })
+            .transpose()?;
+        builder = builder.job_executions_rollout_config(
+            IoTJobExecutionsRolloutConfig::builder()
+                .set_exponential_rate(rate)
+                .set_maximum_per_minute(rollout.get("maximumPerMinute").and_then(Value::as_i64).map(|n| n as i32))
+                .build(),
+        );
+    }
+    if let Some(abort) = config.get("abortConfig") {
+        let criteria = abort
+            .get("criteriaList")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                IoTJobAbortCriteria::builder()
+                    .set_failure_type(str_of(c, "failureType").map(Into::into))
+                    .set_action(str_of(c, "action").map(Into::into))
+                    .set_threshold_percentage(c.get("thresholdPercentage").and_then(Value::as_f64))
+                    .set_min_number_of_executed_things(
+                        c.get("minNumberOfExecutedThings").and_then(Value::as_i64).map(|n| n as i32),
+                    )
+                    .build()
+                    .map_err(|e| invalid(api, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        builder = builder.abort_config(
+            IoTJobAbortConfig::builder().set_criteria_list(Some(criteria)).build().map_err(|e| invalid(api, e))?,
+        );
+    }
+    if let Some(timeout) = config.get("timeoutConfig") {
+        builder = builder.timeout_config(
+            IoTJobTimeoutConfig::builder()
+                .set_in_progress_timeout_in_minutes(timeout.get("inProgressTimeoutInMinutes").and_then(Value::as_i64))
+                .build(),
+        );
+    }
+    Ok(builder.build())
+}
+
+fn deployment_policies(policies: &Value) -> DeploymentPolicies {
+    let update = policies.get("componentUpdatePolicy").map(|p| {
+        DeploymentComponentUpdatePolicy::builder()
+            .set_timeout_in_seconds(p.get("timeoutInSeconds").and_then(Value::as_i64).map(|n| n as i32))
+            .set_action(str_of(p, "action").map(Into::into))
+            .build()
+    });
+    let validation = policies.get("configurationValidationPolicy").map(|p| {
+        DeploymentConfigurationValidationPolicy::builder()
+            .set_timeout_in_seconds(p.get("timeoutInSeconds").and_then(Value::as_i64).map(|n| n as i32))
+            .build()
+    });
+    DeploymentPolicies::builder()
+        .set_failure_handling_policy(str_of(policies, "failureHandlingPolicy").map(Into::into))
+        .set_component_update_policy(update)
+        .set_configuration_validation_policy(validation)
+        .build()
+}
+
+#[async_trait]
+impl Greengrass for AwsGreengrass {
+    async fn component_version_exists(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<bool, CloudError> {
+        // A public component first; then the account's private components by name.
+        let public = format!(
+            "arn:aws:greengrass:{}:aws:components:{}:versions:{}",
+            self.region,
+            name.as_str(),
+            version.as_str()
+        );
+        let described = |arn: String| async move {
+            not_found_is_none(
+                self.client
+                    .describe_component()
+                    .arn(arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| cloud_error("DescribeComponent", &e)),
+            )
+            .map(|found| found.is_some())
+        };
+        if described(public).await? {
+            return Ok(true);
+        }
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_components()
+                .scope(aws_sdk_greengrassv2::types::ComponentVisibilityScope::Private)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListComponents", &e))?;
+            if let Some(component) = out
+                .components
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.component_name.as_deref() == Some(name.as_str()))
+            {
+                let Some(arn) = component.arn else { return Ok(false) };
+                return described(format!("{arn}:versions:{}", version.as_str())).await;
+            }
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
+        let out = not_found_is_none(
+            self.client
+                .get_core_device()
+                .core_device_thing_name(name.as_str())
+                .send()
+                .await
+                .map_err(|e| cloud_error("GetCoreDevice", &e)),
+        )?;
+        Ok(out.map(|d| CoreDevice {
+            status: d.status.map(|s| s.as_str().to_owned()).unwrap_or_else(|| "UNKNOWN".to_owned()),
+            core_version: d.core_version,
+            platform: d.platform,
+            architecture: d.architecture,
+            last_status_update_timestamp: time(d.last_status_update_timestamp.as_ref()),
+            tags: d.tags.unwrap_or_default().into_iter().collect(),
+        }))
+    }
+
+    async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
+        not_found_is_none(
+            self.client
+                .delete_core_device()
+                .core_device_thing_name(name.as_str())
+                .send()
+                .await
+                .map_err(|e| cloud_error("DeleteCoreDevice", &e)),
+        )?;
+        Ok(())
+    }
+
+    async fn list_installed_components(&self, name: &ThingName) -> Result<Vec<InstalledComponent>, CloudError> {
+        let mut components = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_installed_components()
+                .core_device_thing_name(name.as_str())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListInstalledComponents", &e))?;
+            components.extend(out.installed_components.unwrap_or_default().into_iter().map(|c| InstalledComponent {
+                name: c.component_name.unwrap_or_default(),
+                version: c.component_version.unwrap_or_default(),
+            }));
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(components),
+            }
+        }
+    }
+
+    async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
+        let mut deployments = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_effective_deployments()
+                .core_device_thing_name(name.as_str())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListEffectiveDeployments", &e))?;
+            deployments.extend(out.effective_deployments.unwrap_or_default().into_iter().map(|d| {
+                EffectiveDeployment {
+                    deployment_id: d.deployment_id,
+                    deployment_name: d.deployment_name,
+                    iot_job_id: d.iot_job_id,
+                    iot_job_arn: d.iot_job_arn,
+                    target_arn: Some(d.target_arn),
+                    core_device_execution_status: Some(d.core_device_execution_status.as_str().to_owned()),
+                    reason: d.reason,
+                    created_at: time(Some(&d.creation_timestamp)),
+                    updated_at: time(Some(&d.modified_timestamp)),
+                }
+            }));
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(deployments),
+            }
+        }
+    }
+
+    async fn associate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError> {
+        let mut failed = Vec::new();
+        for chunk in devices.chunks(100) {
+            let entries = chunk
+                .iter()
+                .map(|d| AssociateClientDeviceWithCoreDeviceEntry::builder().thing_name(d.as_str()).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("BatchAssociateClientDeviceWithCoreDevice", e))?;
+            let out = self
+                .client
+                .batch_associate_client_device_with_core_device()
+                .core_device_thing_name(core.as_str())
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| cloud_error("BatchAssociateClientDeviceWithCoreDevice", &e))?;
+            for entry in out.error_entries.unwrap_or_default() {
+                if let Some(name) = entry.thing_name.as_deref().and_then(|n| ThingName::parse(n).ok()) {
+                    let reason = entry.message.or(entry.code).unwrap_or_else(|| "association failed".to_owned());
+                    failed.push((name, reason));
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn disassociate_client_devices(
+        &self,
+        core: &ThingName,
+        devices: &[ThingName],
+    ) -> Result<Vec<(ThingName, String)>, CloudError> {
+        let mut failed = Vec::new();
+        for chunk in devices.chunks(100) {
+            let entries = chunk
+                .iter()
+                .map(|d| DisassociateClientDeviceFromCoreDeviceEntry::builder().thing_name(d.as_str()).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("BatchDisassociateClientDeviceFromCoreDevice", e))?;
+            let out = self
+                .client
+                .batch_disassociate_client_device_from_core_device()
+                .core_device_thing_name(core.as_str())
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| cloud_error("BatchDisassociateClientDeviceFromCoreDevice", &e))?;
+            for entry in out.error_entries.unwrap_or_default() {
+                if let Some(name) = entry.thing_name.as_deref().and_then(|n| ThingName::parse(n).ok()) {
+                    let reason = entry.message.or(entry.code).unwrap_or_else(|| "disassociation failed".to_owned());
+                    failed.push((name, reason));
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError> {
+        let mut devices = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_client_devices_associated_with_core_device()
+                .core_device_thing_name(core.as_str())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListClientDevicesAssociatedWithCoreDevice", &e))?;
+            devices.extend(
+                out.associated_client_devices
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|d| d.thing_name.as_deref().and_then(|n| ThingName::parse(n).ok())),
+            );
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(devices),
+            }
+        }
+    }
+
+    async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError> {
+        let target = self.iot.thing_group_arn(&request.thing_group).await?;
+        let components = request
+            .components
+            .iter()
+            .map(|(name, spec)| Ok((name.clone(), component(spec)?)))
+            .collect::<Result<HashMap<_, _>, CloudError>>()?;
+        let out = self
+            .client
+            .create_deployment()
+            .target_arn(target)
+            .deployment_name(&request.deployment_name)
+            .set_components(Some(components))
+            .set_iot_job_configuration(request.iot_job_configuration.as_ref().map(job_configuration).transpose()?)
+            .set_deployment_policies(request.deployment_policies.as_ref().map(deployment_policies))
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateDeployment", &e))?;
+        out.deployment_id.ok_or_else(|| CloudError::Unavailable {
+            api: "CreateDeployment",
+            source: "no deployment id in the answer".into(),
+        })
+    }
+
+    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError> {
+        let target = match self.iot.thing_group_arn(thing_group).await {
+            Ok(arn) => arn,
+            Err(err) if err.is_not_found() => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let out = self
+            .client
+            .list_deployments()
+            .target_arn(target)
+            .history_filter(aws_sdk_greengrassv2::types::DeploymentHistoryFilter::LatestOnly)
+            .send()
+            .await
+            .map_err(|e| cloud_error("ListDeployments", &e))?;
+        Ok(out.deployments.unwrap_or_default().into_iter().find_map(|d| d.deployment_id))
+    }
+}

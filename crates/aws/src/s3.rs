@@ -1,0 +1,115 @@
+//! `ArtifactStore` on S3, every object written with server-side encryption (SSE-KMS with the
+//! configured key, SSE-S3 otherwise).
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use ggprov_domain::ports::{ArtifactStore, StoreError};
+
+fn sdk<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(err).to_string().into())
+}
+
+/// Artifacts in one S3 bucket.
+#[derive(Clone)]
+pub struct S3Artifacts {
+    client: Client,
+    bucket: String,
+    kms_key: Option<String>,
+}
+
+impl S3Artifacts {
+    pub fn new(client: Client, bucket: impl Into<String>, kms_key: Option<String>) -> Self {
+        Self { client, bucket: bucket.into(), kms_key }
+    }
+
+    /// Creates the bucket when missing (development and tests; `infra/` creates it on AWS).
+    pub async fn create_bucket_if_missing(&self) -> Result<(), StoreError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(sdk(&err)),
+        }
+    }
+
+    /// A time-limited download link for an artifact.
+    pub async fn presigned_url(&self, key: &str, ttl: std::time::Duration) -> Result<String, StoreError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(StoreError::unavailable)?;
+        let request =
+            self.client.get_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(|e| sdk(&e))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for S3Artifacts {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let mut request = self.client.put_object().bucket(&self.bucket).key(key).body(ByteStream::from(bytes));
+        request = match &self.kms_key {
+            Some(kms) => request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms),
+            None => request.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        request.send().await.map_err(|e| sdk(&e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out.body.collect().await.map_err(StoreError::unavailable)?.into_bytes().to_vec())),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(sdk(&err)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk(&e))?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk(&e))?;
+            keys.extend(out.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+            match out.next_continuation_token {
+                Some(next) if out.is_truncated == Some(true) => token = Some(next),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}

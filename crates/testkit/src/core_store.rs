@@ -1,0 +1,324 @@
+//! The `CoreStore` conformance suite: derived task status, exactly-once item endings with
+//! their events, fleet counters that always equal a recount, paging, the outbox relay's
+//! claims, and the sweeper's queries.
+//!
+//! ```text
+//! ggprov_testkit::core_store_conformance!(my_store().await);
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ggprov_domain::cores::{
+    Core, DeploymentSpec, Device, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
+};
+use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome};
+use ggprov_domain::{PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
+
+/// Generates the suite's tests for one adapter; the expression builds a fresh, empty store.
+#[macro_export]
+macro_rules! core_store_conformance {
+    ($make:expr) => {
+        $crate::core_store_conformance!(@tests $make;
+            task_status_follows_its_items_and_items_end_once,
+            core_records_move_the_fleet_counters_exactly,
+            deployment_tasks_expand_once_and_outcomes_apply_unless_stale,
+            devices_list_by_core_and_delete_once,
+            outbox_events_are_claimed_by_one_relay_and_published_once,
+            the_sweeper_sees_open_items_and_unexpanded_tasks,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn ::ggprov_domain::ports::CoreStore> = $make;
+                $crate::core_store::$name(store).await;
+            }
+        )*
+    };
+}
+
+fn thing(name: &str) -> ThingName {
+    ThingName::parse(name).expect("valid thing name")
+}
+
+fn request(name: &str) -> NewCore {
+    serde_json::from_value(serde_json::json!({"name": name, "provisioningTemplate": "greengrass2_core"}))
+        .expect("request")
+}
+
+fn task(kind: TaskKind, names: &[&str]) -> Task {
+    let now = Timestamp::now();
+    Task {
+        id: TaskId::generate(),
+        kind,
+        task_type: TaskType::Create,
+        core_version: "2.12.0".into(),
+        options: None,
+        items: names
+            .iter()
+            .map(|n| TaskItem {
+                name: thing(n),
+                request: request(n),
+                status: TaskStatus::Waiting,
+                status_message: None,
+                created_at: now,
+                updated_at: None,
+            })
+            .collect(),
+        status: TaskStatus::Waiting,
+        status_message: None,
+        created_at: now,
+        updated_at: None,
+    }
+}
+
+fn event(kind: &str, n: usize) -> Event {
+    Event { detail_type: kind.into(), detail: serde_json::json!({"n": n}) }
+}
+
+async fn event_count(store: &Arc<dyn CoreStore>) -> usize {
+    store.events(PageRequest::first(1000)).await.expect("events").items.len()
+}
+
+async fn counters_match_recount(store: &Arc<dyn CoreStore>) {
+    assert_eq!(store.fleet_counters().await.unwrap(), store.recount_fleet().await.unwrap(), "counters = recount");
+}
+
+pub async fn task_status_follows_its_items_and_items_end_once(store: Arc<dyn CoreStore>) {
+    let t = task(TaskKind::Core, &["a-1", "a-2"]);
+    store.create_task(&t).await.unwrap();
+    assert_eq!(store.task_header(&t.id).await.unwrap().unwrap().status, TaskStatus::Waiting);
+    let started = store.start_item(&t.id, &thing("a-1")).await.unwrap().unwrap();
+    assert_eq!(started.status, TaskStatus::InProgress);
+    assert_eq!(store.task_header(&t.id).await.unwrap().unwrap().status, TaskStatus::InProgress);
+    let core = Core::new(thing("a-1"), "greengrass2_core".into(), Timestamp::now());
+    store.complete_core_create(&t.id, &core, &event("Core Created Event", 1)).await.unwrap();
+    // A duplicate delivery changes nothing and writes no second event.
+    store.complete_core_create(&t.id, &core, &event("Core Created Event", 1)).await.unwrap();
+    store.fail_item(&t.id, &thing("a-2"), "boom", Some(&event("Core Created Event", 2))).await.unwrap();
+    store.fail_item(&t.id, &thing("a-2"), "boom again", Some(&event("Core Created Event", 2))).await.unwrap();
+    assert_eq!(event_count(&store).await, 2);
+    let full = store.task(&t.id).await.unwrap().unwrap();
+    assert_eq!(full.status, TaskStatus::Failure);
+    let statuses: Vec<_> =
+        full.items.iter().map(|i| (i.name.as_str().to_owned(), i.status, i.status_message.clone())).collect();
+    assert_eq!(
+        statuses,
+        vec![("a-1".into(), TaskStatus::Success, None), ("a-2".into(), TaskStatus::Failure, Some("boom".into()))]
+    );
+    // Listing by family pages through every task exactly once.
+    let more = task(TaskKind::Core, &["b-1"]);
+    store.create_task(&more).await.unwrap();
+    let first = store.list_tasks(TaskFamily::Core, PageRequest { limit: 1, exclusive_start: None }).await.unwrap();
+    let second = store
+        .list_tasks(TaskFamily::Core, PageRequest { limit: 1, exclusive_start: first.last_evaluated.clone() })
+        .await
+        .unwrap();
+    let mut ids = vec![first.items[0].id.clone(), second.items[0].id.clone()];
+    ids.sort();
+    let mut expected = vec![t.id.clone(), more.id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(store.list_tasks(TaskFamily::Deployment, PageRequest::first(10)).await.unwrap().items.is_empty());
+}
+
+pub async fn core_records_move_the_fleet_counters_exactly(store: Arc<dyn CoreStore>) {
+    let t = task(TaskKind::Core, &["c-1", "c-2", "c-3"]);
+    store.create_task(&t).await.unwrap();
+    for n in ["c-1", "c-2", "c-3"] {
+        let core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
+        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    }
+    let counts = store.fleet_counters().await.unwrap();
+    assert_eq!(counts[&("None".to_owned(), 0)].desired_in_use, 3);
+    counters_match_recount(&store).await;
+    // Paging and filters.
+    let page = store.list_cores(&CoreFilter::default(), PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
+    assert_eq!(page.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["c-1", "c-2"]);
+    let rest = store
+        .list_cores(&CoreFilter::default(), PageRequest { limit: 2, exclusive_start: page.last_evaluated })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["c-3"]);
+    assert!(rest.last_evaluated.is_none());
+    let failed = CoreFilter { failed_only: true, ..CoreFilter::default() };
+    assert!(store.list_cores(&failed, PageRequest::first(10)).await.unwrap().items.is_empty());
+    // Deleting moves them back.
+    let delete = task(TaskKind::Core, &["c-2"]);
+    store.create_task(&delete).await.unwrap();
+    store.complete_core_delete(&delete.id, &thing("c-2"), &event("Core Deleted Event", 0)).await.unwrap();
+    assert!(store.core(&thing("c-2")).await.unwrap().is_none());
+    assert_eq!(store.fleet_counters().await.unwrap()[&("None".to_owned(), 0)].desired_in_use, 2);
+    counters_match_recount(&store).await;
+}
+
+pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store: Arc<dyn CoreStore>) {
+    let provision = task(TaskKind::Core, &["d-1", "d-2", "d-3"]);
+    store.create_task(&provision).await.unwrap();
+    for n in ["d-1", "d-2", "d-3"] {
+        let core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
+        store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    }
+    let template = TemplateRef { name: "tpl".into(), version: 2 };
+    let spec = DeploymentSpec {
+        template: template.clone(),
+        targets: serde_json::json!({"thingNames": ["d-1", "d-2", "d-3"]}),
+        iot_job_config: None,
+        expanded: false,
+        batches_total: None,
+        batch_size: None,
+    };
+    let deployment = task(TaskKind::Deployment(spec), &[]);
+    store.create_task(&deployment).await.unwrap();
+    let cores = [thing("d-1"), thing("d-2"), thing("d-3")];
+    assert!(
+        store
+            .expand_deployment_task(&deployment.id, &cores, 2, &event("DeploymentTask Created Event", 0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .expand_deployment_task(&deployment.id, &cores, 2, &event("DeploymentTask Created Event", 0))
+            .await
+            .unwrap()
+    );
+    let header = store.task_header(&deployment.id).await.unwrap().unwrap();
+    let TaskKind::Deployment(spec) = &header.kind else { panic!("a deployment task") };
+    assert_eq!((spec.expanded, spec.batches_total, header.status), (true, Some(2), TaskStatus::Waiting));
+    let first = store.task_items(&deployment.id, PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
+    let second = store
+        .task_items(&deployment.id, PageRequest { limit: 2, exclusive_start: first.last_evaluated })
+        .await
+        .unwrap();
+    assert_eq!(first.items.len() + second.items.len(), 3);
+
+    // One Greengrass deployment per template version: the first writer wins.
+    assert_eq!(store.save_template_deployment(&template, "group", "dep-1").await.unwrap(), "dep-1");
+    assert_eq!(store.save_template_deployment(&template, "group", "dep-2").await.unwrap(), "dep-1");
+    assert_eq!(store.template_of_deployment("dep-1").await.unwrap(), Some(template.clone()));
+
+    for core in &cores {
+        store.start_item(&deployment.id, core).await.unwrap();
+        store.complete_deployment_item(&deployment.id, core, &template, "dep-1").await.unwrap();
+    }
+    assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Success);
+    assert_eq!(store.cores_in_progress().await.unwrap().len(), 3);
+    counters_match_recount(&store).await;
+    let history = store.core_deployments(&thing("d-1"), PageRequest::first(10)).await.unwrap();
+    assert_eq!(history.items.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), vec![deployment.id.clone()]);
+
+    let outcome = |core: &str, succeeded: bool, time: Timestamp| DeploymentOutcome {
+        position: 0,
+        core_name: core.into(),
+        deployment_id: "dep-1".into(),
+        succeeded,
+        detailed_status: if succeeded { "SUCCESSFUL".into() } else { "FAILED_FAILED".into() },
+        reason: None,
+        time,
+    };
+    let later = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000).unwrap();
+    assert!(store.apply_deployment_outcome(&outcome("d-1", true, later), &template, &event("x", 0)).await.unwrap());
+    let stale = Timestamp::from_millis(0).unwrap();
+    assert!(!store.apply_deployment_outcome(&outcome("d-1", false, stale), &template, &event("x", 0)).await.unwrap());
+    assert!(store.apply_deployment_outcome(&outcome("d-2", false, later), &template, &event("x", 0)).await.unwrap());
+    let d1 = store.core(&thing("d-1")).await.unwrap().unwrap();
+    assert_eq!((d1.reported.clone(), d1.deployment_status.as_str()), (template.clone(), "SUCCESSFUL"));
+    let counts = store.fleet_counters().await.unwrap()[&("tpl".to_owned(), 2)];
+    assert_eq!(
+        (counts.desired_in_use, counts.reported_in_use, counts.last_deployment_success, counts.last_deployment_failed),
+        (3, 1, 1, 1)
+    );
+    counters_match_recount(&store).await;
+    let failed = CoreFilter { failed_only: true, ..CoreFilter::default() };
+    let failed = store.list_cores(&failed, PageRequest::first(10)).await.unwrap();
+    assert_eq!(failed.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["d-2"]);
+    let by_version = CoreFilter { template_name: Some("tpl".into()), template_version: Some(2), failed_only: false };
+    assert_eq!(store.list_cores(&by_version, PageRequest::first(10)).await.unwrap().items.len(), 3);
+}
+
+pub async fn devices_list_by_core_and_delete_once(store: Arc<dyn CoreStore>) {
+    let t = task(TaskKind::Device { core_name: thing("core-e") }, &["e-1", "e-2", "e-3"]);
+    store.create_task(&t).await.unwrap();
+    for n in ["e-1", "e-2", "e-3"] {
+        let device = Device {
+            name: thing(n),
+            core_name: thing("core-e"),
+            provisioning_template: "greengrass2_client_device".into(),
+            artifacts: Default::default(),
+            created_at: Timestamp::now(),
+            updated_at: None,
+        };
+        store.complete_device_create(&t.id, &device, &event("Device Created Event", 0)).await.unwrap();
+    }
+    let first =
+        store.list_devices_of_core(&thing("core-e"), PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
+    let second = store
+        .list_devices_of_core(&thing("core-e"), PageRequest { limit: 2, exclusive_start: first.last_evaluated })
+        .await
+        .unwrap();
+    let names: Vec<_> = first.items.iter().chain(&second.items).map(|d| d.name.as_str().to_owned()).collect();
+    assert_eq!(names, ["e-1", "e-2", "e-3"]);
+    let before = event_count(&store).await;
+    store.complete_device_delete(None, &thing("e-2"), &event("Device Deleted Event", 0)).await.unwrap();
+    store.complete_device_delete(None, &thing("e-2"), &event("Device Deleted Event", 0)).await.unwrap();
+    assert!(store.device(&thing("e-2")).await.unwrap().is_none());
+    assert_eq!(event_count(&store).await, before + 1, "deleting what is gone says nothing");
+}
+
+pub async fn outbox_events_are_claimed_by_one_relay_and_published_once(store: Arc<dyn CoreStore>) {
+    let t = task(TaskKind::Core, &["f-1", "f-2", "f-3"]);
+    store.create_task(&t).await.unwrap();
+    for (i, n) in ["f-1", "f-2", "f-3"].into_iter().enumerate() {
+        store.fail_item(&t.id, &thing(n), "x", Some(&event("Core Created Event", i))).await.unwrap();
+    }
+    let page = store.events(PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
+    let rest = store.events(PageRequest { limit: 2, exclusive_start: page.last_evaluated }).await.unwrap();
+    let ns: Vec<_> = page.items.iter().chain(&rest.items).map(|e| e.event.detail["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, [2, 1, 0], "newest first, every event once");
+    let lease = Duration::from_millis(300);
+    let claimed = store.claim_unpublished_events(10, lease).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(store.claim_unpublished_events(10, lease).await.unwrap().is_empty(), "claimed by one relay");
+    store.mark_events_published(&claimed[..2]).await.unwrap();
+    // After the claim lapses, only the unpublished one is claimed again.
+    let lapsed = async {
+        loop {
+            let again = store.claim_unpublished_events(10, lease).await.unwrap();
+            if !again.is_empty() {
+                return again;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let again = tokio::time::timeout(Duration::from_secs(10), lapsed).await.expect("the claim lapses");
+    assert_eq!(again.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![claimed[2].id.clone()]);
+}
+
+pub async fn the_sweeper_sees_open_items_and_unexpanded_tasks(store: Arc<dyn CoreStore>) {
+    let t = task(TaskKind::Core, &["g-1", "g-2"]);
+    store.create_task(&t).await.unwrap();
+    store.fail_item(&t.id, &thing("g-2"), "x", None).await.unwrap();
+    let future = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000).unwrap();
+    let past = Timestamp::from_millis(0).unwrap();
+    let open = store.unfinished_items(future).await.unwrap();
+    assert!(open.contains(&(t.id.clone(), thing("g-1"))));
+    assert!(!open.iter().any(|(_, n)| n.as_str() == "g-2"), "ended items are not open");
+    assert!(store.unfinished_items(past).await.unwrap().is_empty());
+    let spec = DeploymentSpec {
+        template: TemplateRef { name: "tpl".into(), version: 1 },
+        targets: serde_json::json!({"thingNames": ["g-1"]}),
+        iot_job_config: None,
+        expanded: false,
+        batches_total: None,
+        batch_size: None,
+    };
+    let deployment = task(TaskKind::Deployment(spec), &[]);
+    store.create_task(&deployment).await.unwrap();
+    assert!(store.unexpanded_deployment_tasks(future).await.unwrap().contains(&deployment.id));
+    store.fail_deployment_task(&deployment.id, "matched nothing").await.unwrap();
+    assert!(!store.unexpanded_deployment_tasks(future).await.unwrap().contains(&deployment.id));
+    assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Failure);
+}

@@ -1,0 +1,457 @@
+//! AWS mode against real wire protocols: `moto_server` for DynamoDB, SQS, S3, EventBridge,
+//! IoT and SSM (its URL in `GGPROV_TEST_MOTO_URL`; `scripts/test.sh` starts one), and the
+//! test kit's Greengrass V2 fake. moto is shared by every test, so every resource gets a
+//! unique name.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use ggprov_aws::{DynamoStore, SqsQueue};
+use ggprov_testkit::greengrass_fake::GreengrassFake;
+use serde_json::{Value, json};
+
+use crate::helpers::CDF;
+
+pub(crate) fn moto_url() -> String {
+    std::env::var("GGPROV_TEST_MOTO_URL").unwrap_or_else(|_| {
+        panic!(
+            "GGPROV_TEST_MOTO_URL is not set: the AWS-mode tests need moto_server. Run the README test command \
+             (scripts/test.sh), or start one with `eval \"$(scripts/moto.sh)\"` and run the tests again."
+        )
+    })
+}
+
+pub(crate) async fn sdk(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "static"))
+        .load()
+        .await
+}
+
+/// A unique, lowercase resource name.
+pub(crate) fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or_default())
+}
+
+pub(crate) async fn dynamo_store() -> Arc<DynamoStore> {
+    let config = sdk(&moto_url()).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), unique("ggprov"));
+    store.create_table_if_missing().await.expect("table created in moto");
+    Arc::new(store)
+}
+
+pub(crate) async fn sqs_queue() -> Arc<SqsQueue> {
+    let config = sdk(&moto_url()).await;
+    let client = aws_sdk_sqs::Client::new(&config);
+    let (url, dlq) = SqsQueue::create_queues(&client, &unique("work"), 5).await.expect("queues created in moto");
+    Arc::new(SqsQueue::new(client, url, dlq))
+}
+
+mod dynamo_templates {
+    ggprov_testkit::template_store_conformance!(super::dynamo_store().await);
+}
+
+mod dynamo_cores {
+    ggprov_testkit::core_store_conformance!(super::dynamo_store().await);
+}
+
+mod sqs {
+    ggprov_testkit::work_queue_conformance!(super::sqs_queue().await);
+}
+
+#[test]
+fn greengrass_and_job_status_events_become_outcomes_and_hints() {
+    use ggprov_domain::ports::StatusSignal;
+    let event = json!({
+        "version": "0", "id": "e1", "detail-type": "Greengrass V2 Effective Deployment Status Change",
+        "source": "aws.greengrass", "account": "123456789012", "region": "us-east-1", "time": "2026-11-22T10:00:00Z",
+        "resources": ["arn:aws:greengrass:us-east-1:123456789012:coreDevices:core-1"],
+        "detail": {"deploymentId": "d-1", "coreDeviceExecutionStatus": "FAILED",
+                   "statusDetails": {"errorStack": ["DEPLOYMENT_FAILURE", "ARTIFACT_DOWNLOAD_ERROR"], "errorTypes": []}}
+    });
+    let Some(StatusSignal::Outcome(outcome)) = ggprov_aws::parse_status_message(&event.to_string()) else {
+        panic!("a deployment status event is an outcome")
+    };
+    assert_eq!(
+        (outcome.core_name.as_str(), outcome.deployment_id.as_str(), outcome.succeeded),
+        ("core-1", "d-1", false)
+    );
+    assert_eq!(outcome.detailed_status, "FAILED_FAILED");
+    assert_eq!(outcome.reason.as_deref(), Some("DEPLOYMENT_FAILURE > ARTIFACT_DOWNLOAD_ERROR"));
+    assert_eq!(outcome.time.to_string(), "2026-11-22T10:00:00.999Z", "the last millisecond of EventBridge's second");
+
+    let running = event.to_string().replace("\"FAILED\"", "\"IN_PROGRESS\"");
+    assert_eq!(ggprov_aws::parse_status_message(&running), None, "a deployment still running is not an outcome");
+
+    let job = json!({"detail-type": "IoT Job Execution", "source": "ggprov.iot-rule", "time": "2026-11-22T10:00:00Z",
+                     "detail": {"jobId": "j", "thingArn": "arn:aws:iot:us-east-1:123456789012:thing/core-2", "status": "SUCCEEDED"}});
+    assert!(matches!(
+        ggprov_aws::parse_status_message(&job.to_string()),
+        Some(StatusSignal::CoreChanged(name)) if name.as_str() == "core-2"
+    ));
+    assert_eq!(ggprov_aws::parse_status_message("not json"), None);
+}
+
+/// A `ggprov serve` process in AWS mode.
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &[(String, String)], worker: bool) -> Process {
+    let data = tempfile::tempdir().expect("temp dir").keep();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ggprov"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("GGPROV_LISTEN", "127.0.0.1:0")
+        .env("GGPROV_DATA_DIR", data)
+        .env("GGPROV_WORKER", worker.to_string())
+        .env("GGPROV_LOG", "warn")
+        .env_remove("GGPROV_TEST_MOTO_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ggprov starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped")).read_line(&mut line).expect("first line");
+    let base = line
+        .trim()
+        .strip_prefix("ggprov listening on ")
+        .unwrap_or_else(|| panic!("ggprov did not start in AWS mode; first line {line:?}"))
+        .to_owned();
+    Process { child, base }
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base)).header("accept", CDF).header("content-type", CDF);
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let task_id = response.headers().get("x-taskid").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = response.text().await.unwrap_or_default();
+        let mut body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(id) = task_id {
+            body = json!({"id": id, "body": body});
+        }
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.send(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Polls `path` until `done` holds for its body (the workers are other processes: there
+    /// is nothing to await but the observable state).
+    async fn until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = self.get(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert_ne!(body["taskStatus"], "Failure", "{what} failed: {body}");
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last {path}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn until_async<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
+    let moto = moto_url();
+    let config = sdk(&moto).await;
+    let fake = GreengrassFake::start().await;
+    let (iot, ssm, sqs, s3, events) = (
+        aws_sdk_iot::Client::new(&config),
+        aws_sdk_ssm::Client::new(&config),
+        aws_sdk_sqs::Client::new(&config),
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build()),
+        aws_sdk_eventbridge::Client::new(&config),
+    );
+    let table = unique("ggprov");
+
+    // A CDF-style CA: certificate registered with IoT, key in SSM.
+    let ca = ggprov_pki::create_ca("ggprov aws-mode test CA", 30).expect("CA");
+    let ca_id = iot
+        .register_ca_certificate()
+        .ca_certificate(&ca.certificate_pem)
+        .verification_certificate(&ca.certificate_pem)
+        .set_as_active(true)
+        .send()
+        .await
+        .expect("CA registered")
+        .certificate_id
+        .expect("CA id");
+    ssm.put_parameter()
+        .name(format!("cdf-ca-key-{ca_id}"))
+        .value(ca.private_key.expose())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("CA key stored");
+
+    // The account's Greengrass thing policy, which the bundled core template attaches (infra/ creates it).
+    for policy in ["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"] {
+        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "greengrass:*", "iot:AssumeRoleWithCertificate"], "Resource": "*"}]});
+        if let Err(err) = iot.create_policy().policy_name(policy).policy_document(document.to_string()).send().await {
+            assert!(err.into_service_error().is_resource_already_exists_exception(), "policy {policy} created");
+        }
+    }
+
+    // EventBridge: ggprov's bus with a rule delivering its events to a queue we read, and a
+    // rule on the default bus routing Greengrass deployment status to the ingest queue.
+    let bus = unique("bus");
+    events.create_event_bus().name(&bus).send().await.expect("bus");
+    let subscriber = sqs.create_queue().queue_name(unique("subscriber")).send().await.unwrap().queue_url.unwrap();
+    let status_queue = sqs.create_queue().queue_name(unique("status")).send().await.unwrap().queue_url.unwrap();
+    for (bus_name, rule, pattern, queue) in [
+        (bus.as_str(), unique("all"), json!({"source": ["com.aws.cdf.greengrass2-provisioning"]}), &subscriber),
+        (
+            "default",
+            unique("gg-status"),
+            json!({"source": ["aws.greengrass"], "detail-type": ["Greengrass V2 Effective Deployment Status Change"]}),
+            &status_queue,
+        ),
+    ] {
+        events.put_rule().name(&rule).event_bus_name(bus_name).event_pattern(pattern.to_string()).send().await.unwrap();
+        let arn = SqsQueue::queue_arn(&sqs, queue).await.unwrap();
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(bus_name)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let env: Vec<(String, String)> = [
+        ("GGPROV_BACKEND", "aws"),
+        ("GGPROV_AWS_TABLE", table.as_str()),
+        ("GGPROV_AWS_CREATE_RESOURCES", "true"),
+        ("GGPROV_AWS_STATUS_QUEUE_URL", status_queue.as_str()),
+        ("GGPROV_AWS_EVENT_BUS", bus.as_str()),
+        ("GGPROV_DEFAULT_CA", ca_id.as_str()),
+        ("GGPROV_RETRY_BASE_MS", "50"),
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_ENDPOINT_URL_GREENGRASSV2", fake.url().as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    // The API process runs no worker; two worker processes share the queue.
+    let api_process = serve(&env, false);
+    let _workers = [serve(&env, true), serve(&env, true)];
+    let api = Api { base: api_process.base.clone(), http: reqwest::Client::new() };
+    let (core, device, template) = (unique("core"), unique("device"), unique("tpl"));
+
+    // Template (component existence checked against the Greengrass fake).
+    let (status, body) = api
+        .post(
+            "/templates",
+            &json!({"name": template, "components": [{"key": "aws.greengrass.Nucleus", "version": "2.12.0"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api
+        .post(
+            "/templates",
+            &json!({"name": unique("bad"), "components": [{"key": "aws.greengrass.Missing", "version": "1.0.0"}]}),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("INVALID_COMPONENT")), "{body}");
+
+    // Core task → thing, ACTIVE certificate signed by the SSM-held CA, policies, certs bundle in S3.
+    let (status, task) = api
+        .post(
+            "/coreTasks",
+            &json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": core, "provisioningTemplate": "greengrass2_core"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let task_id = task["id"].as_str().expect("task id").to_owned();
+    let done = api.until(&format!("/coreTasks/{task_id}"), "the core task", |t| t["taskStatus"] == "Success").await;
+    assert_eq!(done["cores"][0]["taskStatus"], "Success", "{done}");
+    let principals = iot.list_thing_principals().thing_name(&core).send().await.unwrap().principals.unwrap_or_default();
+    assert_eq!(principals.len(), 1, "exactly one certificate although two workers shared the queue: {principals:?}");
+    let certificate_id = principals[0].rsplit('/').next().unwrap().to_owned();
+    let described = iot.describe_certificate().certificate_id(&certificate_id).send().await.unwrap();
+    let description = described.certificate_description.unwrap();
+    assert_eq!(description.status.unwrap().as_str(), "ACTIVE");
+    let policies =
+        iot.list_attached_policies().target(&principals[0]).send().await.unwrap().policies.unwrap_or_default();
+    assert!(!policies.is_empty(), "the template's policies are attached to the certificate");
+    let bucket = format!("{table}-artifacts");
+    let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap().contents.unwrap_or_default();
+    let keys: Vec<String> = objects.into_iter().filter_map(|o| o.key).collect();
+    assert!(keys.iter().any(|k| k.ends_with("certs.zip") && k.contains(&core)), "certs bundle in S3: {keys:?}");
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(keys.iter().find(|k| k.ends_with("certs.zip")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(head.server_side_encryption.is_some(), "artifacts are written with server-side encryption");
+
+    // The core's nucleus connects: Greengrass knows it; a client device is provisioned and associated.
+    fake.register_core(&core, "2.12.0");
+    let (status, task) = api
+        .post(
+            &format!("/cores/{core}/deviceTasks"),
+            &json!({"type": "Create", "devices": [{"name": device, "provisioningTemplate": "greengrass2_client_device"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    api.until(&format!("/deviceTasks/{task_id}"), "the device task", |t| t["taskStatus"] == "Success").await;
+    assert_eq!(fake.associations(&core).into_iter().collect::<Vec<_>>(), vec![device.clone()]);
+
+    // Deployment task → a Greengrass deployment on the template's thing group, the core in it.
+    let (status, task) = api
+        .post(
+            "/deploymentTasks",
+            &json!({"template": {"name": template, "version": 1}, "targets": {"thingNames": [core]}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    api.until(&format!("/deploymentTasks/{task_id}"), "the deployment task", |t| t["taskStatus"] == "Success").await;
+    let deployments = fake.deployments();
+    assert_eq!(deployments.len(), 1, "one Greengrass deployment per template version: {deployments:?}");
+    assert!(deployments[0]["targetArn"].as_str().unwrap().contains(":thinggroup/"));
+    let deployment_id = deployments[0]["deploymentId"].as_str().unwrap().to_owned();
+    let groups =
+        iot.list_thing_groups_for_thing().thing_name(&core).send().await.unwrap().thing_groups.unwrap_or_default();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+
+    // The core reports success: Greengrass's event reaches the ingest queue through EventBridge.
+    // (The reconciler would find it too, but only after its 30 s period; this takes < 1 s.)
+    fake.finish_deployment(&core, &deployment_id, "SUCCEEDED", None);
+    let detail = json!({"deploymentId": deployment_id, "coreDeviceExecutionStatus": "SUCCEEDED", "thingName": core});
+    let put = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("aws.greengrass")
+                .detail_type("Greengrass V2 Effective Deployment Status Change")
+                .resources(format!("arn:aws:greengrass:us-east-1:123456789012:coreDevices:{core}"))
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.failed_entry_count, 0);
+    let summary = api
+        .until("/fleet/summary", "the reported outcome in the fleet summary", |s| {
+            s["templates"][&template]["versions"]["1"]["reportedInUse"] == 1
+        })
+        .await;
+    assert_eq!(summary["templates"][&template]["versions"]["1"]["lastDeploymentSuccess"], 1, "{summary}");
+    let core_record = api.get(&format!("/cores/{core}")).await;
+    assert_eq!(
+        core_record["template"]["reported"],
+        json!({"name": template, "version": 1, "deploymentStatus": "SUCCESSFUL"}),
+        "{core_record}"
+    );
+
+    // Delete with deprovisioning: thing, certificate, device and artifacts gone.
+    let (status, task) = api
+        .post(
+            "/coreTasks",
+            &json!({"type": "Delete", "coreVersion": "2.12.0", "options": {"deprovisionCores": true, "deprovisionClientDevices": true},
+                    "cores": [{"name": core, "provisioningTemplate": "greengrass2_core"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    api.until(&format!("/coreTasks/{task_id}"), "the delete task", |t| t["taskStatus"] == "Success").await;
+    for thing in [&core, &device] {
+        let err = iot.describe_thing().thing_name(thing).send().await.expect_err("thing deleted");
+        assert!(err.into_service_error().is_resource_not_found_exception(), "{thing} is gone");
+    }
+    assert!(iot.describe_certificate().certificate_id(&certificate_id).send().await.is_err(), "certificate deleted");
+    let objects = s3.list_objects_v2().bucket(&bucket).prefix(&core).send().await.unwrap().contents.unwrap_or_default();
+    assert!(objects.is_empty(), "artifacts deleted: {objects:?}");
+    assert!(!fake.core_registered(&core), "the core device is unregistered from Greengrass");
+
+    // Every lifecycle event reached the subscriber's queue through EventBridge.
+    let wanted = [
+        "Core Created Event",
+        "Device Created Event",
+        "DeploymentTask Created Event",
+        "Core Template Updated Event",
+        "Core Deleted Event",
+    ];
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    until_async("the lifecycle events on the subscriber queue", || {
+        let (sqs, subscriber, seen) = (sqs.clone(), subscriber.clone(), seen.clone());
+        async move {
+            let out = sqs.receive_message().queue_url(&subscriber).max_number_of_messages(10).send().await.ok()?;
+            for message in out.messages.unwrap_or_default() {
+                let body: Value = serde_json::from_str(message.body.as_deref().unwrap_or("{}")).unwrap_or_default();
+                assert_eq!(body["source"], "com.aws.cdf.greengrass2-provisioning");
+                let text = body.to_string();
+                assert!(!text.contains("PRIVATE KEY"), "no key in events");
+                seen.lock().unwrap().push(body["detail-type"].as_str().unwrap_or_default().to_owned());
+                sqs.delete_message()
+                    .queue_url(&subscriber)
+                    .receipt_handle(message.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .ok()?;
+            }
+            let seen = seen.lock().unwrap();
+            wanted.iter().all(|w| seen.iter().any(|s| s == w)).then_some(())
+        }
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let created = seen.iter().filter(|s| *s == "Core Created Event").count();
+    assert_eq!(created, 1, "each event published once: {seen:?}");
+}
