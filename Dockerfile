@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image for every role (`ggprov serve`, later `--role api|worker`).
+# One image for every role: `serve --role all|api|worker` as the command, or GGPROV_ROLE.
+# ECS stops a task with SIGTERM: ggprov stops accepting, finishes in-flight requests and jobs
+# within GGPROV_SHUTDOWN_GRACE_SECS (keep the task's stopTimeout above it) and exits 0.
 # Dependencies are cooked in their own layer with cargo-chef, so code changes rebuild only ggprov.
 
 ARG RUST_VERSION=1.95.0
@@ -27,7 +29,9 @@ COPY --from=builder /src/target/release/ggprov /usr/local/bin/ggprov
 USER 10001
 ENV GGPROV_LISTEN=0.0.0.0:8080 \
     GGPROV_DATA_DIR=/var/lib/ggprov \
-    GGPROV_LOG_FORMAT=json
+    GGPROV_LOG_FORMAT=json \
+    GGPROV_ROLE=all
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/ggprov"]
+STOPSIGNAL SIGTERM
 CMD ["serve"]

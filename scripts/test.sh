@@ -35,11 +35,15 @@ target/debug/ggprov-bench --out target/bench/ci crash --cores 60 --kills 3
 step "moto (AWS wire protocols for the AWS-mode tests)"
 # Reuses GGPROV_TEST_MOTO_URL when it answers; otherwise installs moto into target/moto-venv
 # and starts it on a free loopback port, stopped again when this script exits.
+MOTO_PID=""
 eval "$(scripts/moto.sh)"
-if [[ -f target/moto.pid ]]; then
-  trap 'kill "$(cat target/moto.pid)" 2>/dev/null || true; rm -f target/moto.pid' EXIT
+if [[ -n "$MOTO_PID" ]]; then
+  trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 fi
 echo "moto at $GGPROV_TEST_MOTO_URL"
+
+step "cfn-lint infra/"
+target/moto-venv/bin/cfn-lint infra/*.yaml
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

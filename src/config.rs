@@ -183,6 +183,60 @@ pub const SETTINGS: &[Setting] = &[
         help: "Local cloud: the account's own Greengrass components, as `name@version` separated by commas, accepted by templates beside the public AWS components.",
     },
     Setting {
+        key: "role",
+        env: "GGPROV_ROLE",
+        default: "all",
+        help: "What this process runs: `all` (API and workers), `api` (the API only), `worker` (workers only, with /health, /ready and /metrics). `ggprov serve --role` overrides it.",
+    },
+    Setting {
+        key: "shutdown_grace_secs",
+        env: "GGPROV_SHUTDOWN_GRACE_SECS",
+        default: "30",
+        help: "On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests and jobs; unfinished jobs return to the queue.",
+    },
+    Setting {
+        key: "auth",
+        env: "GGPROV_AUTH",
+        default: "none",
+        help: "Authentication: `none`, `api-key` (header x-api-key, keys in GGPROV_API_KEYS), `jwt` (Bearer tokens from GGPROV_JWT_ISSUER), `iam` (trust an API Gateway with IAM authorization that sets GGPROV_IAM_CALLER_HEADER). /health, /ready and /metrics stay open.",
+    },
+    Setting {
+        key: "api_keys",
+        env: "GGPROV_API_KEYS",
+        default: "",
+        help: "api-key mode: SHA-256 hashes (hex) of the accepted keys, comma-separated; `<hash>:read` for a read-only key. `ggprov api-key create` makes a key and its hash.",
+    },
+    Setting {
+        key: "jwt_issuer",
+        env: "GGPROV_JWT_ISSUER",
+        default: "",
+        help: "jwt mode: the OIDC issuer (`iss`); its JWKS comes from GGPROV_JWT_JWKS_URL or the issuer's /.well-known/openid-configuration, cached.",
+    },
+    Setting {
+        key: "jwt_audience",
+        env: "GGPROV_JWT_AUDIENCE",
+        default: "",
+        help: "jwt mode: the required audience (`aud`).",
+    },
+    Setting {
+        key: "jwt_jwks_url",
+        env: "GGPROV_JWT_JWKS_URL",
+        default: "",
+        help: "jwt mode: the JWKS URL, when not discovered from the issuer.",
+    },
+    Setting {
+        key: "jwt_write_scope",
+        env: "GGPROV_JWT_WRITE_SCOPE",
+        default: "",
+        help: "jwt mode: a scope (`scope`/`scp` claim) required for requests that change state (403 without it); empty: any valid token may write.",
+    },
+    Setting {
+        key: "iam_caller_header",
+        env: "GGPROV_IAM_CALLER_HEADER",
+        default: "x-ggprov-caller",
+        help: "iam mode: the header API Gateway sets from `$context.identity.userArn` after verifying SigV4; requests without it get 401.",
+    },
+    Setting {
         key: "backend",
         env: "GGPROV_BACKEND",
         default: "embedded",
@@ -237,6 +291,42 @@ pub const SETTINGS: &[Setting] = &[
         help: "AWS mode: create the table, queues and bucket when missing (development against moto or a sandbox account; production uses infra/).",
     },
 ];
+
+/// What a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "all" => Some(Self::All),
+            "api" => Some(Self::Api),
+            "worker" => Some(Self::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    None,
+    /// SHA-256 hashes of the keys, and whether each is read-only.
+    ApiKey(Vec<([u8; 32], bool)>),
+    Jwt {
+        issuer: String,
+        audience: String,
+        jwks_url: Option<String>,
+        write_scope: Option<String>,
+    },
+    Iam {
+        caller_header: String,
+    },
+}
 
 /// Where state and work live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +389,9 @@ pub struct Config {
     pub sweep_after_secs: u64,
     pub local_cloud_auto_connect: bool,
     pub backend: Backend,
+    pub role: Role,
+    pub shutdown_grace_secs: u64,
+    pub auth: AuthMode,
     /// `GGPROV_*` variables that name no setting (probably typos); reported at start-up.
     pub unknown_env: Vec<String>,
 }
@@ -520,6 +613,67 @@ impl Config {
         let sweep_after_secs = number("sweep_after_secs", 1, 604_800, &mut fail);
         let local_cloud_auto_connect = flag("local_cloud_auto_connect", &mut fail);
         let optional = |key: &str| Some(value(key).0.trim().to_owned()).filter(|v| !v.is_empty());
+        let role = {
+            let v = value("role");
+            let role = Role::parse(&v.0);
+            if role.is_none() {
+                fail(v, "must be all, api or worker".into());
+            }
+            role
+        };
+        let shutdown_grace_secs = number("shutdown_grace_secs", 0, 3600, &mut fail);
+        let auth = {
+            let v = value("auth");
+            match v.0.trim().to_ascii_lowercase().as_str() {
+                "none" => Some(AuthMode::None),
+                "api-key" => {
+                    let mut keys = Vec::new();
+                    for entry in value("api_keys").0.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                        let (hash, read_only) = match entry.split_once(':') {
+                            Some((hash, "read")) => (hash, true),
+                            Some(_) => ("", false),
+                            None => (entry, false),
+                        };
+                        match decode_sha256_hex(hash) {
+                            Some(digest) => keys.push((digest, read_only)),
+                            None => fail(
+                                value("api_keys"),
+                                format!(
+                                    "'{entry}' is not a SHA-256 hex hash (optionally with :read); `ggprov api-key create` makes one"
+                                ),
+                            ),
+                        }
+                    }
+                    if keys.is_empty() {
+                        fail(value("api_keys"), "api-key mode needs at least one key hash".into());
+                    }
+                    Some(AuthMode::ApiKey(keys))
+                }
+                "jwt" => {
+                    let issuer = optional("jwt_issuer");
+                    let audience = optional("jwt_audience");
+                    if issuer.is_none() {
+                        fail(value("jwt_issuer"), "jwt mode needs the issuer URL".into());
+                    }
+                    if audience.is_none() {
+                        fail(value("jwt_audience"), "jwt mode needs the audience".into());
+                    }
+                    Some(AuthMode::Jwt {
+                        issuer: issuer.unwrap_or_default(),
+                        audience: audience.unwrap_or_default(),
+                        jwks_url: optional("jwt_jwks_url"),
+                        write_scope: optional("jwt_write_scope"),
+                    })
+                }
+                "iam" => Some(AuthMode::Iam {
+                    caller_header: text("iam_caller_header", &mut fail).unwrap_or_default().to_ascii_lowercase(),
+                }),
+                _ => {
+                    fail(v, "must be none, api-key, jwt or iam".into());
+                    None
+                }
+            }
+        };
         let create_resources = flag("aws_create_resources", &mut fail);
         let backend = {
             let v = value("backend");
@@ -592,6 +746,9 @@ impl Config {
                 sweep_after_secs: sweep_after_secs?,
                 local_cloud_auto_connect: local_cloud_auto_connect?,
                 backend: backend?,
+                role: role?,
+                shutdown_grace_secs: shutdown_grace_secs?,
+                auth: auth?,
                 unknown_env,
             })
         })();
@@ -605,6 +762,19 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("ggprov.sqlite")
     }
+}
+
+/// 32 bytes from 64 hex digits.
+fn decode_sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(digest)
 }
 
 /// Reads the TOML file into setting → text (arrays of strings are joined with commas).

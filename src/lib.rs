@@ -4,6 +4,7 @@
 //! each port and serves the API. `main.rs` only parses the command line.
 
 pub mod artifacts;
+pub mod auth;
 pub mod ca;
 pub mod cli;
 pub mod config;
@@ -15,12 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ggprov_api::{App, AppState, HttpConfig};
+use ggprov_api::{App, AppState, Gauges, HttpConfig};
 use ggprov_domain::TemplateService;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
 use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
+use ggprov_domain::metrics::Metrics;
 use ggprov_domain::ports::{
     ArtifactStore, CertificateAuthorities, CloudError, CoreStore, EventPublisher, Greengrass, IotRegistry,
     ProvisioningObserver, ReadinessCheck, StatusFeed, TemplateStore, WorkQueue,
@@ -34,7 +36,7 @@ use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-pub use config::{AwsSettings, Backend, Config};
+pub use config::{AwsSettings, Backend, Config, Role};
 
 use crate::artifacts::DirectoryArtifacts;
 use crate::ca::FileCertificateAuthorities;
@@ -46,6 +48,7 @@ pub struct Application {
     http: HttpConfig,
     worker: Arc<Worker>,
     run_worker: bool,
+    grace: Duration,
     local_cloud: Option<LocalCloud>,
     failpoints: Failpoints,
 }
@@ -92,6 +95,38 @@ struct Adapters {
     publisher: Option<Arc<dyn EventPublisher>>,
     readiness: Vec<Arc<dyn ReadinessCheck>>,
     local_cloud: Option<LocalCloud>,
+}
+
+/// Queue depth and outbox backlog, read when `/metrics` is scraped.
+struct QueueAndOutbox {
+    queue: Arc<dyn WorkQueue>,
+    store: Arc<dyn CoreStore>,
+    /// Whether a relay publishes the outbox (otherwise its backlog is not a backlog).
+    publishing: bool,
+}
+
+#[async_trait::async_trait]
+impl Gauges for QueueAndOutbox {
+    async fn refresh(&self, metrics: &Metrics) {
+        match self.queue.depth().await {
+            Ok(depth) => {
+                for (state, n) in [("visible", depth.visible), ("in_flight", depth.in_flight), ("dead", depth.dead)] {
+                    metrics.set("ggprov_queue_jobs", &[("state", state)], n as f64);
+                }
+                let oldest = if depth.visible == 0 { Some(0) } else { depth.oldest_wait_ms };
+                if let Some(ms) = oldest {
+                    metrics.set("ggprov_queue_oldest_job_age_seconds", &[], ms as f64 / 1000.0);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read the queue depth for /metrics"),
+        }
+        if self.publishing {
+            match self.store.outbox_backlog().await {
+                Ok(n) => metrics.set("ggprov_outbox_backlog", &[], n as f64),
+                Err(err) => tracing::warn!(error = %err, "cannot read the outbox backlog for /metrics"),
+            }
+        }
+    }
 }
 
 /// Nobody powers on a real core but a person: on AWS, provisioning tells no one.
@@ -242,6 +277,9 @@ impl Application {
         } = adapters;
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
         let failpoints = Failpoints::default();
+        let metrics = Arc::new(Metrics::new());
+        let gauges: Arc<dyn Gauges> =
+            Arc::new(QueueAndOutbox { queue: queue.clone(), store: store.clone(), publishing: publisher.is_some() });
         let retry = RetryPolicy { attempts: config.call_attempts, base: Duration::from_millis(config.retry_base_ms) };
         // The workers' view of IoT and Greengrass: each call retried on its own when it fails
         // transiently, and paced at the AWS quotas when asked.
@@ -250,6 +288,7 @@ impl Application {
             greengrass: greengrass.clone(),
             pacer: config.rate_limit.clone().map(|quotas| Pacer::with_quotas(0.95, quotas)),
             retry,
+            metrics: Some(metrics.clone()),
         });
         let (worker_iot, worker_greengrass): (Arc<dyn IotRegistry>, Arc<dyn Greengrass>) =
             (resilient.clone(), resilient);
@@ -292,6 +331,7 @@ impl Application {
                 ..WorkerSettings::default()
             },
         );
+        worker = worker.with_metrics(metrics.clone());
         if let Some(publisher) = publisher {
             worker = worker.with_relay(Arc::new(OutboxRelay::new(store.clone(), publisher)));
         }
@@ -311,6 +351,8 @@ impl Application {
             provisioning_templates,
             event_source: config.event_source.clone(),
             readiness,
+            metrics,
+            gauges: Some(gauges),
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -318,9 +360,15 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState(Arc::new(app)),
-            http: HttpConfig { cors: config.cors.clone(), base_path: config.base_path.clone() },
+            http: HttpConfig {
+                cors: config.cors.clone(),
+                base_path: config.base_path.clone(),
+                auth: auth::authenticator(&config.auth),
+                operations_only: config.role == Role::Worker,
+            },
             worker: Arc::new(worker),
-            run_worker: config.worker,
+            run_worker: config.worker && config.role != Role::Api,
+            grace: Duration::from_secs(config.shutdown_grace_secs),
             local_cloud,
             failpoints,
         })
@@ -348,19 +396,52 @@ impl Application {
     /// Serves (and runs the worker, unless disabled) until `shutdown` completes; then stops
     /// accepting, finishes in-flight requests and jobs, and leaves the rest on the queue.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let worker_task = self.run_worker.then(|| {
             let worker = self.worker.clone();
-            tokio::spawn(async move { worker.run(worker_stopped).await })
+            let stopped = stopped.clone();
+            tokio::spawn(async move { worker.run(stopped).await })
         });
         let extra = self.local_cloud.clone().map(ggprov_local_cloud::control_router).unwrap_or_default();
         let app = ggprov_api::app(self.state, &self.http, extra);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
-        let _ = stop_worker.send(true);
-        if let Some(task) = worker_task {
-            let _ = task.await;
+        let mut serve_stopped = stopped;
+        let mut server = tokio::spawn(
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = serve_stopped.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        );
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                let _ = stop.send(true);
+                if let Some(task) = worker_task {
+                    let _ = task.await;
+                }
+                return result.context("the HTTP server task")?.context("serving HTTP");
+            }
         }
-        served
+        // Stop accepting; let in-flight requests and jobs finish within the grace period.
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(self.grace, async {
+            let served = server.await;
+            if let Some(task) = worker_task {
+                let _ = task.await;
+            }
+            served
+        })
+        .await;
+        match drained {
+            Ok(served) => served.context("the HTTP server task")?.context("serving HTTP"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = self.grace.as_secs(),
+                    "grace period over: leaving unfinished jobs to the queue (they return after their lease)"
+                );
+                Ok(())
+            }
+        }
     }
 }
 

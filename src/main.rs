@@ -24,6 +24,14 @@ enum Command {
         /// TOML configuration file (also `GGPROV_CONFIG`); environment variables override it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// What this process runs: all (API and workers), api, or worker (overrides `GGPROV_ROLE`).
+        #[arg(long, value_name = "ROLE", value_parser = ["all", "api", "worker"])]
+        role: Option<String>,
+    },
+    /// API keys for `GGPROV_AUTH=api-key`.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
     },
     /// Certificate authorities: create, import, list.
     Ca {
@@ -49,19 +57,43 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Make a new random key: prints the key (give it to the client) and its SHA-256 hash
+    /// (add it to `GGPROV_API_KEYS`; ggprov stores only hashes).
+    Create,
+    /// Print the SHA-256 hash of an existing key.
+    Hash { key: String },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
-        Command::Serve { config } => serve(config.as_deref()),
+    match cli.command.unwrap_or(Command::Serve { config: None, role: None }) {
+        Command::Serve { config, role } => serve(config.as_deref(), role.as_deref()),
+        Command::ApiKey { command } => {
+            match command {
+                ApiKeyCommand::Create => {
+                    let (key, hash) = ggprov::auth::new_api_key();
+                    println!("key:  {key}\nhash: {hash}");
+                }
+                ApiKeyCommand::Hash { key } => println!("{}", ggprov::auth::hex(&ggprov::auth::hash_key(&key))),
+            }
+            ExitCode::SUCCESS
+        }
         Command::Openapi { out } => openapi(out.as_deref()),
         Command::Ca { command, config } => with_config(config.as_deref(), |c| ggprov::cli::run_ca(c, command)),
         Command::LocalCloud { command, url } => with_config(None, |c| ggprov::cli::run_local_cloud(c, url, &command)),
     }
 }
 
-fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
+fn serve(config_file: Option<&std::path::Path>, role: Option<&str>) -> ExitCode {
     let config = match Config::load(config_file) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            if let Some(role) = role.and_then(ggprov::Role::parse) {
+                config.role = role;
+            }
+            config
+        }
         Err(err) => {
             eprintln!("ggprov: {err}\nRun `ggprov serve --help` for every setting and its default.");
             return ExitCode::from(2);
@@ -82,7 +114,11 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
         let app = Application::build(&config).await?;
         let shutdown = shutdown_signal();
         let addr = app.local_addr();
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "ggprov serving on the embedded default");
+        let backend = match &config.backend {
+            ggprov::Backend::Embedded => "embedded",
+            ggprov::Backend::Aws(_) => "aws",
+        };
+        tracing::info!(%addr, backend, role = ?config.role, "ggprov serving");
         println!("ggprov listening on http://{addr}");
         app.run_until(shutdown).await
     });

@@ -94,6 +94,15 @@ fn greengrass_and_job_status_events_become_outcomes_and_hints() {
         ggprov_aws::parse_status_message(&job.to_string()),
         Some(StatusSignal::CoreChanged(name)) if name.as_str() == "core-2"
     ));
+    let raw = json!({"eventType": "JOB_EXECUTION", "operation": "succeeded", "jobId": "j", "status": "SUCCEEDED",
+                     "thingArn": "arn:aws:iot:us-east-1:123456789012:thing/core-3", "timestamp": 1795300000});
+    assert!(
+        matches!(
+            ggprov_aws::parse_status_message(&raw.to_string()),
+            Some(StatusSignal::CoreChanged(name)) if name.as_str() == "core-3"
+        ),
+        "the IoT rule forwards job execution events without an envelope"
+    );
     assert_eq!(ggprov_aws::parse_status_message("not json"), None);
 }
 

@@ -11,6 +11,7 @@ mod helpers;
 mod http_conventions;
 mod local_cloud;
 mod openapi;
+mod ops;
 mod resilience;
 mod store_conformance;
 mod templates;

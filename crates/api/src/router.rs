@@ -22,16 +22,30 @@ use crate::state::AppState;
 use crate::{core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, templates};
 
 /// HTTP settings of the API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpConfig {
     pub cors: CorsOrigins,
     /// A path prefix to remove before routing (API Gateway custom-domain base path).
     pub base_path: Option<String>,
+    /// `None`: every request is let through (`GGPROV_AUTH=none`).
+    pub auth: Option<Arc<dyn crate::ops::Authenticator>>,
+    /// Serve only `/health`, `/ready` and `/metrics` (a worker-role process).
+    pub operations_only: bool,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("cors", &self.cors)
+            .field("base_path", &self.base_path)
+            .field("auth", &self.auth.is_some())
+            .finish()
+    }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { cors: CorsOrigins::Any, base_path: None }
+        Self { cors: CorsOrigins::Any, base_path: None, auth: None, operations_only: false }
     }
 }
 
@@ -64,12 +78,17 @@ pub fn app(
     + 'static,
 > {
     let (router, api) = api_router().split_for_parts();
+    let metrics = state.metrics.clone();
     let router: Router = router
+        .route("/metrics", axum::routing::get(crate::ops::metrics))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .merge(extra)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(config.auth.clone(), crate::ops::authenticate))
+        .layer(middleware::from_fn_with_state(config.operations_only, crate::ops::operations_only))
+        .layer(middleware::from_fn_with_state(metrics, crate::ops::record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()

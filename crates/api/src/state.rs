@@ -23,6 +23,10 @@ pub struct App {
     pub event_source: String,
     /// Dependencies `GET /ready` checks.
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    /// The process's metrics, rendered by `GET /metrics`.
+    pub metrics: Arc<ggprov_domain::metrics::Metrics>,
+    /// Figures read at scrape time.
+    pub gauges: Option<Arc<dyn crate::ops::Gauges>>,
 }
 
 /// Cheap-to-clone handle on [`App`].

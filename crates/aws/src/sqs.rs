@@ -224,7 +224,7 @@ impl WorkQueue for SqsQueue {
     async fn depth(&self) -> Result<QueueDepth, StoreError> {
         let (visible, in_flight) = self.counts(&self.url).await?;
         let (dead_visible, dead_hidden) = self.counts(&self.dead_letter_url).await?;
-        Ok(QueueDepth { visible, in_flight, dead: dead_visible + dead_hidden })
+        Ok(QueueDepth { visible, in_flight, dead: dead_visible + dead_hidden, oldest_wait_ms: None })
     }
 
     async fn dead_letters(&self) -> Result<Vec<(Job, String)>, StoreError> {

@@ -24,6 +24,11 @@ impl SqsStatusFeed {
 /// What a message says, or `None` for a message ggprov does not act on (it is acknowledged).
 pub fn parse_status_message(body: &str) -> Option<StatusSignal> {
     let envelope: Value = serde_json::from_str(body).ok()?;
+    // An IoT job execution event as the IoT rule forwards it (no EventBridge envelope).
+    if envelope.get("eventType").and_then(Value::as_str) == Some("JOB_EXECUTION") {
+        let thing = envelope.get("thingArn").and_then(Value::as_str)?.rsplit_once("thing/")?.1;
+        return ThingName::parse(thing).ok().map(StatusSignal::CoreChanged);
+    }
     let detail = envelope.get("detail")?;
     // EventBridge's `time` is precise to the second; the event happened within that second,
     // so it counts as its last millisecond. Otherwise an outcome reported in the same second

@@ -6,6 +6,7 @@ pub mod cores;
 pub mod deployment_service;
 pub mod device_service;
 pub mod jobs;
+pub mod metrics;
 pub mod pagination;
 pub mod ports;
 pub mod provisioning;

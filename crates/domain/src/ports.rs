@@ -446,6 +446,8 @@ pub struct QueueDepth {
     pub visible: u64,
     pub in_flight: u64,
     pub dead: u64,
+    /// How long the oldest waiting job has waited, when the queue can tell (SQS cannot cheaply).
+    pub oldest_wait_ms: Option<u64>,
 }
 
 /// A durable at-least-once work queue with leases (SQLite on the embedded default, SQS on AWS).
@@ -545,6 +547,8 @@ pub trait CoreStore: Send + Sync {
     async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError>;
     /// Marks events published.
     async fn mark_events_published(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
+    /// How many events are not published yet.
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
 
     /// Items of a task by name (deployment records of a deployment task).
     async fn task_items(

@@ -56,6 +56,22 @@ pub struct Paced {
     pub greengrass: Arc<dyn Greengrass>,
     pub pacer: Option<Pacer>,
     pub retry: crate::RetryPolicy,
+    /// Counts every call by API and outcome (`ggprov_cloud_calls_total`).
+    pub metrics: Option<Arc<ggprov_domain::metrics::Metrics>>,
+}
+
+impl Paced {
+    fn count(&self, api: &'static str, result: Result<(), &CloudError>) {
+        if let Some(metrics) = &self.metrics {
+            let outcome = match result {
+                Ok(()) => "ok",
+                Err(CloudError::Throttled { .. }) => "throttled",
+                Err(err) if err.is_not_found() => "ok", // an answer, not a failure
+                Err(_) => "error",
+            };
+            metrics.inc("ggprov_cloud_calls_total", &[("api", api), ("outcome", outcome)], 1.0);
+        }
+    }
 }
 
 macro_rules! paced {
@@ -65,7 +81,9 @@ macro_rules! paced {
             if let Some(pacer) = &$self.pacer {
                 pacer.slot($api).await;
             }
-            match $call.await {
+            let result = $call.await;
+            $self.count($api, result.as_ref().map(|_| ()));
+            match result {
                 Err(err) if err.is_transient() && attempt < $self.retry.attempts => {
                     $self.retry.pause(attempt).await;
                     attempt += 1;

@@ -51,6 +51,7 @@ impl Default for WorkerSettings {
 pub struct Worker {
     queue: Arc<dyn WorkQueue>,
     relay: Option<Arc<OutboxRelay>>,
+    metrics: Option<Arc<ggprov_domain::metrics::Metrics>>,
     cores: Arc<CoreProvisioner>,
     deployer: Arc<Deployer>,
     settings: WorkerSettings,
@@ -63,7 +64,7 @@ impl Worker {
         deployer: Arc<Deployer>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { queue, relay: None, cores, deployer, settings }
+        Self { queue, relay: None, metrics: None, cores, deployer, settings }
     }
 
     /// Publishes outbox events through `relay` in the worker loop.
@@ -71,6 +72,28 @@ impl Worker {
     pub fn with_relay(mut self, relay: Arc<OutboxRelay>) -> Self {
         self.relay = Some(relay);
         self
+    }
+
+    /// Counts jobs and items in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<ggprov_domain::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, delivery: &Delivery, outcome: &str) {
+        let Some(metrics) = &self.metrics else { return };
+        let kind = delivery.job.kind.as_str();
+        metrics.inc("ggprov_jobs_total", &[("kind", kind), ("outcome", outcome)], 1.0);
+        let items = delivery.job.payload.get("items").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+        if items > 0 {
+            let item_outcome = match outcome {
+                "succeeded" => "processed",
+                "retried" => "retried",
+                _ => "failed",
+            };
+            metrics.inc("ggprov_items_total", &[("kind", kind), ("outcome", item_outcome)], items as f64);
+        }
     }
 
     /// Publishes pending outbox events (no-op without a relay); returns how many went out.
@@ -214,6 +237,7 @@ impl Worker {
         };
         let outcome = match result {
             Ok(()) => self.queue.ack(&delivery.receipt).await.map(|acked| {
+                self.count(&delivery, "succeeded");
                 if !acked {
                     tracing::warn!("job finished after its lease expired; another delivery will find it done");
                 }
@@ -225,10 +249,12 @@ impl Worker {
             Err(StepError::Transient(reason)) if delivery.attempt < self.settings.max_attempts => {
                 let delay = self.backoff(delivery.attempt);
                 tracing::info!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                self.count(&delivery, "retried");
                 self.queue.retry_later(&delivery.receipt, delay, &reason).await
             }
             Err(StepError::Transient(reason) | StepError::Permanent(reason)) => {
                 tracing::error!(reason = %reason, "job dead-lettered");
+                self.count(&delivery, "dead_lettered");
                 let marked = match delivery.job.kind.as_str() {
                     TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
                         Ok(batch) => self.cores.fail_batch(&batch, &reason).await,

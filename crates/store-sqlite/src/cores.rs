@@ -579,6 +579,14 @@ impl CoreStore for SqliteStore {
         Ok(events)
     }
 
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.get::<i64, _>("n") as u64)
+    }
+
     async fn mark_events_published(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         let now = Timestamp::now().as_millis();
         let mut tx = self.begin_write().await?;

@@ -124,7 +124,7 @@ impl WorkQueue for SqliteStore {
     async fn depth(&self) -> Result<QueueDepth, StoreError> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(dead = 0 AND visible_at <= ?1), 0) AS visible, COALESCE(SUM(dead = 0 AND visible_at > ?1), 0) AS in_flight, \
-             COALESCE(SUM(dead = 1), 0) AS dead FROM jobs",
+             COALESCE(SUM(dead = 1), 0) AS dead, MIN(CASE WHEN dead = 0 AND visible_at <= ?1 THEN created_at END) AS oldest FROM jobs",
         )
         .bind(Timestamp::now().as_millis())
         .fetch_one(&self.pool)
@@ -134,6 +134,9 @@ impl WorkQueue for SqliteStore {
             visible: row.get::<i64, _>("visible") as u64,
             in_flight: row.get::<i64, _>("in_flight") as u64,
             dead: row.get::<i64, _>("dead") as u64,
+            oldest_wait_ms: row
+                .get::<Option<i64>, _>("oldest")
+                .map(|created| Timestamp::now().as_millis().saturating_sub(created).max(0) as u64),
         })
     }
 

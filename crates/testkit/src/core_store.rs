@@ -282,7 +282,9 @@ pub async fn outbox_events_are_claimed_by_one_relay_and_published_once(store: Ar
     let claimed = store.claim_unpublished_events(10, lease).await.unwrap();
     assert_eq!(claimed.len(), 3);
     assert!(store.claim_unpublished_events(10, lease).await.unwrap().is_empty(), "claimed by one relay");
+    assert_eq!(store.outbox_backlog().await.unwrap(), 3);
     store.mark_events_published(&claimed[..2]).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), 1);
     // After the claim lapses, only the unpublished one is claimed again.
     let lapsed = async {
         loop {

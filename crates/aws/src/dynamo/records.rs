@@ -558,6 +558,33 @@ impl CoreStore for DynamoStore {
         Ok(claimed)
     }
 
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for shard in 0..SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("gsi3")
+                    .key_condition_expression("gsi3pk = :pk")
+                    .expression_attribute_values(":pk", s(format!("OUTBOX#{shard}")))
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(sdk)?;
+                total += u64::try_from(out.count).unwrap_or(0);
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        Ok(total)
+    }
+
     async fn mark_events_published(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         for event in events {
             self.client
