@@ -194,8 +194,17 @@ async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adap
     };
     let queue = Arc::new(a::SqsQueue::new(sqs.clone(), work_url, dlq_url));
     let iot = a::AwsIot::new(iot_client(&sdk));
+    let ssm = ssm_client(&sdk);
+    let mut default_ca = config.default_ca.clone();
+    if aws.create_resources {
+        ensure_greengrass_policies(&iot).await.context("creating the Greengrass IoT policies")?;
+        if default_ca.is_none() {
+            default_ca =
+                Some(development_ca(&iot_client(&sdk), &ssm, &aws.table).await.context("creating the development CA")?);
+        }
+    }
     let greengrass = Arc::new(a::AwsGreengrass::new(greengrass_client(&sdk), iot.clone(), region));
-    let cas = Arc::new(a::SsmCertificateAuthorities::new(iot.clone(), ssm_client(&sdk), config.default_ca.clone()));
+    let cas = Arc::new(a::SsmCertificateAuthorities::new(iot.clone(), ssm, default_ca));
     let feed: Arc<dyn StatusFeed> = match status_queue {
         Some(url) => Arc::new(a::SqsStatusFeed::new(sqs, url)),
         None => Arc::new(NoStatus),
@@ -218,6 +227,79 @@ async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adap
         readiness: vec![store, queue],
         local_cloud: None,
     })
+}
+
+/// Development on AWS (`GGPROV_AWS_CREATE_RESOURCES`): the IoT policies the bundled core
+/// template attaches, as the embedded default's local cloud has them. Production gets them from
+/// `infra/` (`CreateGreengrassPolicies`).
+async fn ensure_greengrass_policies(iot: &ggprov_aws::AwsIot) -> anyhow::Result<()> {
+    let core = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "greengrass:*"], "Resource": "*"}]});
+    let token = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "iot:AssumeRoleWithCertificate", "Resource": "*"}]});
+    for (name, document) in
+        [(ggprov_local_cloud::CORE_POLICY, core), (ggprov_local_cloud::TOKEN_EXCHANGE_POLICY, token)]
+    {
+        if !iot.policy_exists(name).await? {
+            match iot.create_policy(name, &document.to_string()).await {
+                Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Development on AWS without `GGPROV_DEFAULT_CA`: a development CA, CDF style (certificate
+/// registered with IoT, key in SSM as `cdf-ca-key-<id>`), made once per table and remembered
+/// in the SSM parameter `ggprov-<table>-development-ca`.
+async fn development_ca(iot: &aws_sdk_iot::Client, ssm: &aws_sdk_ssm::Client, table: &str) -> anyhow::Result<String> {
+    let marker = format!("ggprov-{table}-development-ca");
+    if let Ok(out) = ssm.get_parameter().name(&marker).send().await
+        && let Some(id) = out.parameter.and_then(|p| p.value)
+    {
+        return Ok(id);
+    }
+    let minted = ggprov_pki::create_ca("ggprov development CA", 3650)?;
+    let id = iot
+        .register_ca_certificate()
+        .ca_certificate(&minted.certificate_pem)
+        .certificate_mode(aws_sdk_iot::types::CertificateMode::SniOnly)
+        .set_as_active(true)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("RegisterCACertificate: {}", aws_smithy_types_display(&e)))?
+        .certificate_id
+        .context("RegisterCACertificate answered no id")?;
+    ssm.put_parameter()
+        .name(ggprov_aws::SsmCertificateAuthorities::key_parameter(&id))
+        .value(minted.private_key.expose())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("PutParameter of the CA key: {}", aws_smithy_types_display(&e)))?;
+    ssm.put_parameter()
+        .name(&marker)
+        .value(&id)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("PutParameter {marker}: {}", aws_smithy_types_display(&e)))?;
+    tracing::info!(ca.id = %id, "created the development CA (IoT + SSM); it signs certificates when a request names no caId");
+    Ok(id)
+}
+
+fn aws_smithy_types_display(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {

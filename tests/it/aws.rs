@@ -106,6 +106,23 @@ fn greengrass_and_job_status_events_become_outcomes_and_hints() {
     assert_eq!(ggprov_aws::parse_status_message("not json"), None);
 }
 
+/// The environment of a `ggprov serve` in AWS mode on moto and the Greengrass fake, creating
+/// its resources (table `table`), plus `extra`.
+fn aws_mode_env(table: &str, fake: &GreengrassFake, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let (moto, greengrass) = (moto_url(), fake.url());
+    let base = [
+        ("GGPROV_BACKEND", "aws"),
+        ("GGPROV_AWS_TABLE", table),
+        ("GGPROV_AWS_CREATE_RESOURCES", "true"),
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_ENDPOINT_URL_GREENGRASSV2", greengrass.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    base.iter().chain(extra).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
 /// A `ggprov serve` process in AWS mode.
 struct Process {
     child: Child,
@@ -173,6 +190,15 @@ impl Api {
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Submits a core task creating `core` and waits for its success; returns the task.
+    async fn provision_core(&self, core: &str) -> Value {
+        let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": core, "provisioningTemplate": "greengrass2_core"}]});
+        let (status, task) = self.post("/coreTasks", &body).await;
+        assert_eq!(status, 202, "{task}");
+        let task_id = task["id"].as_str().expect("task id").to_owned();
+        self.until(&format!("/coreTasks/{task_id}"), "the core task", |t| t["taskStatus"] == "Success").await
     }
 
     /// Polls `path` until `done` holds for its body (the workers are other processes: there
@@ -275,23 +301,16 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
             .unwrap();
     }
 
-    let env: Vec<(String, String)> = [
-        ("GGPROV_BACKEND", "aws"),
-        ("GGPROV_AWS_TABLE", table.as_str()),
-        ("GGPROV_AWS_CREATE_RESOURCES", "true"),
-        ("GGPROV_AWS_STATUS_QUEUE_URL", status_queue.as_str()),
-        ("GGPROV_AWS_EVENT_BUS", bus.as_str()),
-        ("GGPROV_DEFAULT_CA", ca_id.as_str()),
-        ("GGPROV_RETRY_BASE_MS", "50"),
-        ("AWS_ENDPOINT_URL", moto.as_str()),
-        ("AWS_ENDPOINT_URL_GREENGRASSV2", fake.url().as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
+    let env = aws_mode_env(
+        &table,
+        &fake,
+        &[
+            ("GGPROV_AWS_STATUS_QUEUE_URL", status_queue.as_str()),
+            ("GGPROV_AWS_EVENT_BUS", bus.as_str()),
+            ("GGPROV_DEFAULT_CA", ca_id.as_str()),
+            ("GGPROV_RETRY_BASE_MS", "50"),
+        ],
+    );
     // The API process runs no worker; two worker processes share the queue.
     let api_process = serve(&env, false);
     let _workers = [serve(&env, true), serve(&env, true)];
@@ -315,15 +334,7 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
     assert_eq!((status, body["error"].as_str()), (400, Some("INVALID_COMPONENT")), "{body}");
 
     // Core task → thing, ACTIVE certificate signed by the SSM-held CA, policies, certs bundle in S3.
-    let (status, task) = api
-        .post(
-            "/coreTasks",
-            &json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": core, "provisioningTemplate": "greengrass2_core"}]}),
-        )
-        .await;
-    assert_eq!(status, 202, "{task}");
-    let task_id = task["id"].as_str().expect("task id").to_owned();
-    let done = api.until(&format!("/coreTasks/{task_id}"), "the core task", |t| t["taskStatus"] == "Success").await;
+    let done = api.provision_core(&core).await;
     assert_eq!(done["cores"][0]["taskStatus"], "Success", "{done}");
     let principals = iot.list_thing_principals().thing_name(&core).send().await.unwrap().principals.unwrap_or_default();
     assert_eq!(principals.len(), 1, "exactly one certificate although two workers shared the queue: {principals:?}");
@@ -463,4 +474,34 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
     let seen = seen.lock().unwrap().clone();
     let created = seen.iter().filter(|s| *s == "Core Created Event").count();
     assert_eq!(created, 1, "each event published once: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
+    let moto = moto_url();
+    let fake = GreengrassFake::start().await;
+    let table = unique("devmode");
+    let env = aws_mode_env(&table, &fake, &[]);
+    let config = sdk(&moto).await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let marker = format!("ggprov-{table}-development-ca");
+    let ca_id = {
+        let process = serve(&env, true);
+        let api = Api { base: process.base.clone(), http: reqwest::Client::new() };
+        let core = unique("devcore");
+        api.provision_core(&core).await;
+        ssm.get_parameter().name(&marker).send().await.expect("the CA is remembered").parameter.unwrap().value.unwrap()
+    };
+    let key = ssm
+        .get_parameter()
+        .name(format!("cdf-ca-key-{ca_id}"))
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("the CA key is in SSM, CDF style");
+    assert!(key.parameter.unwrap().value.unwrap().contains("PRIVATE KEY"));
+    // A restart reuses the CA instead of making another.
+    let _again = serve(&env, false);
+    let remembered = ssm.get_parameter().name(&marker).send().await.unwrap().parameter.unwrap().value.unwrap();
+    assert_eq!(remembered, ca_id);
 }
