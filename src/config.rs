@@ -279,6 +279,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "AWS mode: KMS key (id or ARN) for SSE-KMS of artifacts; empty: SSE-S3.",
     },
     Setting {
+        key: "aws_presign_secs",
+        env: "GGPROV_AWS_PRESIGN_SECS",
+        default: "0",
+        help: "AWS mode: add presigned S3 download links, valid this many seconds, to a core's artifacts in GET /cores/{name}; 0: no links (a certs bundle holds the core's private key: keep it short).",
+    },
+    Setting {
         key: "aws_event_bus",
         env: "GGPROV_AWS_EVENT_BUS",
         default: "",
@@ -346,6 +352,8 @@ pub struct AwsSettings {
     pub kms_key: Option<String>,
     pub event_bus: Option<String>,
     pub create_resources: bool,
+    /// Presigned download links' validity; `None`: no links.
+    pub presign_secs: Option<u64>,
 }
 
 /// Environment variable naming the TOML configuration file.
@@ -675,6 +683,7 @@ impl Config {
             }
         };
         let create_resources = flag("aws_create_resources", &mut fail);
+        let presign_secs = number("aws_presign_secs", 0, 604_800, &mut fail);
         let backend = {
             let v = value("backend");
             match v.0.trim().to_ascii_lowercase().as_str() {
@@ -689,6 +698,7 @@ impl Config {
                         kms_key: optional("aws_kms_key"),
                         event_bus: optional("aws_event_bus"),
                         create_resources: create_resources.unwrap_or(false),
+                        presign_secs: presign_secs.filter(|s| *s > 0),
                     };
                     if !aws.create_resources {
                         for (missing, key) in [

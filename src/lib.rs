@@ -172,7 +172,10 @@ async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adap
     let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
     let mut status_queue = aws.status_queue_url.clone();
     let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));
-    let artifacts = a::S3Artifacts::new(a::s3_client(&sdk), &bucket, aws.kms_key.clone());
+    let mut artifacts = a::S3Artifacts::new(a::s3_client(&sdk), &bucket, aws.kms_key.clone());
+    if let Some(secs) = aws.presign_secs {
+        artifacts = artifacts.with_download_links(Duration::from_secs(secs));
+    }
     if aws.create_resources {
         dynamo.create_table_if_missing().await.context("creating the DynamoDB table")?;
         artifacts.create_bucket_if_missing().await.context("creating the S3 bucket")?;
@@ -427,7 +430,7 @@ impl Application {
                 greengrass.clone(),
                 config.core_batch_size,
             ),
-            cores: CoreService::new(store.clone(), greengrass.clone()),
+            cores: CoreService::new(store.clone(), greengrass.clone()).with_download_links(artifacts.clone()),
             devices: DeviceService::new(store.clone(), worker_iot, worker_greengrass, artifacts),
             deployments: DeploymentService::new(store.clone(), templates, queue),
             provisioning_templates,

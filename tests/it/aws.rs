@@ -309,6 +309,7 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
             ("GGPROV_AWS_EVENT_BUS", bus.as_str()),
             ("GGPROV_DEFAULT_CA", ca_id.as_str()),
             ("GGPROV_RETRY_BASE_MS", "50"),
+            ("GGPROV_AWS_PRESIGN_SECS", "300"),
         ],
     );
     // The API process runs no worker; two worker processes share the queue.
@@ -357,6 +358,13 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
         .await
         .unwrap();
     assert!(head.server_side_encryption.is_some(), "artifacts are written with server-side encryption");
+    let described = api.get(&format!("/cores/{core}")).await;
+    let link = described["artifacts"]["certs"]["downloadUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a download link: {described}"));
+    assert!(link.contains("X-Amz-Expires=300") && link.contains("X-Amz-Signature="), "a presigned link: {link}");
+    let bundle = reqwest::get(link).await.unwrap().bytes().await.unwrap();
+    assert!(bundle.starts_with(b"PK"), "the link downloads the certs bundle (a zip)");
 
     // The core's nucleus connects: Greengrass knows it; a client device is provisioned and associated.
     fake.register_core(&core, "2.12.0");

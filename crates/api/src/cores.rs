@@ -65,6 +65,9 @@ pub(crate) struct ArtifactResource {
     key: String,
     #[schema(value_type = String)]
     created_at: Timestamp,
+    /// A time-limited download link (AWS mode with `GGPROV_AWS_PRESIGN_SECS`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download_url: Option<String>,
 }
 
 /// Live data from Greengrass.
@@ -114,7 +117,7 @@ pub(crate) struct CoreResource {
 
 impl From<Artifact> for ArtifactResource {
     fn from(a: Artifact) -> Self {
-        Self { bucket: a.bucket, key: a.key, created_at: a.created_at }
+        Self { bucket: a.bucket, key: a.key, created_at: a.created_at, download_url: None }
     }
 }
 
@@ -268,7 +271,12 @@ pub(crate) async fn get_core(
     let not_found = || ApiError::not_found("CORE_NOT_FOUND", format!("core '{name}' does not exist"));
     let thing = ThingName::parse(&name).map_err(|_| not_found())?;
     let (core, device) = state.cores.get(&thing).await?.ok_or_else(not_found)?;
-    Ok(Cdf(CoreResource::from_core(core, Some(device), true)))
+    let mut links = state.cores.download_links(&core).await;
+    let mut resource = CoreResource::from_core(core, Some(device), true);
+    for (name, artifact) in resource.artifacts.iter_mut().flatten() {
+        artifact.download_url = links.remove(name);
+    }
+    Ok(Cdf(resource))
 }
 
 /// `GET /cores/{name}/deployments`.

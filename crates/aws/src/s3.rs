@@ -21,11 +21,20 @@ pub struct S3Artifacts {
     client: Client,
     bucket: String,
     kms_key: Option<String>,
+    /// Presigned download links in API answers, valid this long (off when `None`).
+    presign: Option<std::time::Duration>,
 }
 
 impl S3Artifacts {
     pub fn new(client: Client, bucket: impl Into<String>, kms_key: Option<String>) -> Self {
-        Self { client, bucket: bucket.into(), kms_key }
+        Self { client, bucket: bucket.into(), kms_key, presign: None }
+    }
+
+    /// Offers presigned download links valid for `ttl`.
+    #[must_use]
+    pub fn with_download_links(mut self, ttl: std::time::Duration) -> Self {
+        self.presign = Some(ttl);
+        self
     }
 
     /// Creates the bucket when missing (development and tests; `infra/` creates it on AWS).
@@ -88,6 +97,13 @@ impl ArtifactStore for S3Artifacts {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk(&e))?;
         Ok(())
+    }
+
+    async fn download_url(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self.presign {
+            Some(ttl) => self.presigned_url(key, ttl).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

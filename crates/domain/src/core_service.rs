@@ -37,11 +37,36 @@ impl DeviceInfo {
 pub struct CoreService {
     store: Arc<dyn CoreStore>,
     greengrass: Arc<dyn Greengrass>,
+    artifacts: Option<Arc<dyn crate::ports::ArtifactStore>>,
 }
 
 impl CoreService {
     pub fn new(store: Arc<dyn CoreStore>, greengrass: Arc<dyn Greengrass>) -> Self {
-        Self { store, greengrass }
+        Self { store, greengrass, artifacts: None }
+    }
+
+    /// Offers the artifact store's download links (presigned S3 URLs) with a core's artifacts.
+    #[must_use]
+    pub fn with_download_links(mut self, artifacts: Arc<dyn crate::ports::ArtifactStore>) -> Self {
+        self.artifacts = Some(artifacts);
+        self
+    }
+
+    /// Download links of a core's artifacts by artifact name (empty when not offered). A link
+    /// that cannot be made is left out, never failing the read.
+    pub async fn download_links(&self, core: &crate::cores::Core) -> std::collections::BTreeMap<String, String> {
+        let mut links = std::collections::BTreeMap::new();
+        let Some(store) = &self.artifacts else { return links };
+        for (name, artifact) in &core.artifacts {
+            match store.download_url(&artifact.key).await {
+                Ok(Some(url)) => {
+                    links.insert(name.clone(), url);
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(core.name = %core.name, artifact = %name, error = %err, "no download link"),
+            }
+        }
+        links
     }
 
     /// The core and what Greengrass knows of it now. Greengrass failures never fail the read:

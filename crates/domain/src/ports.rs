@@ -421,6 +421,10 @@ pub trait ArtifactStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Keys starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// A time-limited download link, when the store offers them and they are enabled.
+    async fn download_url(&self, _key: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A unit of work on the queue: its kind and a small JSON payload (ids only, never secrets).
