@@ -279,6 +279,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "AWS mode: KMS key (id or ARN) for SSE-KMS of artifacts; empty: SSE-S3.",
     },
     Setting {
+        key: "aws_queue_wait_secs",
+        env: "GGPROV_AWS_QUEUE_WAIT_SECS",
+        default: "2",
+        help: "AWS mode: SQS long polling of idle workers, 0 to 20 seconds (0: short polling, for emulators that serve one request at a time).",
+    },
+    Setting {
         key: "aws_presign_secs",
         env: "GGPROV_AWS_PRESIGN_SECS",
         default: "0",
@@ -354,6 +360,8 @@ pub struct AwsSettings {
     pub create_resources: bool,
     /// Presigned download links' validity; `None`: no links.
     pub presign_secs: Option<u64>,
+    /// SQS long polling of idle workers.
+    pub queue_wait_secs: u64,
 }
 
 /// Environment variable naming the TOML configuration file.
@@ -684,6 +692,7 @@ impl Config {
         };
         let create_resources = flag("aws_create_resources", &mut fail);
         let presign_secs = number("aws_presign_secs", 0, 604_800, &mut fail);
+        let queue_wait_secs = number("aws_queue_wait_secs", 0, 20, &mut fail);
         let backend = {
             let v = value("backend");
             match v.0.trim().to_ascii_lowercase().as_str() {
@@ -699,6 +708,7 @@ impl Config {
                         event_bus: optional("aws_event_bus"),
                         create_resources: create_resources.unwrap_or(false),
                         presign_secs: presign_secs.filter(|s| *s > 0),
+                        queue_wait_secs: queue_wait_secs.unwrap_or(0),
                     };
                     if !aws.create_resources {
                         for (missing, key) in [

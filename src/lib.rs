@@ -195,7 +195,10 @@ async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adap
     let (Some(work_url), Some(dlq_url)) = work else {
         anyhow::bail!("GGPROV_AWS_WORK_QUEUE_URL and GGPROV_AWS_WORK_DLQ_URL are required with GGPROV_BACKEND=aws");
     };
-    let queue = Arc::new(a::SqsQueue::new(sqs.clone(), work_url, dlq_url));
+    // Idle workers wait on the queue a while (ingestion and the event relay run between waits).
+    let queue = Arc::new(
+        a::SqsQueue::new(sqs.clone(), work_url, dlq_url).with_long_polling(Duration::from_secs(aws.queue_wait_secs)),
+    );
     let iot = a::AwsIot::new(iot_client(&sdk));
     let ssm = ssm_client(&sdk);
     let mut default_ca = config.default_ca.clone();

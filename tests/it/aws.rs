@@ -114,6 +114,8 @@ fn aws_mode_env(table: &str, fake: &GreengrassFake, extra: &[(&str, &str)]) -> V
         ("GGPROV_BACKEND", "aws"),
         ("GGPROV_AWS_TABLE", table),
         ("GGPROV_AWS_CREATE_RESOURCES", "true"),
+        // moto serves one request at a time (transactions stay atomic): a long poll would stall it.
+        ("GGPROV_AWS_QUEUE_WAIT_SECS", "0"),
         ("AWS_ENDPOINT_URL", moto.as_str()),
         ("AWS_ENDPOINT_URL_GREENGRASSV2", greengrass.as_str()),
         ("AWS_REGION", "us-east-1"),

@@ -34,6 +34,8 @@ pub struct SqsQueue {
     client: Client,
     url: String,
     dead_letter_url: String,
+    /// Long polling: how long a receive waits for a job when none is visible.
+    wait: Duration,
 }
 
 /// Whether the error says the receipt no longer identifies a message in flight.
@@ -44,7 +46,16 @@ fn lost_lease(code: Option<&str>) -> bool {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>, dead_letter_url: impl Into<String>) -> Self {
-        Self { client, url: url.into(), dead_letter_url: dead_letter_url.into() }
+        Self { client, url: url.into(), dead_letter_url: dead_letter_url.into(), wait: Duration::ZERO }
+    }
+
+    /// Receives wait up to `wait` (at most 20 s) for a job instead of answering empty at once:
+    /// idle workers make one request per `wait`, not one per poll interval, and short polling's
+    /// sampled empty answers disappear.
+    #[must_use]
+    pub fn with_long_polling(mut self, wait: Duration) -> Self {
+        self.wait = wait.min(Duration::from_secs(20));
+        self
     }
 
     /// Creates a work queue and its dead-letter queue (redrive after `max_receives`) when
@@ -158,7 +169,7 @@ impl WorkQueue for SqsQueue {
             .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
             .visibility_timeout(seconds(lease))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .wait_time_seconds(0)
+            .wait_time_seconds(seconds(self.wait))
             .send()
             .await
             .map_err(|e| sdk(&e))?;

@@ -237,6 +237,16 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
     assert_eq!(failed.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["d-2"]);
     let by_version = CoreFilter { template_name: Some("tpl".into()), template_version: Some(2), failed_only: false };
     assert_eq!(store.list_cores(&by_version, PageRequest::first(10)).await.unwrap().items.len(), 3);
+    let failed_of_version = CoreFilter { failed_only: true, ..by_version };
+    let failed = store.list_cores(&failed_of_version, PageRequest::first(10)).await.unwrap();
+    assert_eq!(failed.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["d-2"]);
+    let other_version = CoreFilter { template_version: Some(1), ..failed_of_version.clone() };
+    assert!(store.list_cores(&other_version, PageRequest::first(10)).await.unwrap().items.is_empty());
+    // Succeeding again takes the core off the failed listing.
+    let again = Timestamp::from_millis(later.as_millis() + 1000).unwrap();
+    assert!(store.apply_deployment_outcome(&outcome("d-2", true, again), &template, &event("x", 0)).await.unwrap());
+    assert!(store.list_cores(&failed_of_version, PageRequest::first(10)).await.unwrap().items.is_empty());
+    counters_match_recount(&store).await;
 }
 
 pub async fn devices_list_by_core_and_delete_once(store: Arc<dyn CoreStore>) {
@@ -278,17 +288,23 @@ pub async fn outbox_events_are_claimed_by_one_relay_and_published_once(store: Ar
     let rest = store.events(PageRequest { limit: 2, exclusive_start: page.last_evaluated }).await.unwrap();
     let ns: Vec<_> = page.items.iter().chain(&rest.items).map(|e| e.event.detail["n"].as_u64().unwrap()).collect();
     assert_eq!(ns, [2, 1, 0], "newest first, every event once");
-    let lease = Duration::from_millis(300);
-    let claimed = store.claim_unpublished_events(10, lease).await.unwrap();
+    let long = Duration::from_secs(600);
+    let claimed = store.claim_unpublished_events(10, long).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    assert!(store.claim_unpublished_events(10, lease).await.unwrap().is_empty(), "claimed by one relay");
+    assert!(store.claim_unpublished_events(10, long).await.unwrap().is_empty(), "claimed by one relay");
     assert_eq!(store.outbox_backlog().await.unwrap(), 3);
     store.mark_events_published(&claimed[..2]).await.unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap(), 1);
-    // After the claim lapses, only the unpublished one is claimed again.
+    // A claim lapses: an event whose relay died is claimed again after its lease.
+    let later = task(TaskKind::Core, &["f-4"]);
+    store.create_task(&later).await.unwrap();
+    store.fail_item(&later.id, &thing("f-4"), "x", Some(&event("Core Created Event", 4))).await.unwrap();
+    let short = Duration::from_millis(200);
+    let first = store.claim_unpublished_events(10, short).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.event.detail["n"].as_u64()).collect::<Vec<_>>(), [Some(4)], "only the new one");
     let lapsed = async {
         loop {
-            let again = store.claim_unpublished_events(10, lease).await.unwrap();
+            let again = store.claim_unpublished_events(10, short).await.unwrap();
             if !again.is_empty() {
                 return again;
             }
@@ -296,7 +312,7 @@ pub async fn outbox_events_are_claimed_by_one_relay_and_published_once(store: Ar
         }
     };
     let again = tokio::time::timeout(Duration::from_secs(10), lapsed).await.expect("the claim lapses");
-    assert_eq!(again.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![claimed[2].id.clone()]);
+    assert_eq!(again.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![first[0].id.clone()]);
 }
 
 pub async fn the_sweeper_sees_open_items_and_unexpanded_tasks(store: Arc<dyn CoreStore>) {

@@ -20,8 +20,7 @@ use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use super::{
-    Av, DynamoStore, Item, MAX_TRIES, Query, SHARDS, TxError, doc, get_n, get_s, key, n, opt_n, s, sdk, shard_of,
-    to_doc,
+    DynamoStore, Item, MAX_TRIES, Query, SHARDS, TxError, doc, get_n, get_s, key, n, opt_n, s, sdk, shard_of, to_doc,
 };
 
 const CORE: &str = "#CORE";
@@ -88,10 +87,17 @@ impl DynamoStore {
         item.insert("gsi2pk".into(), s(format!("CORETPL#{}", core.desired.name)));
         item.insert("gsi2sk".into(), s(core.name.as_str()));
         item.insert("desired_version".into(), n(core.desired.version));
-        item.insert("failed".into(), Av::Bool(DeploymentState::of(&core.deployment_status) == DeploymentState::Failed));
-        if core.deployment_status == IN_PROGRESS {
-            item.insert("gsi3pk".into(), s("INPROGRESS"));
-            item.insert("gsi3sk".into(), s(core.name.as_str()));
+        // A core is in at most one of these sparse listings: deployment running, or failed.
+        match DeploymentState::of(&core.deployment_status) {
+            DeploymentState::InProgress => {
+                item.insert("gsi3pk".into(), s("INPROGRESS"));
+                item.insert("gsi3sk".into(), s(core.name.as_str()));
+            }
+            DeploymentState::Failed => {
+                item.insert("gsi3pk".into(), s("FAILED"));
+                item.insert("gsi3sk".into(), s(core.name.as_str()));
+            }
+            DeploymentState::Success => {}
         }
         item
     }
@@ -464,19 +470,21 @@ impl CoreStore for DynamoStore {
         filter: &CoreFilter,
         page: PageRequest<ThingName>,
     ) -> Result<Page<Core, ThingName>, StoreError> {
-        let mut query = match &filter.template_name {
-            Some(name) => Query::partition(Some("gsi2"), format!("CORETPL#{name}")),
-            None => Query::partition(Some("gsi1"), "CORES"),
+        // Failed cores have their own sparse listing, so `failedOnly` never reads the fleet.
+        let mut query = match (&filter.template_name, filter.failed_only) {
+            (_, true) => Query::partition(Some("gsi3"), "FAILED"),
+            (Some(name), false) => Query::partition(Some("gsi2"), format!("CORETPL#{name}")),
+            (None, false) => Query::partition(Some("gsi1"), "CORES"),
         };
         let mut conditions = Vec::new();
         let mut values = Vec::new();
+        if let (Some(name), true) = (&filter.template_name, filter.failed_only) {
+            conditions.push("gsi2pk = :tpl");
+            values.push((":tpl".to_owned(), s(format!("CORETPL#{name}"))));
+        }
         if let (Some(_), Some(version)) = (&filter.template_name, filter.template_version) {
             conditions.push("desired_version = :dv");
             values.push((":dv".to_owned(), n(version)));
-        }
-        if filter.failed_only {
-            conditions.push("failed = :failed");
-            values.push((":failed".to_owned(), Av::Bool(true)));
         }
         if !conditions.is_empty() {
             query.filter = Some((conditions.join(" AND "), values));
