@@ -3,8 +3,6 @@
 //! test kit's Greengrass V2 fake. moto is shared by every test, so every resource gets a
 //! unique name.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +11,7 @@ use ggprov_aws::{DynamoStore, SqsQueue};
 use ggprov_testkit::greengrass_fake::GreengrassFake;
 use serde_json::{Value, json};
 
-use crate::helpers::CDF;
+use crate::helpers::{CDF, ServedProcess};
 
 pub(crate) fn moto_url() -> String {
     std::env::var("GGPROV_TEST_MOTO_URL").unwrap_or_else(|_| {
@@ -125,40 +123,12 @@ fn aws_mode_env(table: &str, fake: &GreengrassFake, extra: &[(&str, &str)]) -> V
     base.iter().chain(extra).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
-/// A `ggprov serve` process in AWS mode.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(env: &[(String, String)], worker: bool) -> Process {
+/// A `ggprov serve` process in AWS mode, with or without its workers.
+fn serve(env: &[(String, String)], worker: bool) -> ServedProcess {
     let data = tempfile::tempdir().expect("temp dir").keep();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ggprov"))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("GGPROV_LISTEN", "127.0.0.1:0")
-        .env("GGPROV_DATA_DIR", data)
-        .env("GGPROV_WORKER", worker.to_string())
-        .env("GGPROV_LOG", "warn")
-        .env_remove("GGPROV_TEST_MOTO_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("ggprov starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout piped")).read_line(&mut line).expect("first line");
-    let base = line
-        .trim()
-        .strip_prefix("ggprov listening on ")
-        .unwrap_or_else(|| panic!("ggprov did not start in AWS mode; first line {line:?}"))
-        .to_owned();
-    Process { child, base }
+    let mut env = env.to_vec();
+    env.push(("GGPROV_WORKER".to_owned(), worker.to_string()));
+    ServedProcess::start(&data, env, &[])
 }
 
 struct Api {

@@ -170,3 +170,55 @@ pub(crate) fn delete_cores(names: &[&str], deprovision: bool) -> Value {
         "cores": names.iter().map(|n| serde_json::json!({"name": n, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>(),
     })
 }
+
+/// A `ggprov serve` child process, killed when dropped.
+pub(crate) struct ServedProcess {
+    child: std::process::Child,
+    pub(crate) base: String,
+}
+
+impl Drop for ServedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServedProcess {
+    /// Starts `ggprov serve <args>` on a free port with its state in `data` and `env` added;
+    /// returns once it printed its address.
+    pub(crate) fn start<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        data: &std::path::Path,
+        env: impl IntoIterator<Item = (K, V)>,
+        args: &[&str],
+    ) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ggprov"))
+            .arg("serve")
+            .args(args)
+            .envs(env)
+            .env("GGPROV_LISTEN", "127.0.0.1:0")
+            .env("GGPROV_DATA_DIR", data)
+            .env("GGPROV_LOG", "warn")
+            .env_remove("GGPROV_TEST_MOTO_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("ggprov starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout piped")).read_line(&mut line).expect("first line");
+        let base = line
+            .trim()
+            .strip_prefix("ggprov listening on ")
+            .unwrap_or_else(|| panic!("ggprov did not start; first line {line:?}"))
+            .to_owned();
+        Self { child, base }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap()
+    }
+}

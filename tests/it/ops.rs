@@ -1,47 +1,21 @@
 //! Running it in production: authentication modes, metrics, roles, graceful shutdown. The
 //! binary runs as a child process, as a deployment runs it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{CDF, create_cores, spawn_app};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ggprov");
+use crate::helpers::{CDF, ServedProcess, create_cores, spawn_app};
 
 struct Served {
-    child: Child,
+    process: ServedProcess,
     base: String,
     http: reqwest::Client,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve_in(data: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .envs(env.iter().copied())
-        .env("GGPROV_LISTEN", "127.0.0.1:0")
-        .env("GGPROV_DATA_DIR", data)
-        .env("GGPROV_LOG", "warn")
-        .env_remove("GGPROV_TEST_MOTO_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("ggprov starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-    let base =
-        line.trim().strip_prefix("ggprov listening on ").unwrap_or_else(|| panic!("first line {line:?}")).to_owned();
-    Served { child, base, http: reqwest::Client::new() }
+    let process = ServedProcess::start(data, env.iter().copied(), args);
+    Served { base: process.base.clone(), process, http: reqwest::Client::new() }
 }
 
 impl Served {
@@ -71,13 +45,6 @@ impl Served {
     async fn create_template(&self, name: &str, headers: &[(&str, &str)]) -> (u16, Value) {
         let body = json!({"name": name, "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]});
         self.call(reqwest::Method::POST, "/templates", headers, Some(&body)).await
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        self.child.wait().unwrap()
     }
 }
 
@@ -300,7 +267,7 @@ async fn sigterm_during_a_running_task_loses_nothing_and_a_restart_finishes_it()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
-    let exit = first.terminate();
+    let exit = first.process.terminate();
     assert!(exit.success(), "SIGTERM is a clean shutdown: {exit}");
     assert!(started.elapsed() < Duration::from_secs(12), "within the grace period");
 
