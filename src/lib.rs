@@ -167,8 +167,8 @@ async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adap
     use ggprov_aws as a;
     let sdk = a::sdk_config(config.call_attempts).await;
     let region = sdk.region().map_or_else(|| config.region.clone(), ToString::to_string);
-    let dynamo = a::DynamoStore::new(aws_sdk_dynamodb_client(&sdk), &aws.table);
-    let sqs = aws_sdk_sqs_client(&sdk);
+    let dynamo = a::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &aws.table);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
     let mut status_queue = aws.status_queue_url.clone();
     let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));
@@ -199,24 +199,27 @@ async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adap
     let queue = Arc::new(
         a::SqsQueue::new(sqs.clone(), work_url, dlq_url).with_long_polling(Duration::from_secs(aws.queue_wait_secs)),
     );
-    let iot = a::AwsIot::new(iot_client(&sdk));
-    let ssm = ssm_client(&sdk);
+    let iot = a::AwsIot::new(aws_sdk_iot::Client::new(&sdk));
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
     let mut default_ca = config.default_ca.clone();
     if aws.create_resources {
         ensure_greengrass_policies(&iot).await.context("creating the Greengrass IoT policies")?;
         if default_ca.is_none() {
-            default_ca =
-                Some(development_ca(&iot_client(&sdk), &ssm, &aws.table).await.context("creating the development CA")?);
+            default_ca = Some(
+                development_ca(&aws_sdk_iot::Client::new(&sdk), &ssm, &aws.table)
+                    .await
+                    .context("creating the development CA")?,
+            );
         }
     }
-    let greengrass = Arc::new(a::AwsGreengrass::new(greengrass_client(&sdk), iot.clone(), region));
+    let greengrass = Arc::new(a::AwsGreengrass::new(aws_sdk_greengrassv2::Client::new(&sdk), iot.clone(), region));
     let cas = Arc::new(a::SsmCertificateAuthorities::new(iot.clone(), ssm, default_ca));
     let feed: Arc<dyn StatusFeed> = match status_queue {
         Some(url) => Arc::new(a::SqsStatusFeed::new(sqs, url)),
         None => Arc::new(NoStatus),
     };
     let publisher = aws.event_bus.as_ref().map(|bus| -> Arc<dyn EventPublisher> {
-        Arc::new(a::EventBridgePublisher::new(eventbridge_client(&sdk), bus, &config.event_source))
+        Arc::new(a::EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus, &config.event_source))
     });
     let store = Arc::new(dynamo);
     Ok(Adapters {
@@ -274,7 +277,7 @@ async fn development_ca(iot: &aws_sdk_iot::Client, ssm: &aws_sdk_ssm::Client, ta
         .set_as_active(true)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("RegisterCACertificate: {}", aws_smithy_types_display(&e)))?
+        .context("RegisterCACertificate")?
         .certificate_id
         .context("RegisterCACertificate answered no id")?;
     ssm.put_parameter()
@@ -284,7 +287,7 @@ async fn development_ca(iot: &aws_sdk_iot::Client, ssm: &aws_sdk_ssm::Client, ta
         .overwrite(true)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("PutParameter of the CA key: {}", aws_smithy_types_display(&e)))?;
+        .context("PutParameter of the CA key")?;
     ssm.put_parameter()
         .name(&marker)
         .value(&id)
@@ -292,39 +295,9 @@ async fn development_ca(iot: &aws_sdk_iot::Client, ssm: &aws_sdk_ssm::Client, ta
         .overwrite(true)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("PutParameter {marker}: {}", aws_smithy_types_display(&e)))?;
+        .with_context(|| format!("PutParameter {marker}"))?;
     tracing::info!(ca.id = %id, "created the development CA (IoT + SSM); it signs certificates when a request names no caId");
     Ok(id)
-}
-
-fn aws_smithy_types_display(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
-fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk)
-}
-fn aws_sdk_sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(sdk)
-}
-fn iot_client(sdk: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
-    aws_sdk_iot::Client::new(sdk)
-}
-fn greengrass_client(sdk: &aws_config::SdkConfig) -> aws_sdk_greengrassv2::Client {
-    aws_sdk_greengrassv2::Client::new(sdk)
-}
-fn ssm_client(sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::new(sdk)
-}
-fn eventbridge_client(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
-    aws_sdk_eventbridge::Client::new(sdk)
 }
 
 /// No status queue configured: outcomes come from reconciliation alone.

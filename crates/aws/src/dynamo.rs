@@ -13,12 +13,13 @@ mod templates;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TransactWriteItem,
 };
 use ggprov_domain::ports::{BoxError, ReadinessCheck, StoreError};
+
+pub(crate) use crate::store_error;
 
 pub(crate) type Item = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 pub(crate) use aws_sdk_dynamodb::types::AttributeValue as Av;
@@ -36,16 +37,6 @@ pub struct DynamoStore {
 
 pub(crate) fn unavailable(err: impl Into<BoxError>) -> StoreError {
     StoreError::Unavailable(err.into())
-}
-
-/// An SDK error with its service error's code and message, for logs.
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(sdk)`
-pub(crate) fn sdk<E, R>(err: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string().into())
 }
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -156,7 +147,7 @@ impl DynamoStore {
         match self.client.describe_table().table_name(&self.table).send().await {
             Ok(_) => return Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(err) => return Err(sdk(err)),
+            Err(err) => return Err(store_error(err)),
         }
         let attr = |name: &str| {
             AttributeDefinition::builder()
@@ -193,7 +184,7 @@ impl DynamoStore {
         match create.send().await {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
-            Err(err) => Err(sdk(err)),
+            Err(err) => Err(store_error(err)),
         }
     }
 
@@ -206,17 +197,23 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(sdk)?;
+            .map_err(store_error)?;
         Ok(out.item)
     }
 
     pub(crate) async fn put(&self, item: Item) -> Result<(), StoreError> {
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(store_error)?;
         Ok(())
     }
 
     pub(crate) async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
-        self.client.delete_item().table_name(&self.table).set_key(Some(key(pk, sk))).send().await.map_err(sdk)?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .send()
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -277,7 +274,7 @@ impl DynamoStore {
                 )
                 .send()
                 .await
-                .map_err(sdk)?;
+                .map_err(store_error)?;
             let mut page = out.items.unwrap_or_default();
             // BETWEEN is inclusive: drop the `after` key itself.
             if let Some(after) = &q.after {
@@ -315,7 +312,7 @@ impl DynamoStore {
                     };
                     Err(TxError::Cancelled(reasons))
                 }
-                _ => Err(TxError::Store(sdk(err))),
+                _ => Err(TxError::Store(store_error(err))),
             },
         }
     }
@@ -357,7 +354,7 @@ impl DynamoStore {
                     .request_items(&self.table, pending.clone())
                     .send()
                     .await
-                    .map_err(sdk)?;
+                    .map_err(store_error)?;
                 pending = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
                 if pending.is_empty() {
                     break;
@@ -379,7 +376,12 @@ impl ReadinessCheck for DynamoStore {
     }
 
     async fn check(&self) -> Result<(), BoxError> {
-        self.client.describe_table().table_name(&self.table).send().await.map_err(|e| BoxError::from(sdk(e)))?;
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| BoxError::from(store_error(e)))?;
         Ok(())
     }
 }

@@ -54,6 +54,19 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// The devices a batch (dis)association refused, from its error entries (thing, message, code).
+fn failures(
+    entries: impl Iterator<Item = (Option<String>, Option<String>, Option<String>)>,
+    default: &str,
+) -> Vec<(ThingName, String)> {
+    entries
+        .filter_map(|(thing, message, code)| {
+            let name = ThingName::parse(thing.as_deref()?).ok()?;
+            Some((name, message.or(code).unwrap_or_else(|| default.to_owned())))
+        })
+        .collect()
+}
+
 fn component(spec: &ComponentSpec) -> Result<ComponentDeploymentSpecification, CloudError> {
     let mut builder = ComponentDeploymentSpecification::builder().component_version(&spec.version);
     if let Some(update) = &spec.configuration_update {
@@ -330,12 +343,8 @@ impl Greengrass for AwsGreengrass {
                 .send()
                 .await
                 .map_err(|e| cloud_error("BatchAssociateClientDeviceWithCoreDevice", &e))?;
-            for entry in out.error_entries.unwrap_or_default() {
-                if let Some(name) = entry.thing_name.as_deref().and_then(|n| ThingName::parse(n).ok()) {
-                    let reason = entry.message.or(entry.code).unwrap_or_else(|| "association failed".to_owned());
-                    failed.push((name, reason));
-                }
-            }
+            let entries = out.error_entries.unwrap_or_default().into_iter().map(|e| (e.thing_name, e.message, e.code));
+            failed.extend(failures(entries, "association failed"));
         }
         Ok(failed)
     }
@@ -360,12 +369,8 @@ impl Greengrass for AwsGreengrass {
                 .send()
                 .await
                 .map_err(|e| cloud_error("BatchDisassociateClientDeviceFromCoreDevice", &e))?;
-            for entry in out.error_entries.unwrap_or_default() {
-                if let Some(name) = entry.thing_name.as_deref().and_then(|n| ThingName::parse(n).ok()) {
-                    let reason = entry.message.or(entry.code).unwrap_or_else(|| "disassociation failed".to_owned());
-                    failed.push((name, reason));
-                }
-            }
+            let entries = out.error_entries.unwrap_or_default().into_iter().map(|e| (e.thing_name, e.message, e.code));
+            failed.extend(failures(entries, "disassociation failed"));
         }
         Ok(failed)
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use ggprov_domain::ports::CloudError;
+use ggprov_domain::ports::{CloudError, StoreError};
 
 pub use ca::SsmCertificateAuthorities;
 pub use dynamo::DynamoStore;
@@ -52,6 +52,16 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         builder = builder.force_path_style(true);
     }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// A store failure from an SDK error, with the service's code and message for the logs.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(store_error)`
+pub(crate) fn store_error<E, R>(err: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string().into())
 }
 
 /// Maps an SDK error to the domain's cloud error by its AWS error code (and HTTP status).

@@ -1,19 +1,12 @@
 //! `ArtifactStore` on S3, every object written with server-side encryption (SSE-KMS with the
 //! configured key, SSE-S3 otherwise).
 
+use crate::store_error;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use ggprov_domain::ports::{ArtifactStore, StoreError};
-
-fn sdk<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(err).to_string().into())
-}
 
 /// Artifacts in one S3 bucket.
 #[derive(Clone)]
@@ -51,7 +44,7 @@ impl S3Artifacts {
             {
                 Ok(())
             }
-            Err(err) => Err(sdk(&err)),
+            Err(err) => Err(store_error(err)),
         }
     }
 
@@ -59,7 +52,7 @@ impl S3Artifacts {
     pub async fn presigned_url(&self, key: &str, ttl: std::time::Duration) -> Result<String, StoreError> {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(StoreError::unavailable)?;
         let request =
-            self.client.get_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(|e| sdk(&e))?;
+            self.client.get_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(store_error)?;
         Ok(request.uri().to_owned())
     }
 }
@@ -76,7 +69,7 @@ impl ArtifactStore for S3Artifacts {
             Some(kms) => request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms),
             None => request.server_side_encryption(ServerSideEncryption::Aes256),
         };
-        request.send().await.map_err(|e| sdk(&e))?;
+        request.send().await.map_err(store_error)?;
         Ok(())
     }
 
@@ -90,12 +83,12 @@ impl ArtifactStore for S3Artifacts {
             {
                 Ok(None)
             }
-            Err(err) => Err(sdk(&err)),
+            Err(err) => Err(store_error(err)),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk(&e))?;
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(store_error)?;
         Ok(())
     }
 
@@ -118,7 +111,7 @@ impl ArtifactStore for S3Artifacts {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| sdk(&e))?;
+                .map_err(store_error)?;
             keys.extend(out.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
             match out.next_continuation_token {
                 Some(next) if out.is_truncated == Some(true) => token = Some(next),

@@ -4,20 +4,13 @@
 
 use std::time::Duration;
 
+use crate::store_error;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use ggprov_domain::ports::{BoxError, Delivery, Job, QueueDepth, ReadinessCheck, StoreError, WorkQueue};
-
-fn sdk<E, R>(err: &aws_sdk_sqs::error::SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(err).to_string().into())
-}
 
 /// The reason a job was dead-lettered travels as this message attribute.
 const ERROR_ATTRIBUTE: &str = "ggprov-error";
@@ -67,7 +60,7 @@ impl SqsQueue {
             .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
             .send()
             .await
-            .map_err(|e| sdk(&e))?
+            .map_err(store_error)?
             .queue_url
             .unwrap_or_default();
         let dlq_arn = Self::queue_arn(client, &dlq).await?;
@@ -78,7 +71,7 @@ impl SqsQueue {
             .attributes(QueueAttributeName::RedrivePolicy, redrive)
             .send()
             .await
-            .map_err(|e| sdk(&e))?
+            .map_err(store_error)?
             .queue_url
             .unwrap_or_default();
         Ok((url, dlq))
@@ -91,7 +84,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| sdk(&e))?;
+            .map_err(store_error)?;
         out.attributes
             .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
             .ok_or_else(|| StoreError::unavailable(format!("queue {url} has no ARN")))
@@ -107,7 +100,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
-            .map_err(|e| sdk(&e))?;
+            .map_err(store_error)?;
         let attrs = out.attributes.unwrap_or_default();
         let get = |name: &QueueAttributeName| attrs.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         Ok((
@@ -148,7 +141,7 @@ impl WorkQueue for SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| sdk(&e))?;
+                .map_err(store_error)?;
             if let Some(failed) = out.failed.first() {
                 return Err(StoreError::unavailable(format!(
                     "SQS refused {} of {} jobs: {}",
@@ -172,7 +165,7 @@ impl WorkQueue for SqsQueue {
             .wait_time_seconds(seconds(self.wait))
             .send()
             .await
-            .map_err(|e| sdk(&e))?;
+            .map_err(store_error)?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -193,7 +186,7 @@ impl WorkQueue for SqsQueue {
         match self.client.delete_message().queue_url(&self.url).receipt_handle(receipt).send().await {
             Ok(_) => Ok(true),
             Err(err) if lost_lease(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err)) => Ok(false),
-            Err(err) => Err(sdk(&err)),
+            Err(err) => Err(store_error(err)),
         }
     }
 
@@ -214,7 +207,7 @@ impl WorkQueue for SqsQueue {
         {
             Ok(_) => Ok(true),
             Err(err) if lost_lease(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err)) => Ok(false),
-            Err(err) => Err(sdk(&err)),
+            Err(err) => Err(store_error(err)),
         }
     }
 
@@ -226,7 +219,7 @@ impl WorkQueue for SqsQueue {
             .message_attributes(ERROR_ATTRIBUTE, attribute(error))
             .send()
             .await
-            .map_err(|e| sdk(&e))?;
+            .map_err(store_error)?;
         // A crash between the copy and the delete leaves the job on both queues: it comes back
         // once more and is dead-lettered again (at least once, as everywhere).
         self.ack(&delivery.receipt).await.map(|_| ())
@@ -250,7 +243,7 @@ impl WorkQueue for SqsQueue {
                 .message_attribute_names(ERROR_ATTRIBUTE)
                 .send()
                 .await
-                .map_err(|e| sdk(&e))?;
+                .map_err(store_error)?;
             let messages = out.messages.unwrap_or_default();
             if messages.is_empty() {
                 break;

@@ -20,7 +20,8 @@ use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use super::{
-    DynamoStore, Item, MAX_TRIES, Query, SHARDS, TxError, doc, get_n, get_s, key, n, opt_n, s, sdk, shard_of, to_doc,
+    DynamoStore, Item, MAX_TRIES, Query, SHARDS, TxError, doc, get_n, get_s, key, n, opt_n, s, shard_of, store_error,
+    to_doc,
 };
 
 const CORE: &str = "#CORE";
@@ -64,6 +65,34 @@ fn add_contribution(deltas: &mut Deltas, c: &Contribution, sign: i64) {
     desired[0] += sign;
     desired[state] += sign;
     deltas.entry((c.reported.name.clone(), c.reported.version)).or_default()[1] += sign;
+}
+
+/// Builds a transaction with `$build` (an expression of type
+/// `Result<Option<Vec<TransactWriteItem>>, StoreError>`; `None` = nothing to do) and commits
+/// it, building again after a cancellation.
+macro_rules! retry_tx {
+    ($store:expr, $build:block) => {{
+        let mut result = Err(StoreError::Conflict);
+        for _ in 0..MAX_TRIES {
+            let built: Result<Option<Vec<TransactWriteItem>>, StoreError> = async { $build }.await;
+            let Some(writes) = built? else {
+                result = Ok(());
+                break;
+            };
+            match $store.transact(writes).await {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err(TxError::Cancelled(_)) => continue,
+                Err(TxError::Store(err)) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        result
+    }};
 }
 
 /// A stored core with the revision it was read at.
@@ -193,18 +222,18 @@ impl DynamoStore {
     where
         F: FnMut(Option<&Revised>) -> Option<(Option<Core>, Vec<TransactWriteItem>)>,
     {
-        for _ in 0..MAX_TRIES {
+        let mut declined = false;
+        retry_tx!(self, {
             let before = self.read_core(name).await?;
-            let Some((after, extra)) = change(before.as_ref()) else { return Ok(false) };
+            let Some((after, extra)) = change(before.as_ref()) else {
+                declined = true;
+                return Ok(None);
+            };
             let mut writes = self.core_writes(before.as_ref(), after.as_ref());
             writes.extend(extra);
-            match self.transact(writes).await {
-                Ok(()) => return Ok(true),
-                Err(TxError::Cancelled(_)) => continue,
-                Err(TxError::Store(err)) => return Err(err),
-            }
-        }
-        Err(StoreError::Conflict)
+            Ok(Some(writes))
+        })?;
+        Ok(!declined)
     }
 
     /// Ends a task item together with a core change and an event; a duplicate (the item
@@ -221,10 +250,10 @@ impl DynamoStore {
     where
         F: FnMut(Option<&Revised>, Timestamp) -> Option<Option<Core>>,
     {
-        for _ in 0..MAX_TRIES {
+        retry_tx!(self, {
             let now = Timestamp::now();
             let Some(mut writes) = self.end_item_writes(task, item, outcome, message, now).await? else {
-                return Ok(());
+                return Ok(None);
             };
             let before = self.read_core(item.as_str()).await?;
             if let Some(after) = change(before.as_ref(), now) {
@@ -233,13 +262,8 @@ impl DynamoStore {
             if let Some(event) = event {
                 writes.push(self.event_put(event, now));
             }
-            match self.transact(writes).await {
-                Ok(()) => return Ok(()),
-                Err(TxError::Cancelled(_)) => continue,
-                Err(TxError::Store(err)) => return Err(err),
-            }
-        }
-        Err(StoreError::Conflict)
+            Ok(Some(writes))
+        })
     }
 
     async fn counters_from_shards(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
@@ -294,34 +318,6 @@ fn stored_event(item: &Item) -> Result<StoredEvent, StoreError> {
         event: doc(item)?,
         time: Timestamp::from_millis(get_n(item, "time")?).ok_or_else(|| super::corrupt("event time"))?,
     })
-}
-
-/// Builds a transaction with `$build` (an expression of type
-/// `Result<Option<Vec<TransactWriteItem>>, StoreError>`; `None` = nothing to do) and commits
-/// it, building again after a cancellation.
-macro_rules! retry_tx {
-    ($store:expr, $build:block) => {{
-        let mut result = Err(StoreError::Conflict);
-        for _ in 0..MAX_TRIES {
-            let built: Result<Option<Vec<TransactWriteItem>>, StoreError> = async { $build }.await;
-            let Some(writes) = built? else {
-                result = Ok(());
-                break;
-            };
-            match $store.transact(writes).await {
-                Ok(()) => {
-                    result = Ok(());
-                    break;
-                }
-                Err(TxError::Cancelled(_)) => continue,
-                Err(TxError::Store(err)) => {
-                    result = Err(err);
-                    break;
-                }
-            }
-        }
-        result
-    }};
 }
 
 #[async_trait]
@@ -383,22 +379,17 @@ impl CoreStore for DynamoStore {
     }
 
     async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError> {
-        for _ in 0..MAX_TRIES {
+        retry_tx!(self, {
             let now = Timestamp::now();
             let Some(mut writes) = self.end_item_writes(task, name, TaskStatus::Success, None, now).await? else {
-                return Ok(());
+                return Ok(None);
             };
             let before = self.read_core(name.as_str()).await?;
             writes.extend(self.core_writes(before.as_ref(), None));
             writes.push(self.delete_write(Self::journal_pk(name), "#JOURNAL"));
             writes.push(self.event_put(event, now));
-            match self.transact(writes).await {
-                Ok(()) => return Ok(()),
-                Err(TxError::Cancelled(_)) => continue,
-                Err(TxError::Store(err)) => return Err(err),
-            }
-        }
-        Err(StoreError::Conflict)
+            Ok(Some(writes))
+        })
     }
 
     async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError> {
@@ -560,7 +551,7 @@ impl CoreStore for DynamoStore {
             match result {
                 Ok(_) => claimed.push(stored_event(&item)?),
                 Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(err) => return Err(sdk(err)),
+                Err(err) => return Err(store_error(err)),
             }
         }
         Ok(claimed)
@@ -582,7 +573,7 @@ impl CoreStore for DynamoStore {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(sdk)?;
+                    .map_err(store_error)?;
                 total += u64::try_from(out.count).unwrap_or(0);
                 match out.last_evaluated_key {
                     Some(key) if !key.is_empty() => start = Some(key),
@@ -603,7 +594,7 @@ impl CoreStore for DynamoStore {
                 .expression_attribute_values(":now", n(Timestamp::now().as_millis()))
                 .send()
                 .await
-                .map_err(sdk)?;
+                .map_err(store_error)?;
         }
         Ok(())
     }
@@ -802,7 +793,7 @@ impl CoreStore for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(err) => Err(sdk(err)),
+            Err(err) => Err(store_error(err)),
         }
     }
 }

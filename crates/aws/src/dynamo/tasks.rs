@@ -12,7 +12,7 @@ use ggprov_domain::ports::StoreError;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{DynamoStore, Item, Query, SHARDS, corrupt, doc, get_n, get_s, key, n, opt_n, opt_s, s, shard_of, to_doc};
+use super::{DynamoStore, Item, Query, SHARDS, corrupt, doc, get_s, key, n, opt_n, opt_s, s, shard_of, to_doc};
 
 pub(crate) const HEADER: &str = "#TASK";
 
@@ -267,7 +267,7 @@ impl DynamoStore {
                 if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) {
                     StoreError::AlreadyExists
                 } else {
-                    super::sdk(err)
+                    super::store_error(err)
                 }
             })?;
         Ok(())
@@ -464,12 +464,7 @@ impl DynamoStore {
             .expression_attribute_values(":m", s(message))
             .send()
             .await
-            .map_err(super::sdk)?;
+            .map_err(crate::store_error)?;
         Ok(())
     }
-}
-
-#[allow(dead_code)]
-fn _uses(item: &Item) -> Result<i64, StoreError> {
-    get_n(item, "n_total")
 }
