@@ -64,7 +64,7 @@ async fn inventory(app: &TestApp) -> Value {
 }
 
 async fn recount_agrees(app: &TestApp) {
-    use ggprov_domain::ports::CoreStore as _;
+    use ggprov_domain::ports::FleetCounters as _;
     let store = ggprov_store_sqlite::SqliteStore::open(&app.data.path().join("ggprov.sqlite")).await.unwrap();
     assert_eq!(store.fleet_counters().await.unwrap(), store.recount_fleet().await.unwrap(), "counters == recount");
 }

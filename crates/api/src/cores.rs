@@ -134,7 +134,7 @@ impl CoreResource {
                 reported: ReportedTemplate {
                     name: core.reported.name,
                     version: core.reported.version,
-                    deployment_status: core.deployment_status,
+                    deployment_status: core.deployment_status.into(),
                     deployment_status_message: core.deployment_status_message,
                 },
             },

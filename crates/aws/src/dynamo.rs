@@ -6,10 +6,6 @@
 //! the background scans. A state change, its counters and its outbox event are written in one
 //! `TransactWriteItems`, conditioned on the revision read (optimistic concurrency).
 
-mod records;
-mod tasks;
-mod templates;
-
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
@@ -112,6 +108,45 @@ impl From<StoreError> for TxError {
 
 /// How often a read-modify-write is tried before the store reports a conflict.
 pub(crate) const MAX_TRIES: usize = 16;
+
+/// Builds a transaction with `$build` (an expression of type
+/// `Result<Option<Vec<TransactWriteItem>>, StoreError>`; `None` = nothing to do) and commits
+/// it, building again after a cancellation.
+macro_rules! retry_tx {
+    ($store:expr, $build:block) => {{
+        let mut result = Err(ggprov_domain::ports::StoreError::Conflict);
+        for _ in 0..$crate::dynamo::MAX_TRIES {
+            let built: Result<Option<Vec<TransactWriteItem>>, ggprov_domain::ports::StoreError> =
+                async { $build }.await;
+            let Some(writes) = built? else {
+                result = Ok(());
+                break;
+            };
+            match $store.transact(writes).await {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err($crate::dynamo::TxError::Cancelled(_)) => continue,
+                Err($crate::dynamo::TxError::Store(err)) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        result
+    }};
+}
+
+mod cores;
+mod cursors;
+mod deployments;
+mod devices;
+mod fleet;
+mod journals;
+mod outbox;
+mod tasks;
+mod templates;
 
 /// A `Query` to run: which index, which partition, which range of sort keys.
 pub(crate) struct Query<'a> {

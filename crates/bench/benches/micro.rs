@@ -91,7 +91,8 @@ fn fleet_summary_100k_cores(bencher: divan::Bencher<'_, '_>) {
         store
     });
     bencher.bench(|| {
-        runtime
-            .block_on(async { ggprov_domain::ports::CoreStore::fleet_counters(store.as_ref()).await.expect("summary") })
+        runtime.block_on(async {
+            ggprov_domain::ports::FleetCounters::fleet_counters(store.as_ref()).await.expect("summary")
+        })
     });
 }

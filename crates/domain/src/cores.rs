@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::deployment_state::{DeploymentState, DeploymentStatus};
 use crate::provisioning::CdfProvisioningParameters;
-use crate::task::{TaskId, TaskStatus, TaskType};
+use crate::task::{ItemCounts, TaskId, TaskStatus, TaskType};
 use crate::thing::ThingName;
 use crate::time::Timestamp;
 
@@ -109,6 +110,19 @@ pub struct Task {
     pub updated_at: Option<Timestamp>,
 }
 
+impl Task {
+    /// A task's status, the one rule every store applies: a deployment task whose targets are
+    /// not expanded yet is `Waiting`; a task that ended with a message and no items (targets
+    /// that matched nothing) is `Failure`; otherwise its items decide.
+    pub fn derive_status(kind: &TaskKind, counts: &ItemCounts, status_message: Option<&str>) -> TaskStatus {
+        match kind {
+            TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,
+            _ if counts.total == 0 && status_message.is_some() => TaskStatus::Failure,
+            _ => counts.task_status(),
+        }
+    }
+}
+
 /// One item of a task: the request, and how far it got.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskItem<R> {
@@ -149,8 +163,8 @@ pub struct Core {
     pub provisioning_template: String,
     pub desired: TemplateRef,
     pub reported: TemplateRef,
-    /// `None` until a deployment outcome is known; then a Greengrass status or `Failure`.
-    pub deployment_status: String,
+    /// `None` until a deployment is assigned; then how its last deployment stands.
+    pub deployment_status: DeploymentStatus,
     pub deployment_status_message: Option<String>,
     pub artifacts: BTreeMap<String, Artifact>,
     /// The Greengrass deployment of the desired template version.
@@ -159,30 +173,6 @@ pub struct Core {
     pub status_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
-}
-
-/// How a core's last deployment stands, for the fleet summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeploymentState {
-    /// No failure recorded (`None`, or `SUCCESSFUL`).
-    Success,
-    Failed,
-    InProgress,
-}
-
-/// The deployment status of a core while its deployment runs.
-pub const IN_PROGRESS: &str = "IN_PROGRESS";
-/// The deployment status after a successful deployment.
-pub const SUCCESSFUL: &str = "SUCCESSFUL";
-
-impl DeploymentState {
-    pub fn of(deployment_status: &str) -> Self {
-        match deployment_status {
-            NO_TEMPLATE | SUCCESSFUL => Self::Success,
-            IN_PROGRESS => Self::InProgress,
-            _ => Self::Failed,
-        }
-    }
 }
 
 /// The counters of one template version in the fleet summary.
@@ -210,7 +200,7 @@ impl Core {
             provisioning_template,
             desired: TemplateRef::none(),
             reported: TemplateRef::none(),
-            deployment_status: NO_TEMPLATE.to_owned(),
+            deployment_status: DeploymentStatus::None,
             deployment_status_message: None,
             artifacts: BTreeMap::new(),
             desired_deployment_id: None,

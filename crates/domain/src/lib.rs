@@ -4,6 +4,7 @@ pub mod core_service;
 pub mod core_task_service;
 pub mod cores;
 pub mod deployment_service;
+pub mod deployment_state;
 pub mod device_service;
 pub mod jobs;
 pub mod metrics;
@@ -22,7 +23,7 @@ pub mod time;
 pub mod validation;
 
 pub use pagination::{Page, PageRequest};
-pub use task::{TaskId, TaskStatus, TaskType};
+pub use task::{ItemCounts, TaskId, TaskStatus, TaskType};
 pub use template::{Component, ComponentName, ComponentVersion, Template, TemplateName, TemplateSpec};
 pub use template_service::TemplateService;
 pub use thing::ThingName;

@@ -37,25 +37,55 @@ impl TaskStatus {
         matches!(self, Self::Success | Self::Failure)
     }
 
-    /// A task's status from its items' statuses: `Waiting` until an item starts, `Success`
-    /// when all succeeded, `Failure` when all ended and one failed, `InProgress` otherwise.
+    /// A task's status from its items' statuses (see [`ItemCounts::task_status`]).
     pub fn of_items(statuses: impl IntoIterator<Item = TaskStatus>) -> Self {
-        let (mut total, mut waiting, mut success, mut failure) = (0, 0, 0, 0);
+        let mut counts = ItemCounts::default();
         for s in statuses {
-            total += 1;
-            match s {
-                Self::Waiting => waiting += 1,
-                Self::Success => success += 1,
-                Self::Failure => failure += 1,
-                Self::InProgress => {}
-            }
+            counts.add(s, 1);
         }
-        if total == 0 || waiting == total {
-            Self::Waiting
-        } else if success + failure == total {
-            if failure > 0 { Self::Failure } else { Self::Success }
+        counts.task_status()
+    }
+}
+
+/// How many items of a task are in each status: what stores keep (or count) so that a task's
+/// status is derived by the one rule here, never by an adapter of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemCounts {
+    pub total: i64,
+    pub waiting: i64,
+    pub success: i64,
+    pub failure: i64,
+}
+
+impl ItemCounts {
+    /// Counts `n` items (negative to remove) of status `status`.
+    pub fn add(&mut self, status: TaskStatus, n: i64) {
+        self.total += n;
+        match status {
+            TaskStatus::Waiting => self.waiting += n,
+            TaskStatus::Success => self.success += n,
+            TaskStatus::Failure => self.failure += n,
+            TaskStatus::InProgress => {}
+        }
+    }
+
+    /// The change of counts when one item moves from `from` to `to`.
+    pub fn transition(from: TaskStatus, to: TaskStatus) -> Self {
+        let mut delta = Self::default();
+        delta.add(from, -1);
+        delta.add(to, 1);
+        delta
+    }
+
+    /// `Waiting` until an item starts, `Success` when all succeeded, `Failure` when all ended
+    /// and one failed, `InProgress` otherwise.
+    pub fn task_status(&self) -> TaskStatus {
+        if self.total == 0 || self.waiting == self.total {
+            TaskStatus::Waiting
+        } else if self.success + self.failure == self.total {
+            if self.failure > 0 { TaskStatus::Failure } else { TaskStatus::Success }
         } else {
-            Self::InProgress
+            TaskStatus::InProgress
         }
     }
 }
@@ -138,5 +168,17 @@ mod tests {
         assert_eq!(TaskStatus::of_items([Success, Success]), Success);
         assert_eq!(TaskStatus::of_items([Success, Failure]), Failure);
         assert_eq!(TaskStatus::of_items([InProgress, Failure]), InProgress);
+        assert_eq!(TaskStatus::of_items([]), Waiting);
+    }
+
+    #[test]
+    fn item_transitions_move_counts_without_changing_the_total() {
+        let mut counts = ItemCounts { total: 2, waiting: 2, success: 0, failure: 0 };
+        let delta = ItemCounts::transition(TaskStatus::Waiting, TaskStatus::Success);
+        counts.total += delta.total;
+        counts.waiting += delta.waiting;
+        counts.success += delta.success;
+        assert_eq!(counts, ItemCounts { total: 2, waiting: 1, success: 1, failure: 0 });
+        assert_eq!(counts.task_status(), TaskStatus::InProgress);
     }
 }

@@ -1,57 +1,75 @@
-//! Deployment tasks, template deployments, per-core deployment state and the ingestion cursor
-//! on SQLite (the `CoreStore` methods of that family delegate here).
+//! `DeploymentRecords` on SQLite: deployment tasks' targets (items of the task), template
+//! deployments, and each core's deployment state, changed only through the domain's
+//! transitions (`Core::assign_deployment`, `record_deployment_failure`, `apply_outcome`).
 
-use ggprov_domain::cores::{Event, IN_PROGRESS, NewCore, SUCCESSFUL, TaskItem, TemplateRef};
-use ggprov_domain::ports::{DeploymentOutcome, StoreError};
+use async_trait::async_trait;
+use ggprov_domain::cores::{Core, Event, NewCore, TaskItem, TemplateRef};
+use ggprov_domain::ports::{DeploymentOutcome, DeploymentRecords, StoreError};
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
-use crate::cores::{end_item, item_from_row, write_event};
-use crate::fleet::{apply_delta, contribution};
+use crate::cores::{read_core, write_core};
+use crate::rows::{end_item, item_from_row, write_event};
 use crate::{SqliteStore, unavailable};
 
-impl SqliteStore {
-    pub(crate) async fn deployment_task_items(
-        &self,
-        task: &TaskId,
-        page: PageRequest<ThingName>,
-    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name > ? ORDER BY name LIMIT ?",
+/// Ends a deployment item and applies `change` to its core (if the core exists), in one
+/// transaction; a duplicate delivery (the item ended already) changes nothing.
+async fn end_deployment_item(
+    store: &SqliteStore,
+    task: &TaskId,
+    core: &ThingName,
+    outcome: TaskStatus,
+    message: Option<&str>,
+    change: impl FnOnce(&mut Core, Timestamp),
+) -> Result<(), StoreError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin_write().await?;
+    if !end_item(&mut tx, task, core, outcome, message, now).await? {
+        return Ok(());
+    }
+    if let Some(before) = read_core(&mut tx, core.as_str()).await? {
+        let mut after = before.clone();
+        change(&mut after, now);
+        write_core(&mut tx, Some(&before), Some(&after)).await?;
+    }
+    tx.commit().await.map_err(unavailable)
+}
+
+async fn expand_items(
+    tx: &mut Transaction<'static, Sqlite>,
+    task: &TaskId,
+    cores: &[ThingName],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for core in cores {
+        sqlx::query(
+            "INSERT INTO task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)",
         )
         .bind(task.as_str())
-        .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str))
-        .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let items = rows.iter().map(item_from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
-    }
-
-    pub(crate) async fn deployments_of_core(
-        &self,
-        core: &ThingName,
-        page: PageRequest<TaskId>,
-    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.task_id, i.name, i.request, i.status, i.status_message, i.created_at, i.updated_at FROM task_items i \
-             JOIN tasks t ON t.id = i.task_id WHERE t.kind = 'deployment' AND i.name = ? AND i.task_id > ? ORDER BY i.task_id LIMIT ?",
-        )
         .bind(core.as_str())
-        .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
-        .bind(i64::from(page.limit) + 1)
+        .bind(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}).to_string())
+        .bind(now.as_millis())
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl DeploymentRecords for SqliteStore {
+    async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM tasks WHERE kind = 'deployment' AND expanded = 0 AND created_at < ? ORDER BY id",
+        )
+        .bind(before.as_millis())
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        let items = rows
-            .iter()
-            .map(|r| Ok((TaskId::from_text(r.get("task_id")), item_from_row(r)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |(id, _)| id.clone()))
+        Ok(rows.iter().map(|r| TaskId::from_text(r.get("id"))).collect())
     }
 
-    pub(crate) async fn expand_deployment(
+    async fn expand_deployment_task(
         &self,
         task: &TaskId,
         cores: &[ThingName],
@@ -73,24 +91,13 @@ impl SqliteStore {
         if claimed.rows_affected() == 0 {
             return Ok(false);
         }
-        for core in cores {
-            sqlx::query(
-                "INSERT INTO task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)",
-            )
-            .bind(task.as_str())
-            .bind(core.as_str())
-            .bind(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}).to_string())
-            .bind(now.as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
+        expand_items(&mut tx, task, cores, now).await?;
         write_event(&mut tx, event, now).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 
-    pub(crate) async fn fail_deployment(&self, task: &TaskId, message: &str) -> Result<(), StoreError> {
+    async fn fail_deployment_task(&self, task: &TaskId, message: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE tasks SET expanded = 1, batches_total = 0, status_message = ? WHERE id = ?")
             .bind(message)
             .bind(task.as_str())
@@ -100,7 +107,29 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn deployment_of_template(&self, template: &TemplateRef) -> Result<Option<String>, StoreError> {
+    async fn core_deployments(
+        &self,
+        core: &ThingName,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.task_id, i.name, i.request, i.status, i.status_message, i.created_at, i.updated_at FROM task_items i \
+             JOIN tasks t ON t.id = i.task_id WHERE t.kind = 'deployment' AND i.name = ? AND i.task_id > ? ORDER BY i.task_id LIMIT ?",
+        )
+        .bind(core.as_str())
+        .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let items = rows
+            .iter()
+            .map(|r| Ok((TaskId::from_text(r.get("task_id")), item_from_row(r)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |(id, _)| id.clone()))
+    }
+
+    async fn template_deployment(&self, template: &TemplateRef) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
             "SELECT deployment_id FROM template_deployments WHERE template_name = ? AND template_version = ?",
         )
@@ -112,7 +141,7 @@ impl SqliteStore {
         Ok(row.map(|r| r.get("deployment_id")))
     }
 
-    pub(crate) async fn record_template_deployment(
+    async fn save_template_deployment(
         &self,
         template: &TemplateRef,
         group: &str,
@@ -127,12 +156,10 @@ impl SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        self.deployment_of_template(template)
-            .await?
-            .ok_or_else(|| StoreError::unavailable("template deployment vanished"))
+        self.template_deployment(template).await?.ok_or_else(|| StoreError::unavailable("template deployment vanished"))
     }
 
-    pub(crate) async fn template_for_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError> {
+    async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError> {
         let row =
             sqlx::query("SELECT template_name, template_version FROM template_deployments WHERE deployment_id = ?")
                 .bind(deployment_id)
@@ -143,151 +170,43 @@ impl SqliteStore {
             .map(|r| TemplateRef { name: r.get("template_name"), version: r.get::<i64, _>("template_version") as u32 }))
     }
 
-    pub(crate) async fn set_desired(
+    async fn complete_deployment_item(
         &self,
         task: &TaskId,
         core: &ThingName,
         template: &TemplateRef,
         deployment_id: &str,
     ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
-        let mut tx = self.begin_write().await?;
-        if !end_item(&mut tx, task, core, TaskStatus::Success, None, now).await? {
-            return Ok(());
-        }
-        let before = contribution(&mut tx, core.as_str()).await?;
-        sqlx::query(
-            "UPDATE cores SET desired_name = ?, desired_version = ?, desired_deployment_id = ?, deployment_status = ?, \
-             deployment_status_message = NULL, status_at = ?, updated_at = ? WHERE name = ?",
-        )
-        .bind(&template.name)
-        .bind(i64::from(template.version))
-        .bind(deployment_id)
-        .bind(IN_PROGRESS)
-        .bind(now.as_millis())
-        .bind(now.as_millis())
-        .bind(core.as_str())
-        .execute(&mut *tx)
+        end_deployment_item(self, task, core, TaskStatus::Success, None, |c, now| {
+            c.assign_deployment(template, deployment_id, now);
+        })
         .await
-        .map_err(unavailable)?;
-        let after = contribution(&mut tx, core.as_str()).await?;
-        apply_delta(&mut tx, before.as_ref(), after.as_ref()).await?;
-        tx.commit().await.map_err(unavailable)
     }
 
-    pub(crate) async fn fail_deployment_for_core(
-        &self,
-        task: &TaskId,
-        core: &ThingName,
-        message: &str,
-    ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
-        let mut tx = self.begin_write().await?;
-        if !end_item(&mut tx, task, core, TaskStatus::Failure, Some(message), now).await? {
-            return Ok(());
-        }
-        let before = contribution(&mut tx, core.as_str()).await?;
-        if before.is_some() {
-            sqlx::query("UPDATE cores SET deployment_status = 'Failure', deployment_status_message = ?, status_at = ?, updated_at = ? WHERE name = ?")
-                .bind(message)
-                .bind(now.as_millis())
-                .bind(now.as_millis())
-                .bind(core.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            let after = contribution(&mut tx, core.as_str()).await?;
-            apply_delta(&mut tx, before.as_ref(), after.as_ref()).await?;
-        }
-        tx.commit().await.map_err(unavailable)
+    async fn fail_deployment_item(&self, task: &TaskId, core: &ThingName, message: &str) -> Result<(), StoreError> {
+        end_deployment_item(self, task, core, TaskStatus::Failure, Some(message), |c, now| {
+            c.record_deployment_failure(message, now);
+        })
+        .await
     }
 
-    pub(crate) async fn apply_outcome(
+    async fn apply_deployment_outcome(
         &self,
         outcome: &DeploymentOutcome,
         template: &TemplateRef,
         event: &Event,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let Some(row) = sqlx::query("SELECT desired_deployment_id, status_at FROM cores WHERE name = ?")
-            .bind(&outcome.core_name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-        else {
+        let Some(before) = read_core(&mut tx, &outcome.core_name).await? else {
             return Ok(false);
         };
-        let desired: Option<String> = row.get("desired_deployment_id");
-        let status_at: Option<i64> = row.get("status_at");
-        if status_at.is_some_and(|at| outcome.time.as_millis() < at) {
-            return Ok(false); // older than what is recorded
+        let mut after = before.clone();
+        if !after.apply_outcome(outcome, template) {
+            return Ok(false);
         }
-        let is_desired = desired.as_deref() == Some(outcome.deployment_id.as_str());
-        let before = contribution(&mut tx, &outcome.core_name).await?;
-        let time = outcome.time.as_millis();
-        match (is_desired, outcome.succeeded) {
-            (true, true) => {
-                sqlx::query(
-                    "UPDATE cores SET reported_name = ?, reported_version = ?, deployment_status = ?, deployment_status_message = NULL, \
-                     status_at = ?, updated_at = ? WHERE name = ?",
-                )
-                .bind(&template.name)
-                .bind(i64::from(template.version))
-                .bind(SUCCESSFUL)
-                .bind(time)
-                .bind(time)
-                .bind(&outcome.core_name)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            }
-            (true, false) => {
-                sqlx::query("UPDATE cores SET deployment_status = ?, deployment_status_message = ?, status_at = ?, updated_at = ? WHERE name = ?")
-                    .bind(&outcome.detailed_status)
-                    .bind(outcome.reason.as_deref())
-                    .bind(time)
-                    .bind(time)
-                    .bind(&outcome.core_name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            // An older deployment finished: the core runs that version now; its desired one is still coming.
-            (false, true) => {
-                sqlx::query("UPDATE cores SET reported_name = ?, reported_version = ?, updated_at = ? WHERE name = ?")
-                    .bind(&template.name)
-                    .bind(i64::from(template.version))
-                    .bind(time)
-                    .bind(&outcome.core_name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            (false, false) => return Ok(false),
-        }
-        let after = contribution(&mut tx, &outcome.core_name).await?;
-        apply_delta(&mut tx, before.as_ref(), after.as_ref()).await?;
+        write_core(&mut tx, Some(&before), Some(&after)).await?;
         write_event(&mut tx, event, Timestamp::now()).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
-    }
-
-    pub(crate) async fn cursor(&self, feed: &str) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT position FROM ingest_cursors WHERE feed = ?")
-            .bind(feed)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(row.map_or(0, |r| r.get::<i64, _>("position") as u64))
-    }
-
-    pub(crate) async fn save_cursor(&self, feed: &str, position: u64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO ingest_cursors (feed, position) VALUES (?, ?) ON CONFLICT (feed) DO UPDATE SET position = MAX(position, excluded.position)")
-            .bind(feed)
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 }

@@ -1,85 +1,39 @@
-//! Fleet counters: each core contributes +1 to `desired_in_use` and to one of the
-//! last-deployment counters of its desired version, and +1 to `reported_in_use` of its
-//! reported version. Every change of a core record moves the counters by the difference of
-//! its contribution before and after, in the same transaction.
+//! `FleetCounters` on SQLite: one row of counters per template version in `fleet_counters`,
+//! moved by the domain's `FleetDelta` in the same transaction as every core change. The
+//! recount groups the core rows by their stored deployment class, so no classification rule
+//! is restated here.
 
 use std::collections::BTreeMap;
 
-use ggprov_domain::cores::{DeploymentState, VersionCounts};
-use ggprov_domain::ports::StoreError;
+use async_trait::async_trait;
+use ggprov_domain::cores::{Core, TemplateRef, VersionCounts};
+use ggprov_domain::deployment_state::{DeploymentStatus, FleetDelta};
+use ggprov_domain::ports::{FleetCounters, StoreError};
+use ggprov_domain::{ThingName, Timestamp};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::unavailable;
+use crate::{SqliteStore, unavailable};
 
-/// What one core adds to the counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Contribution {
-    desired: (String, i64),
-    reported: (String, i64),
-    state: DeploymentState,
-}
-
-/// The contribution of a core as stored now (inside the transaction).
-pub(crate) async fn contribution(
-    tx: &mut Transaction<'static, Sqlite>,
-    name: &str,
-) -> Result<Option<Contribution>, StoreError> {
-    let row = sqlx::query("SELECT desired_name, desired_version, reported_name, reported_version, deployment_status FROM cores WHERE name = ?")
+/// Adds a delta to the counters, inside the caller's transaction.
+pub(crate) async fn apply_delta(tx: &mut Transaction<'static, Sqlite>, delta: &FleetDelta) -> Result<(), StoreError> {
+    for ((name, version), d) in delta.iter() {
+        sqlx::query(
+            "INSERT INTO fleet_counters (template_name, template_version, desired_in_use, reported_in_use, last_success, last_failed, last_in_progress) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (template_name, template_version) DO UPDATE SET \
+             desired_in_use = desired_in_use + excluded.desired_in_use, reported_in_use = reported_in_use + excluded.reported_in_use, \
+             last_success = last_success + excluded.last_success, last_failed = last_failed + excluded.last_failed, \
+             last_in_progress = last_in_progress + excluded.last_in_progress",
+        )
         .bind(name)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    Ok(row.map(|r| Contribution {
-        desired: (r.get("desired_name"), r.get("desired_version")),
-        reported: (r.get("reported_name"), r.get("reported_version")),
-        state: DeploymentState::of(r.get::<&str, _>("deployment_status")),
-    }))
-}
-
-fn state_column(state: DeploymentState) -> &'static str {
-    match state {
-        DeploymentState::Success => "last_success",
-        DeploymentState::Failed => "last_failed",
-        DeploymentState::InProgress => "last_in_progress",
-    }
-}
-
-async fn add(
-    tx: &mut Transaction<'static, Sqlite>,
-    (name, version): &(String, i64),
-    column: &str,
-    delta: i64,
-) -> Result<(), StoreError> {
-    // The column names come from this module only.
-    let sql = format!(
-        "INSERT INTO fleet_counters (template_name, template_version, {column}) VALUES (?, ?, ?) \
-         ON CONFLICT (template_name, template_version) DO UPDATE SET {column} = {column} + excluded.{column}"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(name)
-        .bind(version)
-        .bind(delta)
+        .bind(i64::from(*version))
+        .bind(d.desired_in_use)
+        .bind(d.reported_in_use)
+        .bind(d.last_deployment_success)
+        .bind(d.last_deployment_failed)
+        .bind(d.last_deployment_in_progress)
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
-    Ok(())
-}
-
-/// Moves the counters from `before` to `after` (either may be absent: a core created or deleted).
-pub(crate) async fn apply_delta(
-    tx: &mut Transaction<'static, Sqlite>,
-    before: Option<&Contribution>,
-    after: Option<&Contribution>,
-) -> Result<(), StoreError> {
-    if before == after {
-        return Ok(());
-    }
-    for (contribution, sign) in [(before, -1), (after, 1)] {
-        if let Some(c) = contribution {
-            add(tx, &c.desired, "desired_in_use", sign).await?;
-            add(tx, &c.desired, state_column(c.state), sign).await?;
-            add(tx, &c.reported, "reported_in_use", sign).await?;
-        }
     }
     Ok(())
 }
@@ -100,49 +54,45 @@ fn counts_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> BTreeMap<(String, u32),
         .collect()
 }
 
-pub(crate) async fn counters(pool: &sqlx::SqlitePool) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
-    let rows = sqlx::query("SELECT * FROM fleet_counters").fetch_all(pool).await.map_err(unavailable)?;
-    Ok(counts_from_rows(&rows))
+#[async_trait]
+impl FleetCounters for SqliteStore {
+    async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM fleet_counters").fetch_all(&self.pool).await.map_err(unavailable)?;
+        Ok(counts_from_rows(&rows))
+    }
+
+    async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
+        let rows = sqlx::query(
+            "WITH desired AS (SELECT desired_name AS template_name, desired_version AS template_version, COUNT(*) AS desired_in_use, \
+               SUM(deployment_state = 'success') AS last_success, SUM(deployment_state = 'failed') AS last_failed, \
+               SUM(deployment_state = 'in_progress') AS last_in_progress FROM cores GROUP BY 1, 2), \
+             reported AS (SELECT reported_name AS template_name, reported_version AS template_version, COUNT(*) AS reported_in_use FROM cores GROUP BY 1, 2), \
+             keys AS (SELECT template_name, template_version FROM desired UNION SELECT template_name, template_version FROM reported) \
+             SELECT k.template_name, k.template_version, COALESCE(d.desired_in_use, 0) AS desired_in_use, COALESCE(r.reported_in_use, 0) AS reported_in_use, \
+               COALESCE(d.last_success, 0) AS last_success, COALESCE(d.last_failed, 0) AS last_failed, COALESCE(d.last_in_progress, 0) AS last_in_progress \
+             FROM keys k LEFT JOIN desired d USING (template_name, template_version) LEFT JOIN reported r USING (template_name, template_version)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(counts_from_rows(&rows))
+    }
 }
 
-/// The counters computed from the core records alone.
-pub(crate) async fn recount(pool: &sqlx::SqlitePool) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
-    let rows = sqlx::query(
-        "WITH desired AS (SELECT desired_name AS template_name, desired_version AS template_version, COUNT(*) AS desired_in_use, \
-           SUM(deployment_status IN ('None', 'SUCCESSFUL')) AS last_success, \
-           SUM(deployment_status NOT IN ('None', 'SUCCESSFUL', 'IN_PROGRESS')) AS last_failed, \
-           SUM(deployment_status = 'IN_PROGRESS') AS last_in_progress FROM cores GROUP BY 1, 2), \
-         reported AS (SELECT reported_name AS template_name, reported_version AS template_version, COUNT(*) AS reported_in_use FROM cores GROUP BY 1, 2), \
-         keys AS (SELECT template_name, template_version FROM desired UNION SELECT template_name, template_version FROM reported) \
-         SELECT k.template_name, k.template_version, COALESCE(d.desired_in_use, 0) AS desired_in_use, COALESCE(r.reported_in_use, 0) AS reported_in_use, \
-           COALESCE(d.last_success, 0) AS last_success, COALESCE(d.last_failed, 0) AS last_failed, COALESCE(d.last_in_progress, 0) AS last_in_progress \
-         FROM keys k LEFT JOIN desired d USING (template_name, template_version) LEFT JOIN reported r USING (template_name, template_version)",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    Ok(counts_from_rows(&rows))
-}
-
-impl crate::SqliteStore {
+impl SqliteStore {
     /// Inserts `cores` cores spread over `versions` template versions, with their counters,
     /// for benchmarks (one transaction; not used by the service).
     pub async fn seed_fleet_for_benchmarks(&self, cores: u32, versions: u32) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for i in 0..cores {
-            let version = i64::from(i % versions.max(1)) + 1;
-            sqlx::query(
-                "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
-                 deployment_status, artifacts, created_at) VALUES (?, 'greengrass2_core', 'bench', ?, 'bench', ?, 'SUCCESSFUL', '{}', 0)",
-            )
-            .bind(format!("bench-{i:06}"))
-            .bind(version)
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let after = contribution(&mut tx, &format!("bench-{i:06}")).await?;
-            apply_delta(&mut tx, None, after.as_ref()).await?;
+            let version = i % versions.max(1) + 1;
+            let name =
+                ThingName::parse(&format!("bench-{i:06}")).map_err(|e| StoreError::unavailable(e.to_string()))?;
+            let mut core = Core::new(name, "greengrass2_core".into(), Timestamp::from_millis(0).expect("epoch"));
+            core.desired = TemplateRef { name: "bench".into(), version };
+            core.reported = core.desired.clone();
+            core.deployment_status = DeploymentStatus::Successful;
+            crate::cores::write_core(&mut tx, None, Some(&core)).await?;
         }
         tx.commit().await.map_err(unavailable)
     }

@@ -1,9 +1,15 @@
 #![doc = include_str!("../README.md")]
 
 mod cores;
+mod cursors;
 mod deployments;
+mod devices;
 mod fleet;
+mod journals;
+mod outbox;
 mod queue;
+mod rows;
+mod tasks;
 mod templates;
 
 use std::path::Path;

@@ -4,12 +4,14 @@
 //! in the sharded sparse index `gsi3` = `OPEN#<shard>` for the sweeper; deployment items are
 //! in `gsi2` = `COREDEP#<core>` for a core's deployment history.
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use ggprov_domain::cores::Event;
 use ggprov_domain::cores::{
     CoreTaskOptions, DeploymentSpec, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
 };
-use ggprov_domain::ports::StoreError;
-use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
+use ggprov_domain::ports::{StoreError, TaskStore};
+use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{DynamoStore, Item, Query, SHARDS, corrupt, doc, get_s, key, n, opt_n, opt_s, s, shard_of, to_doc};
@@ -76,16 +78,6 @@ pub(crate) fn item_record(task: &TaskId, family: TaskFamily, item: &TaskItem<New
     record
 }
 
-fn status_from_counts(total: i64, waiting: i64, success: i64, failure: i64) -> TaskStatus {
-    if total == 0 || waiting == total {
-        TaskStatus::Waiting
-    } else if success + failure == total {
-        if failure > 0 { TaskStatus::Failure } else { TaskStatus::Success }
-    } else {
-        TaskStatus::InProgress
-    }
-}
-
 fn task_from_header(item: &Item) -> Result<Task, StoreError> {
     let d: TaskDoc = doc(item)?;
     let family = family_of(&d.family)?;
@@ -105,13 +97,14 @@ fn task_from_header(item: &Item) -> Result<Task, StoreError> {
         }),
     };
     let count = |name: &str| -> Result<i64, StoreError> { Ok(opt_n(item, name)?.unwrap_or(0)) };
-    let total = count("n_total")?;
-    let status_message = opt_s(item, "status_message").map(str::to_owned);
-    let status = match &kind {
-        TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,
-        _ if total == 0 && status_message.is_some() => TaskStatus::Failure,
-        _ => status_from_counts(total, count("n_waiting")?, count("n_success")?, count("n_failure")?),
+    let counts = ItemCounts {
+        total: count("n_total")?,
+        waiting: count("n_waiting")?,
+        success: count("n_success")?,
+        failure: count("n_failure")?,
     };
+    let status_message = opt_s(item, "status_message").map(str::to_owned);
+    let status = Task::derive_status(&kind, &counts, status_message.as_deref());
     Ok(Task {
         id: d.id,
         kind,
@@ -126,17 +119,8 @@ fn task_from_header(item: &Item) -> Result<Task, StoreError> {
     })
 }
 
-/// Count changes of a task header.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Counts {
-    pub total: i64,
-    pub waiting: i64,
-    pub success: i64,
-    pub failure: i64,
-}
-
 impl DynamoStore {
-    pub(crate) fn header_update(&self, task: &TaskId, counts: Counts, now: Timestamp) -> TransactWriteItem {
+    pub(crate) fn header_update(&self, task: &TaskId, counts: ItemCounts, now: Timestamp) -> TransactWriteItem {
         TransactWriteItem::builder()
             .update(
                 Update::builder()
@@ -204,12 +188,7 @@ impl DynamoStore {
         item.status = outcome;
         item.status_message = message.map(str::to_owned);
         item.updated_at = Some(now);
-        let counts = Counts {
-            waiting: if prior == TaskStatus::Waiting { -1 } else { 0 },
-            success: i64::from(outcome == TaskStatus::Success),
-            failure: i64::from(outcome == TaskStatus::Failure),
-            ..Counts::default()
-        };
+        let counts = ItemCounts::transition(prior, outcome);
         Ok(Some(vec![self.item_put(task, family, &item, prior), self.header_update(task, counts, now)]))
     }
 
@@ -249,8 +228,11 @@ impl DynamoStore {
         }
         record
     }
+}
 
-    pub(crate) async fn put_task(&self, task: &Task) -> Result<(), StoreError> {
+#[async_trait]
+impl TaskStore for DynamoStore {
+    async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
         // Items first, the header last: until the header exists the task is not visible, and
         // the sweeper skips items whose task has no header.
         let family = task.kind.family();
@@ -273,19 +255,19 @@ impl DynamoStore {
         Ok(())
     }
 
-    pub(crate) async fn header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+    async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         self.get(&task_pk(id), HEADER).await?.as_ref().map(task_from_header).transpose()
     }
 
-    pub(crate) async fn task_with_items(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
-        let Some(mut task) = self.header(id).await? else { return Ok(None) };
+    async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let Some(mut task) = self.task_header(id).await? else { return Ok(None) };
         let mut query = Query::partition(None, task_pk(id));
         query.prefix = Some("I#".to_owned());
         task.items = self.query(query).await?.iter().map(doc).collect::<Result<Vec<_>, _>>()?;
         Ok(Some(task))
     }
 
-    pub(crate) async fn tasks_of_family(
+    async fn list_tasks(
         &self,
         family: TaskFamily,
         page: PageRequest<TaskId>,
@@ -297,30 +279,7 @@ impl DynamoStore {
         Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))
     }
 
-    pub(crate) async fn start(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
-        for _ in 0..super::MAX_TRIES {
-            let Some((family, item)) = self.read_item(task, name).await? else { return Ok(None) };
-            if item.status != TaskStatus::Waiting {
-                return Ok(Some(item));
-            }
-            let now = Timestamp::now();
-            let mut started = item.clone();
-            started.status = TaskStatus::InProgress;
-            started.updated_at = Some(now);
-            let writes = vec![
-                self.item_put(task, family, &started, TaskStatus::Waiting),
-                self.header_update(task, Counts { waiting: -1, ..Counts::default() }, now),
-            ];
-            match self.transact(writes).await {
-                Ok(()) => return Ok(Some(started)),
-                Err(super::TxError::Cancelled(_)) => continue,
-                Err(super::TxError::Store(err)) => return Err(err),
-            }
-        }
-        Err(StoreError::Conflict)
-    }
-
-    pub(crate) async fn items_of_task(
+    async fn task_items(
         &self,
         task: &TaskId,
         page: PageRequest<ThingName>,
@@ -333,24 +292,50 @@ impl DynamoStore {
         Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
     }
 
-    pub(crate) async fn deployments_of_core(
-        &self,
-        core: &ThingName,
-        page: PageRequest<TaskId>,
-    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
-        let mut query = Query::partition(Some("gsi2"), format!("COREDEP#{}", core.as_str()));
-        query.after = page.exclusive_start.as_ref().map(|id| id.as_str().to_owned());
-        query.limit = Some(page.limit as usize + 1);
-        let items = self
-            .query(query)
-            .await?
-            .iter()
-            .map(|item| Ok((TaskId::from_text(get_s(item, "gsi2sk")?), doc(item)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |(id, _)| id.clone()))
+    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+        for _ in 0..super::MAX_TRIES {
+            let Some((family, item)) = self.read_item(task, name).await? else { return Ok(None) };
+            if item.status != TaskStatus::Waiting {
+                return Ok(Some(item));
+            }
+            let now = Timestamp::now();
+            let mut started = item.clone();
+            started.status = TaskStatus::InProgress;
+            started.updated_at = Some(now);
+            let writes = vec![
+                self.item_put(task, family, &started, TaskStatus::Waiting),
+                self.header_update(task, ItemCounts::transition(TaskStatus::Waiting, TaskStatus::InProgress), now),
+            ];
+            match self.transact(writes).await {
+                Ok(()) => return Ok(Some(started)),
+                Err(super::TxError::Cancelled(_)) => continue,
+                Err(super::TxError::Store(err)) => return Err(err),
+            }
+        }
+        Err(StoreError::Conflict)
     }
 
-    pub(crate) async fn open_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+    async fn fail_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        message: &str,
+        event: Option<&Event>,
+    ) -> Result<(), StoreError> {
+        retry_tx!(self, {
+            let now = Timestamp::now();
+            let Some(mut writes) = self.end_item_writes(task, name, TaskStatus::Failure, Some(message), now).await?
+            else {
+                return Ok(None);
+            };
+            if let Some(event) = event {
+                writes.push(self.event_put(event, now));
+            }
+            Ok(Some(writes))
+        })
+    }
+
+    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
         let mut found = Vec::new();
         for shard in 0..SHARDS {
             let mut query = Query::partition(Some("gsi3"), format!("OPEN#{shard}"));
@@ -374,97 +359,5 @@ impl DynamoStore {
         found.retain(|(t, _)| !missing.contains(t));
         found.sort();
         Ok(found)
-    }
-
-    pub(crate) async fn unexpanded(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError> {
-        let mut query = Query::partition(Some("gsi3"), "UNEXPANDED");
-        query.before = Some(format!("{:013}", before.as_millis()));
-        self.query(query).await?.iter().map(|item| Ok(TaskId::from_text(&get_s(item, "pk")?[5..]))).collect()
-    }
-
-    /// Records the cores a deployment task targets, once. Stale items of an interrupted
-    /// expansion are removed first; the header is claimed last, with the counts of exactly
-    /// the items written.
-    pub(crate) async fn expand(
-        &self,
-        task: &TaskId,
-        cores: &[ThingName],
-        batch_size: u32,
-        event: &ggprov_domain::cores::Event,
-    ) -> Result<bool, StoreError> {
-        let Some(header) = self.get(&task_pk(task), HEADER).await? else { return Ok(false) };
-        if matches!(header.get("expanded"), Some(super::Av::Bool(true))) {
-            return Ok(false);
-        }
-        let mut query = Query::partition(None, task_pk(task));
-        query.prefix = Some("I#".to_owned());
-        let stale = self
-            .query(query)
-            .await?
-            .iter()
-            .map(|item| Ok(key(get_s(item, "pk")?, get_s(item, "sk")?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.delete_all(stale).await?;
-        let now = Timestamp::now();
-        let items = cores
-            .iter()
-            .map(|core| {
-                let request: NewCore =
-                    serde_json::from_value(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}))
-                        .expect("a valid request");
-                item_record(
-                    task,
-                    TaskFamily::Deployment,
-                    &TaskItem {
-                        name: core.clone(),
-                        request,
-                        status: TaskStatus::Waiting,
-                        status_message: None,
-                        created_at: now,
-                        updated_at: None,
-                    },
-                )
-            })
-            .collect();
-        self.put_all(items).await?;
-        let total = cores.len() as i64;
-        let claim = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(task_pk(task), HEADER)))
-            .update_expression(
-                "SET expanded = :t, batches_total = :b, batch_size = :bs, n_total = :n, n_waiting = :n, updated = :now \
-                 REMOVE gsi3pk, gsi3sk",
-            )
-            .condition_expression("expanded = :f")
-            .expression_attribute_values(":t", super::Av::Bool(true))
-            .expression_attribute_values(":f", super::Av::Bool(false))
-            .expression_attribute_values(":b", n(cores.len().div_ceil(batch_size.max(1) as usize)))
-            .expression_attribute_values(":bs", n(batch_size))
-            .expression_attribute_values(":n", n(total))
-            .expression_attribute_values(":now", n(now.as_millis()))
-            .build()
-            .expect("complete update");
-        let writes = vec![TransactWriteItem::builder().update(claim).build(), self.event_put(event, now)];
-        match self.transact(writes).await {
-            Ok(()) => Ok(true),
-            Err(super::TxError::Cancelled(_)) => Ok(false),
-            Err(super::TxError::Store(err)) => Err(err),
-        }
-    }
-
-    pub(crate) async fn fail_unexpanded(&self, task: &TaskId, message: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(task_pk(task), HEADER)))
-            .update_expression("SET expanded = :t, batches_total = :z, status_message = :m REMOVE gsi3pk, gsi3sk")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", super::Av::Bool(true))
-            .expression_attribute_values(":z", n(0))
-            .expression_attribute_values(":m", s(message))
-            .send()
-            .await
-            .map_err(crate::store_error)?;
-        Ok(())
     }
 }

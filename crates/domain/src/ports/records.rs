@@ -1,0 +1,221 @@
+//! The store, split by capability. Each trait is one thing a caller needs: tasks and their
+//! items, core records, client-device records, provisioning journals, the event outbox,
+//! deployment records, fleet counters and ingestion cursors. Adapters implement each (in a file
+//! of their own); [`CoreStore`] is every one of them, for wiring a whole backend at once.
+//!
+//! State rules are not here: the domain decides (task status in [`crate::task::ItemCounts`], a
+//! core's deployment transitions and fleet contribution in [`crate::deployment_state`]); the
+//! store persists the result atomically (conditional writes, counters in the same transaction).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{DeploymentOutcome, StoreError};
+use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TemplateRef, VersionCounts};
+use crate::pagination::{Page, PageRequest};
+use crate::provisioning::ProvisioningJournal;
+use crate::task::TaskId;
+use crate::thing::ThingName;
+use crate::time::Timestamp;
+
+/// Which cores to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreFilter {
+    pub template_name: Option<String>,
+    pub template_version: Option<u32>,
+    pub failed_only: bool,
+}
+
+/// Tasks of every family and their items.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores a new task with its items (all `Waiting`).
+    async fn create_task(&self, task: &Task) -> Result<(), StoreError>;
+    async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+    /// The task with its derived status but without its items (what a worker needs per batch).
+    async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+    /// Tasks of one family by id, without their items.
+    async fn list_tasks(&self, family: TaskFamily, page: PageRequest<TaskId>)
+    -> Result<Page<Task, TaskId>, StoreError>;
+    /// Items of a task by name.
+    async fn task_items(
+        &self,
+        task: &TaskId,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError>;
+    /// Marks a `Waiting` item `InProgress` and returns it (also when already started or ended).
+    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError>;
+    /// Ends an item with `Failure`, writing its event (if any) in the same transaction.
+    async fn fail_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        message: &str,
+        event: Option<&Event>,
+    ) -> Result<(), StoreError>;
+    /// Items not ended, of tasks created before `before` (for the sweeper).
+    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError>;
+}
+
+/// The cores ggprov provisioned.
+#[async_trait]
+pub trait CoreRecords: Send + Sync {
+    async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError>;
+    async fn list_cores(
+        &self,
+        filter: &CoreFilter,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Core, ThingName>, StoreError>;
+    /// Cores whose deployment is in progress (for the reconciler).
+    async fn cores_in_progress(&self) -> Result<Vec<Core>, StoreError>;
+    /// Ends a `Create` item: stores [`Core::reprovisioned`] of the stored core, marks the item
+    /// `Success` and writes the event, in one transaction.
+    async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError>;
+    /// Ends a `Delete` item: removes the core and its journal, marks the item `Success`
+    /// and writes the event, in one transaction.
+    async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError>;
+}
+
+/// The client devices ggprov provisioned and associated with cores.
+#[async_trait]
+pub trait DeviceRecords: Send + Sync {
+    async fn device(&self, name: &ThingName) -> Result<Option<Device>, StoreError>;
+    /// The client devices ggprov associated with a core, by name.
+    async fn list_devices_of_core(
+        &self,
+        core: &ThingName,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<Device, ThingName>, StoreError>;
+    /// Ends a device `Create` item: upserts the device, marks the item `Success` and writes
+    /// the event, in one transaction.
+    async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError>;
+    /// Removes a device and its journal with its event; ends the item when a task did it.
+    async fn complete_device_delete(
+        &self,
+        task: Option<&TaskId>,
+        name: &ThingName,
+        event: &Event,
+    ) -> Result<(), StoreError>;
+}
+
+/// What provisioning has done for each thing, so that a retried step finds its earlier work.
+#[async_trait]
+pub trait ProvisioningJournals: Send + Sync {
+    /// The journal of a thing (empty when none).
+    async fn journal(&self, name: &ThingName) -> Result<ProvisioningJournal, StoreError>;
+    async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError>;
+}
+
+/// Events written with the state changes they report, published by a relay.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Outbox events, newest first.
+    async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError>;
+    /// Up to `limit` unpublished events, oldest first, each claimed for `lease` so that
+    /// concurrent relays do not publish the same event twice.
+    async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Marks events published.
+    async fn mark_events_published(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
+    /// How many events are not published yet.
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+}
+
+/// Deployment tasks' targets, template deployments and each core's deployment state.
+#[async_trait]
+pub trait DeploymentRecords: Send + Sync {
+    /// Deployment tasks created before `before` whose targets were never expanded (for the sweeper).
+    async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError>;
+    /// Records the cores a deployment task targets (items `Waiting`) and its event, once;
+    /// `false` when it was expanded already.
+    async fn expand_deployment_task(
+        &self,
+        task: &TaskId,
+        cores: &[ThingName],
+        batch_size: u32,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+    /// Ends a deployment task that matched nothing.
+    async fn fail_deployment_task(&self, task: &TaskId, message: &str) -> Result<(), StoreError>;
+    /// The deployment-task records of a core, by task id.
+    async fn core_deployments(
+        &self,
+        core: &ThingName,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError>;
+
+    /// The Greengrass deployment of a template version, if created.
+    async fn template_deployment(&self, template: &TemplateRef) -> Result<Option<String>, StoreError>;
+    /// Records it; returns the id recorded (the earlier one if another writer won).
+    async fn save_template_deployment(
+        &self,
+        template: &TemplateRef,
+        thing_group: &str,
+        deployment_id: &str,
+    ) -> Result<String, StoreError>;
+    /// The template version a Greengrass deployment deploys.
+    async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError>;
+
+    /// Ends a deployment item with success and applies [`Core::assign_deployment`], counters
+    /// moving in the same transaction.
+    async fn complete_deployment_item(
+        &self,
+        task: &TaskId,
+        core: &ThingName,
+        template: &TemplateRef,
+        deployment_id: &str,
+    ) -> Result<(), StoreError>;
+    /// Ends a deployment item with failure and applies [`Core::record_deployment_failure`] to
+    /// the core (if any).
+    async fn fail_deployment_item(&self, task: &TaskId, core: &ThingName, message: &str) -> Result<(), StoreError>;
+    /// Applies [`Core::apply_outcome`] with its event; `false` when the core ignored it.
+    async fn apply_deployment_outcome(
+        &self,
+        outcome: &DeploymentOutcome,
+        template: &TemplateRef,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The exact fleet summary: counters moved with every core change.
+#[async_trait]
+pub trait FleetCounters: Send + Sync {
+    /// The fleet counters by template and version.
+    async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError>;
+    /// The same, counted from the core records.
+    async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError>;
+}
+
+/// Positions of positioned feeds (the local cloud's status log), so ingestion resumes.
+#[async_trait]
+pub trait IngestCursors: Send + Sync {
+    async fn ingest_cursor(&self, feed: &str) -> Result<u64, StoreError>;
+    /// Moves the cursor forward (never back).
+    async fn save_ingest_cursor(&self, feed: &str, position: u64) -> Result<(), StoreError>;
+}
+
+/// Every record port of one backend, for wiring; consumers ask for the narrow ones they use.
+pub trait CoreStore:
+    TaskStore
+    + CoreRecords
+    + DeviceRecords
+    + ProvisioningJournals
+    + Outbox
+    + DeploymentRecords
+    + FleetCounters
+    + IngestCursors
+{
+}
+
+impl<T> CoreStore for T where
+    T: TaskStore
+        + CoreRecords
+        + DeviceRecords
+        + ProvisioningJournals
+        + Outbox
+        + DeploymentRecords
+        + FleetCounters
+        + IngestCursors
+{
+}

@@ -1,0 +1,229 @@
+//! `TaskStore` on SQLite: tasks of every family in `tasks`, their items in `task_items`. A
+//! task's status is derived from counts of its items' statuses by the domain's rule.
+
+use async_trait::async_trait;
+use ggprov_domain::cores::{
+    CoreTaskOptions, DeploymentSpec, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
+};
+use ggprov_domain::ports::{StoreError, TaskStore};
+use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::rows::{corrupt, end_item, item_from_row, opt_ts, task_type, thing, ts, write_event};
+use crate::{SqliteStore, unavailable};
+
+const TASK_SUMMARY: &str = "SELECT t.id, t.kind, t.core_name, t.type, t.core_version, t.options, t.created_at, \
+     t.template_name, t.template_version, t.targets, t.iot_job_config, t.expanded, t.batches_total, t.batch_size, t.status_message, \
+     COUNT(i.name) AS total, \
+     COALESCE(SUM(i.status = 'Waiting'), 0) AS waiting, \
+     COALESCE(SUM(i.status = 'Success'), 0) AS success, \
+     COALESCE(SUM(i.status = 'Failure'), 0) AS failure, \
+     MAX(i.updated_at) AS updated_at \
+     FROM tasks t LEFT JOIN task_items i ON i.task_id = t.id";
+
+fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<Task, StoreError> {
+    let count = |col: &str| row.try_get::<i64, _>(col).map_err(unavailable);
+    let options: Option<String> = row.try_get("options").map_err(unavailable)?;
+    let kind = match row.try_get::<&str, _>("kind").map_err(unavailable)? {
+        "core" => TaskKind::Core,
+        "device" => TaskKind::Device { core_name: thing(row.try_get("core_name").map_err(unavailable)?)? },
+        "deployment" => {
+            let json = |col: &str| -> Result<Option<serde_json::Value>, StoreError> {
+                let text: Option<String> = row.try_get(col).map_err(unavailable)?;
+                text.map(|t| serde_json::from_str(&t)).transpose().map_err(corrupt)
+            };
+            TaskKind::Deployment(DeploymentSpec {
+                template: TemplateRef {
+                    name: row.try_get("template_name").map_err(unavailable)?,
+                    version: row.try_get::<i64, _>("template_version").map_err(unavailable)? as u32,
+                },
+                targets: json("targets")?.unwrap_or_default(),
+                iot_job_config: json("iot_job_config")?,
+                expanded: row.try_get::<i64, _>("expanded").map_err(unavailable)? != 0,
+                batches_total: row.try_get::<Option<i64>, _>("batches_total").map_err(unavailable)?.map(|n| n as u32),
+                batch_size: row.try_get::<Option<i64>, _>("batch_size").map_err(unavailable)?.map(|n| n as u32),
+            })
+        }
+        other => return Err(corrupt(format!("task kind {other}"))),
+    };
+    let status_message: Option<String> = row.try_get("status_message").map_err(unavailable)?;
+    let counts = ItemCounts {
+        total: count("total")?,
+        waiting: count("waiting")?,
+        success: count("success")?,
+        failure: count("failure")?,
+    };
+    let status = Task::derive_status(&kind, &counts, status_message.as_deref());
+    Ok(Task {
+        id: TaskId::from_text(row.try_get("id").map_err(unavailable)?),
+        kind,
+        task_type: task_type(row.try_get("type").map_err(unavailable)?)?,
+        core_version: row.try_get("core_version").map_err(unavailable)?,
+        options: options.map(|o| serde_json::from_str::<CoreTaskOptions>(&o)).transpose().map_err(corrupt)?,
+        items,
+        status,
+        status_message,
+        created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
+        updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
+    })
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let core_name = match &task.kind {
+            TaskKind::Device { core_name } => Some(core_name.as_str()),
+            _ => None,
+        };
+        let deployment = match &task.kind {
+            TaskKind::Deployment(spec) => Some(spec),
+            _ => None,
+        };
+        sqlx::query(
+            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(task.id.as_str())
+        .bind(task.kind.family().as_str())
+        .bind(core_name)
+        .bind(deployment.map(|d| d.template.name.clone()))
+        .bind(deployment.map(|d| i64::from(d.template.version)))
+        .bind(deployment.map(|d| d.targets.to_string()))
+        .bind(deployment.and_then(|d| d.iot_job_config.as_ref()).map(ToString::to_string))
+            .bind(task.task_type.as_str())
+            .bind(&task.core_version)
+            .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
+            .bind(task.created_at.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        for item in &task.items {
+            sqlx::query(
+                "INSERT INTO task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)",
+            )
+            .bind(task.id.as_str())
+            .bind(item.name.as_str())
+            .bind(serde_json::to_string(&item.request).expect("requests serialise"))
+            .bind(item.created_at.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(|row| task_from_summary(row, Vec::new())).transpose()
+    }
+
+    async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let items = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? ORDER BY name")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        task_from_summary(&row, items).map(Some)
+    }
+
+    async fn list_tasks(
+        &self,
+        family: TaskFamily,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<Task, TaskId>, StoreError> {
+        let sql = format!("{TASK_SUMMARY} WHERE t.kind = ? AND t.id > ? GROUP BY t.id ORDER BY t.id LIMIT ?");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(family.as_str())
+            .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let tasks = rows.iter().map(|row| task_from_summary(row, Vec::new())).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))
+    }
+
+    async fn task_items(
+        &self,
+        task: &TaskId,
+        page: PageRequest<ThingName>,
+    ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(task.as_str())
+        .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let items = rows.iter().map(item_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
+    }
+
+    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+        let now = Timestamp::now().as_millis();
+        sqlx::query("UPDATE task_items SET status = 'InProgress', updated_at = ? WHERE task_id = ? AND name = ? AND status = 'Waiting'")
+            .bind(now)
+            .bind(task.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
+            .bind(task.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn fail_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        message: &str,
+        event: Option<&Event>,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        if end_item(&mut tx, task, name, TaskStatus::Failure, Some(message), now).await?
+            && let Some(event) = event
+        {
+            write_event(&mut tx, event, now).await?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT task_id, name FROM task_items WHERE status IN ('Waiting', 'InProgress') \
+             AND COALESCE(updated_at, created_at) < ? ORDER BY task_id, name",
+        )
+        .bind(before.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?))).collect()
+    }
+}
