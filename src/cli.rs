@@ -7,8 +7,8 @@ use clap::Subcommand;
 use ggprov_domain::ThingName;
 use ggprov_domain::ports::SecretPem;
 
-use crate::ca::FileCertificateAuthorities;
 use crate::config::Config;
+use ggprov_embedded::FileCertificateAuthorities;
 
 /// `ggprov ca ...`
 #[derive(Debug, Subcommand)]
@@ -108,7 +108,7 @@ fn read(path: &Path) -> anyhow::Result<String> {
 }
 
 async fn register(config: &Config, certificate_pem: &str) -> anyhow::Result<()> {
-    let cloud = crate::open_local_cloud(config).await?;
+    let cloud = ggprov_embedded::open_local_cloud(&crate::embedded_settings(config)).await?;
     cloud.register_ca_certificate(certificate_pem).await.context("registering the CA with the local cloud")?;
     Ok(())
 }

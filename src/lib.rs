@@ -3,9 +3,7 @@
 //! This crate is the composition root: it reads the configuration, chooses the adapter behind
 //! each port and serves the API. `main.rs` only parses the command line.
 
-pub mod artifacts;
 pub mod auth;
-pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod telemetry;
@@ -17,29 +15,26 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ggprov_api::{App, AppState, Gauges, HttpConfig};
+use ggprov_aws::AwsBackendSettings;
+use ggprov_domain::ErrorChain;
 use ggprov_domain::TemplateService;
+use ggprov_domain::backend::Adapters;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
 use ggprov_domain::deployment_service::DeploymentService;
 use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::metrics::Metrics;
-use ggprov_domain::ports::{
-    ArtifactStore, CertificateAuthorities, CloudError, CoreStore, EventPublisher, Greengrass, IotRegistry,
-    ProvisioningObserver, ReadinessCheck, StatusFeed, TemplateStore, WorkQueue,
-};
+use ggprov_domain::ports::{Greengrass, IotRegistry, Outbox, WorkQueue};
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
+use ggprov_embedded::EmbeddedSettings;
 use ggprov_engine::{
-    CoreProvisioner, CursorFeed, Deployer, Failpoints, OutboxRelay, Paced, Pacer, ProvisionerSettings, RetryPolicy,
-    Worker, WorkerSettings,
+    CoreProvisioner, Deployer, Failpoints, OutboxRelay, Paced, Pacer, ProvisionerSettings, RetryPolicy, Worker,
+    WorkerSettings,
 };
-use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
-use ggprov_store_sqlite::SqliteStore;
+use ggprov_local_cloud::LocalCloud;
 use tokio::net::TcpListener;
 
 pub use config::{AwsSettings, Backend, Config, Role};
-
-use crate::artifacts::DirectoryArtifacts;
-use crate::ca::FileCertificateAuthorities;
 
 /// A built application: adapters wired, listener bound, not yet serving.
 pub struct Application {
@@ -53,54 +48,10 @@ pub struct Application {
     failpoints: Failpoints,
 }
 
-/// Opens the local cloud of a data directory.
-pub async fn open_local_cloud(config: &Config) -> anyhow::Result<LocalCloud> {
-    let settings = LocalCloudSettings {
-        region: config.region.clone(),
-        auto_connect: config.local_cloud_auto_connect,
-        private_components: config.extra_components.clone(),
-    };
-    Ok(LocalCloud::open(&config.data_dir.join("local-cloud.sqlite"), settings).await?)
-}
-
-/// Registers every CA held with the local cloud, creating a development CA first when none exists.
-async fn ensure_cas(cas: &FileCertificateAuthorities, cloud: &LocalCloud) -> anyhow::Result<()> {
-    if cas.ids().is_empty() {
-        let minted = ggprov_pki::create_ca("ggprov development CA", 3650)?;
-        let id = cas.store(&minted.certificate_pem, &minted.private_key, true)?;
-        tracing::info!(ca.id = %id, "created the development CA; it signs core and device certificates when a request names no caId");
-    }
-    for id in cas.ids() {
-        if let Some(pem) = cas.certificate(&id) {
-            cloud
-                .register_ca_certificate(&pem)
-                .await
-                .with_context(|| format!("registering CA {id} with the local cloud"))?;
-        }
-    }
-    Ok(())
-}
-
-/// The adapter behind every port, for one backend.
-struct Adapters {
-    templates: Arc<dyn TemplateStore>,
-    store: Arc<dyn CoreStore>,
-    queue: Arc<dyn WorkQueue>,
-    artifacts: Arc<dyn ArtifactStore>,
-    iot: Arc<dyn IotRegistry>,
-    greengrass: Arc<dyn Greengrass>,
-    cas: Arc<dyn CertificateAuthorities>,
-    feed: Arc<dyn StatusFeed>,
-    observer: Arc<dyn ProvisioningObserver>,
-    publisher: Option<Arc<dyn EventPublisher>>,
-    readiness: Vec<Arc<dyn ReadinessCheck>>,
-    local_cloud: Option<LocalCloud>,
-}
-
 /// Queue depth and outbox backlog, read when `/metrics` is scraped.
 struct QueueAndOutbox {
     queue: Arc<dyn WorkQueue>,
-    store: Arc<dyn CoreStore>,
+    outbox: Arc<dyn Outbox>,
     /// Whether a relay publishes the outbox (otherwise its backlog is not a backlog).
     publishing: bool,
 }
@@ -118,199 +69,46 @@ impl Gauges for QueueAndOutbox {
                     metrics.set("ggprov_queue_oldest_job_age_seconds", &[], ms as f64 / 1000.0);
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "cannot read the queue depth for /metrics"),
+            Err(err) => tracing::warn!(error = %ErrorChain(&err), "cannot read the queue depth for /metrics"),
         }
         if self.publishing {
-            match self.store.outbox_backlog().await {
+            match self.outbox.outbox_backlog().await {
                 Ok(n) => metrics.set("ggprov_outbox_backlog", &[], n as f64),
-                Err(err) => tracing::warn!(error = %err, "cannot read the outbox backlog for /metrics"),
+                Err(err) => tracing::warn!(error = %ErrorChain(&err), "cannot read the outbox backlog for /metrics"),
             }
         }
     }
 }
 
-/// Nobody powers on a real core but a person: on AWS, provisioning tells no one.
-struct NoObserver;
-
-#[async_trait::async_trait]
-impl ProvisioningObserver for NoObserver {
-    async fn core_provisioned(&self, _name: &ggprov_domain::ThingName, _nucleus_version: &str) {}
+/// The embedded default's settings, from the configuration.
+pub fn embedded_settings(config: &Config) -> EmbeddedSettings {
+    EmbeddedSettings {
+        data_dir: config.data_dir.clone(),
+        region: config.region.clone(),
+        auto_connect: config.local_cloud_auto_connect,
+        private_components: config.extra_components.clone(),
+        default_ca: config.default_ca.clone(),
+    }
 }
 
-/// SQLite, files and the local cloud in the data directory.
-async fn embedded_adapters(config: &Config) -> anyhow::Result<Adapters> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {} (GGPROV_DATA_DIR)", config.data_dir.display()))?;
-    let store = Arc::new(SqliteStore::open(&config.database_path()).await?);
-    let cloud = open_local_cloud(config).await?;
-    let cas = Arc::new(FileCertificateAuthorities::new(&config.data_dir, config.default_ca.clone()));
-    ensure_cas(&cas, &cloud).await?;
-    let shared_cloud = Arc::new(cloud.clone());
-    Ok(Adapters {
-        templates: store.clone(),
-        store: store.clone(),
-        queue: store.clone(),
-        artifacts: Arc::new(DirectoryArtifacts::new(config.data_dir.join("artifacts"))),
-        iot: shared_cloud.clone(),
-        greengrass: shared_cloud.clone(),
-        cas,
-        feed: Arc::new(CursorFeed::new(shared_cloud.clone(), store.clone(), "deployment-status")),
-        observer: shared_cloud,
-        publisher: None,
-        readiness: vec![store],
-        local_cloud: Some(cloud),
-    })
-}
-
-/// DynamoDB, SQS, S3, EventBridge, IoT, Greengrass V2 and SSM.
-async fn aws_adapters(config: &Config, aws: &AwsSettings) -> anyhow::Result<Adapters> {
-    use ggprov_aws as a;
-    let sdk = a::sdk_config(config.call_attempts).await;
-    let region = sdk.region().map_or_else(|| config.region.clone(), ToString::to_string);
-    let dynamo = a::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &aws.table);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
-    let mut status_queue = aws.status_queue_url.clone();
-    let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));
-    let mut artifacts = a::S3Artifacts::new(a::s3_client(&sdk), &bucket, aws.kms_key.clone());
-    if let Some(secs) = aws.presign_secs {
-        artifacts = artifacts.with_download_links(Duration::from_secs(secs));
-    }
-    if aws.create_resources {
-        dynamo.create_table_if_missing().await.context("creating the DynamoDB table")?;
-        artifacts.create_bucket_if_missing().await.context("creating the S3 bucket")?;
-        if work.0.is_none() || work.1.is_none() {
-            let (url, dlq) = a::SqsQueue::create_queues(&sqs, &format!("{}-work", aws.table), config.max_attempts + 2)
-                .await
-                .context("creating the work queues")?;
-            work = (Some(url), Some(dlq));
-        }
-        if status_queue.is_none() {
-            let (url, _) = a::SqsQueue::create_queues(&sqs, &format!("{}-status", aws.table), 10)
-                .await
-                .context("creating the status queue")?;
-            status_queue = Some(url);
-        }
-    }
-    let (Some(work_url), Some(dlq_url)) = work else {
-        anyhow::bail!("GGPROV_AWS_WORK_QUEUE_URL and GGPROV_AWS_WORK_DLQ_URL are required with GGPROV_BACKEND=aws");
-    };
-    // Idle workers wait on the queue a while (ingestion and the event relay run between waits).
-    let queue = Arc::new(
-        a::SqsQueue::new(sqs.clone(), work_url, dlq_url).with_long_polling(Duration::from_secs(aws.queue_wait_secs)),
-    );
-    let iot = a::AwsIot::new(aws_sdk_iot::Client::new(&sdk));
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let mut default_ca = config.default_ca.clone();
-    if aws.create_resources {
-        ensure_greengrass_policies(&iot).await.context("creating the Greengrass IoT policies")?;
-        if default_ca.is_none() {
-            default_ca = Some(
-                development_ca(&aws_sdk_iot::Client::new(&sdk), &ssm, &aws.table)
-                    .await
-                    .context("creating the development CA")?,
-            );
-        }
-    }
-    let greengrass = Arc::new(a::AwsGreengrass::new(aws_sdk_greengrassv2::Client::new(&sdk), iot.clone(), region));
-    let cas = Arc::new(a::SsmCertificateAuthorities::new(iot.clone(), ssm, default_ca));
-    let feed: Arc<dyn StatusFeed> = match status_queue {
-        Some(url) => Arc::new(a::SqsStatusFeed::new(sqs, url)),
-        None => Arc::new(NoStatus),
-    };
-    let publisher = aws.event_bus.as_ref().map(|bus| -> Arc<dyn EventPublisher> {
-        Arc::new(a::EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus, &config.event_source))
-    });
-    let store = Arc::new(dynamo);
-    Ok(Adapters {
-        templates: store.clone(),
-        store: store.clone(),
-        queue: queue.clone(),
-        artifacts: Arc::new(artifacts),
-        iot: Arc::new(iot),
-        greengrass,
-        cas,
-        feed,
-        observer: Arc::new(NoObserver),
-        publisher,
-        readiness: vec![store, queue],
-        local_cloud: None,
-    })
-}
-
-/// Development on AWS (`GGPROV_AWS_CREATE_RESOURCES`): the IoT policies the bundled core
-/// template attaches, as the embedded default's local cloud has them. Production gets them from
-/// `infra/` (`CreateGreengrassPolicies`).
-async fn ensure_greengrass_policies(iot: &ggprov_aws::AwsIot) -> anyhow::Result<()> {
-    let core = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Action": ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "greengrass:*"], "Resource": "*"}]});
-    let token = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Action": "iot:AssumeRoleWithCertificate", "Resource": "*"}]});
-    for (name, document) in
-        [(ggprov_local_cloud::CORE_POLICY, core), (ggprov_local_cloud::TOKEN_EXCHANGE_POLICY, token)]
-    {
-        if !iot.policy_exists(name).await? {
-            match iot.create_policy(name, &document.to_string()).await {
-                Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Development on AWS without `GGPROV_DEFAULT_CA`: a development CA, CDF style (certificate
-/// registered with IoT, key in SSM as `cdf-ca-key-<id>`), made once per table and remembered
-/// in the SSM parameter `ggprov-<table>-development-ca`.
-async fn development_ca(iot: &aws_sdk_iot::Client, ssm: &aws_sdk_ssm::Client, table: &str) -> anyhow::Result<String> {
-    let marker = format!("ggprov-{table}-development-ca");
-    if let Ok(out) = ssm.get_parameter().name(&marker).send().await
-        && let Some(id) = out.parameter.and_then(|p| p.value)
-    {
-        return Ok(id);
-    }
-    let minted = ggprov_pki::create_ca("ggprov development CA", 3650)?;
-    let id = iot
-        .register_ca_certificate()
-        .ca_certificate(&minted.certificate_pem)
-        .certificate_mode(aws_sdk_iot::types::CertificateMode::SniOnly)
-        .set_as_active(true)
-        .send()
-        .await
-        .context("RegisterCACertificate")?
-        .certificate_id
-        .context("RegisterCACertificate answered no id")?;
-    ssm.put_parameter()
-        .name(ggprov_aws::SsmCertificateAuthorities::key_parameter(&id))
-        .value(minted.private_key.expose())
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .context("PutParameter of the CA key")?;
-    ssm.put_parameter()
-        .name(&marker)
-        .value(&id)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .send()
-        .await
-        .with_context(|| format!("PutParameter {marker}"))?;
-    tracing::info!(ca.id = %id, "created the development CA (IoT + SSM); it signs certificates when a request names no caId");
-    Ok(id)
-}
-
-/// No status queue configured: outcomes come from reconciliation alone.
-struct NoStatus;
-
-#[async_trait::async_trait]
-impl StatusFeed for NoStatus {
-    async fn receive(&self, _max: u32) -> Result<Vec<ggprov_domain::ports::ReceivedStatus>, CloudError> {
-        Ok(Vec::new())
-    }
-
-    async fn acknowledge(&self, _receipts: &[String]) -> Result<(), CloudError> {
-        Ok(())
+/// AWS mode's settings, from the configuration.
+fn aws_settings(config: &Config, aws: &AwsSettings) -> AwsBackendSettings {
+    AwsBackendSettings {
+        table: aws.table.clone(),
+        work_queue_url: aws.work_queue_url.clone(),
+        work_dlq_url: aws.work_dlq_url.clone(),
+        status_queue_url: aws.status_queue_url.clone(),
+        bucket: aws.bucket.clone(),
+        kms_key: aws.kms_key.clone(),
+        event_bus: aws.event_bus.clone(),
+        create_resources: aws.create_resources,
+        presign_secs: aws.presign_secs,
+        queue_wait_secs: aws.queue_wait_secs,
+        region: config.region.clone(),
+        call_attempts: config.call_attempts,
+        max_attempts: config.max_attempts,
+        default_ca: config.default_ca.clone(),
+        event_source: config.event_source.clone(),
     }
 }
 
@@ -318,29 +116,20 @@ impl Application {
     /// Opens the store and the cloud of the configured backend, wires the adapters and binds
     /// the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let adapters = match &config.backend {
-            Backend::Embedded => embedded_adapters(config).await?,
-            Backend::Aws(aws) => aws_adapters(config, aws).await?,
+        let (adapters, local_cloud) = match &config.backend {
+            Backend::Embedded => {
+                let embedded = ggprov_embedded::open(&embedded_settings(config)).await?;
+                (embedded.adapters, Some(embedded.local_cloud))
+            }
+            Backend::Aws(aws) => (ggprov_aws::connect(&aws_settings(config, aws)).await?, None),
         };
-        let Adapters {
-            templates,
-            store,
-            queue,
-            artifacts,
-            iot,
-            greengrass,
-            cas,
-            feed,
-            observer,
-            publisher,
-            readiness,
-            local_cloud,
-        } = adapters;
+        let Adapters { templates, store, queue, artifacts, iot, greengrass, cas, feed, observer, publisher, readiness } =
+            adapters;
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
         let failpoints = Failpoints::default();
         let metrics = Arc::new(Metrics::new());
         let gauges: Arc<dyn Gauges> =
-            Arc::new(QueueAndOutbox { queue: queue.clone(), store: store.clone(), publishing: publisher.is_some() });
+            Arc::new(QueueAndOutbox { queue: queue.clone(), outbox: store.clone(), publishing: publisher.is_some() });
         let retry = RetryPolicy { attempts: config.call_attempts, base: Duration::from_millis(config.retry_base_ms) };
         // The workers' view of IoT and Greengrass: each call retried on its own when it fails
         // transiently, and paced at the AWS quotas when asked.
@@ -353,6 +142,11 @@ impl Application {
         });
         let (worker_iot, worker_greengrass): (Arc<dyn IotRegistry>, Arc<dyn Greengrass>) =
             (resilient.clone(), resilient);
+        // Request handlers' view: the same per-call retries, never paced (a request must not
+        // wait behind a worker's quota budget). This is the only retry layer: the backends'
+        // IoT and Greengrass clients make one attempt per call (decision 44).
+        let api_greengrass: Arc<dyn Greengrass> =
+            Arc::new(Paced { iot: iot.clone(), greengrass: greengrass.clone(), pacer: None, retry, metrics: None });
         let provisioner = Arc::new(CoreProvisioner::new(
             store.clone(),
             worker_iot.clone(),
@@ -397,16 +191,16 @@ impl Application {
             worker = worker.with_relay(Arc::new(OutboxRelay::new(store.clone(), publisher)));
         }
         let app = App {
-            templates: TemplateService::new(templates.clone(), greengrass.clone()),
+            templates: TemplateService::new(templates.clone(), api_greengrass.clone()),
             core_tasks: CoreTaskService::new(
                 store.clone(),
                 queue.clone(),
                 provisioning_templates.clone(),
                 cas,
-                greengrass.clone(),
+                api_greengrass.clone(),
                 config.core_batch_size,
             ),
-            cores: CoreService::new(store.clone(), greengrass.clone()).with_download_links(artifacts.clone()),
+            cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
             devices: DeviceService::new(store.clone(), worker_iot, worker_greengrass, artifacts),
             deployments: DeploymentService::new(store.clone(), templates, queue),
             provisioning_templates,

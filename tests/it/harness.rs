@@ -35,10 +35,10 @@ async fn each_verification_check_catches_its_kind_of_damage() {
     assert_eq!(kinds(&verify(&api, dir.path(), &task, &cores).await.unwrap()), ["keys"]);
 
     // inventory + certificates: a second certificate on a core, and an orphan thing.
-    let cloud = ggprov::open_local_cloud(
+    let cloud = ggprov_embedded::open_local_cloud(&ggprov::embedded_settings(
         &ggprov::Config::from_sources([("GGPROV_DATA_DIR".to_owned(), dir.path().display().to_string())], None)
             .unwrap(),
-    )
+    ))
     .await
     .unwrap();
     let extra = ggprov_pki::create_ca("stray", 1).unwrap().certificate_pem;

@@ -5,6 +5,7 @@
 //! credentials and region come from the standard AWS environment (`AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, profiles, IMDS, ECS task roles).
 
+mod backend;
 mod ca;
 mod dynamo;
 mod events;
@@ -20,6 +21,7 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ggprov_domain::ports::{CloudError, StoreError};
 
+pub use backend::{AwsBackendSettings, connect};
 pub use ca::SsmCertificateAuthorities;
 pub use dynamo::DynamoStore;
 pub use events::EventBridgePublisher;

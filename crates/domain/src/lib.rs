@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backend;
 pub mod core_service;
 pub mod core_task_service;
 pub mod cores;
 pub mod deployment_service;
 pub mod deployment_state;
 pub mod device_service;
+pub mod error_chain;
 pub mod jobs;
 pub mod metrics;
 pub mod pagination;
@@ -22,6 +24,7 @@ pub mod thing_lifecycle;
 pub mod time;
 pub mod validation;
 
+pub use error_chain::ErrorChain;
 pub use pagination::{Page, PageRequest};
 pub use task::{ItemCounts, TaskId, TaskStatus, TaskType};
 pub use template::{Component, ComponentName, ComponentVersion, Template, TemplateName, TemplateSpec};

@@ -33,7 +33,7 @@ pub struct Deployer {
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
-    StepError::Permanent(message.into())
+    StepError::permanent(message)
 }
 
 impl Deployer {
@@ -188,16 +188,18 @@ impl Deployer {
             }
             let deployment_id = match &deployment {
                 Ok(id) => id,
-                Err(StepError::Permanent(message)) => {
+                Err(StepError::Permanent { message, .. }) => {
                     self.store.fail_deployment_item(&task.id, name, message).await?;
                     continue;
                 }
-                Err(StepError::Transient(message)) => return Err(StepError::Transient(message.clone())),
+                Err(StepError::Transient { message, .. }) => return Err(StepError::transient(message.clone())),
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
             };
             match self.move_core(name, &target_group).await {
                 Ok(()) => self.store.complete_deployment_item(&task.id, name, &spec.template, deployment_id).await?,
-                Err(StepError::Permanent(message)) => self.store.fail_deployment_item(&task.id, name, &message).await?,
+                Err(StepError::Permanent { message, .. }) => {
+                    self.store.fail_deployment_item(&task.id, name, &message).await?
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -311,8 +313,8 @@ impl Deployer {
 
 fn with_prefix(prefix: &str, err: &CloudError) -> StepError {
     if err.is_transient() {
-        StepError::Transient(format!("{prefix}: {err}"))
+        StepError::transient(format!("{prefix}: {err}"))
     } else {
-        StepError::Permanent(format!("{prefix}: {err}"))
+        StepError::permanent(format!("{prefix}: {err}"))
     }
 }

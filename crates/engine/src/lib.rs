@@ -7,11 +7,13 @@ mod provisioner;
 mod relay;
 mod worker;
 
+use ggprov_domain::ports::BoxError;
+
 pub use deployer::Deployer;
 pub use failpoints::Failpoints;
 pub use paced::{Paced, Pacer};
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
-pub use relay::{CursorFeed, OutboxRelay};
+pub use relay::OutboxRelay;
 pub use worker::{Worker, WorkerSettings};
 
 /// How a transient failure of one IoT or Greengrass call (throttling, an outage) is retried
@@ -31,28 +33,52 @@ impl RetryPolicy {
     }
 }
 
-/// How a step or job failed.
+/// How a step or job failed. The message is what a failed item records; the source, when
+/// there is one, is kept for the log line that reports the failure (`ErrorChain`).
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// Worth retrying later (throttling, an outage of the store or the cloud).
-    #[error("{0}")]
-    Transient(String),
+    #[error("{message}")]
+    Transient {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Retrying will not help; the item fails with this message.
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{message}")]
+    Permanent {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A failpoint fired: behave as if the process died here (no ack, no retry bookkeeping).
     #[error("failpoint {0} fired")]
     Crash(&'static str),
 }
 
+impl StepError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::Transient { message: message.into(), source: None }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent { message: message.into(), source: None }
+    }
+}
+
 impl From<ggprov_domain::ports::StoreError> for StepError {
     fn from(err: ggprov_domain::ports::StoreError) -> Self {
-        Self::Transient(format!("store: {err}"))
+        Self::Transient { message: format!("store: {err}"), source: Some(Box::new(err)) }
     }
 }
 
 impl From<ggprov_domain::ports::CloudError> for StepError {
     fn from(err: ggprov_domain::ports::CloudError) -> Self {
-        if err.is_transient() { Self::Transient(err.to_string()) } else { Self::Permanent(err.to_string()) }
+        let message = err.to_string();
+        if err.is_transient() {
+            Self::Transient { message, source: Some(Box::new(err)) }
+        } else {
+            Self::Permanent { message, source: Some(Box::new(err)) }
+        }
     }
 }

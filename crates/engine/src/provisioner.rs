@@ -73,7 +73,7 @@ pub struct CoreProvisioner {
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
-    StepError::Permanent(message.into())
+    StepError::permanent(message)
 }
 
 /// Treats "not found" as done: deletes converge.
@@ -161,7 +161,7 @@ impl CoreProvisioner {
         )
         .await;
         match result {
-            Err(StepError::Permanent(message)) => {
+            Err(StepError::Permanent { message, .. }) => {
                 tracing::warn!(core.name = %name, task.id = %task.id, reason = %message, "core item failed");
                 let detail_type = match task.task_type {
                     TaskType::Create => CORE_CREATED_EVENT,
@@ -500,7 +500,7 @@ impl CoreProvisioner {
             match outcome {
                 Ok(Some(done)) => provisioned.push(done),
                 Ok(None) => {}
-                Err(StepError::Permanent(message)) => {
+                Err(StepError::Permanent { message, .. }) => {
                     self.fail_device(task, &name, DEVICE_CREATED_EVENT, &message).await?
                 }
                 Err(err) => errors.push(Err(err)),

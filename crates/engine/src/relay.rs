@@ -1,66 +1,22 @@
-//! Status feeds and the outbox relay: the two streams that connect ggprov's store to the
-//! world outside the request path.
+//! The outbox relay: publishes the events written with state changes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use ggprov_domain::ports::{
-    CloudError, CoreStore, EventPublisher, PositionedStatusFeed, ReceivedStatus, StatusFeed, StatusSignal,
-};
+use ggprov_domain::ports::{EventPublisher, Outbox};
 
 use crate::StepError;
-
-/// A positioned feed (the local cloud's status log) read behind a cursor kept in the store:
-/// acknowledging moves the cursor past the acknowledged positions.
-pub struct CursorFeed {
-    feed: Arc<dyn PositionedStatusFeed>,
-    store: Arc<dyn CoreStore>,
-    name: &'static str,
-}
-
-impl CursorFeed {
-    pub fn new(feed: Arc<dyn PositionedStatusFeed>, store: Arc<dyn CoreStore>, name: &'static str) -> Self {
-        Self { feed, store, name }
-    }
-}
-
-fn store_failed(err: ggprov_domain::ports::StoreError) -> CloudError {
-    CloudError::Unavailable { api: "ingest cursor", source: Box::new(err) }
-}
-
-#[async_trait]
-impl StatusFeed for CursorFeed {
-    async fn receive(&self, max: u32) -> Result<Vec<ReceivedStatus>, CloudError> {
-        let cursor = self.store.ingest_cursor(self.name).await.map_err(store_failed)?;
-        Ok(self
-            .feed
-            .deployment_outcomes(cursor, max)
-            .await?
-            .into_iter()
-            .map(|outcome| ReceivedStatus {
-                receipt: outcome.position.to_string(),
-                signal: StatusSignal::Outcome(outcome),
-            })
-            .collect())
-    }
-
-    async fn acknowledge(&self, receipts: &[String]) -> Result<(), CloudError> {
-        let Some(last) = receipts.iter().filter_map(|r| r.parse::<u64>().ok()).max() else { return Ok(()) };
-        self.store.save_ingest_cursor(self.name, last).await.map_err(store_failed)
-    }
-}
 
 /// Publishes outbox events: claims a batch, publishes it 10 at a time, marks what went out.
 /// An event whose publication failed stays unpublished and is claimed again after the lease.
 pub struct OutboxRelay {
-    store: Arc<dyn CoreStore>,
+    store: Arc<dyn Outbox>,
     publisher: Arc<dyn EventPublisher>,
     lease: Duration,
 }
 
 impl OutboxRelay {
-    pub fn new(store: Arc<dyn CoreStore>, publisher: Arc<dyn EventPublisher>) -> Self {
+    pub fn new(store: Arc<dyn Outbox>, publisher: Arc<dyn EventPublisher>) -> Self {
         Self { store, publisher, lease: Duration::from_secs(60) }
     }
 

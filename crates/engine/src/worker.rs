@@ -9,6 +9,8 @@ use ggprov_domain::jobs::{DEPLOYMENT_EXPAND, DeploymentExpand, TASK_BATCH, TaskB
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
 
+use ggprov_domain::ErrorChain;
+
 use crate::{CoreProvisioner, Deployer, OutboxRelay, StepError};
 
 /// Settings of a worker.
@@ -121,21 +123,21 @@ impl Worker {
         let mut last_reconcile = tokio::time::Instant::now();
         while !*shutdown.borrow() {
             if let Err(err) = self.ingest().await {
-                tracing::warn!(error = %err, "status ingestion failed");
+                tracing::warn!(error = %ErrorChain(&err), "status ingestion failed");
             }
             if let Err(err) = self.publish_events().await {
-                tracing::warn!(error = %err, "publishing events failed");
+                tracing::warn!(error = %ErrorChain(&err), "publishing events failed");
             }
             if last_reconcile.elapsed() >= self.settings.reconcile_every {
                 last_reconcile = tokio::time::Instant::now();
                 if let Err(err) = self.reconcile().await {
-                    tracing::warn!(error = %err, "reconciliation failed");
+                    tracing::warn!(error = %ErrorChain(&err), "reconciliation failed");
                 }
             }
             if last_sweep.elapsed() >= self.settings.sweep_every {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(err) = self.sweep().await {
-                    tracing::warn!(error = %err, "sweep failed");
+                    tracing::warn!(error = %ErrorChain(&err), "sweep failed");
                 }
             }
             match self.queue.receive(self.settings.concurrency, self.settings.lease).await {
@@ -149,7 +151,7 @@ impl Worker {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot receive from the work queue");
+                    tracing::warn!(error = %ErrorChain(&err), "cannot receive from the work queue");
                     tokio::time::sleep(self.settings.poll_interval * 5).await;
                 }
             }
@@ -213,7 +215,7 @@ impl Worker {
                 match self.queue.extend_lease(&receipt, lease).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!("the job's lease was lost; another worker may receive it"),
-                    Err(err) => tracing::warn!(error = %err, "could not extend the job's lease"),
+                    Err(err) => tracing::warn!(error = %ErrorChain(&err), "could not extend the job's lease"),
                 }
             }
         };
@@ -227,13 +229,13 @@ impl Worker {
         let result = match delivery.job.kind.as_str() {
             TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
                 Ok(batch) => self.cores.run_batch(&batch, &self.deployer).await,
-                Err(err) => Err(StepError::Permanent(format!("malformed {TASK_BATCH} job: {err}"))),
+                Err(err) => Err(StepError::permanent(format!("malformed {TASK_BATCH} job: {err}"))),
             },
             DEPLOYMENT_EXPAND => match serde_json::from_value::<DeploymentExpand>(delivery.job.payload.clone()) {
                 Ok(expand) => self.deployer.expand(&expand.task_id).await,
-                Err(err) => Err(StepError::Permanent(format!("malformed {DEPLOYMENT_EXPAND} job: {err}"))),
+                Err(err) => Err(StepError::permanent(format!("malformed {DEPLOYMENT_EXPAND} job: {err}"))),
             },
-            other => Err(StepError::Permanent(format!("unknown job kind '{other}'"))),
+            other => Err(StepError::permanent(format!("unknown job kind '{other}'"))),
         };
         let outcome = match result {
             Ok(()) => self.queue.ack(&delivery.receipt).await.map(|acked| {
@@ -246,15 +248,16 @@ impl Worker {
                 tracing::warn!(failpoint = point, "stopping here as if the process died");
                 Ok(())
             }
-            Err(StepError::Transient(reason)) if delivery.attempt < self.settings.max_attempts => {
+            Err(err @ StepError::Transient { .. }) if delivery.attempt < self.settings.max_attempts => {
                 let delay = self.backoff(delivery.attempt);
-                tracing::info!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                tracing::info!(error = %ErrorChain(&err), retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                 self.count(&delivery, "retried");
-                self.queue.retry_later(&delivery.receipt, delay, &reason).await
+                self.queue.retry_later(&delivery.receipt, delay, &err.to_string()).await
             }
-            Err(StepError::Transient(reason) | StepError::Permanent(reason)) => {
-                tracing::error!(reason = %reason, "job dead-lettered");
+            Err(err) => {
+                tracing::error!(error = %ErrorChain(&err), "job dead-lettered");
                 self.count(&delivery, "dead_lettered");
+                let reason = err.to_string();
                 let marked = match delivery.job.kind.as_str() {
                     TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
                         Ok(batch) => self.cores.fail_batch(&batch, &reason).await,
@@ -268,14 +271,14 @@ impl Worker {
                     _ => Ok(()),
                 };
                 if let Err(err) = marked {
-                    tracing::error!(error = %err, "could not mark the dead-lettered work failed");
+                    tracing::error!(error = %ErrorChain(&err), "could not mark the dead-lettered work failed");
                     return; // leave the job leased: it comes back and is dead-lettered again
                 }
                 self.queue.dead_letter(&delivery, &reason).await
             }
         };
         if let Err(err) = outcome {
-            tracing::error!(error = %err, "could not record the job's outcome on the queue; it will be delivered again");
+            tracing::error!(error = %ErrorChain(&err), "could not record the job's outcome on the queue; it will be delivered again");
         }
     }
 

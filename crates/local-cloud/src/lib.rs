@@ -69,8 +69,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The token-exchange role alias and the policies every Greengrass core needs, created on
 /// first start (on AWS, the `CloudFormation` stack creates them).
 pub const TOKEN_EXCHANGE_ROLE_ALIAS: &str = "GreengrassV2TokenExchangeRoleAlias";
-pub const TOKEN_EXCHANGE_POLICY: &str = "GreengrassV2TokenExchangeRoleAliasPolicy";
-pub const CORE_POLICY: &str = "GreengrassV2IoTThingPolicy";
+pub use ggprov_domain::backend::GREENGRASS_CORE_POLICY as CORE_POLICY;
+pub use ggprov_domain::backend::TOKEN_EXCHANGE_POLICY;
 
 impl LocalCloud {
     /// Opens (creating if needed) the local cloud's database and applies its migrations.

@@ -44,7 +44,12 @@ impl ArtifactStore for DirectoryArtifacts {
         tokio::task::spawn_blocking(move || {
             let dir = path.parent().expect("keys have a parent");
             std::fs::create_dir_all(dir)?;
-            let temp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact")));
+            // Unique per write: two writers of one key never share (and truncate) a temporary file.
+            let temp = dir.join(format!(
+                ".{}.{}.tmp",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+                uuid::Uuid::new_v4().simple()
+            ));
             {
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create(true).truncate(true);
