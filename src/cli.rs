@@ -75,8 +75,9 @@ pub enum LocalCloudCommand {
 }
 
 pub fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let cas = FileCertificateAuthorities::new(&config.data_dir, config.default_ca.clone());
+    std::fs::create_dir_all(&config.storage.data_dir)
+        .with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
+    let cas = FileCertificateAuthorities::new(&config.storage.data_dir, config.provisioning.default_ca.clone());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match command {
         CaCommand::Create { name, days, default } => {
@@ -114,7 +115,7 @@ async fn register(config: &Config, certificate_pem: &str) -> anyhow::Result<()> 
 }
 
 pub fn run_local_cloud(config: &Config, url: Option<String>, command: &LocalCloudCommand) -> anyhow::Result<()> {
-    let base = url.unwrap_or_else(|| format!("http://{}", config.listen)).trim_end_matches('/').to_owned();
+    let base = url.unwrap_or_else(|| format!("http://{}", config.http.listen)).trim_end_matches('/').to_owned();
     let check =
         |name: &str| ThingName::parse(name).map(|_| ()).with_context(|| format!("'{name}' is not a thing name"));
     let (method, path, body) = match command {

@@ -83,11 +83,11 @@ impl Gauges for QueueAndOutbox {
 /// The embedded default's settings, from the configuration.
 pub fn embedded_settings(config: &Config) -> EmbeddedSettings {
     EmbeddedSettings {
-        data_dir: config.data_dir.clone(),
-        region: config.region.clone(),
-        auto_connect: config.local_cloud_auto_connect,
-        private_components: config.extra_components.clone(),
-        default_ca: config.default_ca.clone(),
+        data_dir: config.storage.data_dir.clone(),
+        region: config.provisioning.region.clone(),
+        auto_connect: config.local_cloud.auto_connect,
+        private_components: config.local_cloud.extra_components.clone(),
+        default_ca: config.provisioning.default_ca.clone(),
     }
 }
 
@@ -104,11 +104,11 @@ fn aws_settings(config: &Config, aws: &AwsSettings) -> AwsBackendSettings {
         create_resources: aws.create_resources,
         presign_secs: aws.presign_secs,
         queue_wait_secs: aws.queue_wait_secs,
-        region: config.region.clone(),
-        call_attempts: config.call_attempts,
-        max_attempts: config.max_attempts,
-        default_ca: config.default_ca.clone(),
-        event_source: config.event_source.clone(),
+        region: config.provisioning.region.clone(),
+        call_attempts: config.worker.call_attempts,
+        max_attempts: config.worker.max_attempts,
+        default_ca: config.provisioning.default_ca.clone(),
+        event_source: config.provisioning.event_source.clone(),
     }
 }
 
@@ -116,7 +116,7 @@ impl Application {
     /// Opens the store and the cloud of the configured backend, wires the adapters and binds
     /// the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let (adapters, local_cloud) = match &config.backend {
+        let (adapters, local_cloud) = match &config.storage.backend {
             Backend::Embedded => {
                 let embedded = ggprov_embedded::open(&embedded_settings(config)).await?;
                 (embedded.adapters, Some(embedded.local_cloud))
@@ -130,13 +130,13 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let gauges: Arc<dyn Gauges> =
             Arc::new(QueueAndOutbox { queue: queue.clone(), outbox: store.clone(), publishing: publisher.is_some() });
-        let retry = RetryPolicy { attempts: config.call_attempts, base: Duration::from_millis(config.retry_base_ms) };
+        let retry = RetryPolicy { attempts: config.worker.call_attempts, base: config.worker.retry_base };
         // The workers' view of IoT and Greengrass: each call retried on its own when it fails
         // transiently, and paced at the AWS quotas when asked.
         let resilient = Arc::new(Paced {
             iot: iot.clone(),
             greengrass: greengrass.clone(),
-            pacer: config.rate_limit.clone().map(|quotas| Pacer::with_quotas(0.95, quotas)),
+            pacer: config.pacing().map(|quotas| Pacer::with_quotas(0.95, quotas)),
             retry,
             metrics: Some(metrics.clone()),
         });
@@ -156,12 +156,12 @@ impl Application {
             observer,
             failpoints.clone(),
             ProvisionerSettings {
-                region: config.region.clone(),
-                role_alias: config.role_alias.clone(),
-                device_root_path: config.device_root_path.clone(),
-                artifacts_prefix: config.artifacts_prefix.clone(),
-                keep_artifacts: config.keep_artifacts,
-                concurrency: config.item_concurrency,
+                region: config.provisioning.region.clone(),
+                role_alias: config.provisioning.role_alias.clone(),
+                device_root_path: config.provisioning.device_root_path.clone(),
+                artifacts_prefix: config.provisioning.artifacts_prefix.clone(),
+                keep_artifacts: config.provisioning.keep_artifacts,
+                concurrency: config.worker.item_concurrency,
             },
         ));
         let deployer = Arc::new(Deployer::new(
@@ -171,18 +171,18 @@ impl Application {
             worker_greengrass.clone(),
             feed,
             queue.clone(),
-            config.deployment_batch_size,
+            config.worker.deployment_batch_size,
         ));
         let mut worker = Worker::new(
             queue.clone(),
             provisioner,
             deployer,
             WorkerSettings {
-                concurrency: config.worker_concurrency,
-                lease: Duration::from_millis(config.worker_lease_ms),
-                max_attempts: config.max_attempts,
-                base_backoff: Duration::from_millis(config.retry_base_ms),
-                sweep_after: Duration::from_secs(config.sweep_after_secs),
+                concurrency: config.worker.concurrency,
+                lease: config.worker.lease,
+                max_attempts: config.worker.max_attempts,
+                base_backoff: config.worker.retry_base,
+                sweep_after: config.worker.sweep_after,
                 ..WorkerSettings::default()
             },
         );
@@ -198,32 +198,32 @@ impl Application {
                 provisioning_templates.clone(),
                 cas,
                 api_greengrass.clone(),
-                config.core_batch_size,
+                config.worker.core_batch_size,
             ),
             cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
             devices: DeviceService::new(store.clone(), worker_iot, worker_greengrass, artifacts),
             deployments: DeploymentService::new(store.clone(), templates, queue),
             provisioning_templates,
-            event_source: config.event_source.clone(),
+            event_source: config.provisioning.event_source.clone(),
             readiness,
             metrics,
             gauges: Some(gauges),
         };
-        let listener = TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(config.http.listen)
             .await
-            .with_context(|| format!("listening on {} (GGPROV_LISTEN)", config.listen))?;
+            .with_context(|| format!("listening on {} (GGPROV_LISTEN)", config.http.listen))?;
         Ok(Self {
             listener,
             state: AppState(Arc::new(app)),
             http: HttpConfig {
-                cors: config.cors.clone(),
-                base_path: config.base_path.clone(),
+                cors: config.http.cors.clone(),
+                base_path: config.http.base_path.clone(),
                 auth: auth::authenticator(&config.auth),
-                operations_only: config.role == Role::Worker,
+                operations_only: config.worker.role == Role::Worker,
             },
             worker: Arc::new(worker),
-            run_worker: config.worker && config.role != Role::Api,
-            grace: Duration::from_secs(config.shutdown_grace_secs),
+            run_worker: config.worker.enabled && config.worker.role != Role::Api,
+            grace: config.http.shutdown_grace,
             local_cloud,
             failpoints,
         })

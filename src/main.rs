@@ -90,7 +90,7 @@ fn serve(config_file: Option<&std::path::Path>, role: Option<&str>) -> ExitCode 
     let config = match Config::load(config_file) {
         Ok(mut config) => {
             if let Some(role) = role.and_then(ggprov::Role::parse) {
-                config.role = role;
+                config.worker.role = role;
             }
             config
         }
@@ -99,7 +99,7 @@ fn serve(config_file: Option<&std::path::Path>, role: Option<&str>) -> ExitCode 
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log, config.log_format);
+    telemetry::init(&config.telemetry.log, config.telemetry.log_format);
     for name in &config.unknown_env {
         tracing::warn!(variable = %name, "ignoring {name}: no such setting (see `ggprov serve --help`)");
     }
@@ -114,11 +114,11 @@ fn serve(config_file: Option<&std::path::Path>, role: Option<&str>) -> ExitCode 
         let app = Application::build(&config).await?;
         let shutdown = shutdown_signal();
         let addr = app.local_addr();
-        let backend = match &config.backend {
+        let backend = match &config.storage.backend {
             ggprov::Backend::Embedded => "embedded",
             ggprov::Backend::Aws(_) => "aws",
         };
-        tracing::info!(%addr, backend, role = ?config.role, "ggprov serving");
+        tracing::info!(%addr, backend, role = ?config.worker.role, "ggprov serving");
         println!("ggprov listening on http://{addr}");
         app.run_until(shutdown).await
     });
@@ -156,7 +156,7 @@ fn with_config(file: Option<&std::path::Path>, run: impl FnOnce(&Config) -> anyh
             return ExitCode::from(2);
         }
     };
-    telemetry::init("warn", config.log_format);
+    telemetry::init("warn", config.telemetry.log_format);
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

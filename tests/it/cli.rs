@@ -25,7 +25,7 @@ fn serve_help_lists_every_setting() {
     let output = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for setting in ggprov::config::SETTINGS {
+    for setting in ggprov::config::settings() {
         assert!(help.contains(setting.env), "{} missing from --help", setting.env);
     }
 }
@@ -33,7 +33,7 @@ fn serve_help_lists_every_setting() {
 #[test]
 fn readme_configuration_table_lists_every_setting() {
     let readme = include_str!("../../README.md");
-    for setting in ggprov::config::SETTINGS {
+    for setting in ggprov::config::settings() {
         assert!(readme.contains(&format!("`{}`", setting.env)), "{} missing from the README", setting.env);
     }
 }

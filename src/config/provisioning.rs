@@ -1,0 +1,92 @@
+//! What provisioning writes: region, CA, role alias, paths in installer configs, artifact
+//! keys, the events' source.
+
+use super::sources::{Setting, Values};
+
+pub(super) const REGION: Setting = Setting {
+    key: "region",
+    env: "GGPROV_REGION",
+    default: "us-east-1",
+    help: "AWS region named in ARNs, endpoints and installer configs.",
+};
+
+pub(super) const DEFAULT_CA: Setting = Setting {
+    key: "default_ca",
+    env: "GGPROV_DEFAULT_CA",
+    default: "",
+    help: "Id of the CA that signs certificates when a request names no caId; empty: the CA marked default in the data directory (the development CA on the embedded default).",
+};
+
+pub(super) const ROLE_ALIAS: Setting = Setting {
+    key: "role_alias",
+    env: "GGPROV_ROLE_ALIAS",
+    default: "GreengrassV2TokenExchangeRoleAlias",
+    help: "Token-exchange role alias written into installer configs.",
+};
+
+pub(super) const DEVICE_ROOT_PATH: Setting = Setting {
+    key: "device_root_path",
+    env: "GGPROV_DEVICE_ROOT_PATH",
+    default: "/greengrass/v2",
+    help: "Greengrass root directory on devices, used for paths in installer configs.",
+};
+
+pub(super) const ARTIFACTS_PREFIX: Setting = Setting {
+    key: "artifacts_prefix",
+    env: "GGPROV_ARTIFACTS_PREFIX",
+    default: "",
+    help: "Prefix of artifact keys (`<prefix><core>/<core>/certs.zip`), e.g. `greengrass2/`.",
+};
+
+pub(super) const KEEP_ARTIFACTS: Setting = Setting {
+    key: "keep_artifacts",
+    env: "GGPROV_KEEP_ARTIFACTS",
+    default: "false",
+    help: "Keep a core's artifacts (its certs bundle holds the private key) when the core is deleted.",
+};
+
+pub(super) const EVENT_SOURCE: Setting = Setting {
+    key: "event_source",
+    env: "GGPROV_EVENT_SOURCE",
+    default: "com.aws.cdf.greengrass2-provisioning",
+    help: "EventBridge `source` of the lifecycle events.",
+};
+
+/// This section's settings, in the order `--help` and the README list them.
+pub(super) const SETTINGS: &[&Setting] =
+    &[&REGION, &DEFAULT_CA, &ROLE_ALIAS, &DEVICE_ROOT_PATH, &ARTIFACTS_PREFIX, &KEEP_ARTIFACTS, &EVENT_SOURCE];
+
+/// How things are provisioned and described.
+#[derive(Debug, Clone)]
+pub struct ProvisioningSettings {
+    pub region: String,
+    /// The CA used when a request names none.
+    pub default_ca: Option<String>,
+    pub role_alias: String,
+    pub device_root_path: String,
+    pub artifacts_prefix: String,
+    pub keep_artifacts: bool,
+    /// EventBridge `source` of lifecycle events.
+    pub event_source: String,
+}
+
+impl ProvisioningSettings {
+    pub(super) fn read(v: &mut Values) -> Option<Self> {
+        let region = v.text(&REGION);
+        let default_ca = v.optional(&DEFAULT_CA);
+        let role_alias = v.text(&ROLE_ALIAS);
+        let device_root_path = v.text(&DEVICE_ROOT_PATH);
+        let artifacts_prefix = v.text_of(&ARTIFACTS_PREFIX).trim().trim_start_matches('/').to_owned();
+        let keep_artifacts = v.flag(&KEEP_ARTIFACTS);
+        let event_source = v.text(&EVENT_SOURCE);
+        Some(Self {
+            region: region?,
+            default_ca,
+            role_alias: role_alias?,
+            device_root_path: device_root_path?,
+            artifacts_prefix,
+            keep_artifacts: keep_artifacts?,
+            event_source: event_source?,
+        })
+    }
+}

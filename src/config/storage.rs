@@ -1,0 +1,61 @@
+//! Where state and work live: the backend, and the embedded default's data directory.
+
+use std::path::PathBuf;
+
+use super::aws::AwsSettings;
+use super::sources::{Setting, Values};
+
+pub(super) const DATA_DIR: Setting = Setting {
+    key: "data_dir",
+    env: "GGPROV_DATA_DIR",
+    default: "./data",
+    help: "Directory of the embedded default's state (SQLite database); created if missing.",
+};
+
+pub(super) const BACKEND: Setting = Setting {
+    key: "backend",
+    env: "GGPROV_BACKEND",
+    default: "embedded",
+    help: "`embedded`: SQLite and the local cloud in the data directory. `aws`: DynamoDB, SQS, S3, EventBridge, IoT, Greengrass V2 and SSM (region, credentials and endpoints from the standard AWS environment).",
+};
+
+/// This section's settings, in the order `--help` and the README list them.
+pub(super) const SETTINGS: &[&Setting] = &[&DATA_DIR, &BACKEND];
+
+/// Where state and work live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Aws(AwsSettings),
+}
+
+/// The backend and the data directory (the embedded default's state; CA files).
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub backend: Backend,
+}
+
+impl StorageConfig {
+    pub(super) fn read(v: &mut Values) -> Option<Self> {
+        let data_dir = v.parse(&DATA_DIR, |t| {
+            if t.is_empty() { Err("must name a directory, e.g. ./data".into()) } else { Ok(PathBuf::from(t)) }
+        });
+        let aws = AwsSettings::read(v);
+        let backend = v.parse(&BACKEND, |t| match t.to_ascii_lowercase().as_str() {
+            "embedded" => Ok(None),
+            "aws" => Ok(Some(())),
+            _ => Err("must be embedded or aws".into()),
+        });
+        let backend = match backend? {
+            None => Backend::Embedded,
+            Some(()) => Backend::Aws(aws.and_then(|aws| aws.require_resources(v))?),
+        };
+        Some(Self { data_dir: data_dir?, backend })
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("ggprov.sqlite")
+    }
+}
