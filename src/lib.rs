@@ -28,8 +28,8 @@ use ggprov_domain::ports::{Greengrass, IotRegistry, Outbox, WorkQueue};
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 use ggprov_embedded::EmbeddedSettings;
 use ggprov_engine::{
-    CoreProvisioner, Deployer, Failpoints, OutboxRelay, Paced, Pacer, ProvisionerSettings, RetryPolicy, Worker,
-    WorkerSettings,
+    CoreProvisioner, Deployer, Failpoints, JobRegistry, OutboxRelay, Paced, Pacer, ProvisionerSettings, RetryPolicy,
+    Sweeper, Worker, WorkerSettings,
 };
 use ggprov_local_cloud::LocalCloud;
 use tokio::net::TcpListener;
@@ -173,16 +173,23 @@ impl Application {
             queue.clone(),
             config.worker.deployment_batch_size,
         ));
+        let sweeper = Sweeper::new(
+            store.clone(),
+            store.clone(),
+            queue.clone(),
+            config.worker.core_batch_size,
+            config.worker.sweep_after,
+        );
         let mut worker = Worker::new(
             queue.clone(),
-            provisioner,
+            JobRegistry::standard(provisioner, deployer.clone()),
             deployer,
+            sweeper,
             WorkerSettings {
                 concurrency: config.worker.concurrency,
                 lease: config.worker.lease,
                 max_attempts: config.worker.max_attempts,
                 base_backoff: config.worker.retry_base,
-                sweep_after: config.worker.sweep_after,
                 ..WorkerSettings::default()
             },
         );

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ggprov_domain::core_task_service::NewCoreTask;
-use ggprov_domain::cores::{CoreTaskOptions, NewCore, Task};
+use ggprov_domain::cores::{CoreTaskOptions, Task};
 use ggprov_domain::provisioning::CdfProvisioningParameters;
-use ggprov_domain::{ComponentVersion, Problems, TaskId, TaskType, ThingName, Timestamp};
+use ggprov_domain::{ComponentVersion, Problems, TaskId, TaskType, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -18,6 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
 use crate::pagination::{Pagination, parse_count};
+use crate::records::{ItemFields, LastEvaluatedTaskId, TaskCoreResource, parse_items, parse_task_type, task_headers};
 use crate::state::AppState;
 
 const TAG: &str = "Core tasks";
@@ -102,98 +103,6 @@ impl NewCoreTaskBody {
     }
 }
 
-/// `type` of a task body: `Create` or `Delete`.
-pub(crate) fn parse_task_type(problems: &mut Problems, value: Option<&str>, what: &str) -> Option<TaskType> {
-    match value {
-        Some("Create") => Some(TaskType::Create),
-        Some("Delete") => Some(TaskType::Delete),
-        Some(other) => {
-            problems.add("type", format!("'{other}' is not a {what} type; use Create or Delete"));
-            None
-        }
-        None => {
-            problems.add("type", "is required: Create or Delete");
-            None
-        }
-    }
-}
-
-/// The fields of a core or client device in a task body.
-pub(crate) struct ItemFields {
-    pub(crate) name: Option<String>,
-    pub(crate) provisioning_template: Option<String>,
-    pub(crate) provisioning_parameters: Option<BTreeMap<String, String>>,
-    pub(crate) cdf_provisioning_parameters: Option<CdfProvisioningParameters>,
-    pub(crate) config_file_generator: Option<String>,
-}
-
-/// Checks the items of a task body (`cores` or `devices`), collecting every problem.
-pub(crate) fn parse_items(problems: &mut Problems, field: &str, items: Option<Vec<ItemFields>>) -> Vec<NewCore> {
-    let mut parsed = Vec::new();
-    match items {
-        None => problems.add(field, format!("is required: a non-empty list of {field}")),
-        Some(list) if list.is_empty() => problems.add(field, format!("must list at least one of the {field}")),
-        Some(list) => {
-            for (i, item) in list.into_iter().enumerate() {
-                let name = match item.name {
-                    Some(n) => problems.check(format!("{field}[{i}].name"), ThingName::parse(&n)),
-                    None => {
-                        problems.add(format!("{field}[{i}].name"), "is required");
-                        None
-                    }
-                };
-                let template = match item.provisioning_template {
-                    Some(t) if !t.trim().is_empty() => Some(t),
-                    _ => {
-                        problems.add(
-                            format!("{field}[{i}].provisioningTemplate"),
-                            "is required (also for Delete, where it is not used)",
-                        );
-                        None
-                    }
-                };
-                if let (Some(name), Some(provisioning_template)) = (name, template) {
-                    parsed.push(NewCore {
-                        name,
-                        provisioning_template,
-                        provisioning_parameters: item.provisioning_parameters.unwrap_or_default(),
-                        cdf_provisioning_parameters: item.cdf_provisioning_parameters,
-                        config_file_generator: item.config_file_generator,
-                    });
-                }
-            }
-        }
-    }
-    parsed
-}
-
-/// The status of one core in a task.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct TaskCoreResource {
-    name: String,
-    #[schema(example = "Success")]
-    task_status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_message: Option<String>,
-    #[schema(value_type = String)]
-    created_at: Timestamp,
-    #[schema(value_type = Option<String>)]
-    updated_at: Option<Timestamp>,
-}
-
-impl TaskCoreResource {
-    pub(crate) fn from_item<R>(i: ggprov_domain::cores::TaskItem<R>) -> Self {
-        Self {
-            name: i.name.as_str().to_owned(),
-            task_status: i.status.as_str().to_owned(),
-            status_message: i.status_message,
-            created_at: i.created_at,
-            updated_at: i.updated_at,
-        }
-    }
-}
-
 /// A core task.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -233,19 +142,6 @@ impl CoreTaskResource {
     }
 }
 
-/// `lastEvaluated` of task lists.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LastEvaluatedTaskId {
-    task_id: String,
-}
-
-impl LastEvaluatedTaskId {
-    pub(crate) fn new(id: &str) -> Self {
-        Self { task_id: id.to_owned() }
-    }
-}
-
 /// `GET /coreTasks`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CoreTaskList {
@@ -262,16 +158,6 @@ pub(crate) struct ListTasksQuery {
     count: Option<String>,
     /// `pagination.lastEvaluated.taskId` of the previous page.
     exclusive_start_task_id: Option<String>,
-}
-
-pub(crate) fn task_headers(path: &str, id: &TaskId) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(header::LOCATION, HeaderValue::from_str(&format!("{path}/{id}")).expect("task ids are header-safe"));
-    headers.insert(
-        HeaderName::from_static("x-taskid"),
-        HeaderValue::from_str(id.as_str()).expect("task ids are header-safe"),
-    );
-    headers
 }
 
 /// Submit a core task. Everything is validated first (400 with `details`, nothing stored);
@@ -336,9 +222,6 @@ pub(crate) async fn list_core_tasks(
         .await?;
     Ok(Cdf(CoreTaskList {
         tasks: page.items.into_iter().map(CoreTaskResource::from_task).collect(),
-        pagination: Pagination::form_a(
-            &count,
-            page.last_evaluated.map(|id| LastEvaluatedTaskId { task_id: id.as_str().to_owned() }),
-        ),
+        pagination: Pagination::form_a(&count, page.last_evaluated.map(|id| LastEvaluatedTaskId::new(id.as_str()))),
     }))
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use ggprov_domain::core_service::DeviceInfo;
-use ggprov_domain::cores::{Artifact, Core, StoredEvent};
+use ggprov_domain::cores::{Core, StoredEvent};
 use ggprov_domain::ports::{CoreFilter, EffectiveDeployment, InstalledComponent};
-use ggprov_domain::{FieldProblem, ThingName, Timestamp};
+use ggprov_domain::{ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::Cdf;
 use crate::pagination::{Pagination, parse_count};
+use crate::records::{ArtifactResource, LastEvaluatedThingName, parse_bool, problem};
 use crate::state::AppState;
 
 const TAG: &str = "Cores";
@@ -55,19 +56,6 @@ pub(crate) struct ReportedTemplate {
 pub(crate) struct CoreTemplate {
     desired: TemplateVersionRef,
     reported: ReportedTemplate,
-}
-
-/// A stored artifact.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ArtifactResource {
-    bucket: String,
-    key: String,
-    #[schema(value_type = String)]
-    created_at: Timestamp,
-    /// A time-limited download link (AWS mode with `GGPROV_AWS_PRESIGN_SECS`); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    download_url: Option<String>,
 }
 
 /// Live data from Greengrass.
@@ -115,12 +103,6 @@ pub(crate) struct CoreResource {
     updated_at: Option<Timestamp>,
 }
 
-impl From<Artifact> for ArtifactResource {
-    fn from(a: Artifact) -> Self {
-        Self { bucket: a.bucket, key: a.key, created_at: a.created_at, download_url: None }
-    }
-}
-
 impl CoreResource {
     fn from_core(core: Core, device: Option<DeviceInfo>, with_artifacts: bool) -> Self {
         let artifacts = (with_artifacts && !core.artifacts.is_empty())
@@ -165,19 +147,6 @@ impl CoreResource {
     }
 }
 
-/// `lastEvaluated` of the core list.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LastEvaluatedThingName {
-    thing_name: String,
-}
-
-impl LastEvaluatedThingName {
-    pub(crate) fn new(name: &str) -> Self {
-        Self { thing_name: name.to_owned() }
-    }
-}
-
 /// `GET /cores`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CoreList {
@@ -200,20 +169,6 @@ pub(crate) struct ListCoresQuery {
     count: Option<String>,
     /// `pagination.lastEvaluated.thingName` of the previous page.
     exclusive_start_thing_name: Option<String>,
-}
-
-fn problem(field: &str, problem: String) -> ApiError {
-    ApiError::validation(vec![FieldProblem { field: field.to_owned(), problem }])
-}
-
-/// Parses a boolean query parameter: `true`/`false` in any letter case.
-pub(crate) fn parse_bool(field: &str, value: Option<&str>, default: bool) -> Result<bool, ApiError> {
-    match value.map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(default),
-        Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(problem(field, format!("'{other}' is not a boolean; use true or false"))),
-    }
 }
 
 /// Cores by name, optionally filtered by desired template and failed deployments.
@@ -248,10 +203,7 @@ pub(crate) async fn list_cores(
     let page = state.cores.list(&filter, count.page(start)).await?;
     Ok(Cdf(CoreList {
         cores: page.items.into_iter().map(|c| CoreResource::from_core(c, None, false)).collect(),
-        pagination: Pagination::form_a(
-            &count,
-            page.last_evaluated.map(|n| LastEvaluatedThingName { thing_name: n.as_str().to_owned() }),
-        ),
+        pagination: Pagination::form_a(&count, page.last_evaluated.map(|n| LastEvaluatedThingName::new(n.as_str()))),
     }))
 }
 
@@ -282,8 +234,8 @@ pub(crate) async fn get_core(
 /// `GET /cores/{name}/deployments`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CoreDeploymentList {
-    deployments: Vec<crate::deployment_tasks::DeploymentRecord>,
-    pagination: Pagination<crate::core_tasks::LastEvaluatedTaskId>,
+    deployments: Vec<crate::records::DeploymentRecord>,
+    pagination: Pagination<crate::records::LastEvaluatedTaskId>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -317,14 +269,10 @@ pub(crate) async fn list_core_deployments(
     let start = query.exclusive_start_task_id.as_deref().map(ggprov_domain::TaskId::from_text);
     let page = state.deployments.core_deployments(&core, count.page(start)).await?;
     Ok(Cdf(CoreDeploymentList {
-        deployments: page
-            .items
-            .into_iter()
-            .map(|(task, item)| crate::deployment_tasks::core_record(&task, item))
-            .collect(),
+        deployments: page.items.into_iter().map(|(task, item)| crate::records::core_record(&task, item)).collect(),
         pagination: Pagination {
             count: count.echo,
-            last_evaluated: page.last_evaluated.map(|id| crate::core_tasks::LastEvaluatedTaskId::new(id.as_str())),
+            last_evaluated: page.last_evaluated.map(|id| crate::records::LastEvaluatedTaskId::new(id.as_str())),
         },
     }))
 }

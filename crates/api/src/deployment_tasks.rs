@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ggprov_domain::cores::{NewCore, Task, TaskFamily, TaskItem, TaskKind};
+use ggprov_domain::cores::{Task, TaskFamily, TaskKind};
 use ggprov_domain::deployment_service::{DeploymentTaskError, NewDeploymentTask, TemplateSummary, check_targets};
 use ggprov_domain::{FieldProblem, TaskId, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -14,12 +14,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::core_tasks::task_headers;
-use crate::cores::LastEvaluatedThingName;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
 use crate::pagination::{Pagination, ThingPageQuery, parse_count};
+use crate::records::DeploymentRecord;
+use crate::records::{LastEvaluatedThingName, task_headers};
 use crate::state::AppState;
 
 const TAG: &str = "Deployment tasks";
@@ -56,36 +56,6 @@ pub(crate) struct TemplateRefBody {
     /// A number or a numeric string; absent: the latest version.
     #[schema(value_type = Option<Object>, example = 2)]
     version: Option<serde_json::Value>,
-}
-
-/// One core's record in a deployment task.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct DeploymentRecord {
-    core_name: String,
-    /// The deployment task (absent in the original; added).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task_id: Option<String>,
-    task_status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_message: Option<String>,
-    #[schema(value_type = String)]
-    created_at: Timestamp,
-    #[schema(value_type = Option<String>)]
-    updated_at: Option<Timestamp>,
-}
-
-impl DeploymentRecord {
-    fn from_item(item: TaskItem<NewCore>, task_id: Option<&TaskId>) -> Self {
-        Self {
-            core_name: item.name.as_str().to_owned(),
-            task_id: task_id.map(|t| t.as_str().to_owned()),
-            task_status: item.status.as_str().to_owned(),
-            status_message: item.status_message,
-            created_at: item.created_at,
-            updated_at: item.updated_at,
-        }
-    }
 }
 
 /// The resolved template of a deployment task.
@@ -238,7 +208,7 @@ pub(crate) async fn get_deployment_task(
 #[serde(rename_all = "camelCase")]
 pub(crate) struct DeploymentTaskList {
     deployment_tasks: Vec<DeploymentTaskResource>,
-    pagination: Pagination<crate::core_tasks::LastEvaluatedTaskId>,
+    pagination: Pagination<crate::records::LastEvaluatedTaskId>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -270,7 +240,7 @@ pub(crate) async fn list_deployment_tasks(
         deployment_tasks: page.items.into_iter().map(|t| DeploymentTaskResource::from_task(t, false)).collect(),
         pagination: Pagination {
             count: count.echo,
-            last_evaluated: page.last_evaluated.map(|id| crate::core_tasks::LastEvaluatedTaskId::new(id.as_str())),
+            last_evaluated: page.last_evaluated.map(|id| crate::records::LastEvaluatedTaskId::new(id.as_str())),
         },
     }))
 }
@@ -360,9 +330,4 @@ pub(crate) async fn get_fleet_summary(State(state): State<AppState>) -> Result<C
 )]
 pub(crate) async fn get_fleet_summary_recount(State(state): State<AppState>) -> Result<Cdf<FleetSummary>, ApiError> {
     Ok(Cdf(FleetSummary { templates: state.deployments.recounted_fleet_summary().await? }))
-}
-
-/// Deployment records of a core, for `GET /cores/{name}/deployments`.
-pub(crate) fn core_record(task_id: &TaskId, item: TaskItem<NewCore>) -> DeploymentRecord {
-    DeploymentRecord::from_item(item, Some(task_id))
 }

@@ -15,12 +15,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::core_tasks::{ItemFields, TaskCoreResource, parse_items, parse_task_type, task_headers};
-use crate::cores::{ArtifactResource, LastEvaluatedThingName, parse_bool};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
 use crate::pagination::{Pagination, ThingPageQuery, parse_count};
+use crate::records::{
+    ArtifactResource, ItemFields, LastEvaluatedThingName, TaskCoreResource, parse_bool, parse_items, parse_task_type,
+    task_headers,
+};
 use crate::state::AppState;
 
 const TAG: &str = "Client devices";

@@ -15,7 +15,7 @@ use ggprov_domain::template_service::TemplateError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::media::CDF_MEDIA_TYPE;
+use crate::CDF_MEDIA_TYPE;
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]

@@ -14,14 +14,18 @@ mod ops;
 mod pagination;
 mod paths;
 mod provisioning_templates;
+mod records;
 mod router;
 mod state;
 mod templates;
 
+/// The CDF versioned media type, used for every response body of the CDF routes.
+pub const CDF_MEDIA_TYPE: &str = "application/vnd.aws-cdf-v1.0+json";
+
 pub use cors::CorsOrigins;
 pub use error::ApiError;
-pub use media::CDF_MEDIA_TYPE;
 pub use openapi::openapi;
-pub use ops::{AuthError, Authenticator, Gauges};
+pub use ops::{AuthError, Authenticator};
 pub use router::{HttpConfig, app};
+pub use state::Gauges;
 pub use state::{App, AppState};

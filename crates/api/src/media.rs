@@ -13,8 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The CDF versioned media type, used for every response body of the CDF routes.
-pub const CDF_MEDIA_TYPE: &str = "application/vnd.aws-cdf-v1.0+json";
+use crate::CDF_MEDIA_TYPE;
 
 /// Largest request body accepted (413 above).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -12,12 +12,6 @@ use ggprov_domain::metrics::Metrics;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Figures read when `/metrics` is scraped (queue depth, outbox backlog).
-#[async_trait::async_trait]
-pub trait Gauges: Send + Sync {
-    async fn refresh(&self, metrics: &Metrics);
-}
-
 /// Counts every request by route template, method and status, and its latency.
 pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route =

@@ -26,7 +26,13 @@ pub struct App {
     /// The process's metrics, rendered by `GET /metrics`.
     pub metrics: Arc<ggprov_domain::metrics::Metrics>,
     /// Figures read at scrape time.
-    pub gauges: Option<Arc<dyn crate::ops::Gauges>>,
+    pub gauges: Option<Arc<dyn Gauges>>,
+}
+
+/// Figures read when `/metrics` is scraped (queue depth, outbox backlog).
+#[async_trait::async_trait]
+pub trait Gauges: Send + Sync {
+    async fn refresh(&self, metrics: &ggprov_domain::metrics::Metrics);
 }
 
 /// Cheap-to-clone handle on [`App`].

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::cores::{CoreTaskOptions, NewCore, Task, TaskFamily, TaskItem, TaskKind};
-use crate::jobs::TaskBatch;
+use crate::jobs::{JobPayload as _, TaskBatch};
 use crate::pagination::{Page, PageRequest};
 use crate::ports::{CertificateAuthorities, CloudError, CoreStore, Greengrass, StoreError, WorkQueue};
 use crate::provisioning_templates::ProvisioningTemplates;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::core_task_service::CoreTaskError;
 use crate::cores::{DeploymentSpec, NO_TEMPLATE, NewCore, Task, TaskItem, TaskKind, TemplateRef, VersionCounts};
-use crate::jobs::DeploymentExpand;
+use crate::jobs::{DeploymentExpand, JobPayload as _};
 use crate::pagination::{Page, PageRequest};
 use crate::ports::{CoreStore, StoreError, TemplateStore, WorkQueue};
 use crate::task::{TaskId, TaskStatus, TaskType};

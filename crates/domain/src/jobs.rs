@@ -1,8 +1,20 @@
 //! Job messages: the contract between the API (which enqueues) and the workers.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::Job;
+
+/// A job's payload type, tied to its kind: what the API enqueues and a worker runs.
+pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The job's kind on the queue.
+    const KIND: &'static str;
+
+    /// The queue message for this payload.
+    fn job(&self) -> Job {
+        Job { kind: Self::KIND.to_owned(), payload: serde_json::to_value(self).expect("job payloads serialise") }
+    }
+}
 use crate::task::TaskId;
 use crate::thing::ThingName;
 
@@ -17,10 +29,8 @@ pub struct TaskBatch {
     pub items: Vec<ThingName>,
 }
 
-impl TaskBatch {
-    pub fn job(&self) -> Job {
-        Job { kind: TASK_BATCH.to_owned(), payload: serde_json::to_value(self).expect("batches serialise") }
-    }
+impl JobPayload for TaskBatch {
+    const KIND: &'static str = TASK_BATCH;
 }
 
 /// Kind of the job that expands a deployment task's targets into cores.
@@ -33,8 +43,6 @@ pub struct DeploymentExpand {
     pub task_id: TaskId,
 }
 
-impl DeploymentExpand {
-    pub fn job(&self) -> Job {
-        Job { kind: DEPLOYMENT_EXPAND.to_owned(), payload: serde_json::to_value(self).expect("jobs serialise") }
-    }
+impl JobPayload for DeploymentExpand {
+    const KIND: &'static str = DEPLOYMENT_EXPAND;
 }

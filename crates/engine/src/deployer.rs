@@ -9,7 +9,7 @@ use ggprov_domain::cores::{
     CORE_TEMPLATE_UPDATED_EVENT, Core, DEPLOYMENT_TASK_CREATED_EVENT, DeploymentSpec, Event, Task, TaskKind,
     TemplateRef,
 };
-use ggprov_domain::jobs::TaskBatch;
+use ggprov_domain::jobs::{JobPayload as _, TaskBatch};
 use ggprov_domain::ports::{
     CloudError, ComponentSpec, CoreStore, DeploymentOutcome, DeploymentRequest, Greengrass, IotRegistry, StatusFeed,
     StatusSignal, TemplateStore, WorkQueue,

@@ -2,18 +2,22 @@
 
 mod deployer;
 mod failpoints;
+pub mod jobs;
 mod paced;
 mod provisioner;
 mod relay;
+mod sweeper;
 mod worker;
 
 use ggprov_domain::ports::BoxError;
 
 pub use deployer::Deployer;
 pub use failpoints::Failpoints;
+pub use jobs::{JobHandler, JobOutcome, JobRegistry};
 pub use paced::{Paced, Pacer};
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
 pub use relay::OutboxRelay;
+pub use sweeper::Sweeper;
 pub use worker::{Worker, WorkerSettings};
 
 /// How a transient failure of one IoT or Greengrass call (throttling, an outage) is retried

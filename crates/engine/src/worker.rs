@@ -4,14 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ggprov_domain::Timestamp;
-use ggprov_domain::jobs::{DEPLOYMENT_EXPAND, DeploymentExpand, TASK_BATCH, TaskBatch};
+use ggprov_domain::ErrorChain;
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
 
-use ggprov_domain::ErrorChain;
-
-use crate::{CoreProvisioner, Deployer, OutboxRelay, StepError};
+use crate::jobs::{JobOutcome, JobRegistry};
+use crate::{Deployer, OutboxRelay, StepError, Sweeper};
 
 /// Settings of a worker.
 #[derive(Debug, Clone)]
@@ -26,8 +24,7 @@ pub struct WorkerSettings {
     pub max_backoff: Duration,
     /// Pause between polls of an empty queue.
     pub poll_interval: Duration,
-    /// Items unfinished for this long are queued again by the sweeper.
-    pub sweep_after: Duration,
+    /// How often the sweeper looks for lost work.
     pub sweep_every: Duration,
     /// How often cores waiting for a deployment outcome are checked against Greengrass.
     pub reconcile_every: Duration,
@@ -42,7 +39,6 @@ impl Default for WorkerSettings {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
-            sweep_after: Duration::from_secs(15 * 60),
             sweep_every: Duration::from_secs(60),
             reconcile_every: Duration::from_secs(30),
         }
@@ -54,19 +50,22 @@ pub struct Worker {
     queue: Arc<dyn WorkQueue>,
     relay: Option<Arc<OutboxRelay>>,
     metrics: Option<Arc<ggprov_domain::metrics::Metrics>>,
-    cores: Arc<CoreProvisioner>,
+    jobs: JobRegistry,
+    /// Status ingestion and reconciliation run between jobs.
     deployer: Arc<Deployer>,
+    sweeper: Sweeper,
     settings: WorkerSettings,
 }
 
 impl Worker {
     pub fn new(
         queue: Arc<dyn WorkQueue>,
-        cores: Arc<CoreProvisioner>,
+        jobs: JobRegistry,
         deployer: Arc<Deployer>,
+        sweeper: Sweeper,
         settings: WorkerSettings,
     ) -> Self {
-        Self { queue, relay: None, metrics: None, cores, deployer, settings }
+        Self { queue, relay: None, metrics: None, jobs, deployer, sweeper, settings }
     }
 
     /// Publishes outbox events through `relay` in the worker loop.
@@ -172,29 +171,9 @@ impl Worker {
         }
     }
 
-    /// Queues again the items left unfinished past `sweep_after` (a lost enqueue or job).
+    /// Queues again the work whose job was lost (see [`Sweeper`]).
     pub async fn sweep(&self) -> Result<usize, ggprov_domain::ports::StoreError> {
-        let cutoff = Timestamp::from_millis(
-            Timestamp::now().as_millis() - i64::try_from(self.settings.sweep_after.as_millis()).unwrap_or(i64::MAX),
-        )
-        .unwrap_or_else(Timestamp::now);
-        let stale = self.cores.store.unfinished_items(cutoff).await?;
-        let mut batches: Vec<TaskBatch> = Vec::new();
-        for (task_id, name) in stale {
-            match batches.last_mut() {
-                Some(batch) if batch.task_id == task_id && batch.items.len() < 20 => batch.items.push(name),
-                _ => batches.push(TaskBatch { task_id, items: vec![name] }),
-            }
-        }
-        let mut jobs: Vec<_> = batches.iter().map(TaskBatch::job).collect();
-        for task_id in self.cores.store.unexpanded_deployment_tasks(cutoff).await? {
-            jobs.push(DeploymentExpand { task_id }.job());
-        }
-        if !jobs.is_empty() {
-            tracing::warn!(jobs = jobs.len(), "re-queueing unfinished work");
-            self.queue.enqueue(&jobs).await?;
-        }
-        Ok(jobs.len())
+        self.sweeper.sweep().await
     }
 
     async fn handle(&self, delivery: Delivery) {
@@ -226,55 +205,36 @@ impl Worker {
     }
 
     async fn handle_inner(&self, delivery: Delivery) {
-        let result = match delivery.job.kind.as_str() {
-            TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
-                Ok(batch) => self.cores.run_batch(&batch, &self.deployer).await,
-                Err(err) => Err(StepError::permanent(format!("malformed {TASK_BATCH} job: {err}"))),
-            },
-            DEPLOYMENT_EXPAND => match serde_json::from_value::<DeploymentExpand>(delivery.job.payload.clone()) {
-                Ok(expand) => self.deployer.expand(&expand.task_id).await,
-                Err(err) => Err(StepError::permanent(format!("malformed {DEPLOYMENT_EXPAND} job: {err}"))),
-            },
-            other => Err(StepError::permanent(format!("unknown job kind '{other}'"))),
-        };
-        let outcome = match result {
-            Ok(()) => self.queue.ack(&delivery.receipt).await.map(|acked| {
+        let may_retry = delivery.attempt < self.settings.max_attempts;
+        let outcome = match self.jobs.process(&delivery.job.kind, &delivery.job.payload, may_retry).await {
+            JobOutcome::Done => self.queue.ack(&delivery.receipt).await.map(|acked| {
                 self.count(&delivery, "succeeded");
                 if !acked {
                     tracing::warn!("job finished after its lease expired; another delivery will find it done");
                 }
             }),
-            Err(StepError::Crash(point)) => {
+            JobOutcome::Crashed(point) => {
                 tracing::warn!(failpoint = point, "stopping here as if the process died");
                 Ok(())
             }
-            Err(err @ StepError::Transient { .. }) if delivery.attempt < self.settings.max_attempts => {
+            JobOutcome::Retry(err) => {
                 let delay = self.backoff(delivery.attempt);
                 tracing::info!(error = %ErrorChain(&err), retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                 self.count(&delivery, "retried");
                 self.queue.retry_later(&delivery.receipt, delay, &err.to_string()).await
             }
-            Err(err) => {
+            JobOutcome::GaveUp(err) => {
                 tracing::error!(error = %ErrorChain(&err), "job dead-lettered");
                 self.count(&delivery, "dead_lettered");
-                let reason = err.to_string();
-                let marked = match delivery.job.kind.as_str() {
-                    TASK_BATCH => match serde_json::from_value::<TaskBatch>(delivery.job.payload.clone()) {
-                        Ok(batch) => self.cores.fail_batch(&batch, &reason).await,
-                        Err(_) => Ok(()),
-                    },
-                    DEPLOYMENT_EXPAND => match serde_json::from_value::<DeploymentExpand>(delivery.job.payload.clone())
-                    {
-                        Ok(expand) => self.deployer.give_up(&expand.task_id, &reason).await,
-                        Err(_) => Ok(()),
-                    },
-                    _ => Ok(()),
-                };
-                if let Err(err) = marked {
-                    tracing::error!(error = %ErrorChain(&err), "could not mark the dead-lettered work failed");
-                    return; // leave the job leased: it comes back and is dead-lettered again
-                }
-                self.queue.dead_letter(&delivery, &reason).await
+                self.queue.dead_letter(&delivery, &err.to_string()).await
+            }
+            JobOutcome::GiveUpFailed { error, marking } => {
+                tracing::error!(
+                    error = %ErrorChain(&error),
+                    marking = %ErrorChain(&marking),
+                    "job failed for good, and its work could not be marked failed; it will come back"
+                );
+                return; // leave the job leased: it comes back and gives up again
             }
         };
         if let Err(err) = outcome {

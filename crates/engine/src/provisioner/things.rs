@@ -1,0 +1,186 @@
+//! The steps every thing goes through, core or client device: thing, key and certificate
+//! (bundle stored first), registration, policies, attachment; and their undoing.
+
+use std::collections::BTreeMap;
+
+use ggprov_domain::cores::{Artifact, Device, NewCore, TaskItem};
+use ggprov_domain::ports::CloudError;
+use ggprov_domain::provisioning::ProvisioningJournal;
+use ggprov_domain::{ThingName, Timestamp, thing_lifecycle};
+
+use super::{CoreProvisioner, permanent};
+use crate::StepError;
+
+impl CoreProvisioner {
+    /// The steps every thing goes through, core or client device: thing, key and certificate
+    /// (bundle stored first), registration, policies, attachment. Returns the certs artifact.
+    pub(super) async fn provision_thing(
+        &self,
+        item: &TaskItem<NewCore>,
+    ) -> Result<BTreeMap<String, Artifact>, StepError> {
+        let name = &item.name;
+        let request = &item.request;
+        self.failpoints.check("create.after_start")?;
+        let template = self.templates.load(&request.provisioning_template).await.map_err(permanent)?;
+        let mut parameters = request.provisioning_parameters.clone();
+        parameters.entry("ThingName".to_owned()).or_insert_with(|| name.as_str().to_owned());
+        let rendered = template.render(&parameters).map_err(permanent)?;
+        if let Some(thing) = rendered.thing_name.as_deref().filter(|t| *t != name.as_str()) {
+            return Err(permanent(format!(
+                "the provisioning template names the thing '{thing}', but the item is '{name}'"
+            )));
+        }
+        let mut journal = self.store.journal(name).await?;
+
+        // 1. The thing.
+        if !journal.thing_created {
+            if self.iot.describe_thing(name).await?.is_none() {
+                match self.iot.create_thing(name, rendered.thing_type.as_deref(), &rendered.attributes).await {
+                    Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            for group in &rendered.thing_groups {
+                self.iot.add_thing_to_thing_group(group, name).await?;
+            }
+            journal.thing_created = true;
+            self.store.save_journal(name, &journal).await?;
+        }
+        self.failpoints.check("create.after_thing")?;
+
+        // 2. Key and certificate: the bundle is stored before the certificate is registered,
+        //    so a key is never lost and a retry reuses the journaled certificate.
+        let cdf = request.cdf_provisioning_parameters.clone().unwrap_or_default();
+        if journal.certificate_pem.is_none() {
+            let (certificate_pem, private_key, ca_pem) = match &cdf.certificate_pem {
+                Some(pem) => {
+                    ggprov_pki::fingerprint(pem)
+                        .map_err(|e| permanent(format!("cdfProvisioningParameters.certificatePem: {e}")))?;
+                    (pem.clone(), None, None)
+                }
+                None => {
+                    let ca_id = cdf
+                        .ca_id
+                        .clone()
+                        .or_else(|| self.cas.default_ca_id())
+                        .ok_or_else(|| permanent("no CA is configured; create one with `ggprov ca create`"))?;
+                    let ca =
+                        self.cas.ca(&ca_id).await?.ok_or_else(|| permanent(format!("ggprov holds no CA '{ca_id}'")))?;
+                    let info = cdf.cert_info.clone().unwrap_or_default();
+                    match &cdf.csr {
+                        Some(csr) => {
+                            let pem = ggprov_pki::sign_csr(&ca, name.as_str(), csr, &info)
+                                .map_err(|e| permanent(e.to_string()))?;
+                            (pem, None, Some(ca.certificate_pem))
+                        }
+                        None => {
+                            let minted =
+                                ggprov_pki::mint(&ca, name.as_str(), &info).map_err(|e| permanent(e.to_string()))?;
+                            (minted.certificate_pem, Some(minted.private_key), Some(ca.certificate_pem))
+                        }
+                    }
+                }
+            };
+            let key = self.key(name, "certs.zip");
+            self.artifacts
+                .put(&key, ggprov_pki::certs_zip(&certificate_pem, private_key.as_ref(), ca_pem.as_deref()))
+                .await?;
+            self.failpoints.check("create.after_certs_bundle")?;
+            journal.certificate_pem = Some(certificate_pem);
+            journal.ca_certificate_pem = ca_pem;
+            journal.certs_key = Some(key);
+            self.store.save_journal(name, &journal).await?;
+        }
+        self.failpoints.check("create.after_certs_journal")?;
+
+        // 3. Register the certificate (a second registration returns the same id).
+        if journal.certificate_id.is_none() {
+            let status = cdf.certificate_status.unwrap_or(rendered.certificate_status);
+            let pem = journal.certificate_pem.as_deref().expect("set above");
+            let registered = self.iot.register_certificate(pem, journal.ca_certificate_pem.as_deref(), status).await?;
+            self.failpoints.check("create.after_register")?;
+            journal.certificate_id = Some(registered.id);
+            journal.certificate_arn = Some(registered.arn);
+            self.store.save_journal(name, &journal).await?;
+        }
+        let arn = journal.certificate_arn.clone().expect("set above");
+
+        // 4. Policies on the certificate.
+        self.attach_policies(name, &arn, &rendered.policies, false, &mut journal).await?;
+        self.attach_policies(name, &arn, &rendered.additional_policies, true, &mut journal).await?;
+        self.store.save_journal(name, &journal).await?;
+        self.failpoints.check("create.after_policies")?;
+
+        // 5. The certificate on the thing.
+        if !journal.principal_attached {
+            self.iot.attach_thing_principal(name, &arn).await?;
+            journal.principal_attached = true;
+            self.store.save_journal(name, &journal).await?;
+        }
+        self.failpoints.check("create.after_principal")?;
+
+        let mut artifacts = BTreeMap::new();
+        if let Some(key) = &journal.certs_key {
+            artifacts.insert(
+                "certs".to_owned(),
+                Artifact { bucket: self.artifacts.bucket().to_owned(), key: key.clone(), created_at: Timestamp::now() },
+            );
+        }
+        Ok(artifacts)
+    }
+
+    pub(super) async fn attach_policies(
+        &self,
+        name: &ThingName,
+        certificate_arn: &str,
+        policies: &[(String, Option<String>)],
+        per_thing: bool,
+        journal: &mut ProvisioningJournal,
+    ) -> Result<(), StepError> {
+        for (policy, document) in policies {
+            // A policy with a document in `attachAdditionalPolicies` is created for this thing
+            // and deleted with it; other policies are shared and must exist or be creatable.
+            let policy_name = if per_thing && document.is_some() { format!("{policy}_{name}") } else { policy.clone() };
+            if !self.iot.policy_exists(&policy_name).await? {
+                let Some(document) = document else {
+                    return Err(permanent(format!(
+                        "IoT policy '{policy_name}' does not exist; create it, or give the provisioning template a policy document"
+                    )));
+                };
+                match self.iot.create_policy(&policy_name, document).await {
+                    Ok(()) => {
+                        if per_thing && !journal.created_policies.contains(&policy_name) {
+                            journal.created_policies.push(policy_name.clone());
+                        }
+                    }
+                    Err(CloudError::AlreadyExists { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            self.iot.attach_policy(&policy_name, certificate_arn).await?;
+            if !journal.attached_policies.contains(&policy_name) {
+                journal.attached_policies.push(policy_name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deprovisions a device's certificate and thing (when asked) and deletes its artifacts.
+    pub(super) async fn retire_device(&self, device: &Device, deprovision: bool) -> Result<(), StepError> {
+        if deprovision {
+            let journal = self.store.journal(&device.name).await?;
+            thing_lifecycle::retire_certificate(self.iot.as_ref(), &device.name, &journal).await?;
+            thing_lifecycle::delete_thing(self.iot.as_ref(), &device.name, &journal).await?;
+        }
+        self.delete_artifacts(&device.artifacts).await
+    }
+
+    pub(super) async fn delete_artifacts(&self, artifacts: &BTreeMap<String, Artifact>) -> Result<(), StepError> {
+        if !self.settings.keep_artifacts {
+            for artifact in artifacts.values() {
+                self.artifacts.delete(&artifact.key).await?;
+            }
+        }
+        Ok(())
+    }
+}
