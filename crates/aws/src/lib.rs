@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! ggprov on AWS: the adapters behind the domain's ports when `GGPROV_BACKEND=aws`.
 //!
 //! Every adapter speaks the real AWS wire protocol through the AWS SDK for Rust; the tests
