@@ -12,6 +12,7 @@ mod http_conventions;
 mod local_cloud;
 mod openapi;
 mod ops;
+mod ownership;
 mod resilience;
 mod store_conformance;
 mod templates;

@@ -293,3 +293,30 @@ async fn sigterm_during_a_running_task_loses_nothing_and_a_restart_finishes_it()
         );
     }
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let send = |method: &str, path: &str| {
+        let request = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(path));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Warm up the label sets a made-up request lands in, then measure.
+    send("BREW0", "/nowhere/0").await;
+    let before = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    for i in 1..40 {
+        send(&format!("BREW{i}"), &format!("/nowhere/{i}")).await;
+        send(&format!("PROBE{i}"), "/templates").await;
+    }
+    let after = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let label_sets = |text: &str| {
+        text.lines().filter(|l| l.starts_with("ggprov_http_requests_total{") && !l.contains("/metrics")).count()
+    };
+    // One more label set at most: /templates answering 405 to `other`; none per request.
+    assert_eq!(label_sets(&before), 1, "{before}");
+    assert_eq!(label_sets(&after), 2, "{after}");
+    assert!(!after.contains("BREW") && !after.contains("PROBE") && !after.contains("/nowhere"), "{after}");
+    assert!(after.contains("method=\"other\""), "{after}");
+    assert!(after.contains("route=\"unmatched\""), "{after}");
+}

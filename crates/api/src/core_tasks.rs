@@ -171,6 +171,7 @@ pub(crate) struct ListTasksQuery {
             ("x-taskid" = String, description = "the task id"),
         )),
         (status = 400, description = "Invalid task", body = ErrorBody),
+        (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
     )
 )]

@@ -144,6 +144,7 @@ impl DeviceResource {
             ("x-taskid" = String, description = "the task id"),
         )),
         (status = 400, description = "Invalid task, unknown or unregistered core", body = ErrorBody),
+        (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_device_task(

@@ -185,6 +185,9 @@ impl From<CoreTaskError> for ApiError {
             CoreTaskError::Invalid(problems) => Self::validation(problems),
             CoreTaskError::NotFound(_) => Self::not_found("CORE_TASK_NOT_FOUND", message),
             CoreTaskError::Cloud(source) => Self::unavailable(message, source),
+            CoreTaskError::Busy { task, field, .. } => Self::new(StatusCode::CONFLICT, "THING_BUSY", message)
+                .with_details(vec![FieldProblem { field, problem: format!("is being worked on by task {task}") }]),
+
             CoreTaskError::Store(store) => store.into(),
         }
     }

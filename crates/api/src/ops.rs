@@ -12,18 +12,36 @@ use ggprov_domain::metrics::Metrics;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Counts every request by route template, method and status, and its latency.
+/// A method as a metric label: the standard ones by name, anything a client made up `other`,
+/// so that requests cannot grow the label sets without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Counts every request by route template (unmatched paths share one label), method and
+/// status, and its latency.
 pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics.inc("ggprov_http_requests_total", &[("route", &route), ("method", &method), ("status", &status)], 1.0);
+    metrics.inc("ggprov_http_requests_total", &[("route", &route), ("method", method), ("status", &status)], 1.0);
     metrics.observe(
         "ggprov_http_request_duration_seconds",
-        &[("route", &route), ("method", &method)],
+        &[("route", &route), ("method", method)],
         started.elapsed().as_secs_f64(),
     );
     response

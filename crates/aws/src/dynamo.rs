@@ -138,6 +138,7 @@ macro_rules! retry_tx {
     }};
 }
 
+mod claims;
 mod cores;
 mod cursors;
 mod deployments;

@@ -22,6 +22,10 @@ pub enum CoreTaskError {
     NotFound(TaskId),
     #[error("could not check the certificate authority: {0}")]
     Cloud(#[source] CloudError),
+    /// A named thing has an open item in another task (one owner per thing).
+    #[error("'{name}' is being worked on by task {task}; wait until that task ends (GET its task), then submit again")]
+    Busy { name: ThingName, task: TaskId, field: String },
+
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,6 +46,13 @@ pub struct NewDeviceTask {
     pub task_type: TaskType,
     pub devices: Vec<NewCore>,
     pub options: Option<CoreTaskOptions>,
+}
+
+/// Where a thing is named in a task body: `cores[3].name` or `devices[0].name`.
+fn item_field(task: &Task, name: &ThingName) -> String {
+    let list = if matches!(task.kind, TaskKind::Device { .. }) { "devices" } else { "cores" };
+    let index = task.items.iter().position(|i| &i.name == name).unwrap_or_default();
+    format!("{list}[{index}].name")
 }
 
 /// Core- and device-task use cases for the API.
@@ -171,7 +182,20 @@ impl CoreTaskService {
             created_at: now,
             updated_at: None,
         };
-        self.store.create_task(&task).await?;
+        match self.store.create_task(&task).await {
+            Ok(()) => {}
+            Err(StoreError::Claimed { name, task: open }) => {
+                let field = item_field(&task, &name);
+                return Err(CoreTaskError::Busy { name, task: open, field });
+            }
+            // The same answer as the check above, for a thing that became the other kind
+            // between that check and this write.
+            Err(StoreError::OtherKind { name, is }) => {
+                let problem = format!("'{name}' is a {is}; a thing is either a core or a client device");
+                return Err(CoreTaskError::Invalid(vec![FieldProblem { field: item_field(&task, &name), problem }]));
+            }
+            Err(other) => return Err(other.into()),
+        }
         let jobs: Vec<_> = task
             .items
             .chunks(self.batch_size)

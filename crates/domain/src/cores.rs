@@ -85,6 +85,16 @@ impl TaskFamily {
 }
 
 impl TaskKind {
+    /// The kind of thing the task's items own while open (deployment items own nothing: they
+    /// move existing cores between groups).
+    pub fn owns(&self) -> Option<crate::thing::ThingKind> {
+        match self {
+            Self::Core => Some(crate::thing::ThingKind::Core),
+            Self::Device { .. } => Some(crate::thing::ThingKind::Device),
+            Self::Deployment(_) => None,
+        }
+    }
+
     pub fn family(&self) -> TaskFamily {
         match self {
             Self::Core => TaskFamily::Core,

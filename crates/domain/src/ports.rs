@@ -13,8 +13,9 @@ mod status;
 use async_trait::async_trait;
 
 use crate::pagination::{Page, PageRequest};
+use crate::task::TaskId;
 use crate::template::{Template, TemplateName};
-use crate::thing::ThingName;
+use crate::thing::{ThingKind, ThingName};
 
 pub use artifacts::ArtifactStore;
 pub use cloud::{
@@ -46,6 +47,12 @@ pub enum StoreError {
     /// The store could not be reached or failed; the operation may be retried later.
     #[error("the store failed: {0}")]
     Unavailable(#[source] BoxError),
+    /// A new task names a thing that already has an open item (one owner per thing).
+    #[error("'{name}' is being worked on by task {task}")]
+    Claimed { name: ThingName, task: TaskId },
+    /// A new task would make a thing of one kind the other kind (a core is never a device).
+    #[error("'{name}' is a {is}")]
+    OtherKind { name: ThingName, is: ThingKind },
 }
 
 impl StoreError {

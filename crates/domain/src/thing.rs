@@ -64,3 +64,44 @@ mod tests {
         }
     }
 }
+
+/// What a thing ggprov provisioned is: a Greengrass core or a client device, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThingKind {
+    Core,
+    Device,
+}
+
+impl ThingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Core => "core",
+            Self::Device => "device",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "core" => Some(Self::Core),
+            "device" => Some(Self::Device),
+            _ => None,
+        }
+    }
+
+    /// The other kind.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Core => Self::Device,
+            Self::Device => Self::Core,
+        }
+    }
+}
+
+impl std::fmt::Display for ThingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Core => "core",
+            Self::Device => "client device",
+        })
+    }
+}

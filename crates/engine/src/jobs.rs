@@ -89,6 +89,11 @@ impl JobRegistry {
         self
     }
 
+    /// The kind as a metric label: a registered kind, or `unknown`.
+    pub fn label(&self, kind: &str) -> &'static str {
+        self.handlers.get_key_value(kind).map_or("unknown", |(k, _)| *k)
+    }
+
     /// Runs a delivered job; an unknown kind gives up at once (there is nothing to mark).
     pub async fn process(&self, kind: &str, payload: &serde_json::Value, may_retry: bool) -> JobOutcome {
         match self.handlers.get(kind) {

@@ -84,7 +84,8 @@ impl Worker {
 
     fn count(&self, delivery: &Delivery, outcome: &str) {
         let Some(metrics) = &self.metrics else { return };
-        let kind = delivery.job.kind.as_str();
+        // Only registered kinds become labels: a message injected into the queue cannot add any.
+        let kind = self.jobs.label(&delivery.job.kind);
         metrics.inc("ggprov_jobs_total", &[("kind", kind), ("outcome", outcome)], 1.0);
         let items = delivery.job.payload.get("items").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
         if items > 0 {

@@ -131,5 +131,15 @@ pub(crate) async fn end_item(
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    Ok(ended.rows_affected() == 1)
+    if ended.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // The item's claim on its thing goes with it (deployment items hold none).
+    sqlx::query("DELETE FROM thing_claims WHERE name = ? AND task_id = ?")
+        .bind(name.as_str())
+        .bind(task.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(true)
 }

@@ -6,9 +6,10 @@ use ggprov_domain::cores::{
     CoreTaskOptions, DeploymentSpec, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
 };
 use ggprov_domain::ports::{StoreError, TaskStore};
-use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
-use sqlx::Row;
+use ggprov_domain::thing::ThingKind;
+use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
 
 use crate::rows::{corrupt, end_item, item_from_row, opt_ts, task_type, thing, ts, write_event};
 use crate::{SqliteStore, unavailable};
@@ -69,10 +70,58 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
     })
 }
 
+/// Claims `name` for an item of `task` (inside the transaction that stores the task), or
+/// says who holds it. A claim whose item has ended is stale and is taken over.
+async fn claim(
+    tx: &mut Transaction<'static, Sqlite>,
+    task: &Task,
+    kind: ThingKind,
+    name: &ThingName,
+) -> Result<(), StoreError> {
+    let holder = sqlx::query(
+        "SELECT c.task_id FROM thing_claims c JOIN task_items i ON i.task_id = c.task_id AND i.name = c.name \
+         WHERE c.name = ? AND i.status IN ('Waiting', 'InProgress')",
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    if let Some(row) = holder {
+        return Err(StoreError::Claimed { name: name.clone(), task: TaskId::from_text(row.get("task_id")) });
+    }
+    if task.task_type == TaskType::Create {
+        let other = match kind.other() {
+            ThingKind::Core => "SELECT 1 FROM cores WHERE name = ?",
+            ThingKind::Device => "SELECT 1 FROM devices WHERE name = ?",
+        };
+        let exists = sqlx::query(other).bind(name.as_str()).fetch_optional(&mut **tx).await.map_err(unavailable)?;
+        if exists.is_some() {
+            return Err(StoreError::OtherKind { name: name.clone(), is: kind.other() });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO thing_claims (name, task_id, kind, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE \
+         SET task_id = excluded.task_id, kind = excluded.kind, created_at = excluded.created_at",
+    )
+    .bind(name.as_str())
+    .bind(task.id.as_str())
+    .bind(kind.as_str())
+    .bind(task.created_at.as_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(kind) = task.kind.owns() {
+            for item in &task.items {
+                claim(&mut tx, task, kind, &item.name).await?;
+            }
+        }
         let core_name = match &task.kind {
             TaskKind::Device { core_name } => Some(core_name.as_str()),
             _ => None,

@@ -15,8 +15,9 @@ use ggprov_domain::cores::DeploymentStatus;
 use ggprov_domain::cores::{
     Core, DeploymentSpec, Device, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
 };
-use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome};
+use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
+use ggprov_domain::thing::ThingKind;
 use ggprov_domain::{PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 
 /// Generates the suite's tests for one adapter; the expression builds a fresh, empty store.
@@ -33,6 +34,8 @@ macro_rules! core_store_conformance {
             journals_round_trip_and_go_with_their_core,
             ingest_cursors_only_move_forward,
             a_failed_deployment_item_marks_its_core_failed,
+            a_thing_has_one_owner_until_its_item_ends,
+            concurrent_claims_of_one_name_have_exactly_one_winner,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -419,4 +422,62 @@ pub async fn a_failed_deployment_item_marks_its_core_failed(store: Arc<dyn CoreS
     // Still desired: the version it had (none), since the move never happened.
     assert_eq!(store.fleet_counters().await.unwrap()[&("None".to_owned(), 0)].last_deployment_failed, 1);
     counters_match_recount(&store).await;
+}
+
+/// `TaskStore::create_task`: a core or device task's open items claim their things; a task
+/// naming a claimed thing is refused whole (nothing stored) with the holder's id; the claim goes
+/// when the item ends; a `Create` never turns a core into a device or back.
+pub async fn a_thing_has_one_owner_until_its_item_ends(store: Arc<dyn CoreStore>) {
+    let first = task(TaskKind::Core, &["own-1"]);
+    store.create_task(&first).await.unwrap();
+    let second = task(TaskKind::Core, &["own-2", "own-1"]);
+    match store.create_task(&second).await {
+        Err(StoreError::Claimed { name, task }) => assert_eq!((name.as_str(), task), ("own-1", first.id.clone())),
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+    assert!(store.task(&second.id).await.unwrap().is_none(), "a refused task is not stored");
+    // own-2 was not left claimed by the refused task.
+    store.create_task(&task(TaskKind::Core, &["own-2"])).await.unwrap();
+    // A device task is refused the same way while the core item is open.
+    let device = task(TaskKind::Device { core_name: thing("own-gw") }, &["own-1"]);
+    assert!(matches!(store.create_task(&device).await, Err(StoreError::Claimed { .. })));
+
+    let core = Core::new(thing("own-1"), "greengrass2_core".into(), Timestamp::now());
+    store.complete_core_create(&first.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    // Ended: the name is free for a core task again, but it is a core, never a device.
+    let device = task(TaskKind::Device { core_name: thing("own-gw") }, &["own-1"]);
+    match store.create_task(&device).await {
+        Err(StoreError::OtherKind { name, is }) => assert_eq!((name.as_str(), is), ("own-1", ThingKind::Core)),
+        other => panic!("expected OtherKind, got {other:?}"),
+    }
+    let again = task(TaskKind::Core, &["own-1"]);
+    store.create_task(&again).await.unwrap();
+    // A failed item releases its claim too.
+    store.fail_item(&again.id, &thing("own-1"), "boom", None).await.unwrap();
+    store.create_task(&task(TaskKind::Core, &["own-1"])).await.unwrap();
+}
+
+/// Claims hold under concurrency: of many tasks naming one new thing at the same moment, as
+/// cores or as client devices, exactly one is stored.
+pub async fn concurrent_claims_of_one_name_have_exactly_one_winner(store: Arc<dyn CoreStore>) {
+    let tasks: Vec<Task> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                task(TaskKind::Core, &["race-1"])
+            } else {
+                task(TaskKind::Device { core_name: thing("race-gw") }, &["race-1"])
+            }
+        })
+        .collect();
+    let results = futures::future::join_all(tasks.iter().map(|t| store.create_task(t))).await;
+    let won: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(i, _)| i).collect();
+    assert_eq!(won.len(), 1, "exactly one winner: {results:?}");
+    for (i, result) in results.iter().enumerate() {
+        if i != won[0] {
+            match result {
+                Err(StoreError::Claimed { task, .. }) => assert_eq!(task, &tasks[won[0]].id),
+                other => panic!("a loser is refused with the winner's id, got {other:?}"),
+            }
+        }
+    }
 }

@@ -189,7 +189,11 @@ impl DynamoStore {
         item.status_message = message.map(str::to_owned);
         item.updated_at = Some(now);
         let counts = ItemCounts::transition(prior, outcome);
-        Ok(Some(vec![self.item_put(task, family, &item, prior), self.header_update(task, counts, now)]))
+        let mut writes = vec![self.item_put(task, family, &item, prior), self.header_update(task, counts, now)];
+        if family != TaskFamily::Deployment {
+            writes.extend(self.claim_release_write(task, name).await?);
+        }
+        Ok(Some(writes))
     }
 
     pub(crate) fn header_record(&self, task: &Task) -> Item {
@@ -233,8 +237,10 @@ impl DynamoStore {
 #[async_trait]
 impl TaskStore for DynamoStore {
     async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
-        // Items first, the header last: until the header exists the task is not visible, and
-        // the sweeper skips items whose task has no header.
+        // Claims first (refused: nothing is written), then items, the header last: until the
+        // header exists the task is not visible, and the sweeper skips items whose task has no
+        // header.
+        self.claim_things(task).await?;
         let family = task.kind.family();
         let items = task.items.iter().map(|i| item_record(&task.id, family, i)).collect();
         self.put_all(items).await?;

@@ -31,7 +31,10 @@ pub struct CoreFilter {
 /// Tasks of every family and their items.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Stores a new task with its items (all `Waiting`).
+    /// Stores a new task with its items (all `Waiting`). The items of a core or device task
+    /// claim their things, atomically with the task: `Claimed` when a thing already has an open
+    /// item (of any task), `OtherKind` when a `Create` names a thing of the other kind; then
+    /// nothing is stored. A claim is released when its item ends.
     async fn create_task(&self, task: &Task) -> Result<(), StoreError>;
     async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
     /// The task with its derived status but without its items (what a worker needs per batch).
