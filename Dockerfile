@@ -27,6 +27,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /var/lib/ggprov --create-home ggprov
 COPY --from=builder /src/target/release/ggprov /usr/local/bin/ggprov
 USER 10001
+# Listening beyond loopback, ggprov refuses to start without authentication unless told so:
+# set GGPROV_AUTH=api-key (with GGPROV_API_KEYS) or jwt, or GGPROV_AUTH=none on purpose.
 ENV GGPROV_LISTEN=0.0.0.0:8080 \
     GGPROV_DATA_DIR=/var/lib/ggprov \
     GGPROV_LOG_FORMAT=json \

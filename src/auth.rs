@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use ggprov_api::{AuthError, Authenticator};
+use ggprov_api::{Access, AuthError, Authenticator};
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::Mutex;
 
@@ -22,7 +22,8 @@ pub fn authenticator(mode: &AuthMode) -> Option<Arc<dyn Authenticator>> {
             jwks_url: jwks_url.clone(),
             write_scope: write_scope.clone(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"),
-            cache: Mutex::new(None),
+            keys: std::sync::RwLock::new(None),
+            refresh: Mutex::new(Refresh::default()),
         })),
         AuthMode::Iam { caller_header } => Some(Arc::new(Iam { header: caller_header.clone() })),
     }
@@ -53,7 +54,7 @@ struct ApiKeys {
 
 #[async_trait::async_trait]
 impl Authenticator for ApiKeys {
-    async fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<(), AuthError> {
+    async fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<Access, AuthError> {
         let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) else {
             return Err(AuthError::Unauthenticated("send your API key in the x-api-key header".into()));
         };
@@ -66,7 +67,7 @@ impl Authenticator for ApiKeys {
         match found {
             None => Err(AuthError::Unauthenticated("the API key is not valid".into())),
             Some(true) if write => Err(AuthError::Forbidden("this API key is read-only".into())),
-            Some(_) => Ok(()),
+            Some(read_only) => Ok(Access { can_write: !read_only }),
         }
     }
 }
@@ -77,8 +78,30 @@ struct Jwt {
     jwks_url: Option<String>,
     write_scope: Option<String>,
     http: reqwest::Client,
-    /// The JWKS and when it was fetched.
-    cache: Mutex<Option<(Instant, JwkSet)>>,
+    /// The JWKS and when it was fetched. Read by every request; held only to copy or swap.
+    keys: std::sync::RwLock<Option<(Instant, Arc<JwkSet>)>>,
+    /// Single flight: one fetch at a time, outside the keys' lock.
+    refresh: Mutex<Refresh>,
+}
+
+/// The fetch attempts of the JWKS.
+#[derive(Default)]
+struct Refresh {
+    last_attempt: Option<Instant>,
+    failures: u32,
+}
+
+impl Refresh {
+    /// Whether a fetch may start now: at most every 30 s, and after failures at most every
+    /// 2^failures seconds (capped at 5 minutes), so an issuer that is down is not hammered.
+    fn may_fetch(&self) -> bool {
+        let wait = if self.failures == 0 {
+            JWKS_MIN_REFRESH
+        } else {
+            Duration::from_secs(1u64 << self.failures.min(8)).min(Duration::from_secs(300))
+        };
+        self.last_attempt.is_none_or(|at| at.elapsed() >= wait)
+    }
 }
 
 /// Keys are fetched again after this, or sooner for an unknown key id (at most every 30 s).
@@ -115,32 +138,73 @@ impl Jwt {
             .map_err(|e| format!("the JWKS at {url} is not valid: {e}"))
     }
 
-    /// The key with this id, fetching the JWKS when it is old or does not have it.
+    /// The key with this id. A fresh cached key is used as is; a stale one is used while one
+    /// request refreshes the set (the others do not wait); an unknown one waits for the single
+    /// refresh in flight, or starts one unless the back-off forbids it.
     async fn key(&self, kid: Option<&str>) -> Result<jsonwebtoken::DecodingKey, AuthError> {
-        let mut cache = self.cache.lock().await;
         let find = |set: &JwkSet| match kid {
             Some(kid) => set.find(kid).cloned(),
             None => set.keys.first().cloned(),
         };
-        let fresh = cache.as_ref().is_some_and(|(at, _)| at.elapsed() < JWKS_TTL);
-        let known = cache.as_ref().and_then(|(_, set)| find(set));
-        let may_refresh = cache.as_ref().is_none_or(|(at, _)| at.elapsed() >= JWKS_MIN_REFRESH);
+        let cached = self.keys.read().expect("JWKS lock").clone();
+        let known = cached.as_ref().and_then(|(_, set)| find(set));
+        let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < JWKS_TTL);
         let jwk = match known {
             Some(jwk) if fresh => jwk,
-            _ if may_refresh => {
-                let set = self.fetch().await.map_err(|e| {
-                    tracing::warn!(error = %e, "cannot fetch the JWKS");
-                    AuthError::Unauthenticated("the token cannot be verified now; try again".into())
-                })?;
-                let jwk = find(&set);
-                *cache = Some((Instant::now(), set));
-                jwk.ok_or_else(|| AuthError::Unauthenticated("the token's signing key is not the issuer's".into()))?
+            Some(stale) => {
+                // Refresh if nobody is; serve the stale key either way.
+                if let Ok(mut refresh) = self.refresh.try_lock()
+                    && refresh.may_fetch()
+                {
+                    self.fetch_into_cache(&mut refresh).await;
+                }
+                self.keys.read().expect("JWKS lock").as_ref().and_then(|(_, set)| find(set)).unwrap_or(stale)
             }
-            Some(jwk) => jwk,
-            None => return Err(AuthError::Unauthenticated("the token's signing key is not the issuer's".into())),
+            None => {
+                let mut refresh = self.refresh.lock().await;
+                // Another request may have fetched while this one waited.
+                let now_known = self.keys.read().expect("JWKS lock").as_ref().and_then(|(_, set)| find(set));
+                match now_known {
+                    Some(jwk) => jwk,
+                    None if refresh.may_fetch() => {
+                        if !self.fetch_into_cache(&mut refresh).await {
+                            return Err(AuthError::Unauthenticated(
+                                "the token cannot be verified now; try again".into(),
+                            ));
+                        }
+                        let found = self.keys.read().expect("JWKS lock").as_ref().and_then(|(_, set)| find(set));
+                        found.ok_or_else(|| {
+                            AuthError::Unauthenticated("the token's signing key is not the issuer's".into())
+                        })?
+                    }
+                    None if refresh.failures > 0 => {
+                        return Err(AuthError::Unauthenticated("the token cannot be verified now; try again".into()));
+                    }
+                    None => {
+                        return Err(AuthError::Unauthenticated("the token's signing key is not the issuer's".into()));
+                    }
+                }
+            }
         };
         jsonwebtoken::DecodingKey::from_jwk(&jwk)
             .map_err(|_| AuthError::Unauthenticated("the issuer's key cannot verify tokens".into()))
+    }
+
+    /// Fetches the JWKS (the caller holds the refresh lock) and swaps it in; `false` on failure.
+    async fn fetch_into_cache(&self, refresh: &mut Refresh) -> bool {
+        refresh.last_attempt = Some(Instant::now());
+        match self.fetch().await {
+            Ok(set) => {
+                refresh.failures = 0;
+                *self.keys.write().expect("JWKS lock") = Some((Instant::now(), Arc::new(set)));
+                true
+            }
+            Err(e) => {
+                refresh.failures = refresh.failures.saturating_add(1);
+                tracing::warn!(error = %e, failures = refresh.failures, "cannot fetch the JWKS; keeping the keys held");
+                false
+            }
+        }
     }
 }
 
@@ -155,7 +219,7 @@ fn scopes(claims: &serde_json::Value) -> Vec<String> {
 
 #[async_trait::async_trait]
 impl Authenticator for Jwt {
-    async fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<(), AuthError> {
+    async fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<Access, AuthError> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -172,13 +236,12 @@ impl Authenticator for Jwt {
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| AuthError::Unauthenticated(format!("the token is not valid here: {e}")))?
             .claims;
-        if write
-            && let Some(scope) = &self.write_scope
-            && !scopes(&claims).contains(scope)
-        {
+        let can_write = self.write_scope.as_ref().is_none_or(|scope| scopes(&claims).contains(scope));
+        if write && !can_write {
+            let scope = self.write_scope.as_deref().unwrap_or_default();
             return Err(AuthError::Forbidden(format!("changing state needs the scope '{scope}'")));
         }
-        Ok(())
+        Ok(Access { can_write })
     }
 }
 
@@ -188,14 +251,34 @@ struct Iam {
 
 #[async_trait::async_trait]
 impl Authenticator for Iam {
-    async fn authenticate(&self, headers: &HeaderMap, _write: bool) -> Result<(), AuthError> {
+    async fn authenticate(&self, headers: &HeaderMap, _write: bool) -> Result<Access, AuthError> {
         // API Gateway verified the SigV4 signature and IAM authorized the call; it names the
         // caller in this header. Without it the request did not come through the gateway.
         match headers.get(self.header.as_str()).and_then(|v| v.to_str().ok()) {
-            Some(caller) if !caller.trim().is_empty() => Ok(()),
+            Some(caller) if !caller.trim().is_empty() => Ok(Access { can_write: true }),
             _ => Err(AuthError::Unauthenticated(
                 "call the API through its API Gateway endpoint with SigV4-signed requests".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_fetches_back_off_after_failures_and_not_before_the_minimum_interval() {
+        let fresh = Refresh::default();
+        assert!(fresh.may_fetch(), "the first fetch may start at once");
+        let just_fetched = Refresh { last_attempt: Some(Instant::now()), failures: 0 };
+        assert!(!just_fetched.may_fetch(), "at most every 30 s");
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(31)).unwrap();
+        assert!(Refresh { last_attempt: Some(long_ago), failures: 0 }.may_fetch());
+        let failed_once = Instant::now().checked_sub(Duration::from_secs(3)).unwrap();
+        assert!(Refresh { last_attempt: Some(failed_once), failures: 1 }.may_fetch(), "2 s after one failure");
+        assert!(!Refresh { last_attempt: Some(failed_once), failures: 3 }.may_fetch(), "8 s after three");
+        let capped = Instant::now().checked_sub(Duration::from_secs(301)).unwrap();
+        assert!(Refresh { last_attempt: Some(capped), failures: 30 }.may_fetch(), "never more than 5 minutes");
     }
 }

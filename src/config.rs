@@ -104,6 +104,18 @@ impl Config {
         let rate_limit = RateLimit::read(v);
         let local_cloud = LocalCloudConfig::read(v);
         let auth = AuthMode::read(v);
+        // Safe by default: no unauthenticated API beyond this machine unless asked for.
+        if let (Some(http), Some(AuthMode::None)) = (&http, &auth)
+            && !http.listen.ip().is_loopback()
+            && !v.is_given(&auth::AUTH)
+        {
+            v.problems.push(format!(
+                "GGPROV_LISTEN={} serves beyond this machine, and no authentication is configured: set GGPROV_AUTH to \
+                 api-key, jwt or iam, or set GGPROV_AUTH=none to serve without authentication on purpose (for example \
+                 behind a proxy that authenticates)",
+                http.listen
+            ));
+        }
         let complete = (|| {
             Some(Self {
                 http: http?,
@@ -164,7 +176,7 @@ mod tests {
         let config = Config::from_sources(env(&[]), None).unwrap();
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
-        assert_eq!(config.http.cors, CorsOrigins::Any);
+        assert_eq!(config.http.cors, CorsOrigins::Disabled);
         assert_eq!(config.telemetry.log_format, LogFormat::Text);
         assert!(config.http.base_path.is_none());
     }
@@ -228,6 +240,17 @@ mod tests {
         assert!(err.to_string().contains("unknown setting 'lisen'"), "{err}");
         let config = Config::from_sources(env(&[("GGPROV_LISTN", "x")]), None).unwrap();
         assert_eq!(config.unknown_env, ["GGPROV_LISTN"]);
+    }
+
+    #[test]
+    fn an_unauthenticated_api_beyond_loopback_needs_an_explicit_none() {
+        let open = env(&[("GGPROV_LISTEN", "0.0.0.0:8080")]);
+        let err = Config::from_sources(open, None).unwrap_err().to_string();
+        assert!(err.contains("GGPROV_LISTEN=0.0.0.0:8080 serves beyond this machine"), "{err}");
+        assert!(err.contains("GGPROV_AUTH=none"), "{err}");
+        let on_purpose = env(&[("GGPROV_LISTEN", "0.0.0.0:8080"), ("GGPROV_AUTH", "none")]);
+        assert!(Config::from_sources(on_purpose, None).is_ok());
+        assert!(Config::from_sources(env(&[("GGPROV_LISTEN", "[::1]:0")]), None).is_ok(), "loopback is fine");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use super::sources::{Setting, Values};
 
-pub(super) const AUTH: Setting = Setting {
+pub(crate) const AUTH: Setting = Setting {
     key: "auth",
     env: "GGPROV_AUTH",
     default: "none",
-    help: "Authentication: `none`, `api-key` (header x-api-key, keys in GGPROV_API_KEYS), `jwt` (Bearer tokens from GGPROV_JWT_ISSUER), `iam` (trust an API Gateway with IAM authorization that sets GGPROV_IAM_CALLER_HEADER). /health, /ready and /metrics stay open.",
+    help: "Authentication: `none` (allowed on a non-loopback GGPROV_LISTEN only when set explicitly), `api-key` (header x-api-key, keys in GGPROV_API_KEYS), `jwt` (Bearer tokens from GGPROV_JWT_ISSUER), `iam` (only behind an API Gateway with IAM authorization that strips and sets GGPROV_IAM_CALLER_HEADER; never directly reachable). /health, /ready and /metrics stay open.",
 };
 
 pub(super) const API_KEYS: Setting = Setting {

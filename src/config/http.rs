@@ -17,8 +17,8 @@ pub(super) const LISTEN: Setting = Setting {
 pub(super) const CORS_ORIGIN: Setting = Setting {
     key: "cors_origin",
     env: "GGPROV_CORS_ORIGIN",
-    default: "*",
-    help: "Origins allowed to call the API from a browser: `*`, a comma-separated list of origins, or empty to disable CORS.",
+    default: "",
+    help: "Origins allowed to call the API from a browser: a comma-separated list of origins such as `https://console.example.com`, `*` for any, or empty (the default) for no CORS headers at all.",
 };
 
 pub(super) const BASE_PATH: Setting = Setting {

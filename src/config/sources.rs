@@ -86,6 +86,11 @@ impl Values {
             .unwrap_or_else(|| Raw { text: setting.default.to_owned(), source: format!("default of {}", setting.env) })
     }
 
+    /// Whether the setting was given (in the file or the environment), not left at its default.
+    pub(super) fn is_given(&self, setting: &Setting) -> bool {
+        self.raw.get(setting.key).is_some_and(|raw| !raw.source.starts_with("default of "))
+    }
+
     /// The value as given (untrimmed).
     pub(super) fn text_of(&self, setting: &Setting) -> String {
         self.raw(setting).text

@@ -134,12 +134,17 @@ fn serve(env: &[(String, String)], worker: bool) -> ServedProcess {
 struct Api {
     base: String,
     http: reqwest::Client,
+    /// Sent as `x-api-key` when the process authenticates.
+    key: Option<String>,
 }
 
 impl Api {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
         let mut request =
             self.http.request(method, format!("{}{path}", self.base)).header("accept", CDF).header("content-type", CDF);
+        if let Some(key) = &self.key {
+            request = request.header("x-api-key", key);
+        }
         if let Some(body) = body {
             request = request.body(body.to_string());
         }
@@ -273,6 +278,9 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
             .unwrap();
     }
 
+    let (writer, writer_hash) = ggprov::auth::new_api_key();
+    let (reader, reader_hash) = ggprov::auth::new_api_key();
+    let keys = format!("{writer_hash},{reader_hash}:read");
     let env = aws_mode_env(
         &table,
         &fake,
@@ -282,12 +290,15 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
             ("GGPROV_DEFAULT_CA", ca_id.as_str()),
             ("GGPROV_RETRY_BASE_MS", "50"),
             ("GGPROV_AWS_PRESIGN_SECS", "300"),
+            ("GGPROV_AUTH", "api-key"),
+            ("GGPROV_API_KEYS", keys.as_str()),
         ],
     );
     // The API process runs no worker; two worker processes share the queue.
     let api_process = serve(&env, false);
     let _workers = [serve(&env, true), serve(&env, true)];
-    let api = Api { base: api_process.base.clone(), http: reqwest::Client::new() };
+    let api = Api { base: api_process.base.clone(), http: reqwest::Client::new(), key: Some(writer.clone()) };
+    let reader_api = Api { base: api_process.base.clone(), http: reqwest::Client::new(), key: Some(reader.clone()) };
     let (core, device, template) = (unique("core"), unique("device"), unique("tpl"));
 
     // Template (component existence checked against the Greengrass fake).
@@ -337,6 +348,10 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
     assert!(link.contains("X-Amz-Expires=300") && link.contains("X-Amz-Signature="), "a presigned link: {link}");
     let bundle = reqwest::get(link).await.unwrap().bytes().await.unwrap();
     assert!(bundle.starts_with(b"PK"), "the link downloads the certs bundle (a zip)");
+    // The bundle holds the private key: a read-only caller sees the artifact, not the link.
+    let seen_by_reader = reader_api.get(&format!("/cores/{core}")).await;
+    assert!(seen_by_reader["artifacts"]["certs"]["key"].is_string(), "{seen_by_reader}");
+    assert!(seen_by_reader["artifacts"]["certs"].get("downloadUrl").is_none(), "no link for readers: {seen_by_reader}");
 
     // The core's nucleus connects: Greengrass knows it; a client device is provisioned and associated.
     fake.register_core(&core, "2.12.0");
@@ -467,7 +482,7 @@ async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
     let marker = format!("ggprov-{table}-development-ca");
     let ca_id = {
         let process = serve(&env, true);
-        let api = Api { base: process.base.clone(), http: reqwest::Client::new() };
+        let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
         let core = unique("devcore");
         api.provision_core(&core).await;
         ssm.get_parameter().name(&marker).send().await.expect("the CA is remembered").parameter.unwrap().value.unwrap()

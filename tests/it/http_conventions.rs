@@ -130,8 +130,27 @@ async fn head_is_answered_on_get_routes() {
 }
 
 #[tokio::test]
-async fn cors_defaults_to_any_origin_and_exposes_the_cdf_headers() {
+async fn cors_is_off_by_default() {
     let app = spawn_app().await;
+    let response =
+        app.client.get(app.url("/templates")).header("origin", "https://evil.example.com").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "access-control-allow-origin"), None);
+    let preflight = app
+        .client
+        .request(Method::OPTIONS, app.url("/templates"))
+        .header("origin", "https://evil.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&preflight, "access-control-allow-origin"), None);
+    assert_eq!(header(&preflight, "access-control-allow-methods"), None);
+}
+
+#[tokio::test]
+async fn cors_for_any_origin_exposes_the_cdf_headers() {
+    let app = spawn_app_with(&[("GGPROV_CORS_ORIGIN", "*")]).await;
     let response =
         app.client.get(app.url("/templates")).header("origin", "https://console.example.com").send().await.unwrap();
     assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
@@ -145,20 +164,24 @@ async fn cors_defaults_to_any_origin_and_exposes_the_cdf_headers() {
 
 #[tokio::test]
 async fn options_is_a_preflight_answer_even_without_accept() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("GGPROV_CORS_ORIGIN", "*")]).await;
     let response = app
         .client
         .request(Method::OPTIONS, app.url("/templates/anything"))
         .header("origin", "https://console.example.com")
         .header("access-control-request-method", "PUT")
-        .header("access-control-request-headers", "content-type,authorization")
+        .header("access-control-request-headers", "content-type,authorization,x-evil")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
     assert!(header(&response, "access-control-allow-methods").unwrap().contains("PUT"));
-    assert_eq!(header(&response, "access-control-allow-headers"), Some("content-type,authorization"));
+    let allowed = header(&response, "access-control-allow-headers").unwrap();
+    for name in ["content-type", "authorization", "x-api-key", "idempotency-key"] {
+        assert!(allowed.split(',').any(|h| h == name), "{name} allowed: {allowed}");
+    }
+    assert!(!allowed.contains("x-evil"), "requested headers are not echoed: {allowed}");
     let bare = app.client.request(Method::OPTIONS, app.url("/no/such/path")).send().await.unwrap();
     assert_eq!(bare.status(), 204, "the original crashed with 500 here");
 }

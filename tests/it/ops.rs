@@ -118,17 +118,82 @@ fn b64url(bytes: &[u8]) -> String {
 
 /// An OIDC issuer on a free port: discovery document and JWKS with one EC P-256 key.
 async fn issuer(key: &rcgen::KeyPair) -> String {
+    counting_issuer(key).await.0
+}
+
+/// The same, counting JWKS fetches, and able to go down (500 on every request).
+async fn counting_issuer(
+    key: &rcgen::KeyPair,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let raw = key.public_key_raw();
     let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
                                  "x": b64url(&raw[1..33]), "y": b64url(&raw[33..65])}]});
     let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/jwks.json")});
+    let (counted, failing) = (fetches.clone(), down.clone());
     let app = axum::Router::new()
         .route("/.well-known/openid-configuration", axum::routing::get(move || async move { axum::Json(discovery) }))
-        .route("/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+        .route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (jwks, counted, failing) = (jwks.clone(), counted.clone(), failing.clone());
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if failing.load(Ordering::SeqCst) {
+                        Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                    } else {
+                        Ok(axum::Json(jwks))
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    (base, fetches, down)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_jwks_is_fetched_once_for_a_burst_and_an_issuer_outage_is_not_hammered() {
+    use std::sync::atomic::Ordering;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let (base, fetches, down) = counting_issuer(&key).await;
+    let data = tempfile::tempdir().unwrap();
+    let served = serve_in(
+        data.path(),
+        &[("GGPROV_AUTH", "jwt"), ("GGPROV_JWT_ISSUER", &base), ("GGPROV_JWT_AUDIENCE", "ggprov")],
+        &[],
+    );
+    let exp = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600) as i64;
+    let bearer = format!("Bearer {}", token(&key, &json!({"iss": base, "aud": "ggprov", "exp": exp})));
+    // A burst of first requests: one fetch between them (single flight), all verified.
+    let statuses = futures::future::join_all(
+        (0..24).map(|_| async { served.get("/templates", &[("authorization", bearer.as_str())]).await.0 }),
+    )
+    .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "one JWKS fetch for the burst");
+    // The issuer goes down: cached keys keep working, and a flood of tokens with unknown key
+    // ids costs at most one more fetch, not one per request.
+    down.store(true, Ordering::SeqCst);
+    let mut unknown = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    unknown.kid = Some("rotated".into());
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+    let rotated = format!(
+        "Bearer {}",
+        jsonwebtoken::encode(&unknown, &json!({"iss": base, "aud": "ggprov", "exp": exp}), &encoding).unwrap()
+    );
+    for _ in 0..20 {
+        assert_eq!(served.get("/templates", &[("authorization", rotated.as_str())]).await.0, 401);
+        assert_eq!(served.get("/templates", &[("authorization", bearer.as_str())]).await.0, 200);
+    }
+    assert!(
+        fetches.load(Ordering::SeqCst) <= 2,
+        "{} fetches while the issuer was down",
+        fetches.load(Ordering::SeqCst)
+    );
 }
 
 fn token(key: &rcgen::KeyPair, claims: &Value) -> String {

@@ -219,11 +219,14 @@ pub(crate) async fn list_cores(
 pub(crate) async fn get_core(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    access: Option<axum::Extension<crate::ops::Access>>,
 ) -> Result<Cdf<CoreResource>, ApiError> {
     let not_found = || ApiError::not_found("CORE_NOT_FOUND", format!("core '{name}' does not exist"));
     let thing = ThingName::parse(&name).map_err(|_| not_found())?;
     let (core, device) = state.cores.get(&thing).await?.ok_or_else(not_found)?;
-    let mut links = state.cores.download_links(&core).await;
+    // A certs bundle holds the core's private key: its link is for callers who may write.
+    let can_write = access.is_none_or(|a| a.can_write);
+    let mut links = if can_write { state.cores.download_links(&core).await } else { Default::default() };
     let mut resource = CoreResource::from_core(core, Some(device), true);
     for (name, artifact) in resource.artifacts.iter_mut().flatten() {
         artifact.download_url = links.remove(name);

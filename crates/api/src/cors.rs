@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 
 const ALLOW_METHODS: &str = "GET,HEAD,PUT,PATCH,POST,DELETE";
 const EXPOSE_HEADERS: &str = "content-type,location,x-taskid,x-name,x-version,x-request-id";
+/// The request headers a browser may send: what the API reads, never whatever was asked for.
+const ALLOW_HEADERS: &str =
+    "accept,authorization,content-type,idempotency-key,x-amz-date,x-amz-security-token,x-api-key,x-request-id";
 
 /// Which origins may call the API from a browser (`GGPROV_CORS_ORIGIN`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +83,7 @@ pub(crate) async fn cors(State(origins): State<Arc<CorsOrigins>>, request: Reque
         headers.insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
         if origins.allow_origin(request_origin.as_ref()).is_some() {
             headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
-            if let Some(requested) = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-                headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-            }
-            headers.append(header::VARY, HeaderValue::from_static("access-control-request-headers"));
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
         }
         add_cors_headers(&origins, request_origin.as_ref(), headers);
         return response;

@@ -25,7 +25,7 @@ pub const CDF_MEDIA_TYPE: &str = "application/vnd.aws-cdf-v1.0+json";
 pub use cors::CorsOrigins;
 pub use error::ApiError;
 pub use openapi::openapi;
-pub use ops::{AuthError, Authenticator};
+pub use ops::{Access, AuthError, Authenticator};
 pub use router::{HttpConfig, app};
 pub use state::Gauges;
 pub use state::{App, AppState};

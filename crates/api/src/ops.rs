@@ -67,7 +67,15 @@ pub enum AuthError {
 /// Decides whether a request may proceed. `write` is true for methods that change state.
 #[async_trait::async_trait]
 pub trait Authenticator: Send + Sync {
-    async fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<(), AuthError>;
+    /// Checks the request's credentials for a read (`write` false) or a change of state.
+    async fn authenticate(&self, headers: &HeaderMap, write: bool) -> Result<Access, AuthError>;
+}
+
+/// What an authenticated caller may do, for handlers that show more to writers (presigned
+/// links to certs bundles, which hold private keys). Without authentication anyone may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub can_write: bool,
 }
 
 /// Paths that stay open whatever the authentication: liveness, readiness, metrics.
@@ -100,7 +108,11 @@ pub(crate) async fn authenticate(
     }
     let write = !matches!(*request.method(), Method::GET | Method::HEAD);
     match auth.authenticate(request.headers(), write).await {
-        Ok(()) => next.run(request).await,
+        Ok(access) => {
+            let mut request = request;
+            request.extensions_mut().insert(access);
+            next.run(request).await
+        }
         Err(AuthError::Unauthenticated(message)) => {
             let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message).into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
