@@ -215,6 +215,7 @@ impl Application {
             readiness,
             metrics,
             gauges: Some(gauges),
+            idempotency: Some(store.clone()),
         };
         let listener = TcpListener::bind(config.http.listen)
             .await

@@ -164,6 +164,7 @@ pub(crate) struct ListTasksQuery {
 /// the task is then stored and queued, and processed asynchronously.
 #[utoipa::path(
     post, path = "/coreTasks", tag = TAG, operation_id = "createCoreTask",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content((NewCoreTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewCoreTaskBody = "application/json"))),
     responses(
         (status = 202, description = "Accepted; no body", headers(
@@ -171,8 +172,9 @@ pub(crate) struct ListTasksQuery {
             ("x-taskid" = String, description = "the task id"),
         )),
         (status = 400, description = "Invalid task", body = ErrorBody),
-        (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended", body = ErrorBody),
+        (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_core_task(

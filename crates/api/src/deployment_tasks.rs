@@ -135,6 +135,7 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
 /// targets are expanded asynchronously.
 #[utoipa::path(
     post, path = "/deploymentTasks", tag = TAG, operation_id = "createDeploymentTask",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content((NewDeploymentTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewDeploymentTaskBody = "application/json"))),
     responses(
         (status = 202, description = "Accepted; no body", headers(
@@ -143,6 +144,8 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
         )),
         (status = 400, description = "Invalid task or unsupported target type", body = ErrorBody),
         (status = 404, description = "No such template or version", body = ErrorBody),
+        (status = 409, description = "IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_deployment_task(
@@ -199,7 +202,7 @@ pub(crate) async fn get_deployment_task(
         .core_tasks
         .get(&TaskId::from_text(&id), TaskFamily::Deployment)
         .await
-        .map_err(|e| ApiError::from(e).with_code("DEPLOYMENT_TASK_NOT_FOUND"))?;
+        .map_err(|e| ApiError::from(e).with_code_on_404("DEPLOYMENT_TASK_NOT_FOUND"))?;
     Ok(Cdf(DeploymentTaskResource::from_task(task, true)))
 }
 

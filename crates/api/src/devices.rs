@@ -136,7 +136,7 @@ impl DeviceResource {
 /// with Greengrass for `Create` (400 otherwise, nothing stored).
 #[utoipa::path(
     post, path = "/cores/{coreName}/deviceTasks", tag = TAG, operation_id = "createDeviceTask",
-    params(("coreName" = String, Path, description = "The core to associate the devices with")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS."), ("coreName" = String, Path, description = "The core to associate the devices with")),
     request_body(content((NewDeviceTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewDeviceTaskBody = "application/json"))),
     responses(
         (status = 202, description = "Accepted; no body", headers(
@@ -144,7 +144,8 @@ impl DeviceResource {
             ("x-taskid" = String, description = "the task id"),
         )),
         (status = 400, description = "Invalid task, unknown or unregistered core", body = ErrorBody),
-        (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended", body = ErrorBody),
+        (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_device_task(

@@ -155,6 +155,11 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(source) => {
                 Self::unavailable("the data store is unavailable; retry shortly", source)
             }
+            StoreError::TooLarge(limit) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("the request is too large to store: {limit}; split it"),
+            ),
             other => Self::internal(other),
         }
     }

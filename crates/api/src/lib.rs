@@ -8,6 +8,7 @@ mod devices;
 mod error;
 mod extract;
 mod health;
+mod idempotency;
 mod media;
 mod openapi;
 mod ops;

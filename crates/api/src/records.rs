@@ -49,6 +49,14 @@ pub(crate) fn parse_items(problems: &mut Problems, field: &str, items: Option<Ve
     match items {
         None => problems.add(field, format!("is required: a non-empty list of {field}")),
         Some(list) if list.is_empty() => problems.add(field, format!("must list at least one of the {field}")),
+        Some(list) if list.len() > ggprov_domain::task::MAX_TASK_ITEMS => problems.add(
+            field,
+            format!(
+                "lists {} {field}; at most {} per task: split them over several tasks",
+                list.len(),
+                ggprov_domain::task::MAX_TASK_ITEMS
+            ),
+        ),
         Some(list) => {
             for (i, item) in list.into_iter().enumerate() {
                 let name = match item.name {

@@ -79,6 +79,7 @@ pub fn app(
 > {
     let (router, api) = api_router().split_for_parts();
     let metrics = state.metrics.clone();
+    let state_for_idempotency = state.clone();
     let router: Router = router
         .route("/metrics", axum::routing::get(crate::ops::metrics))
         .with_state(state)
@@ -86,6 +87,7 @@ pub fn app(
         .merge(extra)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state_for_idempotency, crate::idempotency::idempotent))
         .layer(middleware::from_fn_with_state(config.auth.clone(), crate::ops::authenticate))
         .layer(middleware::from_fn_with_state(config.operations_only, crate::ops::operations_only))
         .layer(middleware::from_fn_with_state(metrics, crate::ops::record))

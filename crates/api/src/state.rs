@@ -27,6 +27,8 @@ pub struct App {
     pub metrics: Arc<ggprov_domain::metrics::Metrics>,
     /// Figures read at scrape time.
     pub gauges: Option<Arc<dyn Gauges>>,
+    /// Where `Idempotency-Key`s of POST requests are recorded (none: the header is ignored).
+    pub idempotency: Option<Arc<dyn ggprov_domain::ports::IdempotencyRecords>>,
 }
 
 /// Figures read when `/metrics` is scraped (queue depth, outbox backlog).

@@ -205,6 +205,7 @@ fn existing_name(name: &str) -> Result<TemplateName, ApiError> {
 /// Create a template (version 1).
 #[utoipa::path(
     post, path = "/templates", tag = TAG, operation_id = "createTemplate",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content(
         (TemplateBody = "application/vnd.aws-cdf-v1.0+json"),
         (TemplateBody = "application/json"),
@@ -216,8 +217,9 @@ fn existing_name(name: &str) -> Result<TemplateName, ApiError> {
             ("x-version" = String, description = "`1`"),
         )),
         (status = 400, description = "Invalid template or unknown component", body = ErrorBody),
-        (status = 409, description = "A template with this name exists", body = ErrorBody),
+        (status = 409, description = "A template with this name exists; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_template(

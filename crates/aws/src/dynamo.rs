@@ -144,6 +144,7 @@ mod cursors;
 mod deployments;
 mod devices;
 mod fleet;
+mod idempotency;
 mod journals;
 mod outbox;
 mod tasks;
@@ -235,6 +236,41 @@ impl DynamoStore {
             .await
             .map_err(store_error)?;
         Ok(out.item)
+    }
+
+    /// Which of the keys exist: `BatchGetItem`, 100 keys a call, unprocessed keys asked again.
+    pub(crate) async fn existing_keys(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .projection_expression("pk, sk")
+                    .build()
+                    .expect("keys given"),
+            );
+            let mut rounds = 0;
+            while let Some(request) = pending.take() {
+                rounds += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+                if pending.is_some() {
+                    if rounds >= MAX_TRIES {
+                        return Err(StoreError::unavailable("BatchGetItem left keys unprocessed"));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * rounds as u64)).await;
+                }
+            }
+        }
+        Ok(found)
     }
 
     pub(crate) async fn put(&self, item: Item) -> Result<(), StoreError> {

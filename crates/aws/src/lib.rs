@@ -61,9 +61,24 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(store_error)`
 pub(crate) fn store_error<E, R>(err: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    // DynamoDB refuses records and keys over its limits with a ValidationException; the same
+    // input will never fit, so it is the caller's error (413), not an outage (503).
+    if let Some(service) = err.as_service_error()
+        && let Some(meta) = aws_smithy_types::error::metadata::ProvideErrorMetadata::meta(service).message()
+        && (meta.contains("Item size has exceeded") || meta.contains("Item size to update has exceeded"))
+    {
+        return StoreError::TooLarge("a DynamoDB record holds at most 400 KB".to_owned());
+    }
+    if let Some(service) = err.as_service_error()
+        && let Some(meta) = aws_smithy_types::error::metadata::ProvideErrorMetadata::meta(service).message()
+        && meta.contains("key")
+        && meta.contains("size")
+    {
+        return StoreError::TooLarge("a DynamoDB key holds at most 2048 bytes (partition) and 1024 (sort)".to_owned());
+    }
     StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string().into())
 }
 

@@ -48,6 +48,13 @@ pub struct NewDeviceTask {
     pub options: Option<CoreTaskOptions>,
 }
 
+/// What validating one request has read already.
+#[derive(Default)]
+struct Lookups {
+    templates: std::collections::BTreeMap<String, Result<crate::provisioning_template::ProvisioningTemplate, String>>,
+    cas: std::collections::BTreeMap<String, bool>,
+}
+
 /// Where a thing is named in a task body: `cores[3].name` or `devices[0].name`.
 fn item_field(task: &Task, name: &ThingName) -> String {
     let list = if matches!(task.kind, TaskKind::Device { .. }) { "devices" } else { "cores" };
@@ -82,12 +89,16 @@ impl CoreTaskService {
     /// enqueues one job per batch.
     pub async fn submit(&self, request: NewCoreTask) -> Result<Task, CoreTaskError> {
         let mut problems = Problems::new();
-        for (i, core) in request.cores.iter().enumerate() {
-            if request.task_type == TaskType::Create && self.store.device(&core.name).await?.is_some() {
-                problems.add(
-                    format!("cores[{i}].name"),
-                    format!("'{}' is a client device; a thing is either a core or a client device", core.name),
-                );
+        if request.task_type == TaskType::Create {
+            let names: Vec<ThingName> = request.cores.iter().map(|c| c.name.clone()).collect();
+            let devices = self.store.existing_devices(&names).await?;
+            for (i, core) in request.cores.iter().enumerate() {
+                if devices.contains(&core.name) {
+                    problems.add(
+                        format!("cores[{i}].name"),
+                        format!("'{}' is a client device; a thing is either a core or a client device", core.name),
+                    );
+                }
             }
         }
         self.check_items("cores", request.task_type, &request.cores, &mut problems).await?;
@@ -115,8 +126,10 @@ impl CoreTaskService {
         {
             problems.add("coreName", format!("core '{core}' is not registered with Greengrass V2 yet: install and start the Greengrass software on it first"));
         }
+        let names: Vec<ThingName> = request.devices.iter().map(|d| d.name.clone()).collect();
+        let cores = self.store.existing_cores(&names).await?;
         for (i, device) in request.devices.iter().enumerate() {
-            if self.store.core(&device.name).await?.is_some() {
+            if cores.contains(&device.name) {
                 problems.add(
                     format!("devices[{i}].name"),
                     format!("'{}' is a core; a thing is either a core or a client device", device.name),
@@ -136,12 +149,14 @@ impl CoreTaskService {
         problems: &mut Problems,
     ) -> Result<(), CoreTaskError> {
         let mut seen = BTreeSet::new();
+        // Each provisioning template and CA is read once per request, however many items name it.
+        let mut lookups = Lookups::default();
         for (i, item) in items.iter().enumerate() {
             if !seen.insert(item.name.as_str()) {
                 problems.add(format!("{field}[{i}].name"), format!("'{}' is listed more than once", item.name));
             }
             if task_type == TaskType::Create {
-                self.check_create(&format!("{field}[{i}]"), item, problems).await?;
+                self.check_create(&format!("{field}[{i}]"), item, problems, &mut lookups).await?;
             }
         }
         Ok(())
@@ -210,8 +225,18 @@ impl CoreTaskService {
         Ok(task)
     }
 
-    async fn check_create(&self, at: &str, core: &NewCore, problems: &mut Problems) -> Result<(), CoreTaskError> {
-        match self.templates.load(&core.provisioning_template).await {
+    async fn check_create(
+        &self,
+        at: &str,
+        core: &NewCore,
+        problems: &mut Problems,
+        lookups: &mut Lookups,
+    ) -> Result<(), CoreTaskError> {
+        if !lookups.templates.contains_key(&core.provisioning_template) {
+            let loaded = self.templates.load(&core.provisioning_template).await;
+            lookups.templates.insert(core.provisioning_template.clone(), loaded);
+        }
+        match &lookups.templates[&core.provisioning_template] {
             Ok(template) => {
                 let mut given = core.provisioning_parameters.clone();
                 given.entry("ThingName".to_owned()).or_insert_with(|| core.name.as_str().to_owned());
@@ -238,7 +263,11 @@ impl CoreTaskService {
                     "no CA is configured: name one with caId, or create one with `ggprov ca create`",
                 ),
                 Some(ca_id) => {
-                    if self.cas.ca(&ca_id).await.map_err(CoreTaskError::Cloud)?.is_none() {
+                    if !lookups.cas.contains_key(&ca_id) {
+                        let held = self.cas.ca(&ca_id).await.map_err(CoreTaskError::Cloud)?.is_some();
+                        lookups.cas.insert(ca_id.clone(), held);
+                    }
+                    if !lookups.cas[&ca_id] {
                         problems.add(
                             format!("{at}.cdfProvisioningParameters.caId"),
                             format!("ggprov holds no CA '{ca_id}'; create or import it with `ggprov ca create` / `ggprov ca import`"),

@@ -164,9 +164,30 @@ pub fn check_targets(targets: &serde_json::Value) -> Result<(), (bool, Vec<Field
             }],
         ));
     };
+    let size = targets.to_string().len();
+    if size > crate::task::MAX_TARGETS_BYTES {
+        return Err((
+            false,
+            vec![FieldProblem {
+                field: "targets".into(),
+                problem: format!(
+                    "takes {size} bytes; at most {} per deployment task: target thing groups instead of long name lists, or split the task",
+                    crate::task::MAX_TARGETS_BYTES
+                ),
+            }],
+        ));
+    }
     for (key, value) in map {
         match key.as_str() {
             "thingNames" | "thingGroupNames" => match value.as_array() {
+                Some(list) if list.len() > crate::task::MAX_TASK_ITEMS => problems.push(FieldProblem {
+                    field: format!("targets.{key}"),
+                    problem: format!(
+                        "lists {} names; at most {} per deployment task: split the task or use thing groups",
+                        list.len(),
+                        crate::task::MAX_TASK_ITEMS
+                    ),
+                }),
                 Some(list) if !list.is_empty() => {
                     for (i, item) in list.iter().enumerate() {
                         if let Err(err) = item

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod cloud;
+mod idempotency;
 mod queue;
 pub mod records;
 mod status;
@@ -22,6 +23,7 @@ pub use cloud::{
     CaMaterial, CertificateAuthorities, CertificateRef, CloudError, ComponentSpec, CoreDevice, DeploymentRequest,
     EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry, SecretPem, ThingDescription,
 };
+pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};
 pub use records::{
     CoreFilter, CoreRecords, CoreStore, DeploymentRecords, DeviceRecords, FleetCounters, IngestCursors, Outbox,
@@ -47,6 +49,10 @@ pub enum StoreError {
     /// The store could not be reached or failed; the operation may be retried later.
     #[error("the store failed: {0}")]
     Unavailable(#[source] BoxError),
+    /// The backend cannot store this input (a record or key over its limit); retrying the
+    /// same input cannot help. The text names the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A new task names a thing that already has an open item (one owner per thing).
     #[error("'{name}' is being worked on by task {task}")]
     Claimed { name: ThingName, task: TaskId },

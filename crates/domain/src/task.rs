@@ -4,6 +4,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The most items (cores, devices, deployment target names) one task request may name: a
+/// 10,000-core fleet in one task, validated and stored within a request's time.
+pub const MAX_TASK_ITEMS: usize = 10_000;
+
+/// The most bytes a deployment task's `targets` may take: the task is one record, and a
+/// DynamoDB record holds at most 400 KB with everything else in it.
+pub const MAX_TARGETS_BYTES: usize = 256 * 1024;
+
 /// Status of a task and of each item in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskStatus {

@@ -76,6 +76,10 @@ pub(crate) async fn write_core(
 
 #[async_trait]
 impl CoreRecords for SqliteStore {
+    async fn existing_cores(&self, names: &[ThingName]) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
+        crate::rows::existing(&self.pool, "cores", names).await
+    }
+
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError> {
         let row = sqlx::query("SELECT * FROM cores WHERE name = ?")
             .bind(name.as_str())

@@ -10,6 +10,10 @@ use crate::{SqliteStore, unavailable};
 
 #[async_trait]
 impl DeviceRecords for SqliteStore {
+    async fn existing_devices(&self, names: &[ThingName]) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
+        crate::rows::existing(&self.pool, "devices", names).await
+    }
+
     async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let mut tx = self.begin_write().await?;

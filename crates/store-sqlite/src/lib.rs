@@ -5,6 +5,7 @@ mod cursors;
 mod deployments;
 mod devices;
 mod fleet;
+mod idempotency;
 mod journals;
 mod outbox;
 mod queue;

@@ -143,3 +143,25 @@ pub(crate) async fn end_item(
         .map_err(unavailable)?;
     Ok(true)
 }
+
+/// Which of `names` have a row in `table` (`cores` or `devices`), 500 names a query.
+pub(crate) async fn existing(
+    pool: &sqlx::SqlitePool,
+    table: &'static str,
+    names: &[ThingName],
+) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
+    let mut found = std::collections::BTreeSet::new();
+    for chunk in names.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        // The table name comes from this crate only.
+        let sql = format!("SELECT name FROM {table} WHERE name IN ({marks})");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for name in chunk {
+            query = query.bind(name.as_str());
+        }
+        for row in query.fetch_all(pool).await.map_err(unavailable)? {
+            found.insert(thing(row.try_get("name").map_err(unavailable)?)?);
+        }
+    }
+    Ok(found)
+}

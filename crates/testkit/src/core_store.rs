@@ -15,7 +15,7 @@ use ggprov_domain::cores::DeploymentStatus;
 use ggprov_domain::cores::{
     Core, DeploymentSpec, Device, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
 };
-use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome, StoreError};
+use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome, IdempotencyClaim, RecordedResponse, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::thing::ThingKind;
 use ggprov_domain::{PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
@@ -36,6 +36,7 @@ macro_rules! core_store_conformance {
             a_failed_deployment_item_marks_its_core_failed,
             a_thing_has_one_owner_until_its_item_ends,
             concurrent_claims_of_one_name_have_exactly_one_winner,
+            idempotency_keys_replay_refuse_and_expire,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -144,6 +145,12 @@ pub async fn core_records_move_the_fleet_counters_exactly(store: Arc<dyn CoreSto
     let counts = store.fleet_counters().await.unwrap();
     assert_eq!(counts[&("None".to_owned(), 0)].desired_in_use, 3);
     counters_match_recount(&store).await;
+    // Batched existence reads, across more names than one batch holds.
+    let mut asked: Vec<ThingName> = (0..250).map(|i| thing(&format!("absent-{i}"))).collect();
+    asked.extend([thing("c-3"), thing("c-1")]);
+    let found = store.existing_cores(&asked).await.unwrap();
+    assert_eq!(found.iter().map(ThingName::as_str).collect::<Vec<_>>(), ["c-1", "c-3"]);
+    assert!(store.existing_devices(&asked).await.unwrap().is_empty());
     // Paging and filters.
     let page = store.list_cores(&CoreFilter::default(), PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
     assert_eq!(page.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["c-1", "c-2"]);
@@ -281,6 +288,8 @@ pub async fn devices_list_by_core_and_delete_once(store: Arc<dyn CoreStore>) {
         .unwrap();
     let names: Vec<_> = first.items.iter().chain(&second.items).map(|d| d.name.as_str().to_owned()).collect();
     assert_eq!(names, ["e-1", "e-2", "e-3"]);
+    let found = store.existing_devices(&[thing("e-2"), thing("nope"), thing("e-3")]).await.unwrap();
+    assert_eq!(found.iter().map(ThingName::as_str).collect::<Vec<_>>(), ["e-2", "e-3"]);
     let before = event_count(&store).await;
     store.complete_device_delete(None, &thing("e-2"), &event("Device Deleted Event", 0)).await.unwrap();
     store.complete_device_delete(None, &thing("e-2"), &event("Device Deleted Event", 0)).await.unwrap();
@@ -480,4 +489,37 @@ pub async fn concurrent_claims_of_one_name_have_exactly_one_winner(store: Arc<dy
             }
         }
     }
+}
+
+/// `IdempotencyRecords`: the first use starts, a concurrent one is told it is in progress, an
+/// answered one replays, another request with the key mismatches; abandoned or dead pending
+/// claims and expired records can be claimed again.
+pub async fn idempotency_keys_replay_refuse_and_expire(store: Arc<dyn CoreStore>) {
+    let (minute, day) = (Duration::from_secs(60), Duration::from_secs(86_400));
+    let now = Timestamp::now();
+    let begin = |key: &'static str, fp: &'static str, at: Timestamp, pending: Duration, keep: Duration| {
+        let store = store.clone();
+        async move { store.begin_idempotent(key, fp, at, pending, keep).await.unwrap() }
+    };
+    assert_eq!(begin("k1", "fp-a", now, minute, day).await, IdempotencyClaim::Started);
+    assert_eq!(begin("k1", "fp-a", now, minute, day).await, IdempotencyClaim::InProgress);
+    assert_eq!(begin("k1", "fp-b", now, minute, day).await, IdempotencyClaim::Mismatch);
+    let answer =
+        RecordedResponse { status: 202, headers: vec![("x-taskid".into(), "T1".into())], body: b"{}".to_vec() };
+    store.complete_idempotent("k1", "fp-a", &answer).await.unwrap();
+    assert_eq!(begin("k1", "fp-a", now, minute, day).await, IdempotencyClaim::Replay(answer.clone()));
+    // Completing again (a duplicate) does not change the recorded answer.
+    let other = RecordedResponse { status: 500, headers: vec![], body: vec![] };
+    store.complete_idempotent("k1", "fp-a", &other).await.unwrap();
+    assert_eq!(begin("k1", "fp-a", now, minute, day).await, IdempotencyClaim::Replay(answer));
+    // An abandoned request (a 5xx) can be run again.
+    assert_eq!(begin("k2", "fp-c", now, minute, day).await, IdempotencyClaim::Started);
+    store.abandon_idempotent("k2", "fp-c").await.unwrap();
+    assert_eq!(begin("k2", "fp-c", now, minute, day).await, IdempotencyClaim::Started);
+    // A pending claim older than the pending window belonged to a process that died.
+    let later = Timestamp::from_millis(now.as_millis() + 61_000).unwrap();
+    assert_eq!(begin("k2", "fp-c", later, minute, day).await, IdempotencyClaim::Started);
+    // After the keeping period the key is free, even for another request.
+    let next_day = Timestamp::from_millis(now.as_millis() + 86_400_000 + 120_000).unwrap();
+    assert_eq!(begin("k1", "fp-z", next_day, minute, day).await, IdempotencyClaim::Started);
 }

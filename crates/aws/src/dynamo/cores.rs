@@ -152,6 +152,18 @@ impl DynamoStore {
 
 #[async_trait]
 impl CoreRecords for DynamoStore {
+    async fn existing_cores(&self, names: &[ThingName]) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
+        let keys = names.iter().map(|n| key(core_pk(n.as_str()), CORE)).collect();
+        self.existing_keys(keys)
+            .await?
+            .iter()
+            .map(|item| {
+                let pk = super::get_s(item, "pk")?;
+                ThingName::parse(pk.trim_start_matches("CORE#")).map_err(|_| super::corrupt("core name"))
+            })
+            .collect()
+    }
+
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError> {
         Ok(self.read_core(name.as_str()).await?.map(|r| r.core))
     }

@@ -27,6 +27,18 @@ impl DynamoStore {
 
 #[async_trait]
 impl DeviceRecords for DynamoStore {
+    async fn existing_devices(&self, names: &[ThingName]) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
+        let keys = names.iter().map(|n| key(format!("DEVICE#{}", n.as_str()), "#DEVICE")).collect();
+        self.existing_keys(keys)
+            .await?
+            .iter()
+            .map(|item| {
+                let pk = super::get_s(item, "pk")?;
+                ThingName::parse(pk.trim_start_matches("DEVICE#")).map_err(|_| super::corrupt("device name"))
+            })
+            .collect()
+    }
+
     async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError> {
         retry_tx!(self, {
             let now = Timestamp::now();

@@ -7,12 +7,12 @@
 //! core's deployment transitions and fleet contribution in [`crate::deployment_state`]); the
 //! store persists the result atomically (conditional writes, counters in the same transaction).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{DeploymentOutcome, StoreError};
+use super::{DeploymentOutcome, IdempotencyRecords, StoreError};
 use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TemplateRef, VersionCounts};
 use crate::pagination::{Page, PageRequest};
 use crate::provisioning::ProvisioningJournal;
@@ -73,6 +73,8 @@ pub trait CoreRecords: Send + Sync {
     ) -> Result<Page<Core, ThingName>, StoreError>;
     /// Cores whose deployment is in progress (for the reconciler).
     async fn cores_in_progress(&self) -> Result<Vec<Core>, StoreError>;
+    /// Which of `names` are cores (batched reads, for validating large tasks).
+    async fn existing_cores(&self, names: &[ThingName]) -> Result<BTreeSet<ThingName>, StoreError>;
     /// Ends a `Create` item: stores [`Core::reprovisioned`] of the stored core, marks the item
     /// `Success` and writes the event, in one transaction.
     async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError>;
@@ -85,6 +87,8 @@ pub trait CoreRecords: Send + Sync {
 #[async_trait]
 pub trait DeviceRecords: Send + Sync {
     async fn device(&self, name: &ThingName) -> Result<Option<Device>, StoreError>;
+    /// Which of `names` are client devices (batched reads, for validating large tasks).
+    async fn existing_devices(&self, names: &[ThingName]) -> Result<BTreeSet<ThingName>, StoreError>;
     /// The client devices ggprov associated with a core, by name.
     async fn list_devices_of_core(
         &self,
@@ -208,6 +212,7 @@ pub trait CoreStore:
     + DeploymentRecords
     + FleetCounters
     + IngestCursors
+    + IdempotencyRecords
 {
 }
 
@@ -220,5 +225,6 @@ impl<T> CoreStore for T where
         + DeploymentRecords
         + FleetCounters
         + IngestCursors
+        + IdempotencyRecords
 {
 }
