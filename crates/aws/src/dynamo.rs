@@ -273,11 +273,6 @@ impl DynamoStore {
         Ok(found)
     }
 
-    pub(crate) async fn put(&self, item: Item) -> Result<(), StoreError> {
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(store_error)?;
-        Ok(())
-    }
-
     pub(crate) async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()

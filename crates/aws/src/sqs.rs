@@ -177,7 +177,12 @@ impl WorkQueue for SqsQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
-                Some(Delivery { job: parse_job(m.body.as_deref().unwrap_or("")), receipt: m.receipt_handle?, attempt })
+                Some(Delivery {
+                    job: parse_job(m.body.as_deref().unwrap_or("")),
+                    message_id: m.message_id.clone().unwrap_or_default(),
+                    receipt: m.receipt_handle?,
+                    attempt,
+                })
             })
             .collect())
     }

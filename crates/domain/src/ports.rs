@@ -27,7 +27,7 @@ pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};
 pub use records::{
     CoreFilter, CoreRecords, CoreStore, DeploymentRecords, DeviceRecords, FleetCounters, IngestCursors, Outbox,
-    ProvisioningJournals, TaskStore,
+    ProvisioningJournals, StartedItem, TaskStore,
 };
 pub use status::{DeploymentOutcome, EventPublisher, PositionedStatusFeed, ReceivedStatus, StatusFeed, StatusSignal};
 

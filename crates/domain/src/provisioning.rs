@@ -103,4 +103,8 @@ pub struct ProvisioningJournal {
     /// The certificate is attached to the thing.
     #[serde(default)]
     pub principal_attached: bool,
+    /// The revision the journal was read at (kept by the store beside the document, not in it):
+    /// saves are conditional on it, so two writers never overwrite each other's steps.
+    #[serde(skip)]
+    pub rev: u64,
 }

@@ -178,12 +178,18 @@ impl Deployer {
 
     /// A batch of a deployment task: set each core's desired template and move it into the
     /// template version's group.
-    pub async fn deploy_batch(&self, task: &Task, spec: &DeploymentSpec, items: &[ThingName]) -> Result<(), StepError> {
+    pub async fn deploy_batch(
+        &self,
+        task: &Task,
+        spec: &DeploymentSpec,
+        items: &[ThingName],
+        ctx: &crate::JobContext,
+    ) -> Result<(), StepError> {
         let deployment = self.ensure_template_deployment(&spec.template).await;
         let target_group = format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", spec.template.name, spec.template.version);
         for name in items {
-            let Some(item) = self.store.start_item(&task.id, name).await? else { continue };
-            if item.status.is_terminal() {
+            let Some(started) = self.store.start_item(&task.id, name, &ctx.holder, ctx.lease).await? else { continue };
+            if !started.won {
                 continue;
             }
             let deployment_id = match &deployment {

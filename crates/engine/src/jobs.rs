@@ -10,13 +10,21 @@ use ggprov_domain::jobs::{DeploymentExpand, JobPayload, TaskBatch};
 
 use crate::{CoreProvisioner, Deployer, StepError};
 
+/// Who runs a job: the queue message (the same across its redeliveries) and how long the
+/// items it starts are held for it.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub holder: String,
+    pub lease: std::time::Duration,
+}
+
 /// One kind of job.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     type Payload: JobPayload;
 
     /// Does the work; idempotent (a job may be delivered again).
-    async fn run(&self, job: &Self::Payload) -> Result<(), StepError>;
+    async fn run(&self, job: &Self::Payload, ctx: &JobContext) -> Result<(), StepError>;
 
     /// The job failed for good (permanently, or out of attempts): record that on the work it
     /// stood for, so that nothing waits for it forever.
@@ -44,19 +52,19 @@ pub enum JobOutcome {
 /// A handler with its payload type erased, for the registry.
 #[async_trait]
 trait ErasedHandler: Send + Sync {
-    async fn process(&self, payload: &serde_json::Value, may_retry: bool) -> JobOutcome;
+    async fn process(&self, payload: &serde_json::Value, may_retry: bool, ctx: &JobContext) -> JobOutcome;
 }
 
 #[async_trait]
 impl<H: JobHandler> ErasedHandler for H {
-    async fn process(&self, payload: &serde_json::Value, may_retry: bool) -> JobOutcome {
+    async fn process(&self, payload: &serde_json::Value, may_retry: bool, ctx: &JobContext) -> JobOutcome {
         let job = match serde_json::from_value::<H::Payload>(payload.clone()) {
             Ok(job) => job,
             Err(err) => {
                 return JobOutcome::GaveUp(StepError::permanent(format!("malformed {} job: {err}", H::Payload::KIND)));
             }
         };
-        match self.run(&job).await {
+        match self.run(&job, ctx).await {
             Ok(()) => JobOutcome::Done,
             Err(StepError::Crash(point)) => JobOutcome::Crashed(point),
             Err(err @ StepError::Transient { .. }) if may_retry => JobOutcome::Retry(err),
@@ -95,9 +103,15 @@ impl JobRegistry {
     }
 
     /// Runs a delivered job; an unknown kind gives up at once (there is nothing to mark).
-    pub async fn process(&self, kind: &str, payload: &serde_json::Value, may_retry: bool) -> JobOutcome {
+    pub async fn process(
+        &self,
+        kind: &str,
+        payload: &serde_json::Value,
+        may_retry: bool,
+        ctx: &JobContext,
+    ) -> JobOutcome {
         match self.handlers.get(kind) {
-            Some(handler) => handler.process(payload, may_retry).await,
+            Some(handler) => handler.process(payload, may_retry, ctx).await,
             None => JobOutcome::GaveUp(StepError::permanent(format!("unknown job kind '{kind}'"))),
         }
     }
@@ -114,8 +128,8 @@ struct TaskBatchJob {
 impl JobHandler for TaskBatchJob {
     type Payload = TaskBatch;
 
-    async fn run(&self, batch: &TaskBatch) -> Result<(), StepError> {
-        self.provisioner.run_batch(batch, &self.deployer).await
+    async fn run(&self, batch: &TaskBatch, ctx: &JobContext) -> Result<(), StepError> {
+        self.provisioner.run_batch(batch, &self.deployer, ctx).await
     }
 
     async fn give_up(&self, batch: &TaskBatch, reason: &str) -> Result<(), StepError> {
@@ -132,7 +146,7 @@ struct ExpandDeploymentJob {
 impl JobHandler for ExpandDeploymentJob {
     type Payload = DeploymentExpand;
 
-    async fn run(&self, job: &DeploymentExpand) -> Result<(), StepError> {
+    async fn run(&self, job: &DeploymentExpand, _ctx: &JobContext) -> Result<(), StepError> {
         self.deployer.expand(&job.task_id).await
     }
 

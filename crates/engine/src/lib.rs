@@ -13,7 +13,7 @@ use ggprov_domain::ports::BoxError;
 
 pub use deployer::Deployer;
 pub use failpoints::Failpoints;
-pub use jobs::{JobHandler, JobOutcome, JobRegistry};
+pub use jobs::{JobContext, JobHandler, JobOutcome, JobRegistry};
 pub use paced::{Paced, Pacer};
 pub use provisioner::{CoreProvisioner, ProvisionerSettings, STEPS};
 pub use relay::OutboxRelay;

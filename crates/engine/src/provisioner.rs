@@ -16,6 +16,7 @@ use ggprov_domain::ports::{
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 use ggprov_domain::{TaskType, ThingName};
 
+use crate::jobs::JobContext;
 use crate::{Failpoints, StepError};
 
 /// Failpoints between the steps, in order (tests stop processing at each in turn).
@@ -114,16 +115,21 @@ impl CoreProvisioner {
     /// Runs every unfinished item of a batch. Items that fail for good are recorded as
     /// `Failure`; a transient failure or a crash of any item fails the whole job so that it is
     /// retried (items already ended are skipped then).
-    pub async fn run_batch(&self, batch: &TaskBatch, deployer: &crate::Deployer) -> Result<(), StepError> {
+    pub async fn run_batch(
+        &self,
+        batch: &TaskBatch,
+        deployer: &crate::Deployer,
+        ctx: &JobContext,
+    ) -> Result<(), StepError> {
         let Some(task) = self.store.task_header(&batch.task_id).await? else {
             return Err(permanent(format!("task {} does not exist", batch.task_id)));
         };
         match task.kind.clone() {
-            TaskKind::Core => self.run_core_items(&task, &batch.items).await,
-            TaskKind::Deployment(spec) => deployer.deploy_batch(&task, &spec, &batch.items).await,
+            TaskKind::Core => self.run_core_items(&task, &batch.items, ctx).await,
+            TaskKind::Deployment(spec) => deployer.deploy_batch(&task, &spec, &batch.items, ctx).await,
             TaskKind::Device { core_name } => match task.task_type {
-                TaskType::Create => self.create_devices(&task, &core_name, &batch.items).await,
-                TaskType::Delete => self.delete_devices(&task, &core_name, &batch.items).await,
+                TaskType::Create => self.create_devices(&task, &core_name, &batch.items, ctx).await,
+                TaskType::Delete => self.delete_devices(&task, &core_name, &batch.items, ctx).await,
             },
         }
     }

@@ -8,7 +8,7 @@ use ggprov_domain::ErrorChain;
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
 
-use crate::jobs::{JobOutcome, JobRegistry};
+use crate::jobs::{JobContext, JobOutcome, JobRegistry};
 use crate::{Deployer, OutboxRelay, StepError, Sweeper};
 
 /// Settings of a worker.
@@ -207,7 +207,8 @@ impl Worker {
 
     async fn handle_inner(&self, delivery: Delivery) {
         let may_retry = delivery.attempt < self.settings.max_attempts;
-        let outcome = match self.jobs.process(&delivery.job.kind, &delivery.job.payload, may_retry).await {
+        let ctx = JobContext { holder: delivery.message_id.clone(), lease: self.settings.lease };
+        let outcome = match self.jobs.process(&delivery.job.kind, &delivery.job.payload, may_retry, &ctx).await {
             JobOutcome::Done => self.queue.ack(&delivery.receipt).await.map(|acked| {
                 self.count(&delivery, "succeeded");
                 if !acked {

@@ -66,6 +66,7 @@ impl WorkQueue for SqliteStore {
                     payload: serde_json::from_str(&payload).map_err(StoreError::unavailable)?,
                 },
                 receipt: format!("{id}:{lease_id}"),
+                message_id: id.to_string(),
                 attempt: u32::try_from(row.get::<i64, _>("attempts") + 1).unwrap_or(u32::MAX),
             });
         }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use ggprov_domain::cores::{
     CoreTaskOptions, DeploymentSpec, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
 };
-use ggprov_domain::ports::{StoreError, TaskStore};
+use ggprov_domain::ports::{StartedItem, StoreError, TaskStore};
 use ggprov_domain::thing::ThingKind;
 use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 use sqlx::sqlite::SqliteRow;
@@ -229,22 +229,38 @@ impl TaskStore for SqliteStore {
         Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
     }
 
-    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+    async fn start_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<StartedItem>, StoreError> {
         let now = Timestamp::now().as_millis();
-        sqlx::query("UPDATE task_items SET status = 'InProgress', updated_at = ? WHERE task_id = ? AND name = ? AND status = 'Waiting'")
-            .bind(now)
-            .bind(task.as_str())
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let claimed = sqlx::query(
+            "UPDATE task_items SET status = 'InProgress', holder = ?, lease_until = ?, updated_at = ? \
+             WHERE task_id = ? AND name = ? AND (status = 'Waiting' OR (status = 'InProgress' \
+             AND (holder IS NULL OR holder = ? OR COALESCE(lease_until, 0) <= ?)))",
+        )
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .bind(task.as_str())
+        .bind(name.as_str())
+        .bind(holder)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
         let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
             .bind(task.as_str())
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(item_from_row).transpose()
+        let won = claimed.rows_affected() == 1;
+        row.as_ref().map(|r| Ok(StartedItem { item: item_from_row(r)?, won })).transpose()
     }
 
     async fn fail_item(

@@ -37,6 +37,7 @@ macro_rules! core_store_conformance {
             a_thing_has_one_owner_until_its_item_ends,
             concurrent_claims_of_one_name_have_exactly_one_winner,
             idempotency_keys_replay_refuse_and_expire,
+            an_item_is_worked_on_by_one_holder_at_a_time,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -101,8 +102,9 @@ pub async fn task_status_follows_its_items_and_items_end_once(store: Arc<dyn Cor
     let t = task(TaskKind::Core, &["a-1", "a-2"]);
     store.create_task(&t).await.unwrap();
     assert_eq!(store.task_header(&t.id).await.unwrap().unwrap().status, TaskStatus::Waiting);
-    let started = store.start_item(&t.id, &thing("a-1")).await.unwrap().unwrap();
-    assert_eq!(started.status, TaskStatus::InProgress);
+    let started = store.start_item(&t.id, &thing("a-1"), "job-1", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert!(started.won);
+    assert_eq!(started.item.status, TaskStatus::InProgress);
     assert_eq!(store.task_header(&t.id).await.unwrap().unwrap().status, TaskStatus::InProgress);
     let core = Core::new(thing("a-1"), "greengrass2_core".into(), Timestamp::now());
     store.complete_core_create(&t.id, &core, &event("Core Created Event", 1)).await.unwrap();
@@ -218,7 +220,7 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
     assert_eq!(store.template_of_deployment("dep-1").await.unwrap(), Some(template.clone()));
 
     for core in &cores {
-        store.start_item(&deployment.id, core).await.unwrap();
+        assert!(store.start_item(&deployment.id, core, "job-d", Duration::from_secs(60)).await.unwrap().unwrap().won);
         store.complete_deployment_item(&deployment.id, core, &template, "dep-1").await.unwrap();
     }
     assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Success);
@@ -370,8 +372,23 @@ pub async fn journals_round_trip_and_go_with_their_core(store: Arc<dyn CoreStore
         created_policies: vec!["policy-j-1".into()],
         ..ProvisioningJournal::default()
     };
-    store.save_journal(&name, &journal).await.unwrap();
+    let mut journal = journal;
+    store.save_journal(&name, &mut journal).await.unwrap();
     assert_eq!(store.journal(&name).await.unwrap(), journal);
+    // Saves are conditional on the revision read: a writer holding an older read loses.
+    let mut stale = store.journal(&name).await.unwrap();
+    let mut fresh = store.journal(&name).await.unwrap();
+    fresh.principal_attached = true;
+    store.save_journal(&name, &mut fresh).await.unwrap();
+    stale.certificate_id = Some("cert-2".into());
+    assert!(matches!(store.save_journal(&name, &mut stale).await, Err(StoreError::Conflict)));
+    let stored = store.journal(&name).await.unwrap();
+    assert_eq!((stored.certificate_id.as_deref(), stored.principal_attached), (Some("cert-1"), true));
+    // Two first writers of a journal: one wins.
+    let mut a = store.journal(&thing("j-2")).await.unwrap();
+    let mut b = store.journal(&thing("j-2")).await.unwrap();
+    store.save_journal(&thing("j-2"), &mut a).await.unwrap();
+    assert!(matches!(store.save_journal(&thing("j-2"), &mut b).await, Err(StoreError::Conflict)));
     let t = task(TaskKind::Core, &["j-1"]);
     store.create_task(&t).await.unwrap();
     let core = Core::new(name.clone(), "greengrass2_core".into(), Timestamp::now());
@@ -522,4 +539,35 @@ pub async fn idempotency_keys_replay_refuse_and_expire(store: Arc<dyn CoreStore>
     // After the keeping period the key is free, even for another request.
     let next_day = Timestamp::from_millis(now.as_millis() + 86_400_000 + 120_000).unwrap();
     assert_eq!(begin("k1", "fp-z", next_day, minute, day).await, IdempotencyClaim::Started);
+}
+
+/// `TaskStore::start_item`: the first holder wins an item; another holder does not while the
+/// lease lives, the same holder (a redelivery) does, and anyone does once the lease ran out;
+/// an ended item is won by no one.
+pub async fn an_item_is_worked_on_by_one_holder_at_a_time(store: Arc<dyn CoreStore>) {
+    let t = task(TaskKind::Core, &["lease-1", "lease-2"]);
+    store.create_task(&t).await.unwrap();
+    let (name, long, none) = (thing("lease-1"), Duration::from_secs(600), Duration::ZERO);
+    let first = store.start_item(&t.id, &name, "msg-a", long).await.unwrap().unwrap();
+    assert!(first.won);
+    assert!(!store.start_item(&t.id, &name, "msg-b", long).await.unwrap().unwrap().won, "held by msg-a");
+    assert!(store.start_item(&t.id, &name, "msg-a", long).await.unwrap().unwrap().won, "a redelivery of msg-a");
+    // Concurrent claims of a waiting item: exactly one winner.
+    let second = thing("lease-2");
+    let claims = futures::future::join_all(
+        ["m1", "m2", "m3", "m4"].map(|holder| store.start_item(&t.id, &second, holder, long)),
+    )
+    .await;
+    assert_eq!(claims.iter().filter(|c| c.as_ref().unwrap().as_ref().unwrap().won).count(), 1);
+    assert_eq!(store.task_header(&t.id).await.unwrap().unwrap().status, TaskStatus::InProgress);
+    // A lease that ran out can be taken over.
+    let expired = task(TaskKind::Core, &["lease-3"]);
+    store.create_task(&expired).await.unwrap();
+    assert!(store.start_item(&expired.id, &thing("lease-3"), "msg-x", none).await.unwrap().unwrap().won);
+    assert!(store.start_item(&expired.id, &thing("lease-3"), "msg-y", long).await.unwrap().unwrap().won);
+    // Ended: nobody wins it.
+    let core = Core::new(name.clone(), "greengrass2_core".into(), Timestamp::now());
+    store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    assert!(!store.start_item(&t.id, &name, "msg-a", long).await.unwrap().unwrap().won);
+    assert!(store.start_item(&t.id, &thing("nope"), "msg-a", long).await.unwrap().is_none());
 }

@@ -5,7 +5,7 @@ use ggprov_domain::ThingName;
 use ggprov_domain::ports::{ProvisioningJournals, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 
-use super::{DynamoStore, doc, key, to_doc};
+use super::{DynamoStore, doc, key, n, opt_n, store_error, to_doc};
 
 pub(crate) fn journal_pk(name: &ThingName) -> String {
     format!("JOURNAL#{}", name.as_str())
@@ -15,14 +15,41 @@ pub(crate) fn journal_pk(name: &ThingName) -> String {
 impl ProvisioningJournals for DynamoStore {
     async fn journal(&self, name: &ThingName) -> Result<ProvisioningJournal, StoreError> {
         match self.get(&journal_pk(name), "#JOURNAL").await? {
-            Some(item) => doc(&item),
+            Some(item) => {
+                let mut journal: ProvisioningJournal = doc(&item)?;
+                // Journals written before revisions were kept count as revision 1.
+                journal.rev = opt_n(&item, "rev")?.unwrap_or(1);
+                Ok(journal)
+            }
             None => Ok(ProvisioningJournal::default()),
         }
     }
 
-    async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError> {
+    async fn save_journal(&self, name: &ThingName, journal: &mut ProvisioningJournal) -> Result<(), StoreError> {
         let mut item = key(journal_pk(name), "#JOURNAL");
-        item.insert("doc".into(), to_doc(journal));
-        self.put(item).await
+        item.insert("doc".into(), to_doc(&*journal));
+        item.insert("rev".into(), n(journal.rev + 1));
+        let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let put = match journal.rev {
+            0 => put.condition_expression("attribute_not_exists(pk)"),
+            1 => put
+                .condition_expression("attribute_exists(pk) AND (rev = :rev OR attribute_not_exists(rev))")
+                .expression_attribute_values(":rev", n(1)),
+            rev => put.condition_expression("rev = :rev").expression_attribute_values(":rev", n(rev)),
+        };
+        match put.send().await {
+            Ok(_) => {
+                journal.rev += 1;
+                Ok(())
+            }
+            Err(err)
+                if err.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(err) => Err(store_error(err)),
+        }
     }
 }

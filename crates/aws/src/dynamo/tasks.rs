@@ -10,7 +10,7 @@ use ggprov_domain::cores::Event;
 use ggprov_domain::cores::{
     CoreTaskOptions, DeploymentSpec, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
 };
-use ggprov_domain::ports::{StoreError, TaskStore};
+use ggprov_domain::ports::{StartedItem, StoreError, TaskStore};
 use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -298,22 +298,55 @@ impl TaskStore for DynamoStore {
         Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
     }
 
-    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError> {
+    async fn start_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<StartedItem>, StoreError> {
         for _ in 0..super::MAX_TRIES {
-            let Some((family, item)) = self.read_item(task, name).await? else { return Ok(None) };
-            if item.status != TaskStatus::Waiting {
-                return Ok(Some(item));
-            }
+            let Some(raw) = self.get(&task_pk(task), &item_sk(name)).await? else { return Ok(None) };
+            let family = family_of(get_s(&raw, "family")?)?;
+            let item: TaskItem<NewCore> = doc(&raw)?;
             let now = Timestamp::now();
+            let held_by = opt_s(&raw, "holder").map(str::to_owned);
+            let lease_until: Option<i64> = opt_n(&raw, "lease_until")?;
+            let held_by_other = item.status == TaskStatus::InProgress
+                && held_by.as_deref().is_some_and(|h| h != holder)
+                && lease_until.is_some_and(|until| until > now.as_millis());
+            if item.status.is_terminal() || held_by_other {
+                return Ok(Some(StartedItem { item, won: false }));
+            }
             let mut started = item.clone();
             started.status = TaskStatus::InProgress;
             started.updated_at = Some(now);
-            let writes = vec![
-                self.item_put(task, family, &started, TaskStatus::Waiting),
-                self.header_update(task, ItemCounts::transition(TaskStatus::Waiting, TaskStatus::InProgress), now),
-            ];
+            let mut record = item_record(task, family, &started);
+            record.insert("holder".into(), s(holder));
+            let until = now.as_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            record.insert("lease_until".into(), n(until));
+            // Conditioned on the item as read: same status, same holder.
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(record))
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":prior", s(item.status.as_str()));
+            put = match &held_by {
+                Some(old) => put
+                    .condition_expression("#status = :prior AND holder = :old")
+                    .expression_attribute_values(":old", s(old.as_str())),
+                None => put.condition_expression("#status = :prior AND attribute_not_exists(holder)"),
+            };
+            let mut writes = vec![TransactWriteItem::builder().put(put.build().expect("complete put")).build()];
+            if item.status == TaskStatus::Waiting {
+                writes.push(self.header_update(
+                    task,
+                    ItemCounts::transition(TaskStatus::Waiting, TaskStatus::InProgress),
+                    now,
+                ));
+            }
             match self.transact(writes).await {
-                Ok(()) => return Ok(Some(started)),
+                Ok(()) => return Ok(Some(StartedItem { item: started, won: true })),
                 Err(super::TxError::Cancelled(_)) => continue,
                 Err(super::TxError::Store(err)) => return Err(err),
             }

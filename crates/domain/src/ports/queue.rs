@@ -20,6 +20,9 @@ pub struct Delivery {
     pub job: Job,
     /// Identifies this lease; acking with an expired receipt fails.
     pub receipt: String,
+    /// Identifies the message: the same for every delivery of it (a redelivery after a crash),
+    /// different for another message with the same payload (a sweeper's re-queue).
+    pub message_id: String,
     /// 1 for the first delivery.
     pub attempt: u32,
 }

@@ -28,6 +28,13 @@ pub struct CoreFilter {
     pub failed_only: bool,
 }
 
+/// An item as `start_item` left it, and whether this caller holds it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedItem {
+    pub item: TaskItem<NewCore>,
+    pub won: bool,
+}
+
 /// Tasks of every family and their items.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
@@ -48,8 +55,18 @@ pub trait TaskStore: Send + Sync {
         task: &TaskId,
         page: PageRequest<ThingName>,
     ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError>;
-    /// Marks a `Waiting` item `InProgress` and returns it (also when already started or ended).
-    async fn start_item(&self, task: &TaskId, name: &ThingName) -> Result<Option<TaskItem<NewCore>>, StoreError>;
+    /// Claims an item for `holder` (a queue message, the same across its redeliveries) for
+    /// `lease`: a `Waiting` item, or an `InProgress` one that is this holder's or whose lease
+    /// has run out, becomes `InProgress` held by it and `won` is true. An item held by another
+    /// live lease, or ended, is returned with `won` false: this caller must not work on it.
+    /// `None` when the task has no such item.
+    async fn start_item(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<StartedItem>, StoreError>;
     /// Ends an item with `Failure`, writing its event (if any) in the same transaction.
     async fn fail_item(
         &self,
@@ -110,9 +127,11 @@ pub trait DeviceRecords: Send + Sync {
 /// What provisioning has done for each thing, so that a retried step finds its earlier work.
 #[async_trait]
 pub trait ProvisioningJournals: Send + Sync {
-    /// The journal of a thing (empty when none).
+    /// The journal of a thing (empty, revision 0, when none), with the revision it was read at.
     async fn journal(&self, name: &ThingName) -> Result<ProvisioningJournal, StoreError>;
-    async fn save_journal(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StoreError>;
+    /// Saves the journal on condition that the stored one is still at `journal.rev` (absent
+    /// for 0), then moves `journal.rev` on; `Conflict` when another writer saved in between.
+    async fn save_journal(&self, name: &ThingName, journal: &mut ProvisioningJournal) -> Result<(), StoreError>;
 }
 
 /// Events written with the state changes they report, published by a relay.

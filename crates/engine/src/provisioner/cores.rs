@@ -14,24 +14,32 @@ use ggprov_pki::installer::{self, InstallerInput};
 
 use super::{CoreProvisioner, first_error, ignore_not_found, permanent};
 use crate::StepError;
+use crate::jobs::JobContext;
 
 impl CoreProvisioner {
-    pub(super) async fn run_core_items(&self, task: &Task, items: &[ThingName]) -> Result<(), StepError> {
+    pub(super) async fn run_core_items(
+        &self,
+        task: &Task,
+        items: &[ThingName],
+        ctx: &JobContext,
+    ) -> Result<(), StepError> {
         let results: Vec<Result<(), StepError>> = futures::stream::iter(items.iter().cloned())
-            .map(|name| async move { self.run_item(task, &name).await })
+            .map(|name| async move { self.run_item(task, &name, ctx).await })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
         first_error(results)
     }
 
-    pub(super) async fn run_item(&self, task: &Task, name: &ThingName) -> Result<(), StepError> {
-        let Some(item) = self.store.start_item(&task.id, name).await? else {
+    pub(super) async fn run_item(&self, task: &Task, name: &ThingName, ctx: &JobContext) -> Result<(), StepError> {
+        let Some(started) = self.store.start_item(&task.id, name, &ctx.holder, ctx.lease).await? else {
             return Ok(()); // not part of the task (a tampered message): nothing to do
         };
-        if item.status.is_terminal() {
+        if !started.won {
+            // Ended, or held by another message's live lease (a duplicate job): not ours.
             return Ok(());
         }
+        let item = started.item;
         let span =
             tracing::info_span!("core", core.name = %name, task.id = %task.id, task.r#type = task.task_type.as_str());
         let result = tracing::Instrument::instrument(

@@ -12,6 +12,7 @@ use ggprov_domain::{ThingName, Timestamp};
 
 use super::{CoreProvisioner, first_error};
 use crate::StepError;
+use crate::jobs::JobContext;
 
 /// A device item whose thing is provisioned, with its certs artifact.
 type Provisioned = (TaskItem<NewCore>, BTreeMap<String, Artifact>);
@@ -24,15 +25,20 @@ impl CoreProvisioner {
         task: &Task,
         core: &ThingName,
         names: &[ThingName],
+        ctx: &JobContext,
     ) -> Result<(), StepError> {
         let outcomes: Vec<(ThingName, Result<Option<Provisioned>, StepError>)> =
             futures::stream::iter(names.iter().cloned())
                 .map(|name| async move {
                     let result = async {
-                        let Some(item) = self.store.start_item(&task.id, &name).await? else { return Ok(None) };
-                        if item.status.is_terminal() {
+                        let Some(started) = self.store.start_item(&task.id, &name, &ctx.holder, ctx.lease).await?
+                        else {
+                            return Ok(None);
+                        };
+                        if !started.won {
                             return Ok(None);
                         }
+                        let item = started.item;
                         let artifacts = self.provision_thing(&item).await?;
                         Ok(Some((item, artifacts)))
                     }
@@ -90,11 +96,12 @@ impl CoreProvisioner {
         task: &Task,
         core: &ThingName,
         names: &[ThingName],
+        ctx: &JobContext,
     ) -> Result<(), StepError> {
         let mut devices = Vec::new();
         for name in names {
-            let Some(item) = self.store.start_item(&task.id, name).await? else { continue };
-            if item.status.is_terminal() {
+            let Some(started) = self.store.start_item(&task.id, name, &ctx.holder, ctx.lease).await? else { continue };
+            if !started.won {
                 continue;
             }
             match self.store.device(name).await? {

@@ -44,7 +44,7 @@ impl CoreProvisioner {
                 self.iot.add_thing_to_thing_group(group, name).await?;
             }
             journal.thing_created = true;
-            self.store.save_journal(name, &journal).await?;
+            self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("create.after_thing")?;
 
@@ -89,7 +89,7 @@ impl CoreProvisioner {
             journal.certificate_pem = Some(certificate_pem);
             journal.ca_certificate_pem = ca_pem;
             journal.certs_key = Some(key);
-            self.store.save_journal(name, &journal).await?;
+            self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("create.after_certs_journal")?;
 
@@ -101,21 +101,21 @@ impl CoreProvisioner {
             self.failpoints.check("create.after_register")?;
             journal.certificate_id = Some(registered.id);
             journal.certificate_arn = Some(registered.arn);
-            self.store.save_journal(name, &journal).await?;
+            self.store.save_journal(name, &mut journal).await?;
         }
         let arn = journal.certificate_arn.clone().expect("set above");
 
         // 4. Policies on the certificate.
         self.attach_policies(name, &arn, &rendered.policies, false, &mut journal).await?;
         self.attach_policies(name, &arn, &rendered.additional_policies, true, &mut journal).await?;
-        self.store.save_journal(name, &journal).await?;
+        self.store.save_journal(name, &mut journal).await?;
         self.failpoints.check("create.after_policies")?;
 
         // 5. The certificate on the thing.
         if !journal.principal_attached {
             self.iot.attach_thing_principal(name, &arn).await?;
             journal.principal_attached = true;
-            self.store.save_journal(name, &journal).await?;
+            self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("create.after_principal")?;
 
@@ -147,13 +147,15 @@ impl CoreProvisioner {
                         "IoT policy '{policy_name}' does not exist; create it, or give the provisioning template a policy document"
                     )));
                 };
+                // A per-thing policy is journaled before it is created, so that a crash right
+                // after creating it cannot leak it: deleting the thing deletes every journaled
+                // policy (absent ones are fine).
+                if per_thing && !journal.created_policies.contains(&policy_name) {
+                    journal.created_policies.push(policy_name.clone());
+                    self.store.save_journal(name, journal).await?;
+                }
                 match self.iot.create_policy(&policy_name, document).await {
-                    Ok(()) => {
-                        if per_thing && !journal.created_policies.contains(&policy_name) {
-                            journal.created_policies.push(policy_name.clone());
-                        }
-                    }
-                    Err(CloudError::AlreadyExists { .. }) => {}
+                    Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
                     Err(err) => return Err(err.into()),
                 }
             }
