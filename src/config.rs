@@ -254,6 +254,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sweep_threshold_is_derived_from_the_worst_case_retry_time() {
+        let config = Config::from_sources(env(&[]), None).unwrap();
+        assert_eq!(config.worker.sweep_after(), std::time::Duration::from_secs(8 * (120 + 60) + 60));
+        let short = env(&[("GGPROV_WORKER_LEASE_MS", "10000"), ("GGPROV_MAX_ATTEMPTS", "3")]);
+        assert_eq!(Config::from_sources(short, None).unwrap().worker.sweep_after().as_secs(), 3 * 70 + 60);
+        let set = Config::from_sources(env(&[("GGPROV_SWEEP_AFTER_SECS", "1")]), None).unwrap();
+        assert_eq!(set.worker.sweep_after().as_secs(), 1);
+        assert!(Config::from_sources(env(&[("GGPROV_SWEEP_AFTER_SECS", "soon")]), None).is_err());
+    }
+
+    #[test]
     fn every_setting_is_declared_once() {
         let all: Vec<&Setting> = settings().collect();
         let mut envs: Vec<&str> = all.iter().map(|s| s.env).collect();

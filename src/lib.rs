@@ -178,7 +178,7 @@ impl Application {
             store.clone(),
             queue.clone(),
             config.worker.core_batch_size,
-            config.worker.sweep_after,
+            config.worker.sweep_after(),
         );
         let mut worker = Worker::new(
             queue.clone(),
@@ -190,6 +190,7 @@ impl Application {
                 lease: config.worker.lease,
                 max_attempts: config.worker.max_attempts,
                 base_backoff: config.worker.retry_base,
+                max_backoff: config::worker::MAX_BACKOFF,
                 ..WorkerSettings::default()
             },
         );

@@ -77,8 +77,8 @@ pub(super) const RETRY_BASE_MS: Setting = Setting {
 pub(super) const SWEEP_AFTER_SECS: Setting = Setting {
     key: "sweep_after_secs",
     env: "GGPROV_SWEEP_AFTER_SECS",
-    default: "900",
-    help: "Items unfinished for this long are queued again by the sweeper (must exceed the longest retry sequence).",
+    default: "auto",
+    help: "Items unfinished and unheld for this long are queued again by the sweeper, each at most once per this period. `auto` (default): the worst case a job may keep items legitimately, GGPROV_MAX_ATTEMPTS × (GGPROV_WORKER_LEASE_MS + 60 s backoff cap) + 60 s (25 minutes with the defaults); or seconds.",
 };
 
 /// This section's settings, in the order `--help` and the README list them.
@@ -133,10 +133,24 @@ pub struct WorkerConfig {
     /// Deliveries of a job before it is dead-lettered.
     pub max_attempts: u32,
     pub retry_base: Duration,
-    pub sweep_after: Duration,
+    /// `None`: derived from the worst-case retry time (see [`WorkerConfig::sweep_after`]).
+    pub sweep_after_secs: Option<u64>,
 }
 
+/// The longest a worker waits before retrying a failed job (`WorkerSettings::max_backoff`).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
 impl WorkerConfig {
+    /// How long an item may stay unfinished and unheld before the sweeper queues it again:
+    /// as configured, or the worst case a job may keep its items while still being retried
+    /// (every attempt's lease plus the longest backoff between attempts, plus one sweep).
+    pub fn sweep_after(&self) -> Duration {
+        match self.sweep_after_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => (self.lease + MAX_BACKOFF) * self.max_attempts + Duration::from_secs(60),
+        }
+    }
+
     pub(super) fn read(v: &mut Values) -> Option<Self> {
         let role = v.parse(&ROLE, |t| Role::parse(t).ok_or_else(|| "must be all, api or worker".to_owned()));
         let enabled = v.flag(&WORKER);
@@ -148,7 +162,13 @@ impl WorkerConfig {
         let max_attempts = v.number_as(&MAX_ATTEMPTS, 1, 100);
         let call_attempts = v.number_as(&CALL_ATTEMPTS, 1, 100);
         let retry_base_ms = v.number(&RETRY_BASE_MS, 0, 600_000);
-        let sweep_after_secs = v.number(&SWEEP_AFTER_SECS, 1, 604_800);
+        let sweep_after_secs = v.parse(&SWEEP_AFTER_SECS, |t| match t {
+            "auto" => Ok(None),
+            _ => match t.parse::<u64>() {
+                Ok(n) if (1..=604_800).contains(&n) => Ok(Some(n)),
+                _ => Err("must be auto or a whole number of seconds from 1 to 604800".to_owned()),
+            },
+        });
         Some(Self {
             role: role?,
             enabled: enabled?,
@@ -160,7 +180,7 @@ impl WorkerConfig {
             call_attempts: call_attempts?,
             max_attempts: max_attempts?,
             retry_base: Duration::from_millis(retry_base_ms?),
-            sweep_after: Duration::from_secs(sweep_after_secs?),
+            sweep_after_secs: sweep_after_secs?,
         })
     }
 }

@@ -30,14 +30,15 @@ impl Sweeper {
         Self { tasks, deployments, queue, batch_size: batch_size.max(1), after }
     }
 
-    /// Queues again the items unfinished for longer than the threshold, and the deployment
-    /// tasks never expanded; returns how many jobs it queued.
+    /// Queues again the items unfinished for longer than the threshold that no live lease holds
+    /// (each at most once per threshold period), and the deployment tasks never expanded;
+    /// returns how many jobs it queued.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
-        let cutoff = Timestamp::from_millis(
-            Timestamp::now().as_millis() - i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX),
-        )
-        .unwrap_or_else(Timestamp::now);
-        let stale = self.tasks.unfinished_items(cutoff).await?;
+        let now = Timestamp::now();
+        let cutoff =
+            Timestamp::from_millis(now.as_millis() - i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(now);
+        let stale = self.tasks.take_stale_items(cutoff, now).await?;
         let mut batches: Vec<TaskBatch> = Vec::new();
         for (task_id, name) in stale {
             match batches.last_mut() {

@@ -280,15 +280,30 @@ impl TaskStore for SqliteStore {
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+    async fn take_stale_items(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
-            "SELECT task_id, name FROM task_items WHERE status IN ('Waiting', 'InProgress') \
-             AND COALESCE(updated_at, created_at) < ? ORDER BY task_id, name",
+            "UPDATE task_items SET requeued_at = ? WHERE status IN ('Waiting', 'InProgress') \
+             AND MAX(COALESCE(requeued_at, 0), COALESCE(updated_at, created_at)) < ? \
+             AND (status = 'Waiting' OR holder IS NULL OR COALESCE(lease_until, 0) <= ?) \
+             AND task_id IN (SELECT id FROM tasks) RETURNING task_id, name",
         )
+        .bind(now.as_millis())
         .bind(before.as_millis())
-        .fetch_all(&self.pool)
+        .bind(now.as_millis())
+        .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        rows.iter().map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?))).collect()
+        tx.commit().await.map_err(unavailable)?;
+        let mut stale = rows
+            .iter()
+            .map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        stale.sort();
+        Ok(stale)
     }
 }

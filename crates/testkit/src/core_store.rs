@@ -336,16 +336,24 @@ pub async fn outbox_events_are_claimed_by_one_relay_and_published_once(store: Ar
     assert_eq!(again.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![first[0].id.clone()]);
 }
 
+/// The sweeper's queries: stale open items not held by a live lease, each taken once per
+/// period; deployment tasks never expanded.
 pub async fn the_sweeper_sees_open_items_and_unexpanded_tasks(store: Arc<dyn CoreStore>) {
-    let t = task(TaskKind::Core, &["g-1", "g-2"]);
+    let t = task(TaskKind::Core, &["g-1", "g-2", "g-3"]);
     store.create_task(&t).await.unwrap();
     store.fail_item(&t.id, &thing("g-2"), "x", None).await.unwrap();
-    let future = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000).unwrap();
-    let past = Timestamp::from_millis(0).unwrap();
-    let open = store.unfinished_items(future).await.unwrap();
-    assert!(open.contains(&(t.id.clone(), thing("g-1"))));
-    assert!(!open.iter().any(|(_, n)| n.as_str() == "g-2"), "ended items are not open");
-    assert!(store.unfinished_items(past).await.unwrap().is_empty());
+    // g-3 is held by a job whose lease lives for an hour.
+    assert!(store.start_item(&t.id, &thing("g-3"), "live", Duration::from_secs(3600)).await.unwrap().unwrap().won);
+    let base = Timestamp::now().as_millis();
+    let at = |ms: i64| Timestamp::from_millis(base + ms).unwrap();
+    assert!(store.take_stale_items(Timestamp::from_millis(0).unwrap(), at(0)).await.unwrap().is_empty());
+    let open = store.take_stale_items(at(60_000), at(60_000)).await.unwrap();
+    assert_eq!(open, vec![(t.id.clone(), thing("g-1"))], "not ended, not held by a live lease");
+    // Taken: not again within the period (another sweeper, or the next sweep)...
+    assert!(store.take_stale_items(at(60_000), at(60_000)).await.unwrap().is_empty());
+    // ...but after it, and once the lease ran out, the held one too.
+    let later = store.take_stale_items(at(120_000), at(7_200_000)).await.unwrap();
+    assert_eq!(later, vec![(t.id.clone(), thing("g-1")), (t.id.clone(), thing("g-3"))]);
     let spec = DeploymentSpec {
         template: TemplateRef { name: "tpl".into(), version: 1 },
         targets: serde_json::json!({"thingNames": ["g-1"]}),
@@ -356,9 +364,9 @@ pub async fn the_sweeper_sees_open_items_and_unexpanded_tasks(store: Arc<dyn Cor
     };
     let deployment = task(TaskKind::Deployment(spec), &[]);
     store.create_task(&deployment).await.unwrap();
-    assert!(store.unexpanded_deployment_tasks(future).await.unwrap().contains(&deployment.id));
+    assert!(store.unexpanded_deployment_tasks(at(60_000)).await.unwrap().contains(&deployment.id));
     store.fail_deployment_task(&deployment.id, "matched nothing").await.unwrap();
-    assert!(!store.unexpanded_deployment_tasks(future).await.unwrap().contains(&deployment.id));
+    assert!(!store.unexpanded_deployment_tasks(at(60_000)).await.unwrap().contains(&deployment.id));
     assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Failure);
 }
 

@@ -374,19 +374,29 @@ impl TaskStore for DynamoStore {
         })
     }
 
-    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
-        let mut found = Vec::new();
+    async fn take_stale_items(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
+        let mut candidates = Vec::new();
         for shard in 0..SHARDS {
             let mut query = Query::partition(Some("gsi3"), format!("OPEN#{shard}"));
             query.before = Some(format!("{:013}", before.as_millis()));
             for item in self.query(query).await? {
+                // Held by a live lease: a job is on it.
+                let held = get_s(&item, "status")? == TaskStatus::InProgress.as_str()
+                    && opt_n::<i64>(&item, "lease_until")?.is_some_and(|until| until > now.as_millis());
+                if held {
+                    continue;
+                }
                 let name = ThingName::parse(&get_s(&item, "sk")?[2..]).map_err(|_| corrupt("item name"))?;
-                let task = get_s(&item, "pk")?.trim_start_matches("TASK#").to_owned();
-                found.push((TaskId::from_text(&task), name));
+                let task = TaskId::from_text(get_s(&item, "pk")?.trim_start_matches("TASK#"));
+                candidates.push((task, name, get_s(&item, "gsi3sk")?.to_owned()));
             }
         }
         // Items of a task whose header was never written (an interrupted submission) are not work.
-        let mut tasks: Vec<TaskId> = found.iter().map(|(t, _)| t.clone()).collect();
+        let mut tasks: Vec<TaskId> = candidates.iter().map(|(t, _, _)| t.clone()).collect();
         tasks.sort();
         tasks.dedup();
         let mut missing = Vec::new();
@@ -395,8 +405,27 @@ impl TaskStore for DynamoStore {
                 missing.push(task);
             }
         }
-        found.retain(|(t, _)| !missing.contains(t));
-        found.sort();
-        Ok(found)
+        let mut taken = Vec::new();
+        for (task, name, old_sk) in candidates.into_iter().filter(|(t, _, _)| !missing.contains(t)) {
+            // Moving the item forward in the open index marks it re-queued, once.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(task_pk(&task), item_sk(&name))))
+                .update_expression("SET gsi3sk = :new")
+                .condition_expression("gsi3sk = :old")
+                .expression_attribute_values(":new", s(open_sk(&task, &name, now)))
+                .expression_attribute_values(":old", s(old_sk))
+                .send()
+                .await;
+            match result {
+                Ok(_) => taken.push((task, name)),
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(super::store_error(err)),
+            }
+        }
+        taken.sort();
+        Ok(taken)
     }
 }

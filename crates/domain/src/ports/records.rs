@@ -75,8 +75,11 @@ pub trait TaskStore: Send + Sync {
         message: &str,
         event: Option<&Event>,
     ) -> Result<(), StoreError>;
-    /// Items not ended, of tasks created before `before` (for the sweeper).
-    async fn unfinished_items(&self, before: Timestamp) -> Result<Vec<(TaskId, ThingName)>, StoreError>;
+    /// For the sweeper: items not ended, unchanged and not re-queued since `before`, that no
+    /// live lease holds at `now`, of tasks that exist. Each is marked re-queued at `now` (so two
+    /// sweepers do not both take it, and it comes back at most once per period).
+    async fn take_stale_items(&self, before: Timestamp, now: Timestamp)
+    -> Result<Vec<(TaskId, ThingName)>, StoreError>;
 }
 
 /// The cores ggprov provisioned.
