@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod serve;
 pub mod telemetry;
 
 use std::future::Future;
@@ -46,6 +47,7 @@ pub struct Application {
     grace: Duration,
     local_cloud: Option<LocalCloud>,
     failpoints: Failpoints,
+    limits: serve::ConnectionLimits,
 }
 
 /// Queue depth and outbox backlog, read when `/metrics` is scraped.
@@ -229,6 +231,11 @@ impl Application {
                 base_path: config.http.base_path.clone(),
                 auth: auth::authenticator(&config.auth),
                 operations_only: config.worker.role == Role::Worker,
+                request_timeout: config.http.request_timeout,
+            },
+            limits: serve::ConnectionLimits {
+                max_connections: config.http.max_connections,
+                header_read_timeout: config.http.header_read_timeout,
             },
             worker: Arc::new(worker),
             run_worker: config.worker.enabled && config.worker.role != Role::Api,
@@ -267,15 +274,12 @@ impl Application {
             tokio::spawn(async move { worker.run(stopped).await })
         });
         let extra = self.local_cloud.clone().map(ggprov_local_cloud::control_router).unwrap_or_default();
-        let app = ggprov_api::app(self.state, &self.http, extra);
+        let mut make = ggprov_api::app(self.state, &self.http, extra);
+        let app = tower::Service::<()>::call(&mut make, ()).await.unwrap_or_else(|never| match never {});
         let mut serve_stopped = stopped;
-        let mut server = tokio::spawn(
-            axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = serve_stopped.wait_for(|stop| *stop).await;
-                })
-                .into_future(),
-        );
+        let mut server = tokio::spawn(serve::serve(self.listener, app, self.limits, async move {
+            let _ = serve_stopped.wait_for(|stop| *stop).await;
+        }));
         tokio::select! {
             () = shutdown => {}
             result = &mut server => {

@@ -35,8 +35,37 @@ pub(super) const SHUTDOWN_GRACE_SECS: Setting = Setting {
     help: "On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests and jobs; unfinished jobs return to the queue.",
 };
 
+pub(super) const HTTP_HEADER_TIMEOUT_SECS: Setting = Setting {
+    key: "http_header_timeout_secs",
+    env: "GGPROV_HTTP_HEADER_TIMEOUT_SECS",
+    default: "10",
+    help: "How long a client may take to send a request's headers before the connection is closed (slow clients cannot hold connections).",
+};
+
+pub(super) const HTTP_REQUEST_TIMEOUT_SECS: Setting = Setting {
+    key: "http_request_timeout_secs",
+    env: "GGPROV_HTTP_REQUEST_TIMEOUT_SECS",
+    default: "60",
+    help: "The longest one request may take, reading its body included; after it the answer is 503 REQUEST_TIMEOUT.",
+};
+
+pub(super) const HTTP_MAX_CONNECTIONS: Setting = Setting {
+    key: "http_max_connections",
+    env: "GGPROV_HTTP_MAX_CONNECTIONS",
+    default: "1024",
+    help: "Connections served at once; more wait in the listen backlog until one closes.",
+};
+
 /// This section's settings, in the order `--help` and the README list them.
-pub(super) const SETTINGS: &[&Setting] = &[&LISTEN, &CORS_ORIGIN, &BASE_PATH, &SHUTDOWN_GRACE_SECS];
+pub(super) const SETTINGS: &[&Setting] = &[
+    &LISTEN,
+    &CORS_ORIGIN,
+    &BASE_PATH,
+    &SHUTDOWN_GRACE_SECS,
+    &HTTP_HEADER_TIMEOUT_SECS,
+    &HTTP_REQUEST_TIMEOUT_SECS,
+    &HTTP_MAX_CONNECTIONS,
+];
 
 /// How the API is served.
 #[derive(Debug, Clone)]
@@ -47,6 +76,9 @@ pub struct HttpSettings {
     pub base_path: Option<String>,
     /// On SIGTERM/SIGINT: how long in-flight requests and jobs may take.
     pub shutdown_grace: Duration,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl HttpSettings {
@@ -75,6 +107,17 @@ impl HttpSettings {
             }
         });
         let grace = v.number(&SHUTDOWN_GRACE_SECS, 0, 3600);
-        Some(Self { listen: listen?, cors: cors?, base_path: base_path?, shutdown_grace: Duration::from_secs(grace?) })
+        let header = v.number(&HTTP_HEADER_TIMEOUT_SECS, 1, 3600);
+        let request = v.number(&HTTP_REQUEST_TIMEOUT_SECS, 1, 3600);
+        let connections = v.number_as(&HTTP_MAX_CONNECTIONS, 1, 1_000_000);
+        Some(Self {
+            listen: listen?,
+            cors: cors?,
+            base_path: base_path?,
+            shutdown_grace: Duration::from_secs(grace?),
+            header_read_timeout: Duration::from_secs(header?),
+            request_timeout: Duration::from_secs(request?),
+            max_connections: connections?,
+        })
     }
 }

@@ -9,6 +9,7 @@ mod devices;
 mod harness;
 mod helpers;
 mod http_conventions;
+mod http_limits;
 mod idempotency;
 mod local_cloud;
 mod openapi;

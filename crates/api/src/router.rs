@@ -31,6 +31,8 @@ pub struct HttpConfig {
     pub auth: Option<Arc<dyn crate::ops::Authenticator>>,
     /// Serve only `/health`, `/ready` and `/metrics` (a worker-role process).
     pub operations_only: bool,
+    /// The longest a request may take, body included (503 `REQUEST_TIMEOUT` after).
+    pub request_timeout: Duration,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -45,7 +47,13 @@ impl std::fmt::Debug for HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { cors: CorsOrigins::Any, base_path: None, auth: None, operations_only: false }
+        Self {
+            cors: CorsOrigins::Disabled,
+            base_path: None,
+            auth: None,
+            operations_only: false,
+            request_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -90,6 +98,7 @@ pub fn app(
         .layer(middleware::from_fn_with_state(state_for_idempotency, crate::idempotency::idempotent))
         .layer(middleware::from_fn_with_state(config.auth.clone(), crate::ops::authenticate))
         .layer(middleware::from_fn_with_state(config.operations_only, crate::ops::operations_only))
+        .layer(middleware::from_fn_with_state(config.request_timeout, request_timeout))
         .layer(middleware::from_fn_with_state(metrics, crate::ops::record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
@@ -112,6 +121,28 @@ pub fn app(
         config.base_path.as_deref().filter(|b| !b.trim_matches('/').is_empty()).map(Arc::from);
     let service = tower::util::MapRequestLayer::new(normalize_request(base_path)).layer(router);
     axum::ServiceExt::<Request>::into_make_service(service)
+}
+
+/// Bounds a request's whole time, reading its body included, so a client that trickles a body
+/// cannot hold a connection and a worker of the server. (No route streams its answer yet; one
+/// that does will be exempted here.)
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "REQUEST_TIMEOUT",
+            format!(
+                "the request took longer than {} s and was stopped; what it changed is as the last step left it: read the resource, or retry with the same Idempotency-Key",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn route_not_found(request: Request) -> ApiError {
