@@ -3,8 +3,9 @@
 #   1. formatting and lints (rustfmt, clippy -D warnings)
 #   2. the official CDF TypeScript client smoke against `ggprov serve` (needs node + npm and
 #      ../shared/compat/cdf-client-smoke beside the checkout; skipped with a notice otherwise)
-#   3. the reliability harness at small size: a fault run and a crash run (SIGKILLs mid-task);
-#      both verify the end state and fail when anything is lost or duplicated
+#   3. the reliability harness at small size: a fault run, a crash run (SIGKILLs mid-task) and a
+#      race run (simultaneous duplicate submissions, jobs delivered to two workers); each
+#      verifies the end state and fails when anything is lost or duplicated
 #   4. every Rust test (nextest): unit tests, the store and queue conformance suites on SQLite,
 #      DynamoDB and SQS, end-to-end API tests, and AWS mode end to end. AWS mode runs against
 #      moto_server (PyPI moto[server], installed into target/moto-venv and started on a free
@@ -31,6 +32,7 @@ scripts/cdf-smoke.sh
 step "reliability harness (small size)"
 target/debug/ggprov-bench --out target/bench/ci fault --cores 30
 target/debug/ggprov-bench --out target/bench/ci crash --cores 60 --kills 3
+target/debug/ggprov-bench --out target/bench/ci race --pairs 30 --claims 10
 
 step "moto (AWS wire protocols for the AWS-mode tests)"
 # Reuses GGPROV_TEST_MOTO_URL when it answers; otherwise installs moto into target/moto-venv

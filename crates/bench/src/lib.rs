@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod race;
 pub mod server;
 pub mod verify;
 

@@ -55,6 +55,14 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         cores: usize,
     },
+    /// Simultaneous duplicate Creates, core/device claims of one name, and jobs delivered to two
+    /// workers; then: one certificate per thing, one kind per name, every task ended.
+    Race {
+        #[arg(long, default_value_t = 500)]
+        pairs: usize,
+        #[arg(long, default_value_t = 100)]
+        claims: usize,
+    },
     /// SIGKILL during a task, K times; then verify.
     Crash {
         #[arg(long, default_value_t = 1_000)]
@@ -337,6 +345,31 @@ async fn main() -> anyhow::Result<()> {
             }
             if !problems.is_empty() {
                 bail!("the fault run lost or duplicated something");
+            }
+        }
+        Scenario::Race { pairs, claims } => {
+            let report = ggprov_bench::race::race(&binary, pairs, claims).await?;
+            print_table(
+                &format!("race run ({profile})"),
+                &[
+                    ("duplicate Create pairs", pairs.to_string()),
+                    ("core/device claims", claims.to_string()),
+                    ("accepted / refused", format!("{} / {}", report.accepted, report.refused)),
+                    ("jobs / deliveries handled", format!("{} / {}", report.jobs, report.deliveries)),
+                    ("seconds", format!("{:.1}", report.seconds)),
+                    ("problems", report.problems.len().to_string()),
+                ],
+            );
+            save(
+                &cli.out,
+                "race",
+                &json!({"scenario": "race", "profile": profile, "pairs": pairs, "claims": claims, "accepted": report.accepted, "refused": report.refused, "jobs": report.jobs, "deliveries": report.deliveries, "seconds": report.seconds, "problems": report.problems}),
+            )?;
+            for p in &report.problems {
+                eprintln!("  {p}");
+            }
+            if !report.problems.is_empty() {
+                bail!("the race run found things with two certificates, names of two kinds or unfinished tasks");
             }
         }
         Scenario::Crash { cores, kills } => {
