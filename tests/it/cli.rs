@@ -21,6 +21,37 @@ fn bad_configuration_stops_start_up_with_every_problem_named() {
 }
 
 #[test]
+fn serving_beyond_loopback_without_authentication_needs_it_said_explicitly() {
+    let data = tempfile::tempdir().unwrap();
+    let refused = Command::new(BIN)
+        .arg("serve")
+        .env("GGPROV_LISTEN", "0.0.0.0:0")
+        .env("GGPROV_DATA_DIR", data.path())
+        .env_remove("GGPROV_AUTH")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("serves beyond this machine"), "{stderr}");
+    assert!(stderr.contains("GGPROV_AUTH=none"), "{stderr}");
+    // Said explicitly, it starts (and stops cleanly).
+    let mut explicit = Command::new(BIN)
+        .arg("serve")
+        .env("GGPROV_LISTEN", "0.0.0.0:0")
+        .env("GGPROV_AUTH", "none")
+        .env("GGPROV_DATA_DIR", data.path())
+        .env("GGPROV_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(explicit.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("ggprov listening on "), "{line}");
+    explicit.kill().unwrap();
+    explicit.wait().unwrap();
+}
+
+#[test]
 fn serve_help_lists_every_setting() {
     let output = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     assert!(output.status.success());
