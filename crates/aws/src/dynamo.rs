@@ -17,6 +17,27 @@ use ggprov_domain::ports::{BoxError, ReadinessCheck, StoreError};
 
 pub(crate) use crate::store_error;
 
+/// Whether an error is DynamoDB's `ConditionalCheckFailedException`.
+pub(crate) fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &E) -> bool {
+    err.code() == Some("ConditionalCheckFailedException")
+}
+
+/// The outcome of a conditional write whose losing condition changed nothing, which the caller
+/// accepts (a release of what is no longer ours, a second completion).
+pub(crate) fn unless_condition_failed<T, E, R>(
+    result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+) -> Result<(), StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.as_service_error().is_some_and(condition_failed) => Ok(()),
+        Err(err) => Err(store_error(err)),
+    }
+}
+
 pub(crate) type Item = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 pub(crate) use aws_sdk_dynamodb::types::AttributeValue as Av;
 

@@ -14,7 +14,7 @@ use ggprov_domain::thing::ThingKind;
 use ggprov_domain::{TaskId, TaskType, ThingName, Timestamp};
 
 use super::tasks::{HEADER, task_pk};
-use super::{DynamoStore, MAX_TRIES, get_n, get_s, key, n, s, store_error};
+use super::{DynamoStore, MAX_TRIES, condition_failed, get_n, get_s, key, n, s, store_error, unless_condition_failed};
 
 const CLAIM: &str = "#CLAIM";
 /// A claim whose task has no header after this long belongs to a submission that died.
@@ -24,10 +24,6 @@ const PARALLEL: usize = 16;
 
 fn claim_pk(name: &ThingName) -> String {
     format!("CLAIM#{}", name.as_str())
-}
-
-fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &E) -> bool {
-    err.code() == Some("ConditionalCheckFailedException")
 }
 
 impl DynamoStore {
@@ -83,7 +79,7 @@ impl DynamoStore {
                     }
                     return checked;
                 }
-                Err(err) if err.as_service_error().is_some_and(conditional_failed) => {}
+                Err(err) if err.as_service_error().is_some_and(condition_failed) => {}
                 Err(err) => return Err(store_error(err)),
             }
             let Some(existing) = self.get(&claim_pk(name), CLAIM).await? else {
@@ -135,11 +131,7 @@ impl DynamoStore {
             .expression_attribute_values(":t", s(task.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(conditional_failed) => Ok(()),
-            Err(err) => Err(store_error(err)),
-        }
+        unless_condition_failed(result)
     }
 
     /// The write that releases `task`'s claim on `name` with the item's ending, if it holds one.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use ggprov_domain::ports::{IngestCursors, StoreError};
 
-use super::{DynamoStore, get_n, key, n, store_error};
+use super::{DynamoStore, get_n, key, n, unless_condition_failed};
 
 #[async_trait]
 impl IngestCursors for DynamoStore {
@@ -24,10 +24,7 @@ impl IngestCursors for DynamoStore {
             .expression_attribute_values(":p", n(position))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(err) => Err(store_error(err)),
-        }
+        // A cursor already further on stays where it is.
+        unless_condition_failed(result)
     }
 }

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use ggprov_domain::Timestamp;
 use ggprov_domain::ports::{IdempotencyClaim, IdempotencyRecords, RecordedResponse, StoreError};
 
-use super::{DynamoStore, MAX_TRIES, doc, get_n, get_s, key, n, s, store_error, to_doc};
+use super::{
+    DynamoStore, MAX_TRIES, condition_failed, doc, get_n, get_s, key, n, s, store_error, to_doc,
+    unless_condition_failed,
+};
 
 const IDEMP: &str = "#IDEMP";
 
@@ -18,10 +21,6 @@ fn idemp_pk(key: &str) -> String {
 
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &E) -> bool {
-    err.code() == Some("ConditionalCheckFailedException")
 }
 
 #[async_trait]
@@ -65,7 +64,7 @@ impl IdempotencyRecords for DynamoStore {
             }
             match put.send().await {
                 Ok(_) => return Ok(IdempotencyClaim::Started),
-                Err(err) if err.as_service_error().is_some_and(conditional_failed) => continue,
+                Err(err) if err.as_service_error().is_some_and(condition_failed) => continue,
                 Err(err) => return Err(store_error(err)),
             }
         }
@@ -89,11 +88,7 @@ impl IdempotencyRecords for DynamoStore {
             .expression_attribute_values(":fp", s(fingerprint))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(conditional_failed) => Ok(()),
-            Err(err) => Err(store_error(err)),
-        }
+        unless_condition_failed(result)
     }
 
     async fn abandon_idempotent(&self, idempotency_key: &str, fingerprint: &str) -> Result<(), StoreError> {
@@ -106,10 +101,6 @@ impl IdempotencyRecords for DynamoStore {
             .expression_attribute_values(":fp", s(fingerprint))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(conditional_failed) => Ok(()),
-            Err(err) => Err(store_error(err)),
-        }
+        unless_condition_failed(result)
     }
 }
