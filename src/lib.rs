@@ -96,16 +96,7 @@ pub fn embedded_settings(config: &Config) -> EmbeddedSettings {
 /// AWS mode's settings, from the configuration.
 fn aws_settings(config: &Config, aws: &AwsSettings) -> AwsBackendSettings {
     AwsBackendSettings {
-        table: aws.table.clone(),
-        work_queue_url: aws.work_queue_url.clone(),
-        work_dlq_url: aws.work_dlq_url.clone(),
-        status_queue_url: aws.status_queue_url.clone(),
-        bucket: aws.bucket.clone(),
-        kms_key: aws.kms_key.clone(),
-        event_bus: aws.event_bus.clone(),
-        create_resources: aws.create_resources,
-        presign_secs: aws.presign_secs,
-        queue_wait_secs: aws.queue_wait_secs,
+        resources: aws.clone(),
         region: config.provisioning.region.clone(),
         call_attempts: config.worker.call_attempts,
         max_attempts: config.worker.max_attempts,

@@ -86,26 +86,18 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &AWS_CREATE_RESOURCES,
 ];
 
-/// The AWS resources of AWS mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsSettings {
-    pub table: String,
-    pub work_queue_url: Option<String>,
-    pub work_dlq_url: Option<String>,
-    pub status_queue_url: Option<String>,
-    pub bucket: Option<String>,
-    pub kms_key: Option<String>,
-    pub event_bus: Option<String>,
-    pub create_resources: bool,
-    /// Presigned download links' validity; `None`: no links.
-    pub presign_secs: Option<u64>,
-    /// SQS long polling of idle workers.
-    pub queue_wait_secs: u64,
+/// The AWS resources of AWS mode, as the AWS backend takes them.
+pub type AwsSettings = ggprov_aws::AwsResources;
+
+/// Reading and checking the section.
+pub(super) trait ReadAws: Sized {
+    fn read(v: &mut Values) -> Option<Self>;
+    fn require_resources(self, v: &mut Values) -> Option<Self>;
 }
 
-impl AwsSettings {
+impl ReadAws for AwsSettings {
     /// The settings as given (checked for form; see `require_resources`).
-    pub(super) fn read(v: &mut Values) -> Option<Self> {
+    fn read(v: &mut Values) -> Option<Self> {
         let create_resources = v.flag(&AWS_CREATE_RESOURCES);
         let presign_secs = v.number(&AWS_PRESIGN_SECS, 0, 604_800);
         let queue_wait_secs = v.number(&AWS_QUEUE_WAIT_SECS, 0, 20);
@@ -124,7 +116,7 @@ impl AwsSettings {
     }
 
     /// In AWS mode: the table is named, and the queues and bucket exist unless ggprov creates them.
-    pub(super) fn require_resources(self, v: &mut Values) -> Option<Self> {
+    fn require_resources(self, v: &mut Values) -> Option<Self> {
         if self.table.is_empty() {
             v.fail(&AWS_TABLE, "must not be empty");
         }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::aws::AwsSettings;
+use super::aws::{AwsSettings, ReadAws as _};
 use super::sources::{Setting, Values};
 
 pub(super) const DATA_DIR: Setting = Setting {

@@ -16,9 +16,9 @@ use crate::{
     SsmCertificateAuthorities, s3_client, sdk_config,
 };
 
-/// Everything AWS mode is configured with (`GGPROV_AWS_*` and the shared settings it needs).
-#[derive(Debug, Clone)]
-pub struct AwsBackendSettings {
+/// The AWS resources of AWS mode (`GGPROV_AWS_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsResources {
     pub table: String,
     pub work_queue_url: Option<String>,
     pub work_dlq_url: Option<String>,
@@ -32,6 +32,12 @@ pub struct AwsBackendSettings {
     pub presign_secs: Option<u64>,
     /// SQS long polling of idle workers.
     pub queue_wait_secs: u64,
+}
+
+/// Everything AWS mode is built from: its resources and the shared settings it needs.
+#[derive(Debug, Clone)]
+pub struct AwsBackendSettings {
+    pub resources: AwsResources,
     /// Used when the environment names no region.
     pub region: String,
     /// Attempts per call of the clients that have their own retry (`GGPROV_CALL_ATTEMPTS`).
@@ -44,9 +50,10 @@ pub struct AwsBackendSettings {
     pub event_source: String,
 }
 
-pub async fn connect(aws: &AwsBackendSettings) -> anyhow::Result<Adapters> {
-    let sdk = sdk_config(aws.call_attempts).await;
-    let region = sdk.region().map_or_else(|| aws.region.clone(), ToString::to_string);
+pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> {
+    let aws = &settings.resources;
+    let sdk = sdk_config(settings.call_attempts).await;
+    let region = sdk.region().map_or_else(|| settings.region.clone(), ToString::to_string);
     let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &aws.table);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
@@ -60,7 +67,7 @@ pub async fn connect(aws: &AwsBackendSettings) -> anyhow::Result<Adapters> {
         dynamo.create_table_if_missing().await.context("creating the DynamoDB table")?;
         artifacts.create_bucket_if_missing().await.context("creating the S3 bucket")?;
         if work.0.is_none() || work.1.is_none() {
-            let (url, dlq) = SqsQueue::create_queues(&sqs, &format!("{}-work", aws.table), aws.max_attempts + 2)
+            let (url, dlq) = SqsQueue::create_queues(&sqs, &format!("{}-work", aws.table), settings.max_attempts + 2)
                 .await
                 .context("creating the work queues")?;
             work = (Some(url), Some(dlq));
@@ -85,7 +92,7 @@ pub async fn connect(aws: &AwsBackendSettings) -> anyhow::Result<Adapters> {
     let single_attempt = sdk.to_builder().retry_config(RetryConfig::disabled()).build();
     let iot = AwsIot::new(aws_sdk_iot::Client::new(&single_attempt));
     let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let mut default_ca = aws.default_ca.clone();
+    let mut default_ca = settings.default_ca.clone();
     if aws.create_resources {
         ensure_greengrass_policies(&iot).await.context("creating the Greengrass IoT policies")?;
         if default_ca.is_none() {
@@ -104,7 +111,7 @@ pub async fn connect(aws: &AwsBackendSettings) -> anyhow::Result<Adapters> {
         None => Arc::new(NoStatus),
     };
     let publisher = aws.event_bus.as_ref().map(|bus| -> Arc<dyn EventPublisher> {
-        Arc::new(EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus, &aws.event_source))
+        Arc::new(EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus, &settings.event_source))
     });
     let store = Arc::new(dynamo);
     Ok(Adapters {

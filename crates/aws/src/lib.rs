@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ggprov_domain::ports::{CloudError, StoreError};
 
-pub use backend::{AwsBackendSettings, connect};
+pub use backend::{AwsBackendSettings, AwsResources, connect};
 pub use ca::SsmCertificateAuthorities;
 pub use dynamo::DynamoStore;
 pub use events::EventBridgePublisher;
