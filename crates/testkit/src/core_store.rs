@@ -86,6 +86,19 @@ fn task(kind: TaskKind, names: &[&str]) -> Task {
     }
 }
 
+/// A deployment task of `template` targeting `names`, not expanded yet.
+fn deployment_task(template: TemplateRef, names: &[&str]) -> Task {
+    let spec = DeploymentSpec {
+        template,
+        targets: serde_json::json!({"thingNames": names}),
+        iot_job_config: None,
+        expanded: false,
+        batches_total: None,
+        batch_size: None,
+    };
+    task(TaskKind::Deployment(spec), &[])
+}
+
 fn event(kind: &str, n: usize) -> Event {
     Event { detail_type: kind.into(), detail: serde_json::json!({"n": n}) }
 }
@@ -181,15 +194,7 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
         store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
     }
     let template = TemplateRef { name: "tpl".into(), version: 2 };
-    let spec = DeploymentSpec {
-        template: template.clone(),
-        targets: serde_json::json!({"thingNames": ["d-1", "d-2", "d-3"]}),
-        iot_job_config: None,
-        expanded: false,
-        batches_total: None,
-        batch_size: None,
-    };
-    let deployment = task(TaskKind::Deployment(spec), &[]);
+    let deployment = deployment_task(template.clone(), &["d-1", "d-2", "d-3"]);
     store.create_task(&deployment).await.unwrap();
     let cores = [thing("d-1"), thing("d-2"), thing("d-3")];
     assert!(
@@ -354,15 +359,7 @@ pub async fn the_sweeper_sees_open_items_and_unexpanded_tasks(store: Arc<dyn Cor
     // ...but after it, and once the lease ran out, the held one too.
     let later = store.take_stale_items(at(120_000), at(7_200_000)).await.unwrap();
     assert_eq!(later, vec![(t.id.clone(), thing("g-1")), (t.id.clone(), thing("g-3"))]);
-    let spec = DeploymentSpec {
-        template: TemplateRef { name: "tpl".into(), version: 1 },
-        targets: serde_json::json!({"thingNames": ["g-1"]}),
-        iot_job_config: None,
-        expanded: false,
-        batches_total: None,
-        batch_size: None,
-    };
-    let deployment = task(TaskKind::Deployment(spec), &[]);
+    let deployment = deployment_task(TemplateRef { name: "tpl".into(), version: 1 }, &["g-1"]);
     store.create_task(&deployment).await.unwrap();
     assert!(store.unexpanded_deployment_tasks(at(60_000)).await.unwrap().contains(&deployment.id));
     store.fail_deployment_task(&deployment.id, "matched nothing").await.unwrap();
@@ -424,15 +421,7 @@ pub async fn a_failed_deployment_item_marks_its_core_failed(store: Arc<dyn CoreS
     store.create_task(&provision).await.unwrap();
     let core = Core::new(thing("f-1"), "greengrass2_core".into(), Timestamp::now());
     store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
-    let spec = DeploymentSpec {
-        template: TemplateRef { name: "tpl".into(), version: 1 },
-        targets: serde_json::json!({"thingNames": ["f-1"]}),
-        iot_job_config: None,
-        expanded: false,
-        batches_total: None,
-        batch_size: None,
-    };
-    let deployment = task(TaskKind::Deployment(spec), &[]);
+    let deployment = deployment_task(TemplateRef { name: "tpl".into(), version: 1 }, &["f-1"]);
     store.create_task(&deployment).await.unwrap();
     assert!(
         store
