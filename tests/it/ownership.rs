@@ -78,3 +78,25 @@ async fn a_name_submitted_as_core_and_device_at_once_becomes_one_kind() {
     let devices = cdf_json(app.get("/cores/gw-own/devices").await).await;
     assert!(devices.is_object());
 }
+
+#[tokio::test]
+async fn a_device_with_an_open_task_is_not_deleted_directly() {
+    let app = spawn_app().await;
+    let id = app.submit_core_task(&create_cores(&["gw-del"])).await;
+    assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
+    let created = app.post_json("/cores/gw-del/deviceTasks", &create_devices(&["dev-del"])).await;
+    assert_eq!(created.status(), 202, "{}", created.text().await.unwrap_or_default());
+    app.drain().await;
+    assert_eq!(app.get("/devices/dev-del").await.status(), 200);
+    // A device Delete task is open (not run yet): a direct delete is refused with its id.
+    let delete_task = json!({"type": "Delete", "options": {"deprovisionClientDevices": true},
+                             "devices": [{"name": "dev-del", "provisioningTemplate": "greengrass2_client_device"}]});
+    let queued = app.post_json("/cores/gw-del/deviceTasks", &delete_task).await;
+    assert_eq!(queued.status(), 202);
+    let task = crate::helpers::header(&queued, "x-taskid").unwrap().to_owned();
+    let (status, code, body) = error_of(app.delete("/devices/dev-del").await).await;
+    assert_eq!((status, code.as_str()), (409, "THING_BUSY"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&task), "{body}");
+    app.drain().await;
+    assert_eq!(app.get("/devices/dev-del").await.status(), 404, "the task deleted it");
+}

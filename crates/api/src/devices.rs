@@ -238,7 +238,12 @@ pub(crate) struct DeleteDeviceQuery {
 #[utoipa::path(
     delete, path = "/devices/{name}", tag = TAG, operation_id = "deleteDevice",
     params(("name" = String, Path, description = "Device (thing) name"), DeleteDeviceQuery),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody))
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "`THING_BUSY`: a device task's open item owns the device (its id is in the message); or `DEVICE_REMOVAL_REFUSED`: Greengrass or IoT refused the removal", body = ErrorBody),
+    )
 )]
 pub(crate) async fn delete_device(
     State(state): State<AppState>,

@@ -205,6 +205,7 @@ impl From<DeviceError> for ApiError {
             DeviceError::NotFound(_) => Self::not_found("DEVICE_NOT_FOUND", message),
             DeviceError::Cloud { source, .. } if source.is_transient() => Self::unavailable(message, source),
             DeviceError::Cloud { .. } => Self::new(StatusCode::CONFLICT, "DEVICE_REMOVAL_REFUSED", message),
+            DeviceError::Busy { .. } => Self::new(StatusCode::CONFLICT, "THING_BUSY", message),
             DeviceError::Store(store) => store.into(),
         }
     }

@@ -19,6 +19,11 @@ pub enum DeviceError {
         #[source]
         source: CloudError,
     },
+    /// A device task's open item owns the device now.
+    #[error(
+        "client device '{name}' is being worked on by task {task}; wait until that task ends (GET /deviceTasks/{task}), then delete it"
+    )]
+    Busy { name: ThingName, task: crate::task::TaskId },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,6 +63,9 @@ impl DeviceService {
     /// removes its record and artifacts and emits `Device Deleted Event`.
     pub async fn delete(&self, name: &ThingName, deprovision: bool, disassociate: bool) -> Result<(), DeviceError> {
         let device = self.get(name).await?;
+        if let Some(task) = self.store.open_claim(name).await? {
+            return Err(DeviceError::Busy { name: name.clone(), task });
+        }
         let cloud = |source: CloudError| DeviceError::Cloud { name: name.clone(), source };
         if disassociate {
             let failed = self

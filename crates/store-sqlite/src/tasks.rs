@@ -280,6 +280,18 @@ impl TaskStore for SqliteStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    async fn open_claim(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.task_id FROM thing_claims c JOIN task_items i ON i.task_id = c.task_id AND i.name = c.name \
+             WHERE c.name = ? AND i.status IN ('Waiting', 'InProgress')",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(row.map(|r| TaskId::from_text(r.get("task_id"))))
+    }
+
     async fn take_stale_items(
         &self,
         before: Timestamp,

@@ -95,6 +95,13 @@ impl DynamoStore {
         Err(StoreError::Conflict)
     }
 
+    /// The task whose claim owns the thing now, if any.
+    pub(crate) async fn open_claim_of(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError> {
+        let Some(existing) = self.get(&claim_pk(name), CLAIM).await? else { return Ok(None) };
+        let holder = TaskId::from_text(get_s(&existing, "task_id")?);
+        Ok(self.holds(&holder, name, get_n(&existing, "at")?).await?.then_some(holder))
+    }
+
     /// Whether the claim of `holder` (taken at `at`) still owns the thing.
     async fn holds(&self, holder: &TaskId, name: &ThingName, at: i64) -> Result<bool, StoreError> {
         let header = self.get(&task_pk(holder), HEADER).await?;

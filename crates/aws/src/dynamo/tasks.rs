@@ -374,6 +374,10 @@ impl TaskStore for DynamoStore {
         })
     }
 
+    async fn open_claim(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError> {
+        self.open_claim_of(name).await
+    }
+
     async fn take_stale_items(
         &self,
         before: Timestamp,

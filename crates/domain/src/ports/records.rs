@@ -75,6 +75,8 @@ pub trait TaskStore: Send + Sync {
         message: &str,
         event: Option<&Event>,
     ) -> Result<(), StoreError>;
+    /// The task whose open item owns the thing now, if any.
+    async fn open_claim(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError>;
     /// For the sweeper: items not ended, unchanged and not re-queued since `before`, that no
     /// live lease holds at `now`, of tasks that exist. Each is marked re-queued at `now` (so two
     /// sweepers do not both take it, and it comes back at most once per period).

@@ -57,6 +57,7 @@ pub async fn journals_round_trip_and_go_with_their_core(store: Arc<dyn CoreStore
 pub async fn a_thing_has_one_owner_until_its_item_ends(store: Arc<dyn CoreStore>) {
     let first = task(TaskKind::Core, &["own-1"]);
     store.create_task(&first).await.unwrap();
+    assert_eq!(store.open_claim(&thing("own-1")).await.unwrap(), Some(first.id.clone()));
     let second = task(TaskKind::Core, &["own-2", "own-1"]);
     match store.create_task(&second).await {
         Err(StoreError::Claimed { name, task }) => assert_eq!((name.as_str(), task), ("own-1", first.id.clone())),
@@ -71,6 +72,7 @@ pub async fn a_thing_has_one_owner_until_its_item_ends(store: Arc<dyn CoreStore>
 
     let core = Core::new(thing("own-1"), "greengrass2_core".into(), Timestamp::now());
     store.complete_core_create(&first.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    assert_eq!(store.open_claim(&thing("own-1")).await.unwrap(), None, "released with the item");
     // Ended: the name is free for a core task again, but it is a core, never a device.
     let device = task(TaskKind::Device { core_name: thing("own-gw") }, &["own-1"]);
     match store.create_task(&device).await {
