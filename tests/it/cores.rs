@@ -379,6 +379,15 @@ async fn provisioning_templates_can_be_stored_read_listed_and_deleted() {
     let (status, code, error) = error_of(app.put_json("/provisioningTemplates/bad", &unsupported).await).await;
     assert_eq!((status, code.as_str()), (400, "INVALID_PROVISIONING_TEMPLATE"));
     assert!(error["message"].as_str().unwrap().contains("AWS::IoT::JobTemplate"));
+    // No body, or an empty object, stores nothing (an empty template could be named by tasks).
+    for empty in [
+        app.cdf(reqwest::Method::PUT, "/provisioningTemplates/hollow").send().await.unwrap(),
+        app.put_json("/provisioningTemplates/hollow", &json!({})).await,
+    ] {
+        let (status, code, error) = error_of(empty).await;
+        assert_eq!((status, code.as_str()), (400, "INVALID_PROVISIONING_TEMPLATE"), "{error}");
+    }
+    assert_eq!(app.get("/provisioningTemplates/hollow").await.status(), 404);
     assert_eq!(app.delete("/provisioningTemplates/site_core").await.status(), 204);
     assert_eq!(app.delete("/provisioningTemplates/site_core").await.status(), 404);
     assert_eq!(app.delete("/provisioningTemplates/greengrass2_core").await.status(), 404, "bundled templates stay");

@@ -38,6 +38,13 @@ pub(crate) async fn put_provisioning_template(
     Path(name): Path<String>,
     CdfJson(document): CdfJson<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
+    // A missing or empty body would store an empty template that core tasks could then name.
+    if document.as_object().is_some_and(serde_json::Map::is_empty) {
+        return Err(ApiError::bad_request(
+            "INVALID_PROVISIONING_TEMPLATE",
+            "the body is empty: send the provisioning template document (an object with Parameters and Resources, as GET /provisioningTemplates/greengrass2_core shows)",
+        ));
+    }
     state.provisioning_templates.put(&name, &document).await.map_err(|err| match err {
         TemplateDocumentError::InvalidName(_) | TemplateDocumentError::Invalid(_) => {
             ApiError::bad_request("INVALID_PROVISIONING_TEMPLATE", err.to_string())
