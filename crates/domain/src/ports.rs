@@ -1,8 +1,9 @@
 //! Port traits: what the domain needs from the outside world. Adapters (SQLite, DynamoDB,
 //! the local cloud, AWS) implement them and translate their own errors into these.
 //!
-//! One file per concern: [`records`] (the store, split by capability), [`queue`], [`cloud`]
-//! (IoT, Greengrass, CAs), [`status`] (reported status and event publishing), [`artifacts`].
+//! One file per concern: [`records`] (the store, split by capability), `queue`, `cloud`
+//! (IoT, Greengrass, CAs), `status` (reported status and event publishing), `artifacts`,
+//! `idempotency`; everything is re-exported here.
 
 mod artifacts;
 mod cloud;
