@@ -66,17 +66,11 @@ where
 {
     // DynamoDB refuses records and keys over its limits with a ValidationException; the same
     // input will never fit, so it is the caller's error (413), not an outage (503).
-    if let Some(service) = err.as_service_error()
-        && let Some(meta) = aws_smithy_types::error::metadata::ProvideErrorMetadata::meta(service).message()
-        && (meta.contains("Item size has exceeded") || meta.contains("Item size to update has exceeded"))
-    {
+    let message = err.as_service_error().and_then(|e| ProvideErrorMetadata::meta(e).message()).unwrap_or_default();
+    if message.contains("Item size has exceeded") || message.contains("Item size to update has exceeded") {
         return StoreError::TooLarge("a DynamoDB record holds at most 400 KB".to_owned());
     }
-    if let Some(service) = err.as_service_error()
-        && let Some(meta) = aws_smithy_types::error::metadata::ProvideErrorMetadata::meta(service).message()
-        && meta.contains("key")
-        && meta.contains("size")
-    {
+    if message.contains("key") && message.contains("size") {
         return StoreError::TooLarge("a DynamoDB key holds at most 2048 bytes (partition) and 1024 (sort)".to_owned());
     }
     StoreError::Unavailable(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string().into())

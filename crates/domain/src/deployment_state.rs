@@ -157,11 +157,8 @@ impl Core {
                 self.status_at = Some(outcome.time);
             }
             (true, false) => {
-                self.deployment_status = DeploymentStatus::parse(&outcome.detailed_status);
-                if self.deployment_status.state() != DeploymentState::Failed {
-                    // A failed outcome always counts as failed, whatever text it carries.
-                    self.deployment_status = DeploymentStatus::Failed(outcome.detailed_status.clone());
-                }
+                // A failed outcome always counts as failed, whatever text it carries.
+                self.deployment_status = DeploymentStatus::Failed(outcome.detailed_status.clone());
                 self.deployment_status_message = outcome.reason.clone();
                 self.status_at = Some(outcome.time);
             }

@@ -70,6 +70,10 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
     })
 }
 
+/// The task whose open item holds the claim on a name (a claim whose item ended holds nothing).
+const CLAIM_HOLDER: &str = "SELECT c.task_id FROM thing_claims c JOIN task_items i ON i.task_id = c.task_id \
+     AND i.name = c.name WHERE c.name = ? AND i.status IN ('Waiting', 'InProgress')";
+
 /// Claims `name` for an item of `task` (inside the transaction that stores the task), or
 /// says who holds it. A claim whose item has ended is stale and is taken over.
 async fn claim(
@@ -78,14 +82,7 @@ async fn claim(
     kind: ThingKind,
     name: &ThingName,
 ) -> Result<(), StoreError> {
-    let holder = sqlx::query(
-        "SELECT c.task_id FROM thing_claims c JOIN task_items i ON i.task_id = c.task_id AND i.name = c.name \
-         WHERE c.name = ? AND i.status IN ('Waiting', 'InProgress')",
-    )
-    .bind(name.as_str())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(unavailable)?;
+    let holder = sqlx::query(CLAIM_HOLDER).bind(name.as_str()).fetch_optional(&mut **tx).await.map_err(unavailable)?;
     if let Some(row) = holder {
         return Err(StoreError::Claimed { name: name.clone(), task: TaskId::from_text(row.get("task_id")) });
     }
@@ -281,14 +278,8 @@ impl TaskStore for SqliteStore {
     }
 
     async fn open_claim(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError> {
-        let row = sqlx::query(
-            "SELECT c.task_id FROM thing_claims c JOIN task_items i ON i.task_id = c.task_id AND i.name = c.name \
-             WHERE c.name = ? AND i.status IN ('Waiting', 'InProgress')",
-        )
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let row =
+            sqlx::query(CLAIM_HOLDER).bind(name.as_str()).fetch_optional(&self.pool).await.map_err(unavailable)?;
         Ok(row.map(|r| TaskId::from_text(r.get("task_id"))))
     }
 
