@@ -24,7 +24,8 @@ pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub(crate) const KEEP_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 /// A request still unanswered after this is taken for dead (its process stopped).
 const PENDING_FOR: Duration = Duration::from_secs(60);
-/// Answers larger than this are not recorded (POST answers are small; this bounds the store).
+/// Answers larger than this are passed on but not recorded (this bounds the store; a DynamoDB
+/// record holds 400 KB).
 const MAX_RECORDED_BODY: usize = 64 * 1024;
 /// The headers given again with a recorded answer.
 const REPEATED_HEADERS: [&str; 5] = ["content-type", "location", "x-taskid", "x-name", "x-version"];
@@ -98,14 +99,17 @@ async fn record(
     response: Response,
 ) -> Response {
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_RECORDED_BODY).await else {
-        // Too large to record: forget the key rather than give a different answer later.
+    // Answers are bounded by the request they answer (a template is echoed back): read them
+    // whole, and record only those small enough to keep.
+    let Ok(bytes) = axum::body::to_bytes(body, 2 * MAX_BODY_BYTES).await else {
         if let Err(err) = store.abandon_idempotent(key, fingerprint).await {
             tracing::warn!(error = %err, "could not release an idempotency key");
         }
-        return ApiError::internal("the answer was too large to record for its Idempotency-Key").into_response();
+        return ApiError::internal("the answer could not be read to record it for its Idempotency-Key").into_response();
     };
-    let outcome = if parts.status.is_server_error() {
+    let outcome = if parts.status.is_server_error() || bytes.len() > MAX_RECORDED_BODY {
+        // Not worth answering again (a 5xx), or too large to keep: the key is forgotten, so a
+        // retry runs the request again.
         store.abandon_idempotent(key, fingerprint).await
     } else {
         let headers = REPEATED_HEADERS

@@ -128,6 +128,14 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Releases every claim a task took (those it holds; others are left alone).
+    pub(crate) async fn release_claims(&self, task: &Task) -> Result<(), StoreError> {
+        for item in &task.items {
+            self.release_claim(&task.id, &item.name).await?;
+        }
+        Ok(())
+    }
+
     async fn release_claim(&self, task: &TaskId, name: &ThingName) -> Result<(), StoreError> {
         let result = self
             .client

@@ -234,13 +234,9 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl TaskStore for DynamoStore {
-    async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
-        // Claims first (refused: nothing is written), then items, the header last: until the
-        // header exists the task is not visible, and the sweeper skips items whose task has no
-        // header.
-        self.claim_things(task).await?;
+impl DynamoStore {
+    /// The task's items, then its header (the header makes it visible).
+    async fn write_task(&self, task: &Task) -> Result<(), StoreError> {
         let family = task.kind.family();
         let items = task.items.iter().map(|i| item_record(&task.id, family, i)).collect();
         self.put_all(items).await?;
@@ -259,6 +255,24 @@ impl TaskStore for DynamoStore {
                 }
             })?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TaskStore for DynamoStore {
+    async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
+        // Claims first (refused: nothing is written), then items, the header last: until the
+        // header exists the task is not visible, and the sweeper skips items whose task has no
+        // header.
+        self.claim_things(task).await?;
+        let written = self.write_task(task).await;
+        if matches!(written, Err(StoreError::Unavailable(_) | StoreError::TooLarge(_))) {
+            // The task was not stored: its claims must not hold its names for the next try.
+            if let Err(err) = self.release_claims(task).await {
+                tracing::warn!(task.id = %task.id, error = %err, "claims of an unstored task stay until they go stale");
+            }
+        }
+        written
     }
 
     async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
