@@ -39,7 +39,14 @@ impl DynamoStore {
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
-        let Some(refusal) = results.iter().find_map(|(_, r)| r.as_ref().err()) else { return Ok(()) };
+        let Some(refusal) = results.iter().find_map(|(_, r)| r.as_ref().err()) else {
+            // Every name is ours now: none can become the other kind meanwhile, so one batched
+            // read decides the kind rule for all of them.
+            let refusal = self.check_kinds(task, kind).await?;
+            let Some(refusal) = refusal else { return Ok(()) };
+            self.release_claims(task).await?;
+            return Err(refusal);
+        };
         let refusal = match refusal {
             StoreError::Claimed { name, task } => StoreError::Claimed { name: name.clone(), task: task.clone() },
             StoreError::OtherKind { name, is } => StoreError::OtherKind { name: name.clone(), is: *is },
@@ -72,13 +79,7 @@ impl DynamoStore {
                 }
             };
             match put.send().await {
-                Ok(_) => {
-                    let checked = self.check_kind(task, kind, name).await;
-                    if checked.is_err() {
-                        self.release_claim(&task.id, name).await?;
-                    }
-                    return checked;
-                }
+                Ok(_) => return Ok(()),
                 Err(err) if err.as_service_error().is_some_and(condition_failed) => {}
                 Err(err) => return Err(store_error(err)),
             }
@@ -113,19 +114,27 @@ impl DynamoStore {
         }
     }
 
-    /// A `Create` must not make a thing of the other kind.
-    async fn check_kind(&self, task: &Task, kind: ThingKind, name: &ThingName) -> Result<(), StoreError> {
+    /// A `Create` must not make a thing of the other kind: the first name that is one.
+    async fn check_kinds(&self, task: &Task, kind: ThingKind) -> Result<Option<StoreError>, StoreError> {
         if task.task_type != TaskType::Create {
-            return Ok(());
+            return Ok(None);
         }
-        let (pk, sk) = match kind.other() {
-            ThingKind::Core => (format!("CORE#{}", name.as_str()), "#CORE"),
-            ThingKind::Device => (format!("DEVICE#{}", name.as_str()), "#DEVICE"),
-        };
-        if self.get(&pk, sk).await?.is_some() {
-            return Err(StoreError::OtherKind { name: name.clone(), is: kind.other() });
-        }
-        Ok(())
+        let other = kind.other();
+        let keys = task
+            .items
+            .iter()
+            .map(|item| match other {
+                ThingKind::Core => key(format!("CORE#{}", item.name.as_str()), "#CORE"),
+                ThingKind::Device => key(format!("DEVICE#{}", item.name.as_str()), "#DEVICE"),
+            })
+            .collect();
+        let found = self.existing_keys(keys).await?;
+        let taken: Vec<&str> = found.iter().filter_map(|item| get_s(item, "pk").ok()).collect();
+        Ok(task
+            .items
+            .iter()
+            .find(|item| taken.iter().any(|pk| pk.split_once('#').is_some_and(|(_, n)| n == item.name.as_str())))
+            .map(|item| StoreError::OtherKind { name: item.name.clone(), is: other }))
     }
 
     /// Releases every claim a task took (those it holds; others are left alone).
