@@ -21,6 +21,8 @@ pub struct Setting {
 struct Raw {
     text: String,
     source: String,
+    /// Set in the file or the environment (not the default).
+    given: bool,
 }
 
 /// Every setting's value after overlaying the sources, and the problems found reading them.
@@ -34,7 +36,7 @@ impl Values {
     pub(super) fn defaults(settings: &[&'static Setting]) -> Self {
         let raw = settings
             .iter()
-            .map(|s| (s.key, Raw { text: s.default.to_owned(), source: format!("default of {}", s.env) }))
+            .map(|s| (s.key, Raw { text: s.default.to_owned(), source: format!("default of {}", s.env), given: false }))
             .collect();
         Self { raw, problems: Vec::new() }
     }
@@ -47,7 +49,7 @@ impl Values {
                     match settings.iter().find(|s| s.key == key) {
                         Some(setting) => {
                             let source = format!("'{}' in {}", setting.key, path.display());
-                            self.raw.insert(setting.key, Raw { text: value, source });
+                            self.raw.insert(setting.key, Raw { text: value, source, given: true });
                         }
                         None => self.problems.push(format!(
                             "{}: unknown setting '{key}'; known settings are {}",
@@ -71,7 +73,7 @@ impl Values {
         let mut unknown = Vec::new();
         for (name, value) in env {
             if let Some(setting) = settings.iter().find(|s| s.env == name) {
-                self.raw.insert(setting.key, Raw { text: value, source: setting.env.to_owned() });
+                self.raw.insert(setting.key, Raw { text: value, source: setting.env.to_owned(), given: true });
             } else if name.starts_with("GGPROV_") && !ignored.contains(&name.as_str()) {
                 unknown.push(name);
             }
@@ -80,15 +82,16 @@ impl Values {
     }
 
     fn raw(&self, setting: &Setting) -> Raw {
-        self.raw
-            .get(setting.key)
-            .cloned()
-            .unwrap_or_else(|| Raw { text: setting.default.to_owned(), source: format!("default of {}", setting.env) })
+        self.raw.get(setting.key).cloned().unwrap_or_else(|| Raw {
+            text: setting.default.to_owned(),
+            source: format!("default of {}", setting.env),
+            given: false,
+        })
     }
 
     /// Whether the setting was given (in the file or the environment), not left at its default.
     pub(super) fn is_given(&self, setting: &Setting) -> bool {
-        self.raw.get(setting.key).is_some_and(|raw| !raw.source.starts_with("default of "))
+        self.raw.get(setting.key).is_some_and(|raw| raw.given)
     }
 
     /// The value as given (untrimmed).
