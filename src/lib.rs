@@ -338,5 +338,5 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 
 /// The OpenAPI document as pretty-printed JSON (what `openapi/openapi.json` holds).
 pub fn openapi_json() -> String {
-    ggprov_api::openapi().to_pretty_json().expect("the OpenAPI document serialises")
+    serde_json::to_string_pretty(&ggprov_api::openapi()).expect("the OpenAPI document serialises")
 }

@@ -317,7 +317,7 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
             &json!({"name": unique("bad"), "components": [{"key": "aws.greengrass.Missing", "version": "1.0.0"}]}),
         )
         .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("INVALID_COMPONENT")), "{body}");
+    assert_eq!((status, body["error"].as_str()), (422, Some("INVALID_COMPONENT")), "{body}");
 
     // Core task → thing, ACTIVE certificate signed by the SSM-held CA, policies, certs bundle in S3.
     let done = api.provision_core(&core).await;

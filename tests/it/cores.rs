@@ -151,68 +151,87 @@ async fn installer_configs_are_rendered_for_both_generators_and_unknown_ones_fai
 }
 
 #[tokio::test]
-async fn invalid_core_tasks_return_400_and_store_nothing() {
+async fn invalid_core_tasks_return_400_or_422_and_store_nothing() {
     let app = spawn_app().await;
-    let cases: Vec<(Value, &str)> = vec![
+    // 400: the body breaks the schema; 422: it satisfies the schema but names a provisioning
+    // template, parameter or CA that does not fit, or lists a name twice.
+    let cases: Vec<(Value, &str, u16)> = vec![
         (
             json!({"type": "Create", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core"}]}),
             "coreVersion",
+            400,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core"}]}),
             "coreVersion",
+            400,
         ),
         (
             json!({"type": "Update", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core"}]}),
             "type",
+            400,
         ),
-        (json!({"type": "Create", "coreVersion": "2.12.0", "cores": []}), "cores"),
-        (json!({"type": "Create", "coreVersion": "2.12.0"}), "cores"),
+        (json!({"type": "Create", "coreVersion": "2.12.0", "cores": []}), "cores", 400),
+        (json!({"type": "Create", "coreVersion": "2.12.0"}), "cores", 400),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"provisioningTemplate": "greengrass2_core"}]}),
             "cores[0].name",
+            400,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "bad name", "provisioningTemplate": "greengrass2_core"}]}),
             "cores[0].name",
+            400,
         ),
-        (json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a"}]}), "cores[0].provisioningTemplate"),
+        (
+            json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a"}]}),
+            "cores[0].provisioningTemplate",
+            400,
+        ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "no_such_template"}]}),
             "cores[0].provisioningTemplate",
+            422,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core", "cdfProvisioningParameters": {"caId": "abc123"}}]}),
             "cores[0].cdfProvisioningParameters.caId",
+            422,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core", "cdfProvisioningParameters": {"acmpcaCaArn": "arn:x"}}]}),
             "cores[0].cdfProvisioningParameters",
+            400,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core", "provisioningParameters": {"Typo": "x"}}]}),
             "cores[0].provisioningParameters",
+            422,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core", "provisioningParameters": {"ThingName": "other"}}]}),
             "cores[0].provisioningParameters",
+            422,
         ),
         (
             json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "greengrass2_core"}, {"name": "a", "provisioningTemplate": "greengrass2_core"}]}),
             "cores[1].name",
+            422,
         ),
         (
             json!({"type": "Delete", "coreVersion": "2.12.0", "cores": [{"name": "a", "provisioningTemplate": "x"}]}),
             "options",
+            400,
         ),
         (
             json!({"type": "Delete", "coreVersion": "2.12.0", "options": {}, "cores": [{"name": "a", "provisioningTemplate": "x"}]}),
             "options",
+            400,
         ),
     ];
-    for (body, field) in cases {
+    for (body, field, expected) in cases {
         let (status, code, error) = error_of(app.post_json("/coreTasks", &body).await).await;
-        assert_eq!((status, code.as_str()), (400, "VALIDATION_FAILED"), "{body}: {error}");
+        assert_eq!((status, code.as_str()), (expected, "VALIDATION_FAILED"), "{body}: {error}");
         let fields: Vec<&str> =
             error["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
         assert!(fields.iter().any(|f| f.starts_with(field)), "{body}: expected {field}, got {error}");

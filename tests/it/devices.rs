@@ -100,27 +100,31 @@ async fn device_tasks_for_unknown_or_unregistered_cores_are_400_and_store_nothin
 async fn invalid_device_tasks_name_the_field() {
     let app = spawn_app().await;
     core(&app, "gw").await;
-    let cases: Vec<(Value, &str)> = vec![
-        (json!({"devices": [{"name": "d", "provisioningTemplate": "greengrass2_client_device"}]}), "type"),
-        (json!({"type": "Create", "devices": []}), "devices"),
+    // 400: the body breaks the schema; 422: it names a template that does not exist or a core.
+    let cases: Vec<(Value, &str, u16)> = vec![
+        (json!({"devices": [{"name": "d", "provisioningTemplate": "greengrass2_client_device"}]}), "type", 400),
+        (json!({"type": "Create", "devices": []}), "devices", 400),
         (
             json!({"type": "Create", "devices": [{"name": "bad name", "provisioningTemplate": "greengrass2_client_device"}]}),
             "devices[0].name",
+            400,
         ),
-        (json!({"type": "Create", "devices": [{"name": "d"}]}), "devices[0].provisioningTemplate"),
+        (json!({"type": "Create", "devices": [{"name": "d"}]}), "devices[0].provisioningTemplate", 400),
         (
             json!({"type": "Create", "devices": [{"name": "d", "provisioningTemplate": "nope"}]}),
             "devices[0].provisioningTemplate",
+            422,
         ),
         (
             json!({"type": "Create", "devices": [{"name": "gw", "provisioningTemplate": "greengrass2_client_device"}]}),
             "devices[0].name",
+            422,
         ),
-        (json!({"type": "Delete", "devices": [{"name": "d", "provisioningTemplate": "x"}]}), "options"),
+        (json!({"type": "Delete", "devices": [{"name": "d", "provisioningTemplate": "x"}]}), "options", 400),
     ];
-    for (body, field) in cases {
+    for (body, field, expected) in cases {
         let (status, _, error) = error_of(app.post_json("/cores/gw/deviceTasks", &body).await).await;
-        assert_eq!(status, 400, "{body}");
+        assert_eq!(status, expected, "{body}");
         let fields: Vec<&str> =
             error["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
         assert!(fields.iter().any(|f| f.starts_with(field)), "{body}: expected {field}, got {error}");
@@ -129,7 +133,7 @@ async fn invalid_device_tasks_name_the_field() {
     let id = submit_device_task(&app, "gw", &create_devices(&["dev"])).await;
     finished_device_task(&app, &id).await;
     let (status, _, _) = error_of(app.post_json("/coreTasks", &create_cores(&["dev"])).await).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 422);
 }
 
 #[tokio::test]

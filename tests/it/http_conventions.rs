@@ -182,8 +182,14 @@ async fn options_is_a_preflight_answer_even_without_accept() {
         assert!(allowed.split(',').any(|h| h == name), "{name} allowed: {allowed}");
     }
     assert!(!allowed.contains("x-evil"), "requested headers are not echoed: {allowed}");
-    let bare = app.client.request(Method::OPTIONS, app.url("/no/such/path")).send().await.unwrap();
+    assert_eq!(
+        header(&response, "access-control-allow-methods"),
+        Some("GET,HEAD,PUT,DELETE,OPTIONS"),
+        "the route's own methods"
+    );
+    let bare = app.client.request(Method::OPTIONS, app.url("/templates")).send().await.unwrap();
     assert_eq!(bare.status(), 204, "the original crashed with 500 here");
+    assert_eq!(header(&bare, "allow"), Some("POST,GET,HEAD,OPTIONS"));
 }
 
 #[tokio::test]

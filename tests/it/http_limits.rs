@@ -89,3 +89,41 @@ fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn every_write_route_refuses_a_missing_or_empty_body_and_stores_nothing() {
+    let app = crate::helpers::spawn_app().await;
+    let routes = [
+        (reqwest::Method::POST, "/templates"),
+        (reqwest::Method::PUT, "/templates/edge"),
+        (reqwest::Method::POST, "/coreTasks"),
+        (reqwest::Method::POST, "/cores/gw/deviceTasks"),
+        (reqwest::Method::POST, "/deploymentTasks"),
+        (reqwest::Method::PUT, "/provisioningTemplates/mine"),
+    ];
+    for (method, path) in routes {
+        for body in ["", "   ", "{}"] {
+            let response = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let (_, _, error) = crate::helpers::error_of(response).await;
+            assert!([400, 404].contains(&status), "{method} {path} with {body:?}: {status} {error}");
+        }
+        let bare = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        assert!([400, 404].contains(&bare.status().as_u16()), "{method} {path} without a body: {}", bare.status());
+    }
+    let stored = crate::helpers::cdf_json(app.get("/provisioningTemplates").await).await;
+    assert!(!stored.to_string().contains("mine"), "no empty provisioning template stored: {stored}");
+    assert_eq!(crate::helpers::cdf_json(app.get("/templates").await).await["templates"], serde_json::json!([]));
+    assert_eq!(crate::helpers::cdf_json(app.get("/coreTasks").await).await, serde_json::json!({"tasks": []}));
+    assert_eq!(
+        crate::helpers::cdf_json(app.get("/deploymentTasks").await).await["deploymentTasks"],
+        serde_json::json!([])
+    );
+}

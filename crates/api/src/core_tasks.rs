@@ -18,7 +18,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
 use crate::pagination::{Pagination, parse_count};
-use crate::records::{ItemFields, LastEvaluatedTaskId, TaskCoreResource, parse_items, parse_task_type, task_headers};
+use crate::records::{
+    ItemFields, LastEvaluatedTaskId, TaskCoreResource, TaskTypeName, parse_items, parse_task_type, task_headers,
+};
 use crate::state::AppState;
 
 const TAG: &str = "Core tasks";
@@ -32,14 +34,21 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NewCoreTaskBody {
     /// `Create` or `Delete`.
-    #[schema(required, example = "Create")]
+    #[schema(required, nullable = false, value_type = TaskTypeName, example = "Create")]
     r#type: Option<String>,
     /// Greengrass nucleus version for the installer config, e.g. `2.12.0` (required for both types).
-    #[schema(required, example = "2.12.0")]
+    #[schema(
+        required,
+        nullable = false,
+        example = "2.12.0",
+        pattern = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-+][0-9A-Za-z-]+([.+][0-9A-Za-z-]+)*)?$",
+        max_length = 64
+    )]
     core_version: Option<String>,
-    #[schema(required)]
+    /// The cores, 1 to 10,000 with distinct names.
+    #[schema(required, nullable = false, min_items = 1, max_items = 10000)]
     cores: Option<Vec<NewCoreBody>>,
-    /// Required for `Delete`.
+    /// Required for `Delete`, with at least one of its settings.
     options: Option<CoreTaskOptions>,
 }
 
@@ -48,14 +57,20 @@ pub(crate) struct NewCoreTaskBody {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NewCoreBody {
     /// Thing name: `[a-zA-Z0-9:_-]{1,128}`.
-    #[schema(required, example = "core-0001")]
+    #[schema(
+        required,
+        nullable = false,
+        example = "core-0001",
+        pattern = "^[a-zA-Z0-9:_-]+$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: Option<String>,
     /// Provisioning template name, e.g. `greengrass2_core` (required for `Delete` too, unused there).
-    #[schema(required, example = "greengrass2_core")]
+    #[schema(required, nullable = false, example = "greengrass2_core", pattern = r"\S")]
     provisioning_template: Option<String>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     provisioning_parameters: Option<BTreeMap<String, String>>,
-    #[schema(value_type = Option<Object>)]
     cdf_provisioning_parameters: Option<CdfProvisioningParameters>,
     /// `MANUAL_INSTALL` or `FLEET_PROVISIONING`; absent: no installer config.
     config_file_generator: Option<String>,
@@ -155,6 +170,7 @@ pub(crate) struct CoreTaskList {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListTasksQuery {
     /// Page size, 1 to 1000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.taskId` of the previous page.
     exclusive_start_task_id: Option<String>,
@@ -164,7 +180,7 @@ pub(crate) struct ListTasksQuery {
 /// the task is then stored and queued, and processed asynchronously.
 #[utoipa::path(
     post, path = "/coreTasks", tag = TAG, operation_id = "createCoreTask",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]+$", min_length = 1, max_length = 255, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content((NewCoreTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewCoreTaskBody = "application/json"))),
     responses(
         (status = 202, description = "Accepted; no body", headers(
@@ -174,7 +190,7 @@ pub(crate) struct ListTasksQuery {
         (status = 400, description = "Invalid task", body = ErrorBody),
         (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
-        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request; or `VALIDATION_FAILED` for a rule the schema cannot state: a name listed twice, a provisioning template, its parameters or a CA that do not fit, a thing that is a client device", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_core_task(

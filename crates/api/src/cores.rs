@@ -162,12 +162,16 @@ pub(crate) struct ListCoresQuery {
     /// Only cores whose desired template is this (`None`: cores without a template).
     template_name: Option<String>,
     /// With `templateName`: only this desired version.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 4294967295_u64)]
     template_version: Option<String>,
     /// `true`: only cores whose last deployment failed.
+    #[param(value_type = Option<bool>)]
     failed_only: Option<String>,
     /// Page size, 1 to 1000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.thingName` of the previous page.
+    #[param(pattern = "^[a-zA-Z0-9:_-]+$", min_length = 1, max_length = 128)]
     exclusive_start_thing_name: Option<String>,
 }
 
@@ -246,6 +250,7 @@ pub(crate) struct CoreDeploymentList {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// Page size, 1 to 1000.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.taskId` of the previous page.
     exclusive_start_task_id: Option<String>,
@@ -315,8 +320,10 @@ pub(crate) struct LastEvaluatedSequence {
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Page size, 1 to 1000.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.sequence` of the previous page.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
     exclusive_start_sequence: Option<String>,
 }
 
@@ -332,10 +339,9 @@ pub(crate) async fn list_events(
 ) -> Result<Cdf<EventList>, ApiError> {
     let count = parse_count(query.count.as_deref())?;
     let start = match query.exclusive_start_sequence.as_deref() {
-        Some(s) => Some(
-            s.parse::<u64>()
-                .map_err(|_| problem("exclusiveStartSequence", format!("'{s}' is not a sequence number")))?,
-        ),
+        Some(s) => Some(s.parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or_else(|| {
+            problem("exclusiveStartSequence", format!("'{s}' is not a sequence number (0 to 2^63-1)"))
+        })?),
         None => None,
     };
     let page = state.cores.events(count.page(start)).await?;

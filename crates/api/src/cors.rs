@@ -1,6 +1,7 @@
-//! CORS, as the original answers it and a little better: every `OPTIONS` request gets a 204
-//! preflight answer (the original crashed without `Accept`), and the task/template headers are
-//! exposed so browser code can read them.
+//! CORS, as the original answers it and a little better: `OPTIONS` on any route gets a 204
+//! answer whose `Allow` (and, for a configured origin, `Access-Control-Allow-Methods`) lists
+//! exactly that route's methods (the original crashed without `Accept` and advertised every
+//! method everywhere), and the task/template headers are exposed so browser code can read them.
 
 use std::sync::Arc;
 
@@ -9,7 +10,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-const ALLOW_METHODS: &str = "GET,HEAD,PUT,PATCH,POST,DELETE";
 const EXPOSE_HEADERS: &str = "content-type,location,x-taskid,x-name,x-version,x-request-id";
 /// The request headers a browser may send: what the API reads, never whatever was asked for.
 const ALLOW_HEADERS: &str =
@@ -75,20 +75,30 @@ fn add_cors_headers(origins: &CorsOrigins, request_origin: Option<&HeaderValue>,
 }
 
 /// Answers `OPTIONS` itself (preflight or not) and adds CORS headers to every other response.
+///
+/// The router is the one source of the methods a path takes: no route has an `OPTIONS`
+/// handler, so routing the `OPTIONS` request gives a 405 whose `Allow` lists the route's
+/// methods (a path without a route stays 404).
 pub(crate) async fn cors(State(origins): State<Arc<CorsOrigins>>, request: Request, next: Next) -> Response {
     let request_origin = request.headers().get(header::ORIGIN).cloned();
-    if request.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
+    let options = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if options && response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let methods = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let methods = if methods.is_empty() { "OPTIONS".to_owned() } else { format!("{methods},OPTIONS") };
+        let methods = HeaderValue::from_str(&methods).expect("method names are header text");
+        let request_id = response.headers().get("x-request-id").cloned();
+        response = StatusCode::NO_CONTENT.into_response();
+        if let Some(id) = request_id {
+            response.headers_mut().insert("x-request-id", id);
+        }
         let headers = response.headers_mut();
-        headers.insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+        headers.insert(header::ALLOW, methods.clone());
         if origins.allow_origin(request_origin.as_ref()).is_some() {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
             headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
         }
-        add_cors_headers(&origins, request_origin.as_ref(), headers);
-        return response;
     }
-    let mut response = next.run(request).await;
     add_cors_headers(&origins, request_origin.as_ref(), response.headers_mut());
     response
 }

@@ -38,10 +38,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NewDeploymentTaskBody {
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     template: Option<TemplateRefBody>,
-    /// `thingNames` and/or `thingGroupNames`.
-    #[schema(required, value_type = Object, example = json!({"thingNames": ["core-0001"]}))]
+    /// `thingNames` and/or `thingGroupNames` (together at most 256 KiB of JSON).
+    #[schema(required, nullable = false, value_type = DeploymentTargets, example = json!({"thingNames": ["core-0001"]}))]
     targets: Option<serde_json::Value>,
     /// Stored and echoed; the template's `jobConfig` is what is deployed.
     #[schema(value_type = Option<Object>)]
@@ -51,12 +51,47 @@ pub(crate) struct NewDeploymentTaskBody {
 /// The template version to deploy.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct TemplateRefBody {
-    #[schema(required, example = "edge_cameras")]
+    #[schema(required, nullable = false, example = "edge_cameras", pattern = r"\S")]
     name: Option<String>,
-    /// A number or a numeric string; absent: the latest version.
-    #[schema(value_type = Option<Object>, example = 2)]
+    /// A number or a numeric string; absent or `null`: the latest version.
+    #[schema(value_type = Option<VersionNumber>, example = 2)]
     version: Option<serde_json::Value>,
 }
+
+/// A template version: a number, or the same number as a string of at most 9 digits.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum VersionNumber {
+    Number(u32),
+    Text(VersionText),
+}
+
+/// A template version number written as a string.
+#[derive(Deserialize, ToSchema)]
+#[schema(pattern = "^[0-9]{1,9}$")]
+#[allow(dead_code)]
+pub(crate) struct VersionText(String);
+
+/// The targets of a deployment task (the schema of `targets`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)]
+pub(crate) struct DeploymentTargets {
+    /// Core (thing) names, 1 to 10,000.
+    #[schema(nullable = false, min_items = 1, max_items = 10000, value_type = Option<Vec<ThingNameText>>)]
+    thing_names: Option<Vec<String>>,
+    /// Thing group names (`[a-zA-Z0-9:_-]{1,128}`), 1 to 10,000.
+    #[schema(nullable = false, min_items = 1, max_items = 10000, value_type = Option<Vec<ThingNameText>>)]
+    thing_group_names: Option<Vec<String>>,
+}
+
+/// An AWS IoT thing or thing-group name.
+#[derive(ToSchema)]
+#[schema(pattern = "^[a-zA-Z0-9:_-]+$", min_length = 1, max_length = 128)]
+#[allow(dead_code)]
+pub(crate) struct ThingNameText(String);
 
 /// The resolved template of a deployment task.
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,7 +170,7 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
 /// targets are expanded asynchronously.
 #[utoipa::path(
     post, path = "/deploymentTasks", tag = TAG, operation_id = "createDeploymentTask",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]+$", min_length = 1, max_length = 255, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content((NewDeploymentTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewDeploymentTaskBody = "application/json"))),
     responses(
         (status = 202, description = "Accepted; no body", headers(
@@ -162,8 +197,11 @@ pub(crate) async fn create_deployment_task(
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| invalid("template.version", format!("{n} is not a version number")))?,
         ),
+        Some(serde_json::Value::String(s)) if (1..=9).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(s.parse::<u32>().expect("at most 9 digits fit a u32"))
+        }
         Some(serde_json::Value::String(s)) => {
-            Some(s.parse::<u32>().map_err(|_| invalid("template.version", format!("'{s}' is not a version number")))?)
+            return Err(invalid("template.version", format!("'{s}' is not a version number (digits only, at most 9)")));
         }
         Some(other) => return Err(invalid("template.version", format!("{other} is not a version number"))),
     };
@@ -219,6 +257,7 @@ pub(crate) struct DeploymentTaskList {
 #[into_params(parameter_in = Query)]
 pub(crate) struct TaskPageQuery {
     /// Page size, 1 to 1000.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.taskId` of the previous page.
     exclusive_start_task_id: Option<String>,

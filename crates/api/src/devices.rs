@@ -20,8 +20,8 @@ use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
 use crate::pagination::{Pagination, ThingPageQuery, parse_count};
 use crate::records::{
-    ArtifactResource, ItemFields, LastEvaluatedThingName, TaskCoreResource, parse_bool, parse_items, parse_task_type,
-    task_headers,
+    ArtifactResource, ItemFields, LastEvaluatedThingName, TaskCoreResource, TaskTypeName, parse_bool, parse_items,
+    parse_task_type, task_headers,
 };
 use crate::state::AppState;
 
@@ -40,9 +40,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NewDeviceTaskBody {
     /// `Create` or `Delete`.
-    #[schema(required, example = "Create")]
+    #[schema(required, nullable = false, value_type = TaskTypeName, example = "Create")]
     r#type: Option<String>,
-    #[schema(required)]
+    /// The client devices, 1 to 10,000 with distinct names.
+    #[schema(required, nullable = false, min_items = 1, max_items = 10000)]
     devices: Option<Vec<NewDeviceBody>>,
     /// Required for `Delete`: `{"deprovisionClientDevices": true|false}`.
     options: Option<CoreTaskOptions>,
@@ -52,13 +53,21 @@ pub(crate) struct NewDeviceTaskBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NewDeviceBody {
-    #[schema(required, example = "sensor-0001")]
+    /// Thing name: `[a-zA-Z0-9:_-]{1,128}`.
+    #[schema(
+        required,
+        nullable = false,
+        example = "sensor-0001",
+        pattern = "^[a-zA-Z0-9:_-]+$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: Option<String>,
-    #[schema(required, example = "greengrass2_client_device")]
+    /// Provisioning template name, e.g. `greengrass2_client_device`.
+    #[schema(required, nullable = false, example = "greengrass2_client_device", pattern = r"\S")]
     provisioning_template: Option<String>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     provisioning_parameters: Option<BTreeMap<String, String>>,
-    #[schema(value_type = Option<Object>)]
     cdf_provisioning_parameters: Option<CdfProvisioningParameters>,
 }
 
@@ -136,7 +145,7 @@ impl DeviceResource {
 /// with Greengrass for `Create` (400 otherwise, nothing stored).
 #[utoipa::path(
     post, path = "/cores/{coreName}/deviceTasks", tag = TAG, operation_id = "createDeviceTask",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS."), ("coreName" = String, Path, description = "The core to associate the devices with")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]+$", min_length = 1, max_length = 255, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS."), ("coreName" = String, Path, description = "The core to associate the devices with")),
     request_body(content((NewDeviceTaskBody = "application/vnd.aws-cdf-v1.0+json"), (NewDeviceTaskBody = "application/json"))),
     responses(
         (status = 202, description = "Accepted; no body", headers(
@@ -145,7 +154,7 @@ impl DeviceResource {
         )),
         (status = 400, description = "Invalid task, unknown or unregistered core", body = ErrorBody),
         (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
-        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request; or `VALIDATION_FAILED` for a rule the schema cannot state: a name listed twice, a provisioning template, its parameters or a CA that do not fit, a thing that is a core", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_device_task(
@@ -228,8 +237,10 @@ pub(crate) async fn get_device(
 #[into_params(parameter_in = Query)]
 pub(crate) struct DeleteDeviceQuery {
     /// Also delete the thing, its certificate and the policies ggprov created (default `true`).
+    #[param(value_type = Option<bool>)]
     deprovision: Option<String>,
     /// Also disassociate it from its core (default `true`).
+    #[param(value_type = Option<bool>)]
     disassociate_device_from_core: Option<String>,
 }
 
@@ -282,17 +293,9 @@ pub(crate) async fn list_core_devices(
     Query(query): Query<ThingPageQuery>,
 ) -> Result<Cdf<DeviceList>, ApiError> {
     let count = parse_count(query.count.as_deref())?;
+    let start = query.start()?;
     let Ok(core) = ThingName::parse(&name) else {
         return Ok(Cdf(DeviceList { devices: vec![], pagination: Pagination::form_a(&count, None) }));
-    };
-    let start = match query.exclusive_start_thing_name.as_deref() {
-        Some(s) => Some(ThingName::parse(s).map_err(|e| {
-            ApiError::validation(vec![ggprov_domain::FieldProblem {
-                field: "exclusiveStartThingName".into(),
-                problem: e.to_string(),
-            }])
-        })?),
-        None => None,
     };
     let page = state.devices.list_of_core(&core, count.page(start)).await?;
     Ok(Cdf(DeviceList {

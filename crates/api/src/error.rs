@@ -70,6 +70,13 @@ impl ApiError {
         Self { details: problems, ..Self::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", message) }
     }
 
+    /// 422 `VALIDATION_FAILED`: the request satisfies the published schema but breaks a rule
+    /// the schema cannot state (it names a provisioning template, CA or component that does
+    /// not exist, lists a name twice, ...). 400 stays for what the schema says.
+    pub fn unprocessable(problems: Vec<FieldProblem>) -> Self {
+        Self { status: StatusCode::UNPROCESSABLE_ENTITY, ..Self::validation(problems) }
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
@@ -174,7 +181,7 @@ impl From<TemplateError> for ApiError {
             }
             TemplateError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, "TEMPLATE_EXISTS", message),
             TemplateError::InvalidComponents(problems) => {
-                Self::bad_request("INVALID_COMPONENT", message).with_details(problems)
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_COMPONENT", message).with_details(problems)
             }
             TemplateError::Contended(_) => Self::new(StatusCode::CONFLICT, "TEMPLATE_CONTENDED", message),
             TemplateError::CatalogueUnavailable(source) => Self::unavailable(message, source),
@@ -187,7 +194,12 @@ impl From<CoreTaskError> for ApiError {
     fn from(err: CoreTaskError) -> Self {
         let message = err.to_string();
         match err {
-            CoreTaskError::Invalid(problems) => Self::validation(problems),
+            // A device task against a core ggprov does not have, or one not yet registered
+            // with Greengrass, is 400 as in the original: CDF clients rely on it.
+            CoreTaskError::Invalid(problems) if problems.iter().any(|p| p.field == "coreName") => {
+                Self::validation(problems)
+            }
+            CoreTaskError::Invalid(problems) => Self::unprocessable(problems),
             CoreTaskError::NotFound(_) => Self::not_found("CORE_TASK_NOT_FOUND", message),
             CoreTaskError::Cloud(source) => Self::unavailable(message, source),
             CoreTaskError::Busy { task, field, .. } => Self::new(StatusCode::CONFLICT, "THING_BUSY", message)
@@ -227,7 +239,7 @@ mod tests {
             (TemplateError::NotFound(name()), 404, "TEMPLATE_NOT_FOUND"),
             (TemplateError::VersionNotFound { name: name(), version: "3".into() }, 404, "TEMPLATE_NOT_FOUND"),
             (TemplateError::AlreadyExists(name()), 409, "TEMPLATE_EXISTS"),
-            (TemplateError::InvalidComponents(vec![]), 400, "INVALID_COMPONENT"),
+            (TemplateError::InvalidComponents(vec![]), 422, "INVALID_COMPONENT"),
             (TemplateError::Contended(name()), 409, "TEMPLATE_CONTENDED"),
             (
                 TemplateError::CatalogueUnavailable(CloudError::Throttled { api: "GetComponentVersion" }),

@@ -114,21 +114,30 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             problem: "must be a JSON object, e.g. {\"name\": ...}".into(),
         }]));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request("INVALID_JSON", format!("the request body is not valid JSON: {inner}"))
-        } else {
-            let field = if path == "." { "body".to_owned() } else { path };
-            ApiError::validation(vec![FieldProblem { field, problem: strip_position(&inner.to_string()) }])
-        }
-    })?;
-    deserializer
-        .end()
+    let mut json: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::bad_request("INVALID_JSON", format!("the request body is not valid JSON: {err}")))?;
-    Ok(value)
+    integral_numbers(&mut json);
+    serde_path_to_error::deserialize(json).map_err(|err| {
+        let path = err.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::validation(vec![FieldProblem { field, problem: strip_position(&err.into_inner().to_string()) }])
+    })
+}
+
+/// Writes numbers with no fractional part (`5.0`, `1e3`) as integers: JSON (and the schema's
+/// `integer`) does not tell them apart, but a `u32` field would refuse the float form.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
+            {
+                *n = if f < 0.0 { (f as i64).into() } else { (f as u64).into() };
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 /// `serde_json` appends " at line L column C" to data errors; the field path already says where.

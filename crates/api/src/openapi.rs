@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the handlers.
 
+use serde_json::{Value, json};
 use utoipa::OpenApi;
+
+use crate::CDF_MEDIA_TYPE;
 
 use crate::router::api_router;
 
@@ -28,14 +31,135 @@ use crate::router::api_router;
 )]
 struct ApiDoc;
 
-/// The complete OpenAPI document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The complete OpenAPI document of the API, as JSON.
+pub fn openapi() -> Value {
     let (_, api) = api_router().split_for_parts();
-    api
+    finish(&api)
 }
 
 pub(crate) fn base() -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     api
+}
+
+/// The operational routes: plain `application/json`, outside the CDF media-type rule.
+const OPERATIONAL_PATHS: &[&str] = &["/health", "/ready"];
+
+/// Answers any CDF operation can give besides its own, each with the JSON error body.
+const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("401", "`UNAUTHENTICATED`: authentication is configured and the request has no valid credentials"),
+    ("403", "`FORBIDDEN`: the caller may read but not write"),
+    ("415", "`UNSUPPORTED_MEDIA_TYPE`: `Accept` names only types this API cannot produce, or a body is not JSON"),
+    ("500", "`INTERNAL_ERROR`: an unexpected failure; nothing half-done is left behind, retry"),
+    ("503", "`REQUEST_TIMEOUT` or `SERVICE_UNAVAILABLE` (a backend cannot be reached); retry later"),
+];
+
+/// Answers of any operation that takes a body.
+const BODY_ERRORS: &[(&str, &str)] = &[
+    ("400", "`INVALID_JSON` or `VALIDATION_FAILED` (each problem with its field in `details`)"),
+    ("413", "`PAYLOAD_TOO_LARGE`: the body is larger than 1 MiB"),
+];
+
+/// A stateful link: from (operation id, status), named, to an operation id, with parameters.
+type Link = (&'static str, &'static str, &'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// What a client can do next with what an answer names.
+#[rustfmt::skip]
+const LINKS: &[Link] = &[
+    ("createTemplate", "201", "GetTemplate", "getTemplate", &[("name", "$response.header.x-name")]),
+    ("createTemplate", "201", "UpdateTemplate", "updateTemplate", &[("name", "$response.header.x-name")]),
+    ("createTemplate", "201", "ListTemplateVersions", "listTemplateVersions", &[("name", "$response.header.x-name")]),
+    ("createTemplate", "201", "GetTemplateVersion", "getTemplateVersion", &[("name", "$response.header.x-name"), ("version", "$response.header.x-version")]),
+    ("createTemplate", "201", "DeleteTemplate", "deleteTemplate", &[("name", "$response.header.x-name")]),
+    ("updateTemplate", "204", "GetTemplateVersion", "getTemplateVersion", &[("name", "$response.header.x-name"), ("version", "$response.header.x-version")]),
+    ("createCoreTask", "202", "GetCoreTask", "getCoreTask", &[("taskId", "$response.header.x-taskid")]),
+    ("createDeviceTask", "202", "GetDeviceTask", "getDeviceTask", &[("taskId", "$response.header.x-taskid")]),
+    ("createDeploymentTask", "202", "GetDeploymentTask", "getDeploymentTask", &[("taskId", "$response.header.x-taskid")]),
+    ("createDeploymentTask", "202", "ListDeploymentTaskCores", "listDeploymentTaskCores", &[("taskId", "$response.header.x-taskid")]),
+    ("putProvisioningTemplate", "204", "GetProvisioningTemplate", "getProvisioningTemplate", &[("name", "$request.path.name")]),
+    ("putProvisioningTemplate", "204", "DeleteProvisioningTemplate", "deleteProvisioningTemplate", &[("name", "$request.path.name")]),
+];
+
+/// What the handlers' attributes cannot say once per operation: the CDF media type on every
+/// error body, the errors every operation can give, the request id header, and the links
+/// between operations. Applied to the generated document, never to a hand-edited one.
+/// The result is JSON because some of it (the provisioning template document's schema) uses
+/// JSON Schema keywords utoipa's types do not model.
+pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
+    doc["components"]["schemas"]["ProvisioningTemplateDocument"] = crate::provisioning_templates::document_schema();
+    doc["components"]["schemas"]["ProvisioningTemplateExpression"] = crate::provisioning_templates::expression_schema();
+    // POST /templates needs the name that PUT takes from its path.
+    doc["components"]["schemas"]["NewTemplateBody"] = json!({
+        "description": "A new template: `name` and the content of its version 1.",
+        "allOf": [{ "$ref": "#/components/schemas/TemplateBody" }, { "required": ["name"] }]
+    });
+    for media in [CDF_MEDIA_TYPE, "application/json"] {
+        doc["paths"]["/templates"]["post"]["requestBody"]["content"][media]["schema"] =
+            json!({ "$ref": "#/components/schemas/NewTemplateBody" });
+    }
+    doc["components"]["schemas"]["NewCoreTaskBody"]["if"] =
+        json!({"properties": {"type": {"const": "Delete"}}, "required": ["type"]});
+    doc["components"]["schemas"]["NewCoreTaskBody"]["then"] =
+        json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
+    doc["components"]["schemas"]["NewDeviceTaskBody"]["if"] =
+        json!({"properties": {"type": {"const": "Delete"}}, "required": ["type"]});
+    doc["components"]["schemas"]["NewDeviceTaskBody"]["then"] =
+        json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
+    let error_content = json!({ CDF_MEDIA_TYPE: { "schema": { "$ref": "#/components/schemas/ErrorBody" } } });
+    let request_id = json!({
+        "description": "The request's id (the caller's own `x-request-id`, or a new UUID); it is in the server's log lines",
+        "schema": { "type": "string" }
+    });
+    let mut operation_paths = std::collections::BTreeMap::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let operational = OPERATIONAL_PATHS.contains(&path.as_str());
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, operation) in item.iter_mut() {
+                let Some(operation) = operation.as_object_mut() else { continue };
+                if let Some(id) = operation.get("operationId").and_then(Value::as_str) {
+                    operation_paths.insert(id.to_owned(), (path.clone(), method.clone()));
+                }
+                let has_body = operation.contains_key("requestBody");
+                let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+                if !operational {
+                    let extra = COMMON_ERRORS.iter().chain(if has_body { BODY_ERRORS } else { &[] });
+                    for (status, description) in extra {
+                        responses
+                            .entry(*status)
+                            .or_insert_with(|| json!({ "description": description, "content": error_content }));
+                    }
+                }
+                for (status, response) in responses.iter_mut() {
+                    let Some(response) = response.as_object_mut() else { continue };
+                    if !operational
+                        && let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+                        && let Some(json) = content.remove("application/json")
+                    {
+                        content.entry(CDF_MEDIA_TYPE).or_insert(json);
+                    }
+                    if status.starts_with(['4', '5']) && !response.contains_key("content") {
+                        response.insert("content".into(), error_content.clone());
+                    }
+                    let headers = response.entry("headers").or_insert_with(|| json!({}));
+                    if let Some(headers) = headers.as_object_mut() {
+                        headers.entry("x-request-id").or_insert_with(|| request_id.clone());
+                    }
+                }
+            }
+        }
+        for (from, status, name, to, parameters) in LINKS {
+            assert!(operation_paths.contains_key(*to), "link target {to} is an operation");
+            let (path, method) =
+                operation_paths.get(*from).unwrap_or_else(|| panic!("link source {from} is an operation"));
+            let response = &mut paths[path][method]["responses"][*status];
+            assert!(response.is_object(), "{from} documents {status}");
+            let parameters: serde_json::Map<String, Value> =
+                parameters.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
+            response["links"][*name] = json!({ "operationId": to, "parameters": parameters });
+        }
+    }
+    doc
 }

@@ -63,8 +63,10 @@ impl<K> Pagination<K> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ThingPageQuery {
     /// Page size, 1 to 1000.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(crate) count: Option<String>,
     /// `pagination.lastEvaluated.thingName` of the previous page.
+    #[param(pattern = "^[a-zA-Z0-9:_-]+$", min_length = 1, max_length = 128)]
     pub(crate) exclusive_start_thing_name: Option<String>,
 }
 

@@ -34,6 +34,14 @@ pub(crate) fn parse_task_type(problems: &mut Problems, value: Option<&str>, what
     }
 }
 
+/// The type of a core or device task (the schema of the `type` field).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) enum TaskTypeName {
+    Create,
+    Delete,
+}
+
 /// The fields of a core or client device in a task body.
 pub(crate) struct ItemFields {
     pub(crate) name: Option<String>,

@@ -86,12 +86,13 @@ pub fn app(
     + 'static,
 > {
     let (router, api) = api_router().split_for_parts();
+    let api = openapi::finish(&api);
     let metrics = state.metrics.clone();
     let state_for_idempotency = state.clone();
     let router: Router = router
         .route("/metrics", axum::routing::get(crate::ops::metrics))
         .with_state(state)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api))
         .merge(extra)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -115,8 +116,10 @@ pub fn app(
                         }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
-        )
-        .layer(middleware::from_fn_with_state(Arc::new(config.cors.clone()), cors));
+        );
+    // Around the whole router, not each route: the router adds `Allow` to a 405 only outside
+    // the route's own layers, and the `OPTIONS` answer is made from that header.
+    let router = middleware::from_fn_with_state(Arc::new(config.cors.clone()), cors).layer(router);
     let base_path: Option<Arc<str>> =
         config.base_path.as_deref().filter(|b| !b.trim_matches('/').is_empty()).map(Arc::from);
     let service = tower::util::MapRequestLayer::new(normalize_request(base_path)).layer(router);

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ggprov_domain::template::{ConfigurationUpdate, DeploymentPolicies, JobConfig, RunWith};
 use ggprov_domain::{
-    Component, ComponentName, ComponentVersion, Problems, Template, TemplateName, TemplateSpec, Timestamp,
+    Component, ComponentName, ComponentVersion, FieldProblem, Problems, Template, TemplateName, TemplateSpec, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -36,10 +36,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 pub(crate) struct TemplateBody {
     /// Template name: ASCII letters, digits, `_` and `-`, at most 86 characters. Required on
     /// `POST`; on `PUT` the name in the path is used.
-    #[schema(example = "edge_cameras")]
+    #[schema(
+        example = "edge_cameras",
+        nullable = false,
+        pattern = "^[a-zA-Z0-9_-]+$",
+        min_length = 1,
+        max_length = 86
+    )]
     name: Option<String>,
-    /// The Greengrass components this template deploys (at least one).
-    #[schema(required)]
+    /// The Greengrass components this template deploys (at least one, each key once).
+    #[schema(required, nullable = false, min_items = 1)]
     components: Option<Vec<ComponentBody>>,
     job_config: Option<JobConfig>,
     deployment_policies: Option<DeploymentPolicies>,
@@ -49,19 +55,33 @@ pub(crate) struct TemplateBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ComponentBody {
-    /// Greengrass component name.
-    #[schema(required, example = "aws.greengrass.Cli")]
+    /// Greengrass component name: printable ASCII without spaces.
+    #[schema(
+        required,
+        nullable = false,
+        example = "aws.greengrass.Cli",
+        pattern = "^[!-~]+$",
+        min_length = 1,
+        max_length = 128
+    )]
     key: Option<String>,
-    /// Component version, a string.
-    #[schema(required, example = "2.4.0")]
+    /// Component version, a semantic version.
+    #[schema(
+        required,
+        nullable = false,
+        example = "2.4.0",
+        pattern = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-+][0-9A-Za-z-]+([.+][0-9A-Za-z-]+)*)?$",
+        max_length = 64
+    )]
     version: Option<String>,
     configuration_update: Option<ConfigurationUpdate>,
     run_with: Option<RunWith>,
 }
 
 impl TemplateBody {
-    /// The validated content, collecting every problem.
-    fn into_spec(self, problems: &mut Problems) -> Option<TemplateSpec> {
+    /// The validated content, collecting every problem: those of the fields in `problems`,
+    /// those of the template's rules (`TemplateSpec::new`) in `semantic`.
+    fn into_spec(self, problems: &mut Problems, semantic: &mut Vec<FieldProblem>) -> Option<TemplateSpec> {
         let Some(raw_components) = self.components else {
             problems.add("components", "is required: a non-empty list of {\"key\", \"version\"} objects");
             return None;
@@ -85,9 +105,7 @@ impl TemplateBody {
         match TemplateSpec::new(components, self.job_config, self.deployment_policies) {
             Ok(spec) => Some(spec),
             Err(spec_problems) => {
-                for p in spec_problems.into_vec() {
-                    problems.add(p.field, p.problem);
-                }
+                *semantic = spec_problems.into_vec();
                 None
             }
         }
@@ -166,8 +184,10 @@ pub(crate) struct TemplateList<K> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListTemplatesQuery {
     /// Page size, 1 to 1000 (default: 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.name` of the previous page.
+    #[param(pattern = "^[a-zA-Z0-9_-]+$", min_length = 1, max_length = 86)]
     exclusive_start_name: Option<String>,
 }
 
@@ -176,8 +196,10 @@ pub(crate) struct ListTemplatesQuery {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListVersionsQuery {
     /// Page size, 1 to 1000 (default: 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
     /// `pagination.lastEvaluated.version` of the previous page.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 4294967295_u64)]
     exclusive_start_version: Option<String>,
 }
 
@@ -196,6 +218,22 @@ fn template_headers(template: &Template) -> HeaderMap {
     headers
 }
 
+/// 400 for what the schema states; 422 when only rules beyond it are broken: a component key
+/// listed twice, `merge` text that is not a JSON object, a rate-increase criterion with neither
+/// count.
+fn invalid(problems: Problems, spec_problems: Vec<FieldProblem>) -> ApiError {
+    if !problems.is_empty() {
+        return ApiError::validation(problems.into_vec());
+    }
+    let beyond_schema =
+        |p: &FieldProblem| [".key", ".merge", ".rateIncreaseCriteria"].iter().any(|end| p.field.ends_with(end));
+    if spec_problems.iter().all(beyond_schema) {
+        ApiError::unprocessable(spec_problems)
+    } else {
+        ApiError::validation(spec_problems)
+    }
+}
+
 /// A template name from a path: a name that cannot be valid cannot exist either.
 fn existing_name(name: &str) -> Result<TemplateName, ApiError> {
     TemplateName::parse(name)
@@ -205,7 +243,7 @@ fn existing_name(name: &str) -> Result<TemplateName, ApiError> {
 /// Create a template (version 1).
 #[utoipa::path(
     post, path = "/templates", tag = TAG, operation_id = "createTemplate",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]+$", min_length = 1, max_length = 255, description = "Optional. The same key with the same request within 24 h gets the first answer again (same task id); with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content(
         (TemplateBody = "application/vnd.aws-cdf-v1.0+json"),
         (TemplateBody = "application/json"),
@@ -216,10 +254,10 @@ fn existing_name(name: &str) -> Result<TemplateName, ApiError> {
             ("x-name" = String, description = "the template name"),
             ("x-version" = String, description = "`1`"),
         )),
-        (status = 400, description = "Invalid template or unknown component", body = ErrorBody),
+        (status = 400, description = "The body breaks the schema (`INVALID_JSON`, `VALIDATION_FAILED` with each field in `details`)", body = ErrorBody),
         (status = 409, description = "A template with this name exists; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
-        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request; or `INVALID_COMPONENT`: a component version is not in the Greengrass catalogue; or `VALIDATION_FAILED`: a rule the schema cannot state (a key listed twice, `merge` that is not a JSON object, a value out of range)", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_template(
@@ -227,10 +265,11 @@ pub(crate) async fn create_template(
     CdfJson(mut body): CdfJson<TemplateBody>,
 ) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
+    let mut semantic = Vec::new();
     let name = required(&mut problems, "name", body.name.take(), TemplateName::parse);
-    let spec = body.into_spec(&mut problems);
+    let spec = body.into_spec(&mut problems, &mut semantic);
     let (Some(name), Some(spec)) = (name, spec) else {
-        return Err(ApiError::validation(problems.into_vec()));
+        return Err(invalid(problems, semantic));
     };
     let template = state.templates.create(name, spec).await?;
     Ok((StatusCode::CREATED, template_headers(&template)).into_response())
@@ -251,9 +290,10 @@ pub(crate) async fn create_template(
             ("x-name" = String, description = "the template name"),
             ("x-version" = String, description = "the new version number"),
         )),
-        (status = 400, description = "Invalid template or unknown component", body = ErrorBody),
+        (status = 400, description = "The body breaks the schema (`INVALID_JSON`, `VALIDATION_FAILED` with each field in `details`)", body = ErrorBody),
         (status = 404, description = "No such template", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
+        (status = 422, description = "`INVALID_COMPONENT`: a component version is not in the Greengrass catalogue; or `VALIDATION_FAILED`: a rule the schema cannot state (a key listed twice, `merge` that is not a JSON object, a value out of range)", body = ErrorBody),
     )
 )]
 pub(crate) async fn update_template(
@@ -262,10 +302,11 @@ pub(crate) async fn update_template(
     CdfJson(body): CdfJson<TemplateBody>,
 ) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
-    let spec = body.into_spec(&mut problems);
+    let mut semantic = Vec::new();
+    let spec = body.into_spec(&mut problems, &mut semantic);
     let name = existing_name(&name)?;
     let Some(spec) = spec else {
-        return Err(ApiError::validation(problems.into_vec()));
+        return Err(invalid(problems, semantic));
     };
     let template = state.templates.update(name, spec).await?;
     Ok((StatusCode::NO_CONTENT, template_headers(&template)).into_response())

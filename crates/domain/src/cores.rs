@@ -32,10 +32,20 @@ pub struct NewCore {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CoreTaskOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Also delete the cores' things, certificates and policies.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_bool")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub deprovision_cores: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Also delete the things of the cores' client devices.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_bool")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub deprovision_client_devices: Option<bool>,
+}
+
+/// A flag that is either left out or `true`/`false`: `null` is refused, so that "at least one
+/// option" means one that was set.
+fn present_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(deserializer).map(Some)
 }
 
 /// What a task works on.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `{caId, certInfo}` mints a key and certificate from a CA ggprov holds, `{csr, caId}` signs a
 /// device-held key, `{certificatePem}` registers an existing certificate without a CA.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CdfProvisioningParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,6 +23,7 @@ pub struct CdfProvisioningParameters {
 
 /// Subject and lifetime of a minted certificate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +48,7 @@ pub struct CertInfo {
 
 /// Key type of a minted key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum KeyAlgorithm {
     #[default]
     #[serde(rename = "EC_P256")]
@@ -56,6 +59,7 @@ pub enum KeyAlgorithm {
 
 /// Status of a certificate in AWS IoT.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateStatus {
     #[default]

@@ -66,10 +66,19 @@ impl ProvisioningTemplate {
                 return Err(format!("unsupported top-level section '{key}'"));
             }
         }
+        if !root.contains_key("Resources") {
+            return Err("Resources is required: the things, certificates and policies the template provisions (as GET /provisioningTemplates/greengrass2_core shows)".into());
+        }
+        if root.get("DeviceConfiguration").is_some_and(|c| !c.is_object()) {
+            return Err("DeviceConfiguration must be an object".into());
+        }
         let mut parameters = BTreeMap::new();
         if let Some(params) = root.get("Parameters") {
             let params = params.as_object().ok_or("Parameters must be an object")?;
             for (name, spec) in params {
+                if !spec.is_object() {
+                    return Err(format!("Parameters.{name} must be an object such as {{\"Type\": \"String\"}}"));
+                }
                 let default = match spec.get("Default") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) => Some(s.clone()),
@@ -103,11 +112,16 @@ impl ProvisioningTemplate {
                     "attachAdditionalPolicies" => {
                         let list = value.as_array().ok_or("CDF.attachAdditionalPolicies must be a list")?;
                         for (i, entry) in list.iter().enumerate() {
-                            let name = entry
-                                .get("name")
-                                .cloned()
-                                .ok_or(format!("CDF.attachAdditionalPolicies[{i}] needs a name"))?;
+                            let at = format!("CDF.attachAdditionalPolicies[{i}]");
+                            if !entry.is_object() {
+                                return Err(format!("{at} must be an object {{\"name\": ..., \"document\"?: ...}}"));
+                            }
+                            let name = entry.get("name").cloned().ok_or(format!("{at} needs a name"))?;
+                            check_expression(&name, &format!("{at}.name"))?;
                             let document = entry.get("document").cloned();
+                            if let Some(document) = &document {
+                                check_document(document, &format!("{at}.document"))?;
+                            }
                             template.additional_policies.push(PolicyResource { name, document });
                         }
                     }
@@ -149,6 +163,18 @@ impl ProvisioningTemplate {
                     Some(_) => return Err(format!("resource '{logical}': ThingGroups must be a list")),
                     None => Vec::new(),
                 };
+                let at = format!("resource '{logical}'");
+                for (key, value) in &attributes {
+                    check_expression(value, &format!("{at}: AttributePayload.{key}"))?;
+                }
+                for (i, group) in groups.iter().enumerate() {
+                    check_expression(group, &format!("{at}: ThingGroups[{i}]"))?;
+                }
+                for key in ["ThingName", "ThingTypeName"] {
+                    if let Some(value) = props.get(key) {
+                        check_expression(value, &format!("{at}: {key}"))?;
+                    }
+                }
                 self.thing = Some(ThingResource {
                     name: props
                         .get("ThingName")
@@ -165,9 +191,10 @@ impl ProvisioningTemplate {
                         return Err(format!("resource '{logical}': unsupported certificate property '{key}'"));
                     }
                 }
-                self.certificate_status = Some(match props.get("Status").and_then(Value::as_str) {
-                    None | Some("ACTIVE") => CertificateStatus::Active,
-                    Some("INACTIVE") => CertificateStatus::Inactive,
+                self.certificate_status = Some(match props.get("Status") {
+                    None => CertificateStatus::Active,
+                    Some(Value::String(s)) if s == "ACTIVE" => CertificateStatus::Active,
+                    Some(Value::String(s)) if s == "INACTIVE" => CertificateStatus::Inactive,
                     Some(other) => {
                         return Err(format!(
                             "resource '{logical}': certificate Status '{other}' must be ACTIVE or INACTIVE"
@@ -182,6 +209,10 @@ impl ProvisioningTemplate {
                     return Err(format!(
                         "resource '{logical}': ggprov needs a PolicyName so that policies can be found and cleaned up"
                     ));
+                }
+                check_expression(name.as_ref().expect("checked"), &format!("resource '{logical}': PolicyName"))?;
+                if let Some(document) = &document {
+                    check_document(document, &format!("resource '{logical}': PolicyDocument"))?;
                 }
                 self.policies.push(PolicyResource { name: name.expect("checked"), document });
             }
@@ -239,6 +270,43 @@ impl ProvisioningTemplate {
         }
         Ok(rendered)
     }
+}
+
+/// Checks that `value` is an expression `evaluate` can work with once the parameters are known:
+/// a string, number or boolean, `{"Ref": name}`, `{"Fn::Join": [separator, [values]]}` or
+/// `{"Fn::Sub": text}`.
+fn check_expression(value: &Value, at: &str) -> Result<(), String> {
+    let unsupported = || {
+        format!(
+            "{at} must be a string, number or boolean, {{\"Ref\": name}}, {{\"Fn::Join\": [separator, [values]]}} or {{\"Fn::Sub\": text}}"
+        )
+    };
+    match value {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
+        Value::Object(map) if map.len() == 1 => {
+            let (function, arg) = map.iter().next().expect("one entry");
+            match (function.as_str(), arg) {
+                ("Ref" | "Fn::Sub", Value::String(_)) => Ok(()),
+                ("Fn::Join", Value::Array(parts)) => match parts.as_slice() {
+                    [Value::String(_), Value::Array(items)] => items
+                        .iter()
+                        .enumerate()
+                        .try_for_each(|(i, item)| check_expression(item, &format!("{at}.Fn::Join[1][{i}]"))),
+                    _ => Err(format!("{at}: Fn::Join takes [separator, [values...]]")),
+                },
+                ("Ref" | "Fn::Sub" | "Fn::Join", _) => {
+                    Err(format!("{at}: {function} has the wrong argument: {}", unsupported()))
+                }
+                (other, _) => Err(format!("{at}: unsupported intrinsic function '{other}'; {}", unsupported())),
+            }
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+/// A policy document: a JSON object, or an expression that gives its text.
+fn check_document(document: &Value, at: &str) -> Result<(), String> {
+    if document.is_object() { Ok(()) } else { check_expression(document, at) }
 }
 
 const OWN_PARAMETERS: &[&str] = &["CertificatePem", "CaCertificatePem", "CertificateId"];
@@ -355,7 +423,16 @@ mod tests {
                 json!({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::If": ["a", "b", "c"]}}}}}),
                 "Fn::If",
             ),
-            (json!({"CDF": {"acmpca": {"mode": "REGISTER_WITH_CA"}}}), "acmpca"),
+            (json!({"Resources": {}, "CDF": {"acmpca": {"mode": "REGISTER_WITH_CA"}}}), "acmpca"),
+            (json!({"Parameters": {"p": {}}}), "Resources is required"),
+            (
+                json!({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": []}}}}),
+                "ThingName must be",
+            ),
+            (
+                json!({"Resources": {"c": {"Type": "AWS::IoT::Certificate", "Properties": {"Status": true}}}}),
+                "ACTIVE or INACTIVE",
+            ),
             (json!({"Mappings": {}}), "Mappings"),
         ];
         for (document, named) in cases {

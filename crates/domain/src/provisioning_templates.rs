@@ -14,7 +14,9 @@ const PREFIX: &str = "provisioning-templates/";
 /// Why a provisioning template cannot be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateDocumentError {
-    #[error("'{0}' is not a valid provisioning template name: use 1 to 128 ASCII letters, digits, '_', '-' and '.'")]
+    #[error(
+        "'{0}' is not a valid provisioning template name: use 1 to 128 ASCII letters, digits, '_', '-' and '.', not starting with '.'"
+    )]
     InvalidName(String),
     #[error("the provisioning template is not usable: {0}")]
     Invalid(String),
@@ -35,6 +37,7 @@ fn key(name: &str) -> String {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
+        && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 

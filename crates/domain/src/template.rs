@@ -46,9 +46,17 @@ pub struct ConfigurationUpdate {
     #[cfg_attr(feature = "openapi", schema(example = r#"{"AuthorizedPosixGroups":"ggc_user"}"#))]
     pub merge: Option<String>,
     /// JSON pointers of configuration values to reset to their defaults (`""` resets everything).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<ResetPointer>>))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<Vec<String>>,
 }
+
+/// A JSON pointer: `""` or starting with `/` (the schema of `reset` items).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^(/.*)?$")]
+#[allow(dead_code)]
+pub struct ResetPointer(String);
 
 /// How the core runs a component's processes (Greengrass `ComponentRunWith`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +64,7 @@ pub struct ConfigurationUpdate {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunWith {
     /// POSIX `user` or `user:group`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^:\s]+(:[^:\s]+)?$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posix_user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +79,7 @@ pub struct RunWith {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SystemResourceLimits {
     /// Maximum CPU time share, e.g. `0.5` for half of one core.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
     /// Maximum RAM in kilobytes.

@@ -28,6 +28,7 @@ pub struct RolloutConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exponential_rate: Option<ExponentialRate>,
     /// 1 to 1000 job executions started per minute.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum_per_minute: Option<u32>,
 }
@@ -38,8 +39,10 @@ pub struct RolloutConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExponentialRate {
     /// 1 to 1000.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub base_rate_per_minute: u32,
     /// 1.1 to 5.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1.1, maximum = 5.0))]
     pub increment_factor: f64,
     pub rate_increase_criteria: RateIncreaseCriteria,
 }
@@ -49,8 +52,10 @@ pub struct ExponentialRate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateIncreaseCriteria {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number_of_notified_things: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number_of_succeeded_things: Option<u32>,
 }
@@ -60,6 +65,8 @@ pub struct RateIncreaseCriteria {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AbortConfig {
+    /// At least one criterion.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub criteria_list: Vec<AbortCriteria>,
 }
 
@@ -71,8 +78,10 @@ pub struct AbortCriteria {
     pub failure_type: FailureType,
     pub action: AbortAction,
     /// 0 to 100.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 100.0))]
     pub threshold_percentage: f64,
     /// At least 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub min_number_of_executed_things: u32,
 }
 
@@ -133,6 +142,7 @@ pub enum FailureHandlingPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ComponentUpdatePolicy {
     /// At least 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_in_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +164,7 @@ pub enum ComponentUpdateAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigurationValidationPolicy {
     /// At least 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_in_seconds: Option<u32>,
 }
