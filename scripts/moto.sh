@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure a moto server is there for the AWS-mode tests and prints the line that points the
 # tests at it:   eval "$(scripts/moto.sh)"
-# The same virtualenv holds cfn-lint, which the test command runs on infra/.
+# The same virtualenv holds cfn-lint (run on infra/) and the contract tools of scripts/contract.sh.
 # - reuses GGPROV_TEST_MOTO_URL when it answers;
 # - otherwise installs moto[server] into target/moto-venv (once; pip from PyPI) and starts a
 #   single-threaded server on a free loopback port (its pid in MOTO_PID, for stopping it).
@@ -15,7 +15,8 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import moto.server'
    || [[ ! -x "$venv/bin/cfn-lint" ]]; then
   mkdir -p target
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'cfn-lint==1.58.0' >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'cfn-lint==1.58.0' \
+    'schemathesis==4.32.5' 'openapi-python-client==0.29.1' >&2
 fi
 
 if [[ -n "${GGPROV_TEST_MOTO_URL:-}" ]] && answers "$GGPROV_TEST_MOTO_URL"; then

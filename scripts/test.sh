@@ -6,7 +6,10 @@
 #   3. the reliability harness at small size: a fault run, a crash run (SIGKILLs mid-task) and a
 #      race run (simultaneous duplicate submissions, jobs delivered to two workers); each
 #      verifies the end state and fails when anything is lost or duplicated
-#   4. every Rust test (nextest): unit tests, the store and queue conformance suites on SQLite,
+#   4. the OpenAPI contract (scripts/contract.sh): schemathesis, every check and phase, 100
+#      examples an operation, a fixed seed and a random one (printed for replay), and a client
+#      generated from the document (openapi-python-client) driving the README walkthrough
+#   5. every Rust test (nextest): unit tests, the store and queue conformance suites on SQLite,
 #      DynamoDB and SQS, end-to-end API tests, and AWS mode end to end. AWS mode runs against
 #      moto_server (PyPI moto[server], installed into target/moto-venv and started on a free
 #      loopback port by scripts/moto.sh) and the test kit's Greengrass V2 fake.
@@ -46,6 +49,9 @@ echo "moto at $GGPROV_TEST_MOTO_URL"
 
 step "cfn-lint infra/"
 target/moto-venv/bin/cfn-lint infra/*.yaml
+
+step "OpenAPI contract (schemathesis, generated client)"
+scripts/contract.sh
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -58,9 +58,11 @@ pub(crate) struct CoreTemplate {
     reported: ReportedTemplate,
 }
 
-/// Live data from Greengrass.
+/// Live data from Greengrass (named apart from the client device's schema, which has the same
+/// Rust name).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GreengrassDeviceResource)]
 pub(crate) struct DeviceResource {
     #[schema(value_type = Vec<Object>)]
     installed_components: Vec<InstalledComponent>,

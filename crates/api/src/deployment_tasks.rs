@@ -348,7 +348,7 @@ pub(crate) async fn get_deployment_task_core(
 /// `GET /fleet/summary`: an object keyed by template name.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FleetSummary {
-    #[schema(value_type = BTreeMap<String, Object>)]
+    /// By template name (`None`: cores without a template).
     templates: BTreeMap<String, TemplateSummary>,
 }
 

@@ -114,6 +114,7 @@ impl DeviceTaskResource {
 /// A client device.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ClientDeviceResource)]
 pub(crate) struct DeviceResource {
     name: String,
     /// The core it is associated with.

@@ -123,6 +123,10 @@ pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
                     operation_paths.insert(id.to_owned(), (path.clone(), method.clone()));
                 }
                 let has_body = operation.contains_key("requestBody");
+                if let Some(body) = operation.get_mut("requestBody").and_then(Value::as_object_mut) {
+                    // Every body is required: a missing or empty one is a 400.
+                    body.insert("required".into(), Value::Bool(true));
+                }
                 let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
                 if !operational {
                     let extra = COMMON_ERRORS.iter().chain(if has_body { BODY_ERRORS } else { &[] });
@@ -134,6 +138,16 @@ pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
                 }
                 for (status, response) in responses.iter_mut() {
                     let Some(response) = response.as_object_mut() else { continue };
+                    // OpenAPI requires a description on every response.
+                    if response.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+                        let reason = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                            .and_then(|code| code.canonical_reason())
+                            .unwrap_or("Answer");
+                        response.insert("description".into(), Value::from(reason));
+                    }
                     if !operational
                         && let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
                         && let Some(json) = content.remove("application/json")

@@ -127,7 +127,9 @@ pub(crate) fn expression_schema() -> serde_json::Value {
     json!({
         "description": "A literal, `{\"Ref\": parameter}`, `{\"Fn::Join\": [separator, [values]]}` or `{\"Fn::Sub\": \"text with ${parameter}\"}`",
         "anyOf": [
-            { "type": ["string", "number", "boolean"] },
+            { "type": "string" },
+            { "type": "number" },
+            { "type": "boolean" },
             { "type": "object", "required": ["Ref"], "additionalProperties": false, "properties": { "Ref": { "type": "string" } } },
             { "type": "object", "required": ["Fn::Sub"], "additionalProperties": false, "properties": { "Fn::Sub": { "type": "string" } } },
             {
@@ -138,6 +140,8 @@ pub(crate) fn expression_schema() -> serde_json::Value {
                     "Fn::Join": {
                         "type": "array",
                         "prefixItems": [{ "type": "string" }, { "type": "array", "items": expression }],
+                        // For tools that read only `items` (no entry follows the two above).
+                        "items": { "anyOf": [{ "type": "string" }, { "type": "array", "items": expression }] },
                         "minItems": 2,
                         "maxItems": 2
                     }

@@ -197,6 +197,7 @@ pub struct Core {
 
 /// The counters of one template version in the fleet summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VersionCounts {
     pub desired_in_use: i64,

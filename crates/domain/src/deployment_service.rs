@@ -49,6 +49,7 @@ pub struct DeploymentService {
 
 /// One template of the fleet summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateSummary {
     /// The template's current version; 0 when it no longer exists (and for `None`).

@@ -110,6 +110,7 @@ pub enum AbortAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeoutConfig {
     /// At least 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress_timeout_in_minutes: Option<i64>,
 }

@@ -1,0 +1,134 @@
+"""The README walkthrough driven through a client generated from /openapi.json by
+openapi-python-client (scripts/contract.sh generates it and runs this against a fresh server).
+
+    python contract/walkthrough.py BASE_URL
+
+Exits non-zero, naming the step, when the server answers anything the document did not
+promise: the generated client parses every body with the models of the document.
+"""
+
+import sys
+import time
+import uuid
+
+from ggprov_client import Client
+from ggprov_client.api.client_devices import create_device_task, get_device, get_device_task, list_core_devices
+from ggprov_client.api.core_tasks import create_core_task, get_core_task
+from ggprov_client.api.cores import get_core, list_cores
+from ggprov_client.api.deployment_tasks import create_deployment_task, get_deployment_task
+from ggprov_client.api.fleet import get_fleet_summary
+from ggprov_client.api.events import list_events
+from ggprov_client.api.provisioning_templates import list_provisioning_templates
+from ggprov_client.api.templates import create_template, get_template, get_template_version, list_template_versions, update_template
+from ggprov_client.models import (
+    ComponentBody,
+    CoreTaskResource,
+    DeploymentTargets,
+    DeploymentTaskResource,
+    DeviceTaskResource,
+    ErrorBody,
+    NewCoreBody,
+    NewCoreTaskBody,
+    NewDeploymentTaskBody,
+    NewDeviceBody,
+    NewDeviceTaskBody,
+    NewTemplateBody,
+    TemplateBody,
+    TemplateRefBody,
+)
+from ggprov_client.models.task_type_name import TaskTypeName
+
+CDF = "application/vnd.aws-cdf-v1.0+json"
+
+
+def check(step, condition, detail=""):
+    if not condition:
+        sys.exit(f"walkthrough step '{step}' failed: {detail}")
+    print(f"ok  {step}")
+
+
+def until(step, read, done, seconds=60):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            sys.exit(f"walkthrough step '{step}' did not finish in {seconds} s: {value}")
+        time.sleep(0.2)
+
+
+def main(base_url):
+    client = Client(base_url=base_url, headers={"Accept": CDF}, raise_on_unexpected_status=True)
+
+    # Templates: create, update, read versions.
+    created = create_template.sync_detailed(
+        client=client,
+        idempotency_key=str(uuid.uuid4()),
+        body=NewTemplateBody(name="edge_cameras", components=[ComponentBody(key="aws.greengrass.Cli", version="2.4.0")]),
+    )
+    check("create template", created.status_code == 201 and created.headers["x-version"] == "1", created.content)
+    updated = update_template.sync_detailed(
+        "edge_cameras",
+        client=client,
+        body=TemplateBody(components=[ComponentBody(key="aws.greengrass.Cli", version="2.4.0"), ComponentBody(key="aws.greengrass.LogManager", version="2.3.7")]),
+    )
+    check("update template", updated.status_code == 204 and updated.headers["x-version"] == "2", updated.content)
+    latest = get_template.sync("edge_cameras", client=client)
+    check("get template", latest.version == 2 and [c.key for c in latest.components] == ["aws.greengrass.Cli", "aws.greengrass.LogManager"], latest)
+    check("get version 1", len(get_template_version.sync("edge_cameras", 1, client=client).components) == 1)
+    check("list versions", [t.version for t in list_template_versions.sync("edge_cameras", client=client).templates] == [1, 2])
+    check("provisioning templates", "greengrass2_core" in list_provisioning_templates.sync(client=client).templates)
+
+    # Cores: provision two, read them.
+    cores = [NewCoreBody(name=n, provisioning_template="greengrass2_core") for n in ("core-0001", "core-0002")]
+    submitted = create_core_task.sync_detailed(client=client, body=NewCoreTaskBody(type_=TaskTypeName.CREATE, core_version="2.12.0", cores=cores))
+    check("create core task", submitted.status_code == 202, submitted.content)
+    task_id = submitted.headers["x-taskid"]
+    task = until("core task", lambda: get_core_task.sync(task_id, client=client), lambda t: t.task_status in ("Success", "Failure"))
+    check("core task succeeded", isinstance(task, CoreTaskResource) and task.task_status == "Success", task)
+    core = until("core registered", lambda: get_core.sync("core-0001", client=client), lambda c: c.device is not None and c.device.status == "HEALTHY")
+    check("get core", core.name == "core-0001", core)
+    check("list cores", sorted(c.name for c in list_cores.sync(client=client).cores) == ["core-0001", "core-0002"])
+
+    # Deploy the template and watch the fleet.
+    deployed = create_deployment_task.sync_detailed(
+        client=client,
+        body=NewDeploymentTaskBody(template=TemplateRefBody(name="edge_cameras"), targets=DeploymentTargets(thing_names=["core-0001", "core-0002"])),
+    )
+    check("create deployment task", deployed.status_code == 202, deployed.content)
+    deployment = until(
+        "deployment task",
+        lambda: get_deployment_task.sync(deployed.headers["x-taskid"], client=client),
+        lambda t: t.task_status in ("Success", "Failure"),
+    )
+    check("deployment task succeeded", isinstance(deployment, DeploymentTaskResource) and deployment.task_status == "Success", deployment)
+    reported = until("reported", lambda: get_core.sync("core-0001", client=client), lambda c: c.template.reported is not None)
+    check("core reports the version", reported.template.reported.version == 2, reported.template)
+    summary = get_fleet_summary.sync(client=client)
+    check("fleet summary", summary.templates["edge_cameras"].versions["2"].desired_in_use == 2, summary)
+
+    # Client devices on core-0002.
+    device_task = create_device_task.sync_detailed(
+        "core-0002",
+        client=client,
+        body=NewDeviceTaskBody(type_=TaskTypeName.CREATE, devices=[NewDeviceBody(name="sensor-01", provisioning_template="greengrass2_client_device")]),
+    )
+    check("create device task", device_task.status_code == 202, device_task.content)
+    finished = until(
+        "device task",
+        lambda: get_device_task.sync(device_task.headers["x-taskid"], client=client),
+        lambda t: t.task_status in ("Success", "Failure"),
+    )
+    check("device task succeeded", isinstance(finished, DeviceTaskResource) and finished.task_status == "Success", finished)
+    check("get device", get_device.sync("sensor-01", client=client).core_name == "core-0002")
+    check("core's devices", [d.name for d in list_core_devices.sync("core-0002", client=client).devices] == ["sensor-01"])
+
+    # Errors come back as the documented error body.
+    missing = get_template.sync_detailed("no_such_template", client=client)
+    check("404 is an ErrorBody", missing.status_code == 404 and isinstance(missing.parsed, ErrorBody) and missing.parsed.error == "TEMPLATE_NOT_FOUND", missing.content)
+    check("events", len(list_events.sync(client=client).events) > 0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
