@@ -88,6 +88,7 @@ const LINKS: &[Link] = &[
 /// JSON Schema keywords utoipa's types do not model.
 pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
+    unsigned_32_bit(&mut doc);
     doc["components"]["schemas"]["ProvisioningTemplateDocument"] = crate::provisioning_templates::document_schema();
     doc["components"]["schemas"]["ProvisioningTemplateExpression"] = crate::provisioning_templates::expression_schema();
     // POST /templates needs the name that PUT takes from its path.
@@ -176,4 +177,22 @@ pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
         }
     }
     doc
+}
+
+/// utoipa writes a `u32` as `format: int32`, whose range ends at 2^31 - 1, while the server
+/// takes values up to 2^32 - 1: such schemas become `int64` bounded by 0 and 2^32 - 1.
+fn unsigned_32_bit(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let unsigned = map.get("format").and_then(Value::as_str) == Some("int32")
+                && map.get("minimum").and_then(Value::as_f64).is_some_and(|m| m >= 0.0);
+            if unsigned {
+                map.insert("format".into(), Value::from("int64"));
+                map.entry("maximum").or_insert_with(|| Value::from(u32::MAX));
+            }
+            map.values_mut().for_each(unsigned_32_bit);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_32_bit),
+        _ => {}
+    }
 }
