@@ -38,6 +38,7 @@ start_server() {
 status=0
 for seed in "${seeds[@]}"; do
   start_server "target/contract/run-$seed"
+  "$venv/bin/python" contract/seed.py "$url"
   out=target/contract/run-$seed/schemathesis.txt
   echo "schemathesis: seed $seed, $examples examples per operation (replay: scripts/contract.sh $seed)"
   if "$venv/bin/schemathesis" --config-file contract/schemathesis.toml run "$url/openapi.json" \

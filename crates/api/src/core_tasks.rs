@@ -52,6 +52,10 @@ pub(crate) struct NewCoreTaskBody {
     options: Option<CoreTaskOptions>,
 }
 
+impl crate::body_schema::BodySchema for NewCoreTaskBody {
+    const SCHEMA: Option<&'static str> = Some("NewCoreTaskBody");
+}
+
 /// A core in a core task.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -67,7 +71,7 @@ pub(crate) struct NewCoreBody {
     )]
     name: Option<String>,
     /// Provisioning template name, e.g. `greengrass2_core` (required for `Delete` too, unused there).
-    #[schema(required, nullable = false, example = "greengrass2_core", pattern = r"\S")]
+    #[schema(required, nullable = false, example = "greengrass2_core", min_length = 1)]
     provisioning_template: Option<String>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     provisioning_parameters: Option<BTreeMap<String, String>>,

@@ -48,10 +48,14 @@ pub(crate) struct NewDeploymentTaskBody {
     iot_job_config: Option<serde_json::Value>,
 }
 
+impl crate::body_schema::BodySchema for NewDeploymentTaskBody {
+    const SCHEMA: Option<&'static str> = Some("NewDeploymentTaskBody");
+}
+
 /// The template version to deploy.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct TemplateRefBody {
-    #[schema(required, nullable = false, example = "edge_cameras", pattern = r"\S")]
+    #[schema(required, nullable = false, example = "edge_cameras", min_length = 1)]
     name: Option<String>,
     /// A number or a numeric string; absent or `null`: the latest version.
     #[schema(value_type = Option<VersionNumber>, example = 2)]
@@ -189,7 +193,7 @@ pub(crate) async fn create_deployment_task(
 ) -> Result<Response, ApiError> {
     let template =
         body.template.ok_or_else(|| invalid("template", "is required: {\"name\": ..., \"version\"?: ...}"))?;
-    let name = template.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| invalid("template.name", "is required"))?;
+    let name = template.name.filter(|n| !n.is_empty()).ok_or_else(|| invalid("template.name", "is required"))?;
     let version = match template.version {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Number(n)) => Some(

@@ -49,6 +49,10 @@ pub(crate) struct NewDeviceTaskBody {
     options: Option<CoreTaskOptions>,
 }
 
+impl crate::body_schema::BodySchema for NewDeviceTaskBody {
+    const SCHEMA: Option<&'static str> = Some("NewDeviceTaskBody");
+}
+
 /// A client device in a device task.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -64,7 +68,7 @@ pub(crate) struct NewDeviceBody {
     )]
     name: Option<String>,
     /// Provisioning template name, e.g. `greengrass2_client_device`.
-    #[schema(required, nullable = false, example = "greengrass2_client_device", pattern = r"\S")]
+    #[schema(required, nullable = false, example = "greengrass2_client_device", min_length = 1)]
     provisioning_template: Option<String>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     provisioning_parameters: Option<BTreeMap<String, String>>,

@@ -11,6 +11,7 @@ use ggprov_domain::FieldProblem;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::body_schema::BodySchema;
 use crate::error::ApiError;
 
 use crate::CDF_MEDIA_TYPE;
@@ -64,7 +65,7 @@ impl<T: Serialize> IntoResponse for Cdf<T> {
 /// body reads as `{}` (as in the original). Errors name the offending field.
 pub(crate) struct CdfJson<T>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CdfJson<T> {
+impl<T: DeserializeOwned + BodySchema, S: Send + Sync> FromRequest<S> for CdfJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -96,12 +97,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CdfJson<T> {
                 }
             }
         }
-        parse_json(if empty { b"{}" } else { &bytes }).map(CdfJson)
+        parse_json_checked(if empty { b"{}" } else { &bytes }).map(CdfJson)
     }
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(essence)
+}
+
+/// `parse_json`, then the body's schema for the types serde let through (`body_schema`).
+fn parse_json_checked<T: DeserializeOwned + BodySchema>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = parse_json::<T>(bytes)?;
+    if let Some(schema) = T::SCHEMA {
+        let json: serde_json::Value = serde_json::from_slice(bytes).expect("parsed above");
+        let problems = crate::body_schema::type_problems(schema, &json);
+        if !problems.is_empty() {
+            return Err(ApiError::validation(problems));
+        }
+    }
+    Ok(value)
 }
 
 /// Parses a JSON object, reporting syntax errors as `INVALID_JSON` and type errors with their path.

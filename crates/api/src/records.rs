@@ -75,7 +75,7 @@ pub(crate) fn parse_items(problems: &mut Problems, field: &str, items: Option<Ve
                     }
                 };
                 let template = match item.provisioning_template {
-                    Some(t) if !t.trim().is_empty() => Some(t),
+                    Some(t) if !t.is_empty() => Some(t),
                     _ => {
                         problems.add(
                             format!("{field}[{i}].provisioningTemplate"),

@@ -51,6 +51,10 @@ pub(crate) struct TemplateBody {
     deployment_policies: Option<DeploymentPolicies>,
 }
 
+impl crate::body_schema::BodySchema for TemplateBody {
+    const SCHEMA: Option<&'static str> = Some("TemplateBody");
+}
+
 /// A component of a template.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

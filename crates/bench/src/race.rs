@@ -147,7 +147,7 @@ pub async fn race(binary: &Path, pairs: usize, claims: usize) -> anyhow::Result<
             let (name, answers) = result?;
             let accepted: Vec<&String> =
                 answers.iter().filter_map(|(s, t)| (*s == 202).then_some(t.as_ref()).flatten()).collect();
-            let refused = answers.iter().filter(|(s, _)| matches!(s, 400 | 409)).count();
+            let refused = answers.iter().filter(|(s, _)| matches!(s, 409 | 422)).count();
             report.accepted += accepted.len();
             report.refused += refused;
             if accepted.len() != 1 || refused != 1 {

@@ -82,7 +82,8 @@ pub struct SystemResourceLimits {
     #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
-    /// Maximum RAM in kilobytes.
+    /// Maximum RAM in kilobytes (Greengrass takes a signed 64-bit number).
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
 }
@@ -192,6 +193,14 @@ impl RunWith {
             && !(cpus > 0.0 && cpus.is_finite())
         {
             problems.add(format!("{at}.systemResourceLimits.cpus"), "must be a positive number of CPU cores");
+        }
+        if let Some(memory) = self.system_resource_limits.as_ref().and_then(|l| l.memory)
+            && i64::try_from(memory).is_err()
+        {
+            problems.add(
+                format!("{at}.systemResourceLimits.memory"),
+                format!("is {memory} KB; at most {} (2^63 - 1)", i64::MAX),
+            );
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ggprov_domain::cores::{Artifact, Device, NewCore, TaskItem};
-use ggprov_domain::ports::CloudError;
+use ggprov_domain::ports::{CloudError, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{ThingName, Timestamp, thing_lifecycle};
 
@@ -48,8 +48,12 @@ impl CoreProvisioner {
         }
         self.failpoints.check("create.after_thing")?;
 
-        // 2. Key and certificate: the bundle is stored before the certificate is registered,
-        //    so a key is never lost and a retry reuses the journaled certificate.
+        // 2. Key and certificate: the bundle is stored before the certificate is journaled and
+        //    registered, so a key is never lost and a retry reuses the journaled certificate.
+        //    It is first stored under a name of its own (`certs-<fingerprint>.zip`) and copied
+        //    to `certs.zip` only by a holder whose journal write won: two holders of one item
+        //    (a lease that lapsed under a live worker) each mint, but only the journaled
+        //    certificate's bundle is ever published.
         let cdf = request.cdf_provisioning_parameters.clone().unwrap_or_default();
         if journal.certificate_pem.is_none() {
             let (certificate_pem, private_key, ca_pem) = match &cdf.certificate_pem {
@@ -81,17 +85,28 @@ impl CoreProvisioner {
                     }
                 }
             };
-            let key = self.key(name, "certs.zip");
-            self.artifacts
-                .put(&key, ggprov_pki::certs_zip(&certificate_pem, private_key.as_ref(), ca_pem.as_deref()))
-                .await?;
+            let staged = self.staged_bundle_key(name, &certificate_pem)?;
+            let bundle = ggprov_pki::certs_zip(&certificate_pem, private_key.as_ref(), ca_pem.as_deref());
+            self.artifacts.put(&staged, bundle.clone()).await?;
             self.failpoints.check("create.after_certs_bundle")?;
             journal.certificate_pem = Some(certificate_pem);
             journal.ca_certificate_pem = ca_pem;
-            journal.certs_key = Some(key);
-            self.store.save_journal(name, &mut journal).await?;
+            journal.certs_key = Some(self.key(name, "certs.zip"));
+            if let Err(err) = self.store.save_journal(name, &mut journal).await {
+                if matches!(err, StoreError::Conflict) {
+                    // Another holder journaled its certificate first: this key is never used.
+                    // (After any other failure the write may have landed: the bundle stays.)
+                    let _ = self.artifacts.delete(&staged).await;
+                }
+                return Err(err.into());
+            }
+            self.failpoints.check("create.after_certs_journal")?;
+            self.publish_bundle(&journal, &staged, Some(bundle)).await?;
+        } else if let (Some(pem), Some(_)) = (&journal.certificate_pem, &journal.certs_key) {
+            // A retry: publish the journaled certificate's bundle if that was not done yet.
+            let staged = self.staged_bundle_key(name, pem)?;
+            self.publish_bundle(&journal, &staged, None).await?;
         }
-        self.failpoints.check("create.after_certs_journal")?;
 
         // 3. Register the certificate (a second registration returns the same id).
         if journal.certificate_id.is_none() {
@@ -127,6 +142,33 @@ impl CoreProvisioner {
             );
         }
         Ok(artifacts)
+    }
+
+    /// Where a freshly minted bundle waits until its certificate is journaled.
+    fn staged_bundle_key(&self, name: &ThingName, certificate_pem: &str) -> Result<String, StepError> {
+        let fingerprint = ggprov_pki::fingerprint(certificate_pem).map_err(|e| permanent(e.to_string()))?;
+        Ok(self.key(name, &format!("certs-{}.zip", &fingerprint[..16])))
+    }
+
+    /// Copies the journaled certificate's staged bundle to `certs.zip` and removes the staged
+    /// copy; nothing to do when it is gone (published before). Idempotent.
+    async fn publish_bundle(
+        &self,
+        journal: &ProvisioningJournal,
+        staged: &str,
+        bundle: Option<Vec<u8>>,
+    ) -> Result<(), StepError> {
+        let Some(published) = journal.certs_key.as_deref() else { return Ok(()) };
+        let bundle = match bundle {
+            Some(bundle) => bundle,
+            None => match self.artifacts.get(staged).await? {
+                Some(bundle) => bundle,
+                None => return Ok(()),
+            },
+        };
+        self.artifacts.put(published, bundle).await?;
+        self.artifacts.delete(staged).await?;
+        Ok(())
     }
 
     pub(super) async fn attach_policies(
