@@ -161,6 +161,17 @@ pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
                     let headers = response.entry("headers").or_insert_with(|| json!({}));
                     if let Some(headers) = headers.as_object_mut() {
                         headers.entry("x-request-id").or_insert_with(|| request_id.clone());
+                        if status == "401" {
+                            headers.entry("WWW-Authenticate").or_insert_with(
+                                || json!({"description": "`Bearer`: how to authenticate", "schema": {"type": "string"}}),
+                            );
+                        }
+                        if status == "409" && has_body {
+                            headers.entry("Retry-After").or_insert_with(|| json!({
+                                "description": "With `IDEMPOTENT_REQUEST_IN_PROGRESS`: seconds to wait before sending the request again",
+                                "schema": {"type": "integer"}
+                            }));
+                        }
                     }
                 }
             }

@@ -63,8 +63,8 @@ pub struct ResetPointer(String);
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunWith {
-    /// POSIX `user` or `user:group`.
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^:\s]+(:[^:\s]+)?$"))]
+    /// POSIX `user` or `user:group`, printable ASCII without spaces.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[!-9;-~]+(:[!-9;-~]+)?$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posix_user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,9 +183,12 @@ impl RunWith {
         if let Some(user) = &self.posix_user {
             let valid = !user.is_empty()
                 && user.split(':').count() <= 2
-                && user.split(':').all(|part| !part.is_empty() && !part.chars().any(char::is_whitespace));
+                && user.split(':').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_graphic()));
             if !valid {
-                problems.add(format!("{at}.posixUser"), format!("'{user}' must be 'user' or 'user:group'"));
+                problems.add(
+                    format!("{at}.posixUser"),
+                    format!("'{user}' must be 'user' or 'user:group' (printable ASCII without spaces)"),
+                );
             }
         }
         if let Some(limits) = &self.system_resource_limits
