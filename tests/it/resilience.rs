@@ -45,6 +45,15 @@ async fn a_worker_stopped_between_any_two_create_steps_resumes_to_one_thing_one_
         assert_provisioned_once(&app, &["crashy", "steady"]).await;
         let events = cdf_json(app.get("/events").await).await;
         assert_eq!(events["events"].as_array().unwrap().len(), 2, "stopped at {step}: one event per core");
+        // A bundle waits under certs-<fingerprint>.zip until its certificate is journaled and is
+        // removed once published; only a stop before journaling leaves one (never registered).
+        let staged: Vec<String> = std::fs::read_dir(app.data.path().join("artifacts/crashy/crashy"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with("certs-"))
+            .collect();
+        let expected = usize::from(*step == "create.after_certs_bundle");
+        assert_eq!(staged.len(), expected, "stopped at {step}: staged bundles left {staged:?}");
     }
 }
 
