@@ -89,105 +89,123 @@ const LINKS: &[Link] = &[
 pub(crate) fn finish(api: &utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serialises");
     unsigned_32_bit(&mut doc);
-    doc["components"]["schemas"]["ProvisioningTemplateDocument"] = crate::provisioning_templates::document_schema();
-    doc["components"]["schemas"]["ProvisioningTemplateExpression"] = crate::provisioning_templates::expression_schema();
+    schemas_beyond_utoipa(&mut doc);
+    let error_content = json!({ CDF_MEDIA_TYPE: { "schema": { "$ref": "#/components/schemas/ErrorBody" } } });
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let operational = OPERATIONAL_PATHS.contains(&path.as_str());
+            for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+                if let Some(operation) = operation.as_object_mut() {
+                    operation_conventions(operation, operational, &error_content);
+                }
+            }
+        }
+    }
+    add_links(&mut doc);
+    doc
+}
+
+/// Schema that attributes cannot produce: the provisioning template document, the name POST
+/// /templates requires, and the `options` a `Delete` task requires.
+fn schemas_beyond_utoipa(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["ProvisioningTemplateDocument"] = crate::provisioning_templates::document_schema();
+    schemas["ProvisioningTemplateExpression"] = crate::provisioning_templates::expression_schema();
     // POST /templates needs the name that PUT takes from its path.
-    doc["components"]["schemas"]["NewTemplateBody"] = json!({
+    schemas["NewTemplateBody"] = json!({
         "description": "A new template: `name` and the content of its version 1.",
         "allOf": [{ "$ref": "#/components/schemas/TemplateBody" }, { "required": ["name"] }]
     });
+    for body in ["NewCoreTaskBody", "NewDeviceTaskBody"] {
+        schemas[body]["if"] = json!({"properties": {"type": {"const": "Delete"}}, "required": ["type"]});
+        schemas[body]["then"] =
+            json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
+    }
     for media in [CDF_MEDIA_TYPE, "application/json"] {
         doc["paths"]["/templates"]["post"]["requestBody"]["content"][media]["schema"] =
             json!({ "$ref": "#/components/schemas/NewTemplateBody" });
     }
-    doc["components"]["schemas"]["NewCoreTaskBody"]["if"] =
-        json!({"properties": {"type": {"const": "Delete"}}, "required": ["type"]});
-    doc["components"]["schemas"]["NewCoreTaskBody"]["then"] =
-        json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
-    doc["components"]["schemas"]["NewDeviceTaskBody"]["if"] =
-        json!({"properties": {"type": {"const": "Delete"}}, "required": ["type"]});
-    doc["components"]["schemas"]["NewDeviceTaskBody"]["then"] =
-        json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
-    let error_content = json!({ CDF_MEDIA_TYPE: { "schema": { "$ref": "#/components/schemas/ErrorBody" } } });
-    let request_id = json!({
-        "description": "The request's id (the caller's own `x-request-id`, or a new UUID); it is in the server's log lines",
-        "schema": { "type": "string" }
-    });
-    let mut operation_paths = std::collections::BTreeMap::new();
-    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for (path, item) in paths.iter_mut() {
-            let operational = OPERATIONAL_PATHS.contains(&path.as_str());
-            let Some(item) = item.as_object_mut() else { continue };
-            for (method, operation) in item.iter_mut() {
-                let Some(operation) = operation.as_object_mut() else { continue };
-                if let Some(id) = operation.get("operationId").and_then(Value::as_str) {
-                    operation_paths.insert(id.to_owned(), (path.clone(), method.clone()));
-                }
-                let has_body = operation.contains_key("requestBody");
-                if let Some(body) = operation.get_mut("requestBody").and_then(Value::as_object_mut) {
-                    // Every body is required: a missing or empty one is a 400.
-                    body.insert("required".into(), Value::Bool(true));
-                }
-                let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
-                if !operational {
-                    let extra = COMMON_ERRORS.iter().chain(if has_body { BODY_ERRORS } else { &[] });
-                    for (status, description) in extra {
-                        responses
-                            .entry(*status)
-                            .or_insert_with(|| json!({ "description": description, "content": error_content }));
-                    }
-                }
-                for (status, response) in responses.iter_mut() {
-                    let Some(response) = response.as_object_mut() else { continue };
-                    // OpenAPI requires a description on every response.
-                    if response.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
-                        let reason = status
-                            .parse::<u16>()
-                            .ok()
-                            .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
-                            .and_then(|code| code.canonical_reason())
-                            .unwrap_or("Answer");
-                        response.insert("description".into(), Value::from(reason));
-                    }
-                    if !operational
-                        && let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
-                        && let Some(json) = content.remove("application/json")
-                    {
-                        content.entry(CDF_MEDIA_TYPE).or_insert(json);
-                    }
-                    if status.starts_with(['4', '5']) && !response.contains_key("content") {
-                        response.insert("content".into(), error_content.clone());
-                    }
-                    let headers = response.entry("headers").or_insert_with(|| json!({}));
-                    if let Some(headers) = headers.as_object_mut() {
-                        headers.entry("x-request-id").or_insert_with(|| request_id.clone());
-                        if status == "401" {
-                            headers.entry("WWW-Authenticate").or_insert_with(
-                                || json!({"description": "`Bearer`: how to authenticate", "schema": {"type": "string"}}),
-                            );
-                        }
-                        if status == "409" && has_body {
-                            headers.entry("Retry-After").or_insert_with(|| json!({
-                                "description": "With `IDEMPOTENT_REQUEST_IN_PROGRESS`: seconds to wait before sending the request again",
-                                "schema": {"type": "integer"}
-                            }));
-                        }
-                    }
-                }
-            }
-        }
-        for (from, status, name, to, parameters) in LINKS {
-            assert!(operation_paths.contains_key(*to), "link target {to} is an operation");
-            let (path, method) =
-                operation_paths.get(*from).unwrap_or_else(|| panic!("link source {from} is an operation"));
-            let response = &mut paths[path][method]["responses"][*status];
-            assert!(response.is_object(), "{from} documents {status}");
-            let parameters: serde_json::Map<String, Value> =
-                parameters.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
-            response["links"][*name] = json!({ "operationId": to, "parameters": parameters });
+}
+
+/// One operation's answers as the server gives them: required bodies, the errors every
+/// operation can give, the CDF media type on every body, a description on every response, and
+/// the headers sent.
+fn operation_conventions(operation: &mut serde_json::Map<String, Value>, operational: bool, error_content: &Value) {
+    let has_body = operation.contains_key("requestBody");
+    if let Some(body) = operation.get_mut("requestBody").and_then(Value::as_object_mut) {
+        // Every body is required: a missing or empty one is a 400.
+        body.insert("required".into(), Value::Bool(true));
+    }
+    let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { return };
+    if !operational {
+        let extra = COMMON_ERRORS.iter().chain(if has_body { BODY_ERRORS } else { &[] });
+        for (status, description) in extra {
+            responses.entry(*status).or_insert_with(|| json!({ "description": description, "content": error_content }));
         }
     }
-    doc
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else { continue };
+        // OpenAPI requires a description on every response.
+        if response.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+            let reason = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                .and_then(|code| code.canonical_reason())
+                .unwrap_or("Answer");
+            response.insert("description".into(), Value::from(reason));
+        }
+        if !operational
+            && let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+            && let Some(json) = content.remove("application/json")
+        {
+            content.entry(CDF_MEDIA_TYPE).or_insert(json);
+        }
+        if status.starts_with(['4', '5']) && !response.contains_key("content") {
+            response.insert("content".into(), error_content.clone());
+        }
+        let Some(headers) = response.entry("headers").or_insert_with(|| json!({})).as_object_mut() else { continue };
+        headers.entry("x-request-id").or_insert_with(|| {
+            json!({
+                "description": "The request's id (the caller's own `x-request-id`, or a new UUID); it is in the server's log lines",
+                "schema": { "type": "string" }
+            })
+        });
+        if status == "401" {
+            headers.entry("WWW-Authenticate").or_insert_with(
+                || json!({"description": "`Bearer`: how to authenticate", "schema": {"type": "string"}}),
+            );
+        }
+        if status == "409" && has_body {
+            headers.entry("Retry-After").or_insert_with(|| {
+                json!({
+                    "description": "With `IDEMPOTENT_REQUEST_IN_PROGRESS`: seconds to wait before sending the request again",
+                    "schema": {"type": "integer"}
+                })
+            });
+        }
+    }
+}
+
+/// The `LINKS`, on the responses they start from.
+fn add_links(doc: &mut Value) {
+    let mut operations = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            if let Some(id) = operation["operationId"].as_str() {
+                operations.insert(id.to_owned(), (path.clone(), method.clone()));
+            }
+        }
+    }
+    for (from, status, name, to, parameters) in LINKS {
+        assert!(operations.contains_key(*to), "link target {to} is an operation");
+        let (path, method) = operations.get(*from).unwrap_or_else(|| panic!("link source {from} is an operation"));
+        let response = &mut doc["paths"][path][method]["responses"][*status];
+        assert!(response.is_object(), "{from} documents {status}");
+        let parameters: serde_json::Map<String, Value> =
+            parameters.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
+        response["links"][*name] = json!({ "operationId": to, "parameters": parameters });
+    }
 }
 
 /// utoipa writes a `u32` as `format: int32`, whose range ends at 2^31 - 1, while the server
