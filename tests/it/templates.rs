@@ -250,6 +250,15 @@ async fn invalid_templates_return_400_or_422_naming_the_field() {
             "jobConfig.timeoutConfig.inProgressTimeoutInMinutes",
         ),
         (json!(["not", "an", "object"]), "body"),
+        // serde would read a struct from an array of its fields; the schema says object.
+        (
+            json!({"name": "t", "components": [{"key": "aws.greengrass.Cli", "version": "2.4.0", "runWith": [null, null]}]}),
+            "components[0].runWith",
+        ),
+        (
+            json!({"name": "t", "components": [{"key": "aws.greengrass.Cli", "version": "2.4.0"}], "jobConfig": [null]}),
+            "jobConfig",
+        ),
     ];
     // Two rules the schema cannot state answer 422: a key listed twice, `merge` that is not JSON.
     let beyond_schema = ["components[1].key", "components[0].configurationUpdate.merge"];
