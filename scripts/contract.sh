@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The OpenAPI contract, checked from both sides against fresh servers on the embedded default:
+#  0. openapi-spec-validator: the document is valid OpenAPI 3.1.
 #  1. schemathesis (every check, every phase, contract/schemathesis.toml) once with a fixed
 #     seed and once with a random one, printed for replay (`scripts/contract.sh SEED` runs
 #     that seed only). Reports: target/contract/report-SEED/ (JSON and JUnit).
@@ -11,8 +12,8 @@ cd "$(dirname "$0")/.."
 
 venv=target/moto-venv
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import schemathesis, openapi_python_client' 2>/dev/null \
-  || "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis==4.32.5' 'openapi-python-client==0.29.1' >&2
+"$venv/bin/python" -c 'import schemathesis, openapi_python_client, openapi_spec_validator' 2>/dev/null \
+  || "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis==4.32.5' 'openapi-python-client==0.29.1' 'openapi-spec-validator==0.9.0' >&2
 examples=${GGPROV_CONTRACT_EXAMPLES:-100}
 seeds=("${1:-7}")
 [[ $# -eq 0 ]] && seeds+=("$(( (RANDOM << 15) | RANDOM ))")
@@ -36,6 +37,9 @@ start_server() {
 }
 
 status=0
+# The document itself is valid OpenAPI 3.1.
+"$venv/bin/openapi-spec-validator" openapi/openapi.json
+
 for seed in "${seeds[@]}"; do
   start_server "target/contract/run-$seed"
   "$venv/bin/python" contract/seed.py "$url"

@@ -16,7 +16,7 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import moto.server'
   mkdir -p target
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'cfn-lint==1.58.0' \
-    'schemathesis==4.32.5' 'openapi-python-client==0.29.1' >&2
+    'schemathesis==4.32.5' 'openapi-python-client==0.29.1' 'openapi-spec-validator==0.9.0' >&2
 fi
 
 if [[ -n "${GGPROV_TEST_MOTO_URL:-}" ]] && answers "$GGPROV_TEST_MOTO_URL"; then
