@@ -58,6 +58,14 @@ def until(step, read, done, seconds=60):
         time.sleep(0.2)
 
 
+def task_succeeds(what, submitted, read, resource):
+    """A task submitted (202 with x-taskid) and read until it ends: it must end in Success."""
+    check(f"create {what}", submitted.status_code == 202, submitted.content)
+    task_id = submitted.headers["x-taskid"]
+    task = until(what, lambda: read(task_id), lambda t: t.task_status in ("Success", "Failure"))
+    check(f"{what} succeeded", isinstance(task, resource) and task.task_status == "Success", task)
+
+
 def main(base_url):
     client = Client(base_url=base_url, headers={"Accept": CDF}, raise_on_unexpected_status=True)
 
@@ -82,45 +90,42 @@ def main(base_url):
 
     # Cores: provision two, read them.
     cores = [NewCoreBody(name=n, provisioning_template="greengrass2_core") for n in ("core-0001", "core-0002")]
-    submitted = create_core_task.sync_detailed(client=client, body=NewCoreTaskBody(type_=TaskTypeName.CREATE, core_version="2.12.0", cores=cores))
-    check("create core task", submitted.status_code == 202, submitted.content)
-    task_id = submitted.headers["x-taskid"]
-    task = until("core task", lambda: get_core_task.sync(task_id, client=client), lambda t: t.task_status in ("Success", "Failure"))
-    check("core task succeeded", isinstance(task, CoreTaskResource) and task.task_status == "Success", task)
+    task_succeeds(
+        "core task",
+        create_core_task.sync_detailed(client=client, body=NewCoreTaskBody(type_=TaskTypeName.CREATE, core_version="2.12.0", cores=cores)),
+        lambda task_id: get_core_task.sync(task_id, client=client),
+        CoreTaskResource,
+    )
     core = until("core registered", lambda: get_core.sync("core-0001", client=client), lambda c: c.device is not None and c.device.status == "HEALTHY")
     check("get core", core.name == "core-0001", core)
     check("list cores", sorted(c.name for c in list_cores.sync(client=client).cores) == ["core-0001", "core-0002"])
 
     # Deploy the template and watch the fleet.
-    deployed = create_deployment_task.sync_detailed(
-        client=client,
-        body=NewDeploymentTaskBody(template=TemplateRefBody(name="edge_cameras"), targets=DeploymentTargets(thing_names=["core-0001", "core-0002"])),
-    )
-    check("create deployment task", deployed.status_code == 202, deployed.content)
-    deployment = until(
+    task_succeeds(
         "deployment task",
-        lambda: get_deployment_task.sync(deployed.headers["x-taskid"], client=client),
-        lambda t: t.task_status in ("Success", "Failure"),
+        create_deployment_task.sync_detailed(
+            client=client,
+            body=NewDeploymentTaskBody(template=TemplateRefBody(name="edge_cameras"), targets=DeploymentTargets(thing_names=["core-0001", "core-0002"])),
+        ),
+        lambda task_id: get_deployment_task.sync(task_id, client=client),
+        DeploymentTaskResource,
     )
-    check("deployment task succeeded", isinstance(deployment, DeploymentTaskResource) and deployment.task_status == "Success", deployment)
     reported = until("reported", lambda: get_core.sync("core-0001", client=client), lambda c: c.template.reported is not None)
     check("core reports the version", reported.template.reported.version == 2, reported.template)
     summary = get_fleet_summary.sync(client=client)
     check("fleet summary", summary.templates["edge_cameras"].versions["2"].desired_in_use == 2, summary)
 
     # Client devices on core-0002.
-    device_task = create_device_task.sync_detailed(
-        "core-0002",
-        client=client,
-        body=NewDeviceTaskBody(type_=TaskTypeName.CREATE, devices=[NewDeviceBody(name="sensor-01", provisioning_template="greengrass2_client_device")]),
-    )
-    check("create device task", device_task.status_code == 202, device_task.content)
-    finished = until(
+    task_succeeds(
         "device task",
-        lambda: get_device_task.sync(device_task.headers["x-taskid"], client=client),
-        lambda t: t.task_status in ("Success", "Failure"),
+        create_device_task.sync_detailed(
+            "core-0002",
+            client=client,
+            body=NewDeviceTaskBody(type_=TaskTypeName.CREATE, devices=[NewDeviceBody(name="sensor-01", provisioning_template="greengrass2_client_device")]),
+        ),
+        lambda task_id: get_device_task.sync(task_id, client=client),
+        DeviceTaskResource,
     )
-    check("device task succeeded", isinstance(finished, DeviceTaskResource) and finished.task_status == "Success", finished)
     check("get device", get_device.sync("sensor-01", client=client).core_name == "core-0002")
     check("core's devices", [d.name for d in list_core_devices.sync("core-0002", client=client).devices] == ["sensor-01"])
 

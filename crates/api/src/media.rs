@@ -105,11 +105,12 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(essence)
 }
 
-/// `parse_json`, then the body's schema for the types serde let through (`body_schema`).
+/// `parse_json`, then the body's schema for the types serde let through (`body_schema`), on
+/// the same parsed JSON.
 fn parse_json_checked<T: DeserializeOwned + BodySchema>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = parse_json::<T>(bytes)?;
+    let json = parse_value(bytes)?;
+    let value = deserialize::<T>(&json)?;
     if let Some(schema) = T::SCHEMA {
-        let json: serde_json::Value = serde_json::from_slice(bytes).expect("parsed above");
         let problems = crate::body_schema::type_problems(schema, &json);
         if !problems.is_empty() {
             return Err(ApiError::validation(problems));
@@ -119,7 +120,13 @@ fn parse_json_checked<T: DeserializeOwned + BodySchema>(bytes: &[u8]) -> Result<
 }
 
 /// Parses a JSON object, reporting syntax errors as `INVALID_JSON` and type errors with their path.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+#[cfg(test)]
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    deserialize(&parse_value(bytes)?)
+}
+
+/// The body as JSON: an object, numbers without a fractional part as integers.
+fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     // serde maps a JSON array onto a struct's fields in order; a body must be an object.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if matches!(first, Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')) {
@@ -131,6 +138,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     let mut json: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::bad_request("INVALID_JSON", format!("the request body is not valid JSON: {err}")))?;
     integral_numbers(&mut json);
+    Ok(json)
+}
+
+/// `T` from the parsed body; a type error names its field.
+fn deserialize<T: DeserializeOwned>(json: &serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(json).map_err(|err| {
         let path = err.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };

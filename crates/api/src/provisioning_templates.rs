@@ -47,57 +47,34 @@ pub(crate) fn document_schema() -> serde_json::Value {
             "Parameters": { "type": "object", "additionalProperties": { "type": "object" } },
             "Resources": {
                 "type": "object",
-                "additionalProperties": {
-                    "oneOf": [
-                        {
-                            "type": "object",
-                            "required": ["Type", "Properties"],
-                            "properties": {
-                                "Type": { "const": "AWS::IoT::Thing" },
-                                "Properties": {
-                                    "type": "object",
-                                    "required": ["ThingName"],
-                                    "additionalProperties": false,
-                                    "properties": {
-                                        "ThingName": expression,
-                                        "ThingTypeName": expression,
-                                        "AttributePayload": { "type": "object", "additionalProperties": expression },
-                                        "ThingGroups": { "type": "array", "items": expression }
-                                    }
-                                }
-                            }
-                        },
-                        {
-                            "type": "object",
-                            "required": ["Type"],
-                            "properties": {
-                                "Type": { "const": "AWS::IoT::Certificate" },
-                                "Properties": {
-                                    "type": "object",
-                                    "additionalProperties": false,
-                                    "properties": {
-                                        "CertificateId": {},
-                                        "CertificatePem": {},
-                                        "CACertificatePem": {},
-                                        "Status": { "enum": ["ACTIVE", "INACTIVE"] }
-                                    }
-                                }
-                            }
-                        },
-                        {
-                            "type": "object",
-                            "required": ["Type", "Properties"],
-                            "properties": {
-                                "Type": { "const": "AWS::IoT::Policy" },
-                                "Properties": {
-                                    "type": "object",
-                                    "required": ["PolicyName"],
-                                    "properties": { "PolicyName": expression, "PolicyDocument": document }
-                                }
-                            }
+                "additionalProperties": { "oneOf": [
+                    resource("AWS::IoT::Thing", true, &json!({
+                        "type": "object",
+                        "required": ["ThingName"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "ThingName": expression,
+                            "ThingTypeName": expression,
+                            "AttributePayload": { "type": "object", "additionalProperties": expression },
+                            "ThingGroups": { "type": "array", "items": expression }
                         }
-                    ]
-                }
+                    })),
+                    resource("AWS::IoT::Certificate", false, &json!({
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "CertificateId": {},
+                            "CertificatePem": {},
+                            "CACertificatePem": {},
+                            "Status": { "enum": ["ACTIVE", "INACTIVE"] }
+                        }
+                    })),
+                    resource("AWS::IoT::Policy", true, &json!({
+                        "type": "object",
+                        "required": ["PolicyName"],
+                        "properties": { "PolicyName": expression, "PolicyDocument": document }
+                    }))
+                ] }
             },
             "CDF": {
                 "type": "object",
@@ -118,6 +95,16 @@ pub(crate) fn document_schema() -> serde_json::Value {
             },
             "DeviceConfiguration": { "type": "object" }
         }
+    })
+}
+
+/// One resource type of a provisioning template: `Type` names it, `Properties` holds its settings.
+fn resource(kind: &str, properties_required: bool, properties: &serde_json::Value) -> serde_json::Value {
+    let required = if properties_required { json!(["Type", "Properties"]) } else { json!(["Type"]) };
+    json!({
+        "type": "object",
+        "required": required,
+        "properties": { "Type": { "const": kind }, "Properties": properties }
     })
 }
 
