@@ -27,6 +27,7 @@ use ggprov_domain::device_service::DeviceService;
 use ggprov_domain::metrics::Metrics;
 use ggprov_domain::ports::{Greengrass, IotRegistry, Outbox, WorkQueue};
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
+use ggprov_domain::rollout_service::Rollouts;
 use ggprov_embedded::EmbeddedSettings;
 use ggprov_engine::{
     CoreProvisioner, Deployer, Failpoints, JobRegistry, OutboxRelay, Paced, Pacer, ProvisionerSettings, RetryPolicy,
@@ -202,8 +203,9 @@ impl Application {
                 config.worker.core_batch_size,
             ),
             cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
-            devices: DeviceService::new(store.clone(), worker_iot, worker_greengrass, artifacts),
-            deployments: DeploymentService::new(store.clone(), templates, queue),
+            devices: DeviceService::new(store.clone(), worker_iot.clone(), worker_greengrass, artifacts),
+            deployments: DeploymentService::new(store.clone(), templates, queue.clone(), worker_iot),
+            rollouts: Rollouts::new(store.clone(), queue, config.worker.deployment_batch_size as usize),
             provisioning_templates,
             event_source: config.provisioning.event_source.clone(),
             readiness,

@@ -26,7 +26,10 @@ use crate::state::AppState;
 const TAG: &str = "Core tasks";
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_core_task, list_core_tasks)).routes(routes!(get_core_task))
+    OpenApiRouter::new()
+        .routes(routes!(create_core_task, list_core_tasks))
+        .routes(routes!(get_core_task))
+        .routes(routes!(retry_core_task))
 }
 
 /// `POST /coreTasks`: provision (`Create`) or delete (`Delete`) cores in bulk.
@@ -220,6 +223,28 @@ pub(crate) async fn get_core_task(
 ) -> Result<Cdf<CoreTaskResource>, ApiError> {
     let task = state.core_tasks.get(&TaskId::from_text(&id), ggprov_domain::cores::TaskFamily::Core).await?;
     Ok(Cdf(CoreTaskResource::from_task(task)))
+}
+
+/// Retry only what failed: a new core task (same type, options and nucleus version) holding
+/// only the cores of a finished task whose item failed.
+#[utoipa::path(
+    post, path = "/coreTasks/{taskId}/retry", tag = TAG, operation_id = "retryCoreTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "Accepted; no body", headers(
+            ("location" = String, description = "`/coreTasks/{taskId}` of the new task"),
+            ("x-taskid" = String, description = "the new task's id"),
+        )),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "TASK_NOT_FINISHED, NOTHING_TO_RETRY, or THING_BUSY (a core has an open item in another task)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn retry_core_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = state.core_tasks.retry(&TaskId::from_text(&id), ggprov_domain::cores::TaskFamily::Core).await?;
+    Ok((StatusCode::ACCEPTED, task_headers("/coreTasks", &task.id)).into_response())
 }
 
 /// Core tasks by id (items have `cores: []`).

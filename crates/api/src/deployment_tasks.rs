@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ggprov_domain::cores::{Task, TaskFamily, TaskKind};
 use ggprov_domain::deployment_service::{DeploymentTaskError, NewDeploymentTask, TemplateSummary, check_targets};
+use ggprov_domain::rollout::{RolloutAction, RolloutPhase, RolloutSpec, RolloutState, WaveTally};
+use ggprov_domain::rollout_service::RolloutError;
 use ggprov_domain::{FieldProblem, TaskId, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +30,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_deployment_task, list_deployment_tasks))
         .routes(routes!(get_deployment_task))
+        .routes(routes!(pause_deployment_task))
+        .routes(routes!(resume_deployment_task))
+        .routes(routes!(cancel_deployment_task))
+        .routes(routes!(rollback_deployment_task))
+        .routes(routes!(retry_deployment_task))
         .routes(routes!(list_deployment_task_cores))
         .routes(routes!(get_deployment_task_core))
         .routes(routes!(get_fleet_summary))
@@ -46,6 +53,10 @@ pub(crate) struct NewDeploymentTaskBody {
     /// Stored and echoed; the template's `jobConfig` is what is deployed.
     #[schema(value_type = Option<Object>)]
     iot_job_config: Option<serde_json::Value>,
+    /// A staged rollout: the cores move wave by wave, each wave when the previous one has
+    /// reported well enough (absent: every core moves at once).
+    #[schema(nullable = false)]
+    rollout: Option<RolloutSpec>,
 }
 
 impl crate::body_schema::BodySchema for NewDeploymentTaskBody {
@@ -89,6 +100,16 @@ pub(crate) struct DeploymentTargets {
     /// Thing group names (`[a-zA-Z0-9:_-]{1,128}`), 1 to 10,000.
     #[schema(nullable = false, min_items = 1, max_items = 10000, value_type = Option<Vec<ThingNameText>>)]
     thing_group_names: Option<Vec<String>>,
+    /// An AWS IoT fleet-indexing query (`SearchIndex`); the local cloud understands `thingName`,
+    /// `thingGroupNames`, `attributes.<name>`, `connectivity.connected`, AND / OR / NOT,
+    /// parentheses and a trailing `*`.
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 1024,
+        example = "thingName:core-* AND attributes.site:berlin"
+    )]
+    thing_index_query: Option<String>,
 }
 
 /// An AWS IoT thing or thing-group name.
@@ -129,11 +150,97 @@ pub(crate) struct DeploymentTaskResource {
     batches_total: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     batches_complete: Option<u32>,
+    /// The staged rollout, when the task has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutView>,
+}
+
+/// Where a staged rollout stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RolloutView {
+    /// `Running`, `Paused`, `Aborted`, `Cancelled` or `Completed`.
+    #[schema(value_type = RolloutPhase)]
+    state: String,
+    /// The wave being run, from 1 (0 before the targets are expanded).
+    current_wave: u32,
+    /// Paused after a wave until `POST .../resume` (manual approval).
+    awaiting_approval: bool,
+    /// Why the rollout stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Each wave's counts (single task only; `[]` in lists).
+    waves: Vec<WaveView>,
+    /// The rollout as submitted.
+    plan: RolloutSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback: Option<RollbackView>,
+}
+
+/// One wave of a rollout.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WaveView {
+    /// From 1.
+    wave: u32,
+    #[serde(flatten)]
+    counts: WaveTally,
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<Timestamp>,
+}
+
+/// The deployment tasks that move a rolled-back task's cores back.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RollbackView {
+    #[schema(value_type = String)]
+    requested_at: Timestamp,
+    /// Deployment tasks, one per template version the cores had before (once created).
+    task_ids: Vec<String>,
+}
+
+impl RolloutView {
+    fn of(state: &RolloutState, tallies: Option<Vec<WaveTally>>, expanded: bool) -> Self {
+        let waves = tallies
+            .map(|tallies| {
+                tallies
+                    .into_iter()
+                    .zip(&state.waves)
+                    .enumerate()
+                    .map(|(i, (counts, times))| WaveView {
+                        wave: i as u32 + 1,
+                        counts,
+                        started_at: times.started_at,
+                        ended_at: times.ended_at,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            state: state.phase.as_str().to_owned(),
+            current_wave: if expanded { state.current_wave + 1 } else { 0 },
+            awaiting_approval: state.awaiting_approval,
+            reason: state.reason.clone(),
+            waves,
+            plan: state.spec.clone(),
+            rollback: state.rollback.as_ref().map(|r| RollbackView {
+                requested_at: r.requested_at,
+                task_ids: r.task_ids.iter().map(|t| t.as_str().to_owned()).collect(),
+            }),
+        }
+    }
 }
 
 impl DeploymentTaskResource {
-    fn from_task(task: Task, detailed: bool) -> Self {
+    fn from_task(task: Task, detailed: bool, tallies: Option<Vec<WaveTally>>) -> Self {
         let TaskKind::Deployment(spec) = task.kind else { unreachable!("deployment tasks only") };
+        let rollout = spec.rollout.as_ref().map(|r| RolloutView::of(r, tallies, spec.expanded));
+        let status_message =
+            task.status_message.or_else(|| spec.rollout.as_ref().and_then(RolloutState::status_message));
         let (batches_total, batches_complete) = match (detailed, spec.batches_total, spec.batch_size) {
             (true, Some(total), Some(size)) => {
                 let complete = task
@@ -157,11 +264,12 @@ impl DeploymentTaskResource {
                 Vec::new()
             },
             task_status: task.status.as_str().to_owned(),
-            status_message: task.status_message,
+            status_message,
             created_at: task.created_at,
             updated_at: task.updated_at,
             batches_total,
             batches_complete,
+            rollout,
         }
     }
 }
@@ -219,11 +327,13 @@ pub(crate) async fn create_deployment_task(
         template_version: version,
         targets,
         iot_job_config: body.iot_job_config,
+        rollout: body.rollout,
     };
     let task = state.deployments.submit(request).await.map_err(|err| match err {
         DeploymentTaskError::TemplateNotFound(_) | DeploymentTaskError::VersionNotFound { .. } => {
             ApiError::not_found("TEMPLATE_NOT_FOUND", err.to_string())
         }
+        DeploymentTaskError::Invalid(problems) => ApiError::validation(problems),
         DeploymentTaskError::Task(task) => task.into(),
         DeploymentTaskError::Store(store) => store.into(),
     })?;
@@ -245,7 +355,122 @@ pub(crate) async fn get_deployment_task(
         .get(&TaskId::from_text(&id), TaskFamily::Deployment)
         .await
         .map_err(|e| ApiError::from(e).with_code_on_404("DEPLOYMENT_TASK_NOT_FOUND"))?;
-    Ok(Cdf(DeploymentTaskResource::from_task(task, true)))
+    let tallies = state.rollouts.waves(&task).await?;
+    Ok(Cdf(DeploymentTaskResource::from_task(task, true, tallies)))
+}
+
+impl From<RolloutError> for ApiError {
+    fn from(err: RolloutError) -> Self {
+        let message = err.to_string();
+        match err {
+            RolloutError::NotFound(_) => ApiError::not_found("DEPLOYMENT_TASK_NOT_FOUND", message),
+            RolloutError::Conflict { code, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
+            RolloutError::Store(store) => store.into(),
+        }
+    }
+}
+
+async fn act(state: &AppState, id: &str, action: RolloutAction) -> Result<Response, ApiError> {
+    let task = state.rollouts.act(&TaskId::from_text(id), action).await?;
+    let tallies = state.rollouts.waves(&task).await?;
+    let resource = DeploymentTaskResource::from_task(task, false, tallies);
+    Ok((StatusCode::ACCEPTED, Cdf(resource)).into_response())
+}
+
+/// Pause a running rollout: no further core moves until it is resumed (cores already moving
+/// finish). Idempotent.
+#[utoipa::path(
+    post, path = "/deploymentTasks/{taskId}/pause", tag = TAG, operation_id = "pauseDeploymentTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollout is paused; the task with its rollout", body = DeploymentTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: the rollout's state does not allow it (the message names it)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn pause_deployment_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Pause).await
+}
+
+/// Resume a paused rollout; after a wave that waits for manual approval, the next wave starts.
+/// Idempotent.
+#[utoipa::path(
+    post, path = "/deploymentTasks/{taskId}/resume", tag = TAG, operation_id = "resumeDeploymentTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollout runs; the task with its rollout", body = DeploymentTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: the rollout's state does not allow it (the message names it)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume_deployment_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Resume).await
+}
+
+/// Cancel a rollout: no further core moves; moved cores stay where they are (see rollback).
+/// The task ends `Failure`. Idempotent.
+#[utoipa::path(
+    post, path = "/deploymentTasks/{taskId}/cancel", tag = TAG, operation_id = "cancelDeploymentTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollout is cancelled; the task with its rollout", body = DeploymentTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: the rollout's state does not allow it (the message names it)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel_deployment_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Cancel).await
+}
+
+/// Roll back an aborted or cancelled rollout: the cores it moved go back to the template
+/// version each had before, through deployment tasks (`rollout.rollback.taskIds`) reported like
+/// any deployment. Idempotent.
+#[utoipa::path(
+    post, path = "/deploymentTasks/{taskId}/rollback", tag = TAG, operation_id = "rollbackDeploymentTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollback has started; the task with its rollout", body = DeploymentTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: only an Aborted or Cancelled rollout can be rolled back", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rollback_deployment_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Rollback).await
+}
+
+/// Retry only what failed: a new deployment task of the same template version for the cores of
+/// a finished task that failed to move, reported failure or timed out; it deploys the version
+/// again as a new Greengrass revision (once per retry task), so the cores really run it again.
+#[utoipa::path(
+    post, path = "/deploymentTasks/{taskId}/retry", tag = TAG, operation_id = "retryDeploymentTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "Accepted; no body", headers(
+            ("location" = String, description = "`/deploymentTasks/{taskId}` of the new task"),
+            ("x-taskid" = String, description = "the new task's id"),
+        )),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "TASK_NOT_FINISHED or NOTHING_TO_RETRY", body = ErrorBody),
+    )
+)]
+pub(crate) async fn retry_deployment_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = state.rollouts.retry(&TaskId::from_text(&id)).await?;
+    Ok((StatusCode::ACCEPTED, task_headers("/deploymentTasks", &task.id)).into_response())
 }
 
 /// `GET /deploymentTasks`.
@@ -283,7 +508,7 @@ pub(crate) async fn list_deployment_tasks(
         .list(TaskFamily::Deployment, count.page(query.exclusive_start_task_id.as_deref().map(TaskId::from_text)))
         .await?;
     Ok(Cdf(DeploymentTaskList {
-        deployment_tasks: page.items.into_iter().map(|t| DeploymentTaskResource::from_task(t, false)).collect(),
+        deployment_tasks: page.items.into_iter().map(|t| DeploymentTaskResource::from_task(t, false, None)).collect(),
         pagination: Pagination {
             count: count.echo,
             last_evaluated: page.last_evaluated.map(|id| crate::records::LastEvaluatedTaskId::new(id.as_str())),

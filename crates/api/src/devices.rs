@@ -31,6 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_device_task))
         .routes(routes!(get_device_task))
+        .routes(routes!(retry_device_task))
         .routes(routes!(get_device, delete_device))
         .routes(routes!(list_core_devices))
 }
@@ -217,6 +218,32 @@ pub(crate) async fn get_device_task(
         .await
         .map_err(|e| ApiError::from(e).with_code_on_404("DEVICE_TASK_NOT_FOUND"))?;
     Ok(Cdf(DeviceTaskResource::from_task(task)))
+}
+
+/// Retry only what failed: a new device task of the same core (same type and options) holding
+/// only the devices of a finished task whose item failed.
+#[utoipa::path(
+    post, path = "/deviceTasks/{taskId}/retry", tag = TAG, operation_id = "retryDeviceTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "Accepted; no body", headers(
+            ("location" = String, description = "`/deviceTasks/{taskId}` of the new task"),
+            ("x-taskid" = String, description = "the new task's id"),
+        )),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "TASK_NOT_FINISHED, NOTHING_TO_RETRY, or THING_BUSY (a device has an open item in another task)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn retry_device_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = state
+        .core_tasks
+        .retry(&TaskId::from_text(&id), ggprov_domain::cores::TaskFamily::Device)
+        .await
+        .map_err(|e| ApiError::from(e).with_code_on_404("DEVICE_TASK_NOT_FOUND"))?;
+    Ok((StatusCode::ACCEPTED, task_headers("/deviceTasks", &task.id)).into_response())
 }
 
 fn device_not_found(name: &str) -> ApiError {

@@ -204,7 +204,7 @@ impl From<CoreTaskError> for ApiError {
             CoreTaskError::Cloud(source) => Self::unavailable(message, source),
             CoreTaskError::Busy { task, field, .. } => Self::new(StatusCode::CONFLICT, "THING_BUSY", message)
                 .with_details(vec![FieldProblem { field, problem: format!("is being worked on by task {task}") }]),
-
+            CoreTaskError::Conflict { code, .. } => Self::new(StatusCode::CONFLICT, code, message),
             CoreTaskError::Store(store) => store.into(),
         }
     }

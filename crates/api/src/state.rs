@@ -18,6 +18,8 @@ pub struct App {
     pub cores: CoreService,
     pub devices: DeviceService,
     pub deployments: DeploymentService,
+    /// Rollout actions and retries of deployment tasks.
+    pub rollouts: ggprov_domain::rollout_service::Rollouts,
     pub provisioning_templates: ProvisioningTemplates,
     /// EventBridge `source` of the events (`GET /events` shows it).
     pub event_source: String,

@@ -168,6 +168,7 @@ mod fleet;
 mod idempotency;
 mod journals;
 mod outbox;
+mod rollouts;
 mod tasks;
 mod templates;
 
@@ -261,13 +262,18 @@ impl DynamoStore {
 
     /// Which of the keys exist: `BatchGetItem`, 100 keys a call, unprocessed keys asked again.
     pub(crate) async fn existing_keys(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get(keys, Some("pk, sk")).await
+    }
+
+    /// The items of the keys that exist (with `projection`, only those attributes).
+    pub(crate) async fn batch_get(&self, keys: Vec<Item>, projection: Option<&str>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let mut pending = Some(
                 aws_sdk_dynamodb::types::KeysAndAttributes::builder()
                     .set_keys(Some(chunk.to_vec()))
                     .consistent_read(true)
-                    .projection_expression("pk, sk")
+                    .set_projection_expression(projection.map(str::to_owned))
                     .build()
                     .expect("keys given"),
             );

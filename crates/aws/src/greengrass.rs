@@ -424,20 +424,33 @@ impl Greengrass for AwsGreengrass {
         })
     }
 
-    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError> {
+    async fn find_deployment(&self, thing_group: &str, deployment_name: &str) -> Result<Option<String>, CloudError> {
         let target = match self.iot.thing_group_arn(thing_group).await {
             Ok(arn) => arn,
             Err(err) if err.is_not_found() => return Ok(None),
             Err(err) => return Err(err),
         };
-        let out = self
+        // Every revision, newest first: a retry task's revision is found again by its name.
+        let mut pages = self
             .client
             .list_deployments()
             .target_arn(target)
-            .history_filter(aws_sdk_greengrassv2::types::DeploymentHistoryFilter::LatestOnly)
-            .send()
-            .await
-            .map_err(|e| cloud_error("ListDeployments", &e))?;
-        Ok(out.deployments.unwrap_or_default().into_iter().find_map(|d| d.deployment_id))
+            .history_filter(aws_sdk_greengrassv2::types::DeploymentHistoryFilter::All)
+            .into_paginator()
+            .send();
+        let mut newest: Option<(aws_smithy_types::DateTime, String)> = None;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| cloud_error("ListDeployments", &e))?;
+            for d in page.deployments.unwrap_or_default() {
+                if d.deployment_name.as_deref() != Some(deployment_name) {
+                    continue;
+                }
+                let (Some(id), Some(at)) = (d.deployment_id, d.creation_timestamp) else { continue };
+                if newest.as_ref().is_none_or(|(t, _)| at > *t) {
+                    newest = Some((at, id));
+                }
+            }
+        }
+        Ok(newest.map(|(_, id)| id))
     }
 }

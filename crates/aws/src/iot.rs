@@ -332,6 +332,48 @@ impl IotRegistry for AwsIot {
         }
     }
 
+    /// `SearchIndex` on the `AWS_Things` index (fleet indexing must be on), every page.
+    async fn search_things(&self, query: &str) -> Result<Vec<ThingName>, CloudError> {
+        let mut things = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .search_index()
+                .index_name("AWS_Things")
+                .query_string(query)
+                .max_results(500)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("SearchIndex", &e))?;
+            things.extend(
+                out.things
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| t.thing_name().and_then(|n| ThingName::parse(n).ok())),
+            );
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(things),
+            }
+        }
+    }
+
+    /// AWS's own syntax is the rule: one `SearchIndex` call with the query, and what AWS says
+    /// of a query it refuses. A call that fails for another reason does not refuse the query
+    /// (the expansion tries again).
+    async fn check_thing_query(&self, query: &str) -> Result<(), String> {
+        use aws_sdk_iot::error::ProvideErrorMetadata as _;
+        let probe = self.client.search_index().index_name("AWS_Things").query_string(query).max_results(1).send().await;
+        match probe {
+            Err(err) if matches!(err.code(), Some("InvalidQueryException" | "InvalidRequestException")) => {
+                Err(err.message().unwrap_or("AWS IoT refused the query").to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
         let add = || async {
             self.client

@@ -26,6 +26,10 @@ pub enum CoreTaskError {
     #[error("'{name}' is being worked on by task {task}; wait until that task ends (GET its task), then submit again")]
     Busy { name: ThingName, task: TaskId, field: String },
 
+    /// The task's state does not allow what was asked (e.g. retrying a task still running).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -277,6 +281,26 @@ impl CoreTaskService {
             }
         }
         Ok(())
+    }
+
+    /// A new task of the same kind holding only the items of a finished task that failed.
+    pub async fn retry(&self, id: &TaskId, family: TaskFamily) -> Result<Task, CoreTaskError> {
+        let task = self.get(id, family).await?;
+        if !task.status.is_terminal() {
+            return Err(CoreTaskError::Conflict {
+                code: "TASK_NOT_FINISHED",
+                message: format!("task {id} is {}; only a finished task can be retried", task.status),
+            });
+        }
+        let failed: Vec<NewCore> =
+            task.items.into_iter().filter(|i| i.status == TaskStatus::Failure).map(|i| i.request).collect();
+        if failed.is_empty() {
+            return Err(CoreTaskError::Conflict {
+                code: "NOTHING_TO_RETRY",
+                message: format!("no item of task {id} failed; there is nothing to retry"),
+            });
+        }
+        self.store_and_queue(task.kind, task.task_type, task.core_version, failed, task.options, Problems::new()).await
     }
 
     /// A task of the family.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::deployment_state::{DeploymentState, DeploymentStatus};
 use crate::provisioning::CdfProvisioningParameters;
+use crate::rollout::RolloutState;
 use crate::task::{ItemCounts, TaskId, TaskStatus, TaskType};
 use crate::thing::ThingName;
 use crate::time::Timestamp;
@@ -49,7 +50,7 @@ fn present_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
 }
 
 /// What a task works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TaskKind {
     /// A core task (`POST /coreTasks`).
     Core,
@@ -61,7 +62,7 @@ pub enum TaskKind {
 }
 
 /// What a deployment task deploys where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentSpec {
     /// The resolved template version.
     pub template: TemplateRef,
@@ -74,6 +75,22 @@ pub struct DeploymentSpec {
     pub batches_total: Option<u32>,
     /// Cores per batch, once expanded (batches are consecutive runs of cores by name).
     pub batch_size: Option<u32>,
+    /// A staged rollout (absent: every core moves at once).
+    pub rollout: Option<RolloutState>,
+    /// The Greengrass deployment revision a retry task created for itself.
+    pub revision: Option<String>,
+}
+
+impl DeploymentSpec {
+    /// The task whose failed cores this task retries (`targets.retryOf`).
+    pub fn retry_of(&self) -> Option<TaskId> {
+        self.targets.get("retryOf").and_then(|v| v.as_str()).map(TaskId::from_text)
+    }
+
+    /// The task whose moved cores this task moves back (`targets.rollbackOf`).
+    pub fn rollback_of(&self) -> Option<TaskId> {
+        self.targets.get("rollbackOf").and_then(|v| v.as_str()).map(TaskId::from_text)
+    }
 }
 
 /// The three families of tasks, each listed and read through its own routes.
@@ -138,6 +155,9 @@ impl Task {
         match kind {
             TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,
             _ if counts.total == 0 && status_message.is_some() => TaskStatus::Failure,
+            TaskKind::Deployment(DeploymentSpec { rollout: Some(rollout), .. }) => {
+                rollout.task_status(counts.task_status())
+            }
             _ => counts.task_status(),
         }
     }

@@ -9,12 +9,13 @@ use crate::core_task_service::CoreTaskError;
 use crate::cores::{DeploymentSpec, NO_TEMPLATE, NewCore, Task, TaskItem, TaskKind, TemplateRef, VersionCounts};
 use crate::jobs::{DeploymentExpand, JobPayload as _};
 use crate::pagination::{Page, PageRequest};
-use crate::ports::{CoreStore, StoreError, TemplateStore, WorkQueue};
+use crate::ports::{CoreStore, IotRegistry, StoreError, TemplateStore, WorkQueue};
+use crate::rollout::{RolloutSpec, RolloutState};
 use crate::task::{TaskId, TaskStatus, TaskType};
 use crate::template::TemplateName;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
-use crate::validation::FieldProblem;
+use crate::validation::{FieldProblem, Problems};
 
 /// Why a deployment task cannot be accepted.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum DeploymentTaskError {
     TemplateNotFound(String),
     #[error("template '{name}' has no version {version}")]
     VersionNotFound { name: String, version: u32 },
+    #[error("invalid deployment task")]
+    Invalid(Vec<FieldProblem>),
     #[error(transparent)]
     Task(#[from] CoreTaskError),
     #[error(transparent)]
@@ -37,6 +40,8 @@ pub struct NewDeploymentTask {
     /// `thingNames` and `thingGroupNames`, checked.
     pub targets: serde_json::Value,
     pub iot_job_config: Option<serde_json::Value>,
+    /// A staged rollout (absent: every core moves at once).
+    pub rollout: Option<RolloutSpec>,
 }
 
 /// Deployment-task use cases.
@@ -45,6 +50,7 @@ pub struct DeploymentService {
     store: Arc<dyn CoreStore>,
     templates: Arc<dyn TemplateStore>,
     queue: Arc<dyn WorkQueue>,
+    iot: Arc<dyn IotRegistry>,
 }
 
 /// One template of the fleet summary.
@@ -58,13 +64,42 @@ pub struct TemplateSummary {
 }
 
 impl DeploymentService {
-    pub fn new(store: Arc<dyn CoreStore>, templates: Arc<dyn TemplateStore>, queue: Arc<dyn WorkQueue>) -> Self {
-        Self { store, templates, queue }
+    pub fn new(
+        store: Arc<dyn CoreStore>,
+        templates: Arc<dyn TemplateStore>,
+        queue: Arc<dyn WorkQueue>,
+        iot: Arc<dyn IotRegistry>,
+    ) -> Self {
+        Self { store, templates, queue, iot }
     }
 
     /// Resolves the template version (404 if absent), stores the task and queues the
     /// expansion of its targets.
     pub async fn submit(&self, request: NewDeploymentTask) -> Result<Task, DeploymentTaskError> {
+        let mut problems = Problems::new();
+        if let Some(rollout) = &request.rollout {
+            let only_names = request.targets.as_object().is_some_and(|m| m.len() == 1 && m.contains_key("thingNames"));
+            let known = only_names
+                .then(|| {
+                    request.targets["thingNames"]
+                        .as_array()
+                        .map(|l| l.iter().filter_map(|v| v.as_str()).collect::<std::collections::BTreeSet<_>>().len())
+                })
+                .flatten();
+            if let Err(found) = rollout.check(known) {
+                for p in found.into_vec() {
+                    problems.add(p.field, p.problem);
+                }
+            }
+        }
+        if let Some(query) = request.targets.get("thingIndexQuery").and_then(|q| q.as_str())
+            && let Err(why) = self.iot.check_thing_query(query).await
+        {
+            problems.add("targets.thingIndexQuery", why);
+        }
+        if !problems.is_empty() {
+            return Err(DeploymentTaskError::Invalid(problems.into_vec()));
+        }
         let not_found = || DeploymentTaskError::TemplateNotFound(request.template_name.clone());
         let name = TemplateName::parse(&request.template_name).map_err(|_| not_found())?;
         let template =
@@ -84,6 +119,8 @@ impl DeploymentService {
                 expanded: false,
                 batches_total: None,
                 batch_size: None,
+                rollout: request.rollout.map(|spec| RolloutState::start(spec, &[], now)),
+                revision: None,
             }),
             task_type: TaskType::Create,
             core_version: String::new(),
@@ -153,7 +190,8 @@ impl DeploymentService {
 }
 
 /// Checks the `targets` of a deployment task: `thingNames` and `thingGroupNames` lists of
-/// valid names; Asset Library targets are not supported; other keys are refused.
+/// valid names and a `thingIndexQuery` text (its syntax is checked by the IoT registry);
+/// Asset Library targets are not supported; other keys are refused.
 pub fn check_targets(targets: &serde_json::Value) -> Result<(), (bool, Vec<FieldProblem>)> {
     let mut problems = Vec::new();
     let Some(map) = targets.as_object().filter(|m| !m.is_empty()) else {
@@ -161,7 +199,7 @@ pub fn check_targets(targets: &serde_json::Value) -> Result<(), (bool, Vec<Field
             false,
             vec![FieldProblem {
                 field: "targets".into(),
-                problem: "is required: an object with thingNames and/or thingGroupNames".into(),
+                problem: "is required: an object with thingNames, thingGroupNames and/or thingIndexQuery".into(),
             }],
         ));
     };
@@ -205,6 +243,14 @@ pub fn check_targets(targets: &serde_json::Value) -> Result<(), (bool, Vec<Field
                     problem: "must be a non-empty list of names".into(),
                 }),
             },
+            "thingIndexQuery" => match value.as_str() {
+                Some(q) if !q.trim().is_empty() => {}
+                _ => problems.push(FieldProblem {
+                    field: "targets.thingIndexQuery".into(),
+                    problem: "must be a fleet-indexing query, e.g. \"thingName:core-* AND attributes.site:berlin\""
+                        .into(),
+                }),
+            },
             "assetLibraryDeviceIds" | "assetLibraryGroupPaths" | "assetLibraryQuery" => {
                 return Err((true, vec![FieldProblem {
                     field: format!("targets.{key}"),
@@ -213,7 +259,7 @@ pub fn check_targets(targets: &serde_json::Value) -> Result<(), (bool, Vec<Field
             }
             other => problems.push(FieldProblem {
                 field: format!("targets.{other}"),
-                problem: "is not a target type; use thingNames or thingGroupNames".into(),
+                problem: "is not a target type; use thingNames, thingGroupNames or thingIndexQuery".into(),
             }),
         }
     }

@@ -124,7 +124,19 @@ impl Core {
 
     /// A deployment task moved the core into `template`'s deployment: it is desired now and in
     /// progress until the core reports.
+    /// Assigning no template (`None`, a rollback to before the first deployment) leaves the
+    /// core as provisioning left it: no template desired or reported, nothing in progress.
     pub fn assign_deployment(&mut self, template: &TemplateRef, deployment_id: &str, now: Timestamp) {
+        if template.name == NO_TEMPLATE {
+            self.desired = TemplateRef::none();
+            self.reported = TemplateRef::none();
+            self.desired_deployment_id = None;
+            self.deployment_status = DeploymentStatus::None;
+            self.deployment_status_message = None;
+            self.status_at = Some(now);
+            self.updated_at = Some(now);
+            return;
+        }
         self.desired = template.clone();
         self.desired_deployment_id = Some(deployment_id.to_owned());
         self.deployment_status = DeploymentStatus::InProgress;

@@ -16,11 +16,14 @@ pub mod provisioning;
 pub mod provisioning_template;
 pub mod provisioning_templates;
 pub mod quotas;
+pub mod rollout;
+pub mod rollout_service;
 pub mod task;
 pub mod template;
 pub mod template_service;
 pub mod thing;
 pub mod thing_lifecycle;
+pub mod thing_query;
 pub mod time;
 pub mod validation;
 

@@ -28,7 +28,7 @@ pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};
 pub use records::{
     CoreFilter, CoreRecords, CoreStore, DeploymentRecords, DeviceRecords, FleetCounters, IngestCursors, Outbox,
-    ProvisioningJournals, StartedItem, TaskStore,
+    ProvisioningJournals, RolloutRecords, StartedItem, TaskStore,
 };
 pub use status::{DeploymentOutcome, EventPublisher, PositionedStatusFeed, ReceivedStatus, StatusFeed, StatusSignal};
 

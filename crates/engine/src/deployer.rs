@@ -6,14 +6,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ggprov_domain::cores::{
-    CORE_TEMPLATE_UPDATED_EVENT, Core, DEPLOYMENT_TASK_CREATED_EVENT, DeploymentSpec, Event, Task, TaskKind,
-    TemplateRef,
+    CORE_TEMPLATE_UPDATED_EVENT, Core, DEPLOYMENT_TASK_CREATED_EVENT, DeploymentSpec, Event, NO_TEMPLATE, Task,
+    TaskKind, TemplateRef,
 };
 use ggprov_domain::jobs::{JobPayload as _, TaskBatch};
 use ggprov_domain::ports::{
     CloudError, ComponentSpec, CoreStore, DeploymentOutcome, DeploymentRequest, Greengrass, IotRegistry, StatusFeed,
     StatusSignal, TemplateStore, WorkQueue,
 };
+use ggprov_domain::rollout;
+use ggprov_domain::rollout_service::Rollouts;
 use ggprov_domain::template::DEPLOYMENT_GROUP_PREFIX;
 use ggprov_domain::{TaskId, TemplateName, ThingName, Timestamp};
 
@@ -30,6 +32,9 @@ pub struct Deployer {
     batch_size: u32,
     /// Serialises the creation of template deployments within this process.
     creating: tokio::sync::Mutex<()>,
+    /// Serialises retry tasks' revisions within this process.
+    revising: tokio::sync::Mutex<()>,
+    rollouts: Rollouts,
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
@@ -48,19 +53,23 @@ impl Deployer {
         batch_size: u32,
     ) -> Self {
         Self {
-            store,
+            store: store.clone(),
             templates,
             iot,
             greengrass,
             feed,
-            queue,
+            queue: queue.clone(),
             batch_size: batch_size.max(1),
             creating: tokio::sync::Mutex::new(()),
+            revising: tokio::sync::Mutex::new(()),
+            rollouts: Rollouts::new(store, queue, batch_size.max(1) as usize),
         }
     }
 
-    /// Expands the targets into cores (all pages of group membership, de-duplicated), records
-    /// them with the task's event, and queues their batches.
+    /// Expands the targets into cores (all pages of group membership and of a fleet-indexing
+    /// query, de-duplicated; for a retry or rollback task, the cores of the task it follows),
+    /// records them with their waves and the task's events, and queues the batches that may
+    /// move now (every core, or a rollout's first wave).
     pub async fn expand(&self, task_id: &TaskId) -> Result<(), StepError> {
         let Some(task) = self.store.task_header(task_id).await? else {
             return Err(permanent(format!("deployment task {task_id} does not exist")));
@@ -71,6 +80,90 @@ impl Deployer {
         if spec.expanded {
             return Ok(());
         }
+        if let Some(state) = &spec.rollout
+            && state.phase.is_terminal()
+        {
+            let message = state.status_message().unwrap_or_else(|| "Rollout ended".to_owned());
+            self.store.fail_deployment_task(task_id, &format!("{message} (before its targets were expanded)")).await?;
+            return Ok(());
+        }
+        let cores = match self.rollouts.derived_targets(spec).await? {
+            Some(cores) => cores.into_iter().collect(),
+            None => match self.expand_targets(spec).await? {
+                Ok(cores) => cores,
+                Err(message) => {
+                    self.store.fail_deployment_task(task_id, &message).await?;
+                    return Ok(());
+                }
+            },
+        };
+        if cores.is_empty() {
+            self.store.fail_deployment_task(task_id, "the targets matched no thing").await?;
+            return Ok(());
+        }
+        let cores: Vec<ThingName> = cores.into_iter().collect();
+        let now = Timestamp::now();
+        let mut events = vec![Event {
+            detail_type: DEPLOYMENT_TASK_CREATED_EVENT.to_owned(),
+            detail: serde_json::json!({
+                "taskId": task_id.as_str(),
+                "templateName": spec.template.name,
+                "templateVersion": spec.template.version,
+                "coreCount": cores.len(),
+                "status": "success",
+            }),
+        }];
+        let (waves, rollout) = match &spec.rollout {
+            Some(stored) => {
+                let planned = stored.spec.plan(cores.len());
+                let state = stored.clone().expanded(&planned, now);
+                events.push(Event {
+                    detail_type: rollout::WAVE_STARTED_EVENT.to_owned(),
+                    detail: serde_json::json!({
+                        "taskId": task_id.as_str(),
+                        "templateName": spec.template.name,
+                        "templateVersion": spec.template.version,
+                        "wave": 1,
+                        "waves": planned.len(),
+                        "planned": planned.first().copied().unwrap_or(0),
+                    }),
+                });
+                (stored.spec.assign(cores.len()), Some(state))
+            }
+            None => (Vec::new(), None),
+        };
+        if self
+            .store
+            .expand_deployment_task(task_id, &cores, &waves, self.batch_size, &events, rollout.as_ref())
+            .await?
+        {
+            let ready: Vec<ThingName> = match &rollout {
+                Some(state) => cores
+                    .iter()
+                    .zip(&waves)
+                    .filter(|(_, wave)| state.may_move(**wave))
+                    .map(|(core, _)| core.clone())
+                    .collect(),
+                None => cores,
+            };
+            let jobs: Vec<_> = ready
+                .chunks(self.batch_size as usize)
+                .map(|chunk| TaskBatch { task_id: task_id.clone(), items: chunk.to_vec() }.job())
+                .collect();
+            self.queue.enqueue(&jobs).await?;
+        } else if self.store.task_header(task_id).await?.is_some_and(|t| match t.kind {
+            TaskKind::Deployment(spec) => !spec.expanded,
+            _ => false,
+        }) {
+            // The rollout changed (an operator's action) while the targets were expanded.
+            return Err(StepError::transient("the rollout changed during the expansion; expanding again"));
+        }
+        Ok(())
+    }
+
+    /// The cores the targets name; `Err` with the task's failure message when a group does not
+    /// exist or the query is refused.
+    async fn expand_targets(&self, spec: &DeploymentSpec) -> Result<Result<BTreeSet<ThingName>, String>, StepError> {
         let names_of = |key: &str| -> Vec<String> {
             spec.targets
                 .get(key)
@@ -85,36 +178,18 @@ impl Deployer {
         for group in names_of("thingGroupNames") {
             match self.iot.list_things_in_thing_group(&group).await {
                 Ok(members) => cores.extend(members),
-                Err(err) if err.is_not_found() => {
-                    self.store.fail_deployment_task(task_id, &format!("thing group '{group}' does not exist")).await?;
-                    return Ok(());
-                }
+                Err(err) if err.is_not_found() => return Ok(Err(format!("thing group '{group}' does not exist"))),
                 Err(err) => return Err(err.into()),
             }
         }
-        if cores.is_empty() {
-            self.store.fail_deployment_task(task_id, "the targets matched no thing").await?;
-            return Ok(());
+        if let Some(query) = spec.targets.get("thingIndexQuery").and_then(|q| q.as_str()) {
+            match self.iot.search_things(query).await {
+                Ok(things) => cores.extend(things),
+                Err(err) if err.is_transient() => return Err(err.into()),
+                Err(err) => return Ok(Err(format!("the thingIndexQuery was refused: {err}"))),
+            }
         }
-        let cores: Vec<ThingName> = cores.into_iter().collect();
-        let event = Event {
-            detail_type: DEPLOYMENT_TASK_CREATED_EVENT.to_owned(),
-            detail: serde_json::json!({
-                "taskId": task_id.as_str(),
-                "templateName": spec.template.name,
-                "templateVersion": spec.template.version,
-                "coreCount": cores.len(),
-                "status": "success",
-            }),
-        };
-        if self.store.expand_deployment_task(task_id, &cores, self.batch_size, &event).await? {
-            let jobs: Vec<_> = cores
-                .chunks(self.batch_size as usize)
-                .map(|chunk| TaskBatch { task_id: task_id.clone(), items: chunk.to_vec() }.job())
-                .collect();
-            self.queue.enqueue(&jobs).await?;
-        }
-        Ok(())
+        Ok(Ok(cores))
     }
 
     /// Ends a deployment task whose expansion was dead-lettered.
@@ -122,10 +197,38 @@ impl Deployer {
         Ok(self.store.fail_deployment_task(task_id, &format!("gave up after repeated failures: {reason}")).await?)
     }
 
-    /// The deployment of a template version: created once, found again after a crash.
-    async fn ensure_template_deployment(&self, template: &TemplateRef) -> Result<String, StepError> {
+    /// The deployment a task moves its cores into: the template version's deployment, created
+    /// once and found again after a crash; for a retry task, a new revision of it, created once
+    /// per retry task.
+    async fn ensure_deployment(&self, task: &Task, spec: &DeploymentSpec) -> Result<String, StepError> {
+        if spec.retry_of().is_none() {
+            return self.ensure_template_deployment(&spec.template, None).await;
+        }
+        if let Some(revision) = &spec.revision {
+            return Ok(revision.clone());
+        }
+        let _guard = self.revising.lock().await;
+        if let Some(TaskKind::Deployment(fresh)) = self.store.task_header(&task.id).await?.map(|t| t.kind)
+            && let Some(revision) = fresh.revision
+        {
+            return Ok(revision);
+        }
+        self.ensure_template_deployment(&spec.template, None).await?;
+        let revision = self.ensure_template_deployment(&spec.template, Some(&task.id)).await?;
+        Ok(self.store.save_task_revision(&task.id, &spec.template, &revision).await?)
+    }
+
+    /// The deployment of a template version: created once, found again after a crash. With
+    /// `revise_for`, a new revision named after that retry task (found again by its name).
+    async fn ensure_template_deployment(
+        &self,
+        template: &TemplateRef,
+        revise_for: Option<&TaskId>,
+    ) -> Result<String, StepError> {
         let _guard = self.creating.lock().await;
-        if let Some(id) = self.store.template_deployment(template).await? {
+        if revise_for.is_none()
+            && let Some(id) = self.store.template_deployment(template).await?
+        {
             return Ok(id);
         }
         let name = TemplateName::parse(&template.name).map_err(|_| permanent("Template not found"))?;
@@ -136,12 +239,16 @@ impl Deployer {
             .ok_or_else(|| permanent("Template not found"))?;
         let group = name.deployment_group(template.version);
         self.iot.ensure_thing_group(&group).await.map_err(|e| with_prefix("Unable to create thing group", &e))?;
-        let id = match self.greengrass.find_deployment(&group).await? {
+        let deployment_name = match revise_for {
+            Some(task) => format!("{group} retry {task}"),
+            None => group.clone(),
+        };
+        let id = match self.greengrass.find_deployment(&group, &deployment_name).await? {
             Some(id) => id,
             None => {
                 let request = DeploymentRequest {
                     thing_group: group.clone(),
-                    deployment_name: group.clone(),
+                    deployment_name,
                     components: stored
                         .spec
                         .components()
@@ -173,11 +280,15 @@ impl Deployer {
                     .map_err(|e| with_prefix("Failed to create deployment", &e))?
             }
         };
+        if revise_for.is_some() {
+            return Ok(id);
+        }
         Ok(self.store.save_template_deployment(template, &group, &id).await?)
     }
 
     /// A batch of a deployment task: set each core's desired template and move it into the
-    /// template version's group.
+    /// template version's group (for a rollback to no template, out of ggprov's groups). A
+    /// rollout that is not running moves nothing: its items stay `Waiting` until it resumes.
     pub async fn deploy_batch(
         &self,
         task: &Task,
@@ -185,8 +296,15 @@ impl Deployer {
         items: &[ThingName],
         ctx: &crate::JobContext,
     ) -> Result<(), StepError> {
-        let deployment = self.ensure_template_deployment(&spec.template).await;
-        let target_group = format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", spec.template.name, spec.template.version);
+        if let Some(state) = &spec.rollout
+            && (state.phase != rollout::RolloutPhase::Running || state.awaiting_approval)
+        {
+            return Ok(());
+        }
+        let unassign = spec.template.name == NO_TEMPLATE;
+        let deployment = if unassign { Ok(String::new()) } else { self.ensure_deployment(task, spec).await };
+        let target_group =
+            (!unassign).then(|| format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", spec.template.name, spec.template.version));
         for name in items {
             let Some(started) = self.store.start_item(&task.id, name, &ctx.holder, ctx.lease).await? else { continue };
             if !started.won {
@@ -201,7 +319,7 @@ impl Deployer {
                 Err(StepError::Transient { message, .. }) => return Err(StepError::transient(message.clone())),
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
             };
-            match self.move_core(name, &target_group).await {
+            match self.move_core(name, target_group.as_deref()).await {
                 Ok(()) => self.store.complete_deployment_item(&task.id, name, &spec.template, deployment_id).await?,
                 Err(StepError::Permanent { message, .. }) => {
                     self.store.fail_deployment_item(&task.id, name, &message).await?
@@ -212,7 +330,7 @@ impl Deployer {
         Ok(())
     }
 
-    async fn move_core(&self, name: &ThingName, target_group: &str) -> Result<(), StepError> {
+    async fn move_core(&self, name: &ThingName, target_group: Option<&str>) -> Result<(), StepError> {
         if self.store.core(name).await?.is_none() {
             return Err(permanent(format!("{name} is not a core provisioned by ggprov")));
         }
@@ -220,17 +338,23 @@ impl Deployer {
             return Err(permanent("Core device not registered with Greengrass V2"));
         }
         for group in self.iot.list_thing_groups_for_thing(name).await? {
-            if group.starts_with(DEPLOYMENT_GROUP_PREFIX) && group != target_group {
+            if group.starts_with(DEPLOYMENT_GROUP_PREFIX) && Some(group.as_str()) != target_group {
                 self.iot
                     .remove_thing_from_thing_group(&group, name)
                     .await
                     .map_err(|e| with_prefix("Failed removing from existing deployment thing groups", &e))?;
             }
         }
+        let Some(target_group) = target_group else { return Ok(()) };
         self.iot
             .add_thing_to_thing_group(target_group, name)
             .await
             .map_err(|e| with_prefix("Failed to add core device to deployment thing group target", &e))
+    }
+
+    /// One controller step for every active rollout; returns how many changed state.
+    pub async fn advance_rollouts(&self) -> Result<usize, StepError> {
+        Ok(self.rollouts.advance_all().await?)
     }
 
     /// Applies the status messages that arrived since the last call; returns how many

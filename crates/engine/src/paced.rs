@@ -166,6 +166,12 @@ impl IotRegistry for Paced {
     async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError> {
         paced!(self, "DescribeEndpoint", self.iot.describe_endpoint(kind))
     }
+    async fn search_things(&self, query: &str) -> Result<Vec<ThingName>, CloudError> {
+        paced!(self, "SearchIndex", self.iot.search_things(query))
+    }
+    async fn check_thing_query(&self, query: &str) -> Result<(), String> {
+        self.iot.check_thing_query(query).await
+    }
 }
 
 #[async_trait]
@@ -217,8 +223,8 @@ impl Greengrass for Paced {
     async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError> {
         paced!(self, "CreateDeployment", self.greengrass.create_deployment(request))
     }
-    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError> {
-        paced!(self, "ListDeployments", self.greengrass.find_deployment(thing_group))
+    async fn find_deployment(&self, thing_group: &str, deployment_name: &str) -> Result<Option<String>, CloudError> {
+        paced!(self, "ListDeployments", self.greengrass.find_deployment(thing_group, deployment_name))
     }
 }
 

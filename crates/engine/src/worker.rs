@@ -111,6 +111,11 @@ impl Worker {
         self.deployer.ingest().await
     }
 
+    /// One controller step for every active rollout (next wave, abort, completion).
+    pub async fn advance_rollouts(&self) -> Result<usize, StepError> {
+        self.deployer.advance_rollouts().await
+    }
+
     /// Corrects cores whose deployment outcome was missed.
     pub async fn reconcile(&self) -> Result<usize, StepError> {
         self.deployer.reconcile().await
@@ -124,6 +129,10 @@ impl Worker {
         while !*shutdown.borrow() {
             if let Err(err) = self.ingest().await {
                 tracing::warn!(error = %ErrorChain(&err), "status ingestion failed");
+            }
+            // Between job rounds: no move of this worker is in flight while a rollout decides.
+            if let Err(err) = self.advance_rollouts().await {
+                tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed");
             }
             if let Err(err) = self.publish_events().await {
                 tracing::warn!(error = %ErrorChain(&err), "publishing events failed");

@@ -20,6 +20,8 @@ pub fn control_router(cloud: LocalCloud) -> Router {
         .route("/local-cloud/cores/{name}/connect", post(connect))
         .route("/local-cloud/cores/{name}/disconnect", post(disconnect))
         .route("/local-cloud/cores/{name}/behavior", put(behavior))
+        .route("/local-cloud/behaviors", put(behaviors))
+        .route("/local-cloud/things/{name}/attributes", put(attributes))
         .route("/local-cloud/faults", put(set_faults).get(get_faults))
         .route("/local-cloud/things/{name}", get(thing))
         .route("/local-cloud/inventory", get(inventory))
@@ -98,6 +100,40 @@ async fn behavior(
     let name = thing_name(&name)?;
     let behavior: CoreBehavior = body(&bytes)?;
     cloud.set_core_behavior(&name, behavior).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /local-cloud/behaviors`: one behavior for many cores at once (a share of a wave that
+/// fails or stays silent).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BehaviorsBody {
+    names: Vec<String>,
+    #[serde(default)]
+    deployment_outcome: crate::DeploymentOutcome,
+    #[serde(default)]
+    delay_ms: u64,
+}
+
+async fn behaviors(State(cloud): State<LocalCloud>, bytes: axum::body::Bytes) -> Result<StatusCode, ControlError> {
+    let body: BehaviorsBody = body(&bytes)?;
+    let behavior = CoreBehavior { deployment_outcome: body.deployment_outcome, delay_ms: body.delay_ms };
+    for name in &body.names {
+        cloud.set_core_behavior(&thing_name(name)?, behavior).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /local-cloud/things/{name}/attributes`: merges string attributes into a thing (`null`
+/// removes one), for fleet-indexing queries.
+async fn attributes(
+    State(cloud): State<LocalCloud>,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ControlError> {
+    let name = thing_name(&name)?;
+    let changes: std::collections::BTreeMap<String, Option<String>> = body(&bytes)?;
+    cloud.merge_thing_attributes(&name, &changes).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -140,14 +140,17 @@ impl Greengrass for LocalCloud {
         LocalCloud::create_deployment(self, &request.thing_group, &request.deployment_name, &components).await
     }
 
-    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError> {
+    async fn find_deployment(&self, thing_group: &str, deployment_name: &str) -> Result<Option<String>, CloudError> {
         const API: &str = "ListDeployments";
         self.admit(API)?;
-        let row = sqlx::query("SELECT id FROM deployments WHERE group_name = ? ORDER BY created_at DESC, id LIMIT 1")
-            .bind(thing_group)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
+        let row = sqlx::query(
+            "SELECT id FROM deployments WHERE group_name = ? AND name = ? ORDER BY created_at DESC, id LIMIT 1",
+        )
+        .bind(thing_group)
+        .bind(deployment_name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db(API))?;
         Ok(row.map(|r| r.get("id")))
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use ggprov_domain::ports::{CertificateRef, CloudError, EndpointKind, IotRegistry, ThingDescription};
 use ggprov_domain::provisioning::CertificateStatus;
+use ggprov_domain::thing_query::{ThingFacts, ThingQuery};
 use ggprov_domain::{ThingName, Timestamp};
 use sqlx::Row;
 
@@ -400,12 +401,27 @@ impl IotRegistry for LocalCloud {
                 format!("thing {name} is already in {MAX_GROUPS_PER_THING} thing groups, the most AWS IoT allows"),
             ));
         }
-        sqlx::query("INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)")
+        let joined = sqlx::query("INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)")
             .bind(group)
             .bind(name.as_str())
             .execute(&mut *tx)
             .await
+            .map_err(db(API))?
+            .rows_affected()
+            == 1;
+        if joined {
+            // A core that joins a group again runs its deployment again (a continuous IoT job
+            // runs for every thing added to its group): a moved-back core is not left waiting.
+            sqlx::query(
+                "DELETE FROM deployment_executions WHERE core_name = ? AND status <> 'IN_PROGRESS' \
+                 AND deployment_id IN (SELECT id FROM deployments WHERE group_name = ?)",
+            )
+            .bind(name.as_str())
+            .bind(group)
+            .execute(&mut *tx)
+            .await
             .map_err(db(API))?;
+        }
         tx.commit().await.map_err(db(API))?;
         // Greengrass deployments are continuous: a core that joins a group gets its deployment.
         self.apply_if_connected(name).await
@@ -470,9 +486,76 @@ impl IotRegistry for LocalCloud {
             EndpointKind::CredentialProvider => format!("ggprov-local.credentials.iot.{region}.amazonaws.com"),
         })
     }
+
+    /// `SearchIndex` over the registry, with the subset of the query syntax in
+    /// [`ggprov_domain::thing_query`]: thing names, group names, attributes, and connectivity
+    /// (a core registered with Greengrass and `HEALTHY`).
+    async fn search_things(&self, query: &str) -> Result<Vec<ThingName>, CloudError> {
+        const API: &str = "SearchIndex";
+        self.admit(API)?;
+        let parsed = ThingQuery::parse(query).map_err(|e| rejected(API, format!("invalid query {e}")))?;
+        let rows = sqlx::query(
+            "SELECT t.name, t.attributes, (SELECT group_concat(m.group_name, char(10)) FROM thing_group_members m \
+             WHERE m.thing_name = t.name) AS groups, EXISTS (SELECT 1 FROM core_devices c WHERE c.name = t.name \
+             AND c.status = 'HEALTHY') AS connected FROM things t ORDER BY t.name",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(API))?;
+        let mut found = Vec::new();
+        for row in rows {
+            let name: String = row.get("name");
+            let attributes: BTreeMap<String, String> =
+                serde_json::from_str(row.get::<&str, _>("attributes")).unwrap_or_default();
+            let groups: Vec<String> = row
+                .get::<Option<String>, _>("groups")
+                .map(|g| g.split('\n').map(str::to_owned).collect())
+                .unwrap_or_default();
+            let facts =
+                ThingFacts { name: &name, groups: &groups, attributes: &attributes, connected: row.get("connected") };
+            if parsed.matches(&facts)
+                && let Ok(thing) = ThingName::parse(&name)
+            {
+                found.push(thing);
+            }
+        }
+        Ok(found)
+    }
 }
 
 impl LocalCloud {
+    /// Merges attributes into a thing (`None` removes one): what `UpdateThing` with
+    /// `attributePayload.merge` does.
+    pub async fn merge_thing_attributes(
+        &self,
+        name: &ThingName,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), CloudError> {
+        const API: &str = "UpdateThing";
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        let row = sqlx::query("SELECT attributes FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(API))?
+            .ok_or_else(|| not_found(API, format!("thing {name} does not exist")))?;
+        let mut attributes: BTreeMap<String, String> =
+            serde_json::from_str(row.get::<&str, _>("attributes")).unwrap_or_default();
+        for (key, value) in changes {
+            match value {
+                Some(v) => attributes.insert(key.clone(), v.clone()),
+                None => attributes.remove(key),
+            };
+        }
+        sqlx::query("UPDATE things SET attributes = ? WHERE name = ?")
+            .bind(serde_json::to_string(&attributes).expect("attributes serialise"))
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        tx.commit().await.map_err(db(API))
+    }
+
     async fn describe_thing_unchecked(&self, name: &ThingName) -> Result<bool, CloudError> {
         let row = sqlx::query("SELECT 1 FROM things WHERE name = ?")
             .bind(name.as_str())

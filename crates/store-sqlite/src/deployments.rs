@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use ggprov_domain::cores::{Core, Event, NewCore, TaskItem, TemplateRef};
 use ggprov_domain::ports::{DeploymentOutcome, DeploymentRecords, StoreError};
+use ggprov_domain::rollout::RolloutState;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -31,6 +32,15 @@ async fn end_deployment_item(
         let mut after = before.clone();
         change(&mut after, now);
         write_core(&mut tx, Some(&before), Some(&after)).await?;
+        if outcome == TaskStatus::Success {
+            sqlx::query("UPDATE task_items SET previous = ? WHERE task_id = ? AND name = ?")
+                .bind(serde_json::to_string(&before.desired).expect("serialises"))
+                .bind(task.as_str())
+                .bind(core.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
     }
     tx.commit().await.map_err(unavailable)
 }
@@ -39,16 +49,18 @@ async fn expand_items(
     tx: &mut Transaction<'static, Sqlite>,
     task: &TaskId,
     cores: &[ThingName],
+    waves: &[u32],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    for core in cores {
+    for (i, core) in cores.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)",
+            "INSERT INTO task_items (task_id, name, request, status, created_at, wave) VALUES (?, ?, ?, 'Waiting', ?, ?)",
         )
         .bind(task.as_str())
         .bind(core.as_str())
         .bind(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}).to_string())
         .bind(now.as_millis())
+        .bind(i64::from(waves.get(i).copied().unwrap_or(0)))
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
@@ -73,26 +85,42 @@ impl DeploymentRecords for SqliteStore {
         &self,
         task: &TaskId,
         cores: &[ThingName],
+        waves: &[u32],
         batch_size: u32,
-        event: &Event,
+        events: &[Event],
+        rollout: Option<&RolloutState>,
     ) -> Result<bool, StoreError> {
         let now = Timestamp::now();
         let batches_total = cores.len().div_ceil(batch_size.max(1) as usize) as i64;
         let mut tx = self.begin_write().await?;
+        // The rollout is saved only if nobody changed it since it was read (an operator's
+        // pause before the expansion is kept: the caller reads again and retries).
+        let rollout = rollout.map(|r| {
+            let mut next = r.clone();
+            next.rev += 1;
+            (r.rev, next)
+        });
         let claimed = sqlx::query(
-            "UPDATE tasks SET expanded = 1, batches_total = ?, batch_size = ? WHERE id = ? AND expanded = 0",
+            "UPDATE tasks SET expanded = 1, batches_total = ?, batch_size = ?, rollout = COALESCE(?, rollout), \
+             rollout_active = ? WHERE id = ? AND expanded = 0 AND (? IS NULL OR json_extract(rollout, '$.rev') = ?)",
         )
         .bind(batches_total)
         .bind(i64::from(batch_size))
+        .bind(rollout.as_ref().map(|(_, r)| serde_json::to_string(r).expect("serialises")))
+        .bind(rollout.as_ref().is_some_and(|(_, r)| r.is_active()))
         .bind(task.as_str())
+        .bind(rollout.as_ref().map(|(rev, _)| *rev as i64))
+        .bind(rollout.as_ref().map(|(rev, _)| *rev as i64))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
         if claimed.rows_affected() == 0 {
             return Ok(false);
         }
-        expand_items(&mut tx, task, cores, now).await?;
-        write_event(&mut tx, event, now).await?;
+        expand_items(&mut tx, task, cores, waves, now).await?;
+        for event in events {
+            write_event(&mut tx, event, now).await?;
+        }
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
@@ -156,12 +184,19 @@ impl DeploymentRecords for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
+        sqlx::query("INSERT OR IGNORE INTO deployment_revisions (deployment_id, template_name, template_version) VALUES (?, ?, ?)")
+            .bind(deployment_id)
+            .bind(&template.name)
+            .bind(i64::from(template.version))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         self.template_deployment(template).await?.ok_or_else(|| StoreError::unavailable("template deployment vanished"))
     }
 
     async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError> {
         let row =
-            sqlx::query("SELECT template_name, template_version FROM template_deployments WHERE deployment_id = ?")
+            sqlx::query("SELECT template_name, template_version FROM deployment_revisions WHERE deployment_id = ?")
                 .bind(deployment_id)
                 .fetch_optional(&self.pool)
                 .await

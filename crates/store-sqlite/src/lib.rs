@@ -9,6 +9,7 @@ mod idempotency;
 mod journals;
 mod outbox;
 mod queue;
+mod rollouts;
 mod rows;
 mod tasks;
 mod templates;

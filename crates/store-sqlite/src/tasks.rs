@@ -15,7 +15,7 @@ use crate::rows::{corrupt, end_item, item_from_row, opt_ts, task_type, thing, ts
 use crate::{SqliteStore, unavailable};
 
 const TASK_SUMMARY: &str = "SELECT t.id, t.kind, t.core_name, t.type, t.core_version, t.options, t.created_at, \
-     t.template_name, t.template_version, t.targets, t.iot_job_config, t.expanded, t.batches_total, t.batch_size, t.status_message, \
+     t.template_name, t.template_version, t.targets, t.iot_job_config, t.expanded, t.batches_total, t.batch_size, t.status_message, t.rollout, t.revision, \
      COUNT(i.name) AS total, \
      COALESCE(SUM(i.status = 'Waiting'), 0) AS waiting, \
      COALESCE(SUM(i.status = 'Success'), 0) AS success, \
@@ -44,6 +44,8 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
                 expanded: row.try_get::<i64, _>("expanded").map_err(unavailable)? != 0,
                 batches_total: row.try_get::<Option<i64>, _>("batches_total").map_err(unavailable)?.map(|n| n as u32),
                 batch_size: row.try_get::<Option<i64>, _>("batch_size").map_err(unavailable)?.map(|n| n as u32),
+                rollout: json("rollout")?.map(serde_json::from_value).transpose().map_err(corrupt)?,
+                revision: row.try_get("revision").map_err(unavailable)?,
             })
         }
         other => return Err(corrupt(format!("task kind {other}"))),
@@ -128,8 +130,8 @@ impl TaskStore for SqliteStore {
             _ => None,
         };
         sqlx::query(
-            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at, rollout) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(task.id.as_str())
         .bind(task.kind.family().as_str())
@@ -142,6 +144,7 @@ impl TaskStore for SqliteStore {
             .bind(&task.core_version)
             .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
             .bind(task.created_at.as_millis())
+            .bind(deployment.and_then(|d| d.rollout.as_ref()).map(|r| serde_json::to_string(r).expect("serialises")))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -293,7 +296,11 @@ impl TaskStore for SqliteStore {
             "UPDATE task_items SET requeued_at = ? WHERE status IN ('Waiting', 'InProgress') \
              AND MAX(COALESCE(requeued_at, 0), COALESCE(updated_at, created_at)) < ? \
              AND (status = 'Waiting' OR holder IS NULL OR COALESCE(lease_until, 0) <= ?) \
-             AND task_id IN (SELECT id FROM tasks) RETURNING task_id, name",
+             AND task_id IN (SELECT id FROM tasks) \
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_items.task_id AND t.rollout IS NOT NULL \
+                 AND (json_extract(t.rollout, '$.phase') <> 'Running' OR json_extract(t.rollout, '$.awaitingApproval') \
+                      OR task_items.wave > json_extract(t.rollout, '$.currentWave'))) \
+             RETURNING task_id, name",
         )
         .bind(now.as_millis())
         .bind(before.as_millis())

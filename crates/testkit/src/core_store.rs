@@ -97,6 +97,8 @@ fn deployment_task(template: TemplateRef, names: &[&str]) -> Task {
         expanded: false,
         batches_total: None,
         batch_size: None,
+        rollout: None,
+        revision: None,
     };
     task(TaskKind::Deployment(spec), &[])
 }
@@ -201,13 +203,13 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
     let cores = [thing("d-1"), thing("d-2"), thing("d-3")];
     assert!(
         store
-            .expand_deployment_task(&deployment.id, &cores, 2, &event("DeploymentTask Created Event", 0))
+            .expand_deployment_task(&deployment.id, &cores, &[], 2, &[event("DeploymentTask Created Event", 0)], None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .expand_deployment_task(&deployment.id, &cores, 2, &event("DeploymentTask Created Event", 0))
+            .expand_deployment_task(&deployment.id, &cores, &[], 2, &[event("DeploymentTask Created Event", 0)], None)
             .await
             .unwrap()
     );
@@ -389,7 +391,14 @@ pub async fn a_failed_deployment_item_marks_its_core_failed(store: Arc<dyn CoreS
     store.create_task(&deployment).await.unwrap();
     assert!(
         store
-            .expand_deployment_task(&deployment.id, &[thing("f-1")], 10, &event("DeploymentTask Created Event", 0))
+            .expand_deployment_task(
+                &deployment.id,
+                &[thing("f-1")],
+                &[],
+                10,
+                &[event("DeploymentTask Created Event", 0)],
+                None
+            )
             .await
             .unwrap()
     );

@@ -14,9 +14,9 @@ use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp}
 use super::journals::journal_pk;
 use super::{DynamoStore, Item, Query, doc, get_n, key, n, s, to_doc};
 
-const CORE: &str = "#CORE";
+pub(crate) const CORE: &str = "#CORE";
 
-fn core_pk(name: &str) -> String {
+pub(crate) fn core_pk(name: &str) -> String {
     format!("CORE#{name}")
 }
 
@@ -129,10 +129,11 @@ impl DynamoStore {
     {
         retry_tx!(self, {
             let now = Timestamp::now();
-            let Some(mut writes) = self.end_item_writes(task, item, outcome, message, now).await? else {
+            let before = self.read_core(item.as_str()).await?;
+            let previous = before.as_ref().map(|b| &b.core.desired);
+            let Some(mut writes) = self.end_item_writes_with(task, item, outcome, message, now, previous).await? else {
                 return Ok(None);
             };
-            let before = self.read_core(item.as_str()).await?;
             if let Some(after) = change(before.as_ref(), now) {
                 writes.extend(self.core_writes(before.as_ref(), after.as_ref()));
             }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use ggprov_domain::cores::{Event, NewCore, TaskFamily, TaskItem, TemplateRef};
 use ggprov_domain::ports::{DeploymentOutcome, DeploymentRecords, StoreError};
+use ggprov_domain::rollout::RolloutState;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use super::tasks::{HEADER, item_record, task_pk};
@@ -28,8 +29,10 @@ impl DeploymentRecords for DynamoStore {
         &self,
         task: &TaskId,
         cores: &[ThingName],
+        waves: &[u32],
         batch_size: u32,
-        event: &ggprov_domain::cores::Event,
+        events: &[ggprov_domain::cores::Event],
+        rollout: Option<&RolloutState>,
     ) -> Result<bool, StoreError> {
         let Some(header) = self.get(&task_pk(task), HEADER).await? else { return Ok(false) };
         if matches!(header.get("expanded"), Some(super::Av::Bool(true))) {
@@ -47,11 +50,12 @@ impl DeploymentRecords for DynamoStore {
         let now = Timestamp::now();
         let items = cores
             .iter()
-            .map(|core| {
+            .enumerate()
+            .map(|(i, core)| {
                 let request: NewCore =
                     serde_json::from_value(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}))
                         .expect("a valid request");
-                item_record(
+                let mut record = item_record(
                     task,
                     TaskFamily::Deployment,
                     &TaskItem {
@@ -62,28 +66,58 @@ impl DeploymentRecords for DynamoStore {
                         created_at: now,
                         updated_at: None,
                     },
-                )
+                );
+                record.insert("wave".into(), n(waves.get(i).copied().unwrap_or(0)));
+                record
             })
             .collect();
         self.put_all(items).await?;
         let total = cores.len() as i64;
-        let claim = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(task_pk(task), HEADER)))
-            .update_expression(
+        // A rollout is saved only if nobody changed it since it was read; an active one moves
+        // the header from the unexpanded listing to the rollout listing.
+        let (expression, condition) = match rollout {
+            Some(r) if r.is_active() => (
+                "SET expanded = :t, batches_total = :b, batch_size = :bs, n_total = :n, n_waiting = :n, updated = :now, \
+                 rollout = :r, rollout_rev = :next, gsi3pk = :g, gsi3sk = :id",
+                "expanded = :f AND rollout_rev = :rev",
+            ),
+            Some(_) => (
+                "SET expanded = :t, batches_total = :b, batch_size = :bs, n_total = :n, n_waiting = :n, updated = :now, \
+                 rollout = :r, rollout_rev = :next REMOVE gsi3pk, gsi3sk",
+                "expanded = :f AND rollout_rev = :rev",
+            ),
+            None => (
                 "SET expanded = :t, batches_total = :b, batch_size = :bs, n_total = :n, n_waiting = :n, updated = :now \
                  REMOVE gsi3pk, gsi3sk",
-            )
-            .condition_expression("expanded = :f")
+                "expanded = :f",
+            ),
+        };
+        let mut claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(task_pk(task), HEADER)))
+            .update_expression(expression)
+            .condition_expression(condition)
             .expression_attribute_values(":t", super::Av::Bool(true))
             .expression_attribute_values(":f", super::Av::Bool(false))
             .expression_attribute_values(":b", n(cores.len().div_ceil(batch_size.max(1) as usize)))
             .expression_attribute_values(":bs", n(batch_size))
             .expression_attribute_values(":n", n(total))
-            .expression_attribute_values(":now", n(now.as_millis()))
-            .build()
-            .expect("complete update");
-        let writes = vec![TransactWriteItem::builder().update(claim).build(), self.event_put(event, now)];
+            .expression_attribute_values(":now", n(now.as_millis()));
+        if let Some(r) = rollout {
+            let mut next = r.clone();
+            next.rev += 1;
+            claim = claim
+                .expression_attribute_values(":r", to_doc(&next))
+                .expression_attribute_values(":next", n(next.rev))
+                .expression_attribute_values(":rev", n(r.rev));
+            if next.is_active() {
+                claim = claim
+                    .expression_attribute_values(":g", s("ROLLOUT"))
+                    .expression_attribute_values(":id", s(task.as_str()));
+            }
+        }
+        let mut writes = vec![TransactWriteItem::builder().update(claim.build().expect("complete update")).build()];
+        writes.extend(events.iter().map(|event| self.event_put(event, now)));
         match self.transact(writes).await {
             Ok(()) => Ok(true),
             Err(super::TxError::Cancelled(_)) => Ok(false),

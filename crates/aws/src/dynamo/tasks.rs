@@ -60,6 +60,17 @@ fn open_sk(task: &TaskId, name: &ThingName, at: Timestamp) -> String {
     format!("{:013}#{}#{}", at.as_millis(), task.as_str(), name.as_str())
 }
 
+/// The attributes of an item that only rollouts write, kept when the item is written again.
+const CARRIED: [&str; 3] = ["wave", "report", "previous"];
+
+fn carry(raw: &Item, record: &mut Item) {
+    for name in CARRIED {
+        if let Some(value) = raw.get(name) {
+            record.insert(name.to_owned(), value.clone());
+        }
+    }
+}
+
 /// The full item of a task item, with the index attributes its family and status call for.
 pub(crate) fn item_record(task: &TaskId, family: TaskFamily, item: &TaskItem<NewCore>) -> Item {
     let mut record = key(task_pk(task), item_sk(&item.name));
@@ -94,6 +105,8 @@ fn task_from_header(item: &Item) -> Result<Task, StoreError> {
             expanded,
             batches_total: opt_n(item, "batches_total")?,
             batch_size: opt_n(item, "batch_size")?,
+            rollout: opt_s(item, "rollout").map(serde_json::from_str).transpose().map_err(corrupt)?,
+            revision: opt_s(item, "revision").map(str::to_owned),
         }),
     };
     let count = |name: &str| -> Result<i64, StoreError> { Ok(opt_n(item, name)?.unwrap_or(0)) };
@@ -139,19 +152,23 @@ impl DynamoStore {
             .build()
     }
 
-    /// Writes an item, on condition that its status is still `prior`.
+    /// Writes an item, on condition that its status is still `prior`; its rollout attributes
+    /// (wave, report, previous template) are carried over from `raw`, the item as read.
     pub(crate) fn item_put(
         &self,
         task: &TaskId,
         family: TaskFamily,
         item: &TaskItem<NewCore>,
         prior: TaskStatus,
+        raw: &Item,
     ) -> TransactWriteItem {
+        let mut record = item_record(task, family, item);
+        carry(raw, &mut record);
         TransactWriteItem::builder()
             .put(
                 Put::builder()
                     .table_name(&self.table)
-                    .set_item(Some(item_record(task, family, item)))
+                    .set_item(Some(record))
                     .condition_expression("#status = :prior")
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":prior", s(prior.as_str()))
@@ -166,8 +183,16 @@ impl DynamoStore {
         task: &TaskId,
         name: &ThingName,
     ) -> Result<Option<(TaskFamily, TaskItem<NewCore>)>, StoreError> {
-        let Some(item) = self.get(&task_pk(task), &item_sk(name)).await? else { return Ok(None) };
-        Ok(Some((family_of(get_s(&item, "family")?)?, doc(&item)?)))
+        Ok(self.read_item_raw(task, name).await?.map(|(family, item, _)| (family, item)))
+    }
+
+    async fn read_item_raw(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+    ) -> Result<Option<(TaskFamily, TaskItem<NewCore>, Item)>, StoreError> {
+        let Some(raw) = self.get(&task_pk(task), &item_sk(name)).await? else { return Ok(None) };
+        Ok(Some((family_of(get_s(&raw, "family")?)?, doc(&raw)?, raw)))
     }
 
     /// The writes that end an open item (and move its task's counts); `None` when the item
@@ -180,7 +205,25 @@ impl DynamoStore {
         message: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Vec<TransactWriteItem>>, StoreError> {
-        let Some((family, mut item)) = self.read_item(task, name).await? else { return Ok(None) };
+        self.end_item_writes_with(task, name, outcome, message, now, None).await
+    }
+
+    /// The same; a deployment item that succeeds keeps `previous`, the template its core
+    /// desired before it moved.
+    pub(crate) async fn end_item_writes_with(
+        &self,
+        task: &TaskId,
+        name: &ThingName,
+        outcome: TaskStatus,
+        message: Option<&str>,
+        now: Timestamp,
+        previous: Option<&TemplateRef>,
+    ) -> Result<Option<Vec<TransactWriteItem>>, StoreError> {
+        let Some((family, mut item, mut raw)) = self.read_item_raw(task, name).await? else { return Ok(None) };
+        if let Some(previous) = previous.filter(|_| family == TaskFamily::Deployment && outcome == TaskStatus::Success)
+        {
+            raw.insert("previous".into(), to_doc(previous));
+        }
         if item.status.is_terminal() {
             return Ok(None);
         }
@@ -189,7 +232,7 @@ impl DynamoStore {
         item.status_message = message.map(str::to_owned);
         item.updated_at = Some(now);
         let counts = ItemCounts::transition(prior, outcome);
-        let mut writes = vec![self.item_put(task, family, &item, prior), self.header_update(task, counts, now)];
+        let mut writes = vec![self.item_put(task, family, &item, prior, &raw), self.header_update(task, counts, now)];
         if family != TaskFamily::Deployment {
             writes.extend(self.claim_release_write(task, name).await?);
         }
@@ -225,6 +268,10 @@ impl DynamoStore {
         record.insert("n_failure".into(), n(0));
         if let Some(spec) = spec {
             record.insert("expanded".into(), super::Av::Bool(spec.expanded));
+            if let Some(rollout) = &spec.rollout {
+                record.insert("rollout".into(), to_doc(rollout));
+                record.insert("rollout_rev".into(), n(rollout.rev));
+            }
             if !spec.expanded {
                 record.insert("gsi3pk".into(), s("UNEXPANDED"));
                 record.insert("gsi3sk".into(), s(format!("{:013}#{}", task.created_at.as_millis(), task.id.as_str())));
@@ -336,6 +383,7 @@ impl TaskStore for DynamoStore {
             started.status = TaskStatus::InProgress;
             started.updated_at = Some(now);
             let mut record = item_record(task, family, &started);
+            carry(&raw, &mut record);
             record.insert("holder".into(), s(holder));
             let until = now.as_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
             record.insert("lease_until".into(), n(until));
@@ -398,6 +446,7 @@ impl TaskStore for DynamoStore {
         now: Timestamp,
     ) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
         let mut candidates = Vec::new();
+        let mut waves_of_candidates = std::collections::BTreeMap::new();
         for shard in 0..SHARDS {
             let mut query = Query::partition(Some("gsi3"), format!("OPEN#{shard}"));
             query.before = Some(format!("{:013}", before.as_millis()));
@@ -410,6 +459,9 @@ impl TaskStore for DynamoStore {
                 }
                 let name = ThingName::parse(&get_s(&item, "sk")?[2..]).map_err(|_| corrupt("item name"))?;
                 let task = TaskId::from_text(get_s(&item, "pk")?.trim_start_matches("TASK#"));
+                if let Some(wave) = opt_n::<u32>(&item, "wave")? {
+                    waves_of_candidates.insert((task.clone(), name.clone()), wave);
+                }
                 candidates.push((task, name, get_s(&item, "gsi3sk")?.to_owned()));
             }
         }
@@ -417,14 +469,30 @@ impl TaskStore for DynamoStore {
         let mut tasks: Vec<TaskId> = candidates.iter().map(|(t, _, _)| t.clone()).collect();
         tasks.sort();
         tasks.dedup();
+        // Items of a rollout that may not move now (a later wave, a paused or ended rollout)
+        // are not lost work either.
         let mut missing = Vec::new();
+        let mut gates = std::collections::BTreeMap::new();
         for task in tasks {
-            if self.get(&task_pk(&task), HEADER).await?.is_none() {
-                missing.push(task);
+            match self.get(&task_pk(&task), HEADER).await? {
+                None => missing.push(task),
+                Some(header) => {
+                    if let TaskKind::Deployment(DeploymentSpec { rollout: Some(state), .. }) =
+                        task_from_header(&header)?.kind
+                    {
+                        gates.insert(task, state);
+                    }
+                }
             }
         }
+        let waves: std::collections::BTreeMap<(TaskId, ThingName), u32> = waves_of_candidates;
         let mut taken = Vec::new();
-        for (task, name, old_sk) in candidates.into_iter().filter(|(t, _, _)| !missing.contains(t)) {
+        for (task, name, old_sk) in candidates.into_iter().filter(|(t, n, _)| {
+            !missing.contains(t)
+                && gates
+                    .get(t)
+                    .is_none_or(|state| state.may_move(waves.get(&(t.clone(), n.clone())).copied().unwrap_or(0)))
+        }) {
             // Moving the item forward in the open index marks it re-queued, once.
             let result = self
                 .client

@@ -92,8 +92,8 @@ pub trait Greengrass: Send + Sync {
     /// Creates a deployment on a thing group; returns its id.
     async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError>;
 
-    /// The newest deployment targeting a thing group, if any.
-    async fn find_deployment(&self, thing_group: &str) -> Result<Option<String>, CloudError>;
+    /// The newest deployment (revision) targeting a thing group with this name, if any.
+    async fn find_deployment(&self, thing_group: &str, deployment_name: &str) -> Result<Option<String>, CloudError>;
 }
 
 /// A Greengrass deployment to create (`CreateDeployment`).
@@ -241,6 +241,14 @@ pub trait IotRegistry: Send + Sync {
     async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError>;
 
     async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError>;
+
+    /// The things a fleet-indexing query selects (`SearchIndex`, every page).
+    async fn search_things(&self, query: &str) -> Result<Vec<ThingName>, CloudError>;
+    /// Whether a query can be run, with what is wrong (and where) when it cannot. By default
+    /// the subset ggprov understands ([`crate::thing_query`]).
+    async fn check_thing_query(&self, query: &str) -> Result<(), String> {
+        crate::thing_query::ThingQuery::parse(query).map(|_| ()).map_err(|e| e.to_string())
+    }
 }
 
 /// Private key material. Its `Debug` never prints the key.

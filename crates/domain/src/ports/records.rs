@@ -16,6 +16,7 @@ use super::{DeploymentOutcome, IdempotencyRecords, StoreError};
 use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TemplateRef, VersionCounts};
 use crate::pagination::{Page, PageRequest};
 use crate::provisioning::ProvisioningJournal;
+use crate::rollout::{ItemReport, RolloutItem, RolloutState};
 use crate::task::TaskId;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
@@ -158,14 +159,18 @@ pub trait Outbox: Send + Sync {
 pub trait DeploymentRecords: Send + Sync {
     /// Deployment tasks created before `before` whose targets were never expanded (for the sweeper).
     async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError>;
-    /// Records the cores a deployment task targets (items `Waiting`) and its event, once;
+    /// Records the cores a deployment task targets (items `Waiting`) and its events, once;
     /// `false` when it was expanded already.
+    /// `waves` gives each core's wave (empty: all wave 0); `rollout` is the task's rollout as
+    /// it starts (its first wave running), saved with the expansion.
     async fn expand_deployment_task(
         &self,
         task: &TaskId,
         cores: &[ThingName],
+        waves: &[u32],
         batch_size: u32,
-        event: &Event,
+        events: &[Event],
+        rollout: Option<&RolloutState>,
     ) -> Result<bool, StoreError>;
     /// Ends a deployment task that matched nothing.
     async fn fail_deployment_task(&self, task: &TaskId, message: &str) -> Result<(), StoreError>;
@@ -189,7 +194,8 @@ pub trait DeploymentRecords: Send + Sync {
     async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError>;
 
     /// Ends a deployment item with success and applies [`Core::assign_deployment`], counters
-    /// moving in the same transaction.
+    /// moving in the same transaction; the item keeps the template the core desired before
+    /// (for a rollback).
     async fn complete_deployment_item(
         &self,
         task: &TaskId,
@@ -207,6 +213,39 @@ pub trait DeploymentRecords: Send + Sync {
         template: &TemplateRef,
         event: &Event,
     ) -> Result<bool, StoreError>;
+}
+
+/// Staged rollouts of deployment tasks: their state (written conditionally on its revision),
+/// the items' waves and reports, and the Greengrass revisions retry tasks create.
+#[async_trait]
+pub trait RolloutRecords: Send + Sync {
+    /// Deployment tasks whose rollout still needs a worker ([`RolloutState::is_active`]).
+    async fn active_rollouts(&self) -> Result<Vec<TaskId>, StoreError>;
+    /// Saves `state` on condition that the stored rollout is still at `state.rev`, then moves
+    /// `state.rev` on; `event` is written in the same transaction, and with `skip` every
+    /// `Waiting` item of the task ends `Failure` with that message and report `SKIPPED`.
+    /// `false` (nothing written) when another writer saved in between.
+    async fn save_rollout(
+        &self,
+        task: &TaskId,
+        state: &mut RolloutState,
+        event: Option<&Event>,
+        skip: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Every item of a deployment task with its wave, report, previous template and its core's
+    /// deployment state now.
+    async fn rollout_items(&self, task: &TaskId) -> Result<Vec<RolloutItem>, StoreError>;
+    /// Records items' reports (once established they do not change).
+    async fn save_item_reports(&self, task: &TaskId, reports: &[(ThingName, ItemReport)]) -> Result<(), StoreError>;
+    /// Records the Greengrass deployment revision a retry task created, once, and makes it the
+    /// template version's deployment; returns the revision recorded (an earlier one if another
+    /// writer won).
+    async fn save_task_revision(
+        &self,
+        task: &TaskId,
+        template: &TemplateRef,
+        deployment_id: &str,
+    ) -> Result<String, StoreError>;
 }
 
 /// The exact fleet summary: counters moved with every core change.
@@ -234,6 +273,7 @@ pub trait CoreStore:
     + ProvisioningJournals
     + Outbox
     + DeploymentRecords
+    + RolloutRecords
     + FleetCounters
     + IngestCursors
     + IdempotencyRecords
@@ -247,6 +287,7 @@ impl<T> CoreStore for T where
         + ProvisioningJournals
         + Outbox
         + DeploymentRecords
+        + RolloutRecords
         + FleetCounters
         + IngestCursors
         + IdempotencyRecords
