@@ -16,5 +16,6 @@ mod openapi;
 mod ops;
 mod ownership;
 mod resilience;
+mod rollouts;
 mod store_conformance;
 mod templates;

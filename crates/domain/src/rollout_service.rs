@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cores::{DeploymentSpec, Event, NO_TEMPLATE, Task, TaskKind, TemplateRef};
+use crate::cores::{DeploymentSpec, DeploymentState, Event, NO_TEMPLATE, Task, TaskKind, TemplateRef};
 use crate::jobs::{DeploymentExpand, JobPayload as _, TaskBatch};
 use crate::ports::{CoreStore, StoreError, WorkQueue};
 use crate::rollout::{self, ItemReport, RolloutAction, RolloutItem, RolloutPhase, RolloutState, Transition, WaveTally};
@@ -98,9 +98,7 @@ fn event_for(task: &TaskId, spec: &DeploymentSpec, before: &RolloutState, after:
         (RolloutPhase::Paused, RolloutPhase::Running) => {
             Some(event(rollout::ROLLOUT_RESUMED_EVENT, task, spec, serde_json::json!({"wave": after.current_wave + 1})))
         }
-        _ if before.rollback.is_none() && after.rollback.is_some() => {
-            Some(event(rollout::ROLLBACK_STARTED_EVENT, task, spec, serde_json::json!({})))
-        }
+        // A rollback's event is written when its tasks are (with their ids).
         _ => None,
     }
 }
@@ -369,7 +367,9 @@ impl Rollouts {
                 }
                 None => i.classify(template, None, now),
             };
-            matches!(report, Some(ItemReport::Failed | ItemReport::TimedOut))
+            // A core that runs the version successfully by now (a retry fixed it) is not failed.
+            let fixed = i.core.as_ref().is_some_and(|c| &c.desired == template && c.state == DeploymentState::Success);
+            matches!(report, Some(ItemReport::Failed | ItemReport::TimedOut)) && !fixed
         };
         Ok(items.iter().filter(|i| failed(i)).map(|i| i.name.clone()).collect())
     }

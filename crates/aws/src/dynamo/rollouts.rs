@@ -125,11 +125,14 @@ impl RolloutRecords for DynamoStore {
                 core: None,
             });
         }
-        // Cores are read (100 a call) for moved items without a report only: the others are
-        // decided already.
+        // Cores are read (100 a call) for items not decided yet and for failed ones (a retry
+        // leaves out those that run the version by now); succeeded and skipped items need none.
         let keys: Vec<Item> = items
             .iter()
-            .filter(|i| i.status == TaskStatus::Success && i.report.is_none())
+            .filter(|i| {
+                i.status != TaskStatus::Waiting
+                    && !matches!(i.report, Some(ItemReport::Succeeded | ItemReport::Skipped))
+            })
             .map(|i| key(core_pk(i.name.as_str()), CORE))
             .collect();
         let mut cores = std::collections::BTreeMap::new();
