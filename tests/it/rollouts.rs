@@ -232,3 +232,251 @@ async fn waves_complete_abort_roll_back_and_retry_over_a_thousand_cores() {
     assert_eq!(count("DeploymentTask Rollback Started Event"), 1);
     assert_eq!(count("DeploymentTask Completed Event"), 1);
 }
+
+/// Manual approval pauses after each wave; actions are idempotent and refused (409, naming the
+/// state) where the state does not allow them; a task without a rollout has no actions.
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_approval_pauses_after_each_wave_and_actions_follow_the_state() {
+    let app = spawn_app().await;
+    let cores = names("gate", 6);
+    provision(&app, &cores).await;
+    app.create_template("gate", &[("aws.greengrass.Cli", "2.12.0")]).await;
+    let id = submit(
+        &app,
+        json!({"template": {"name": "gate"}, "targets": {"thingNames": cores}, "rollout": {
+            "waves": [{"count": 1}, {"count": 3}, {"percent": 100}], "approval": "manual"}}),
+    )
+    .await;
+    let paused = run_until(&app, &id, "the first wave", |t| t["rollout"]["awaitingApproval"] == true).await;
+    assert_eq!((state(&paused), paused["rollout"]["currentWave"].as_u64()), ("Paused", Some(1)));
+    assert_eq!(sum(&paused, "moved"), 1);
+    // However long the workers run, nothing moves until an operator resumes.
+    for _ in 0..3 {
+        app.drain().await;
+        app.worker.advance_rollouts().await.unwrap();
+        app.worker.sweep().await.unwrap();
+    }
+    assert_eq!(sum(&task(&app, &id).await, "moved"), 1);
+
+    let action = |name: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move { app.post_json(&format!("/deploymentTasks/{id}/{name}"), &json!({})).await }
+    };
+    let r = action("pause").await;
+    assert_eq!(r.status(), 202, "pausing a paused rollout is idempotent");
+    let (status, code, body) = error_of(action("rollback").await).await;
+    assert_eq!((status, code.as_str()), (409, "ROLLOUT_STATE"));
+    assert!(body["message"].as_str().unwrap().contains("Paused"), "{body}");
+    let resumed = cdf_json(action("resume").await).await;
+    assert_eq!((state(&resumed), resumed["rollout"]["currentWave"].as_u64()), ("Running", Some(2)));
+    let second = run_until(&app, &id, "the second wave", |t| t["rollout"]["awaitingApproval"] == true).await;
+    assert_eq!((sum(&second, "moved"), second["rollout"]["currentWave"].as_u64()), (3, Some(2)));
+
+    // An operator's pause while running holds the wave's remaining cores.
+    let resumed = cdf_json(action("resume").await).await;
+    assert_eq!(resumed["rollout"]["currentWave"], 3);
+    let paused = cdf_json(action("pause").await).await;
+    assert_eq!((state(&paused), paused["rollout"]["awaitingApproval"].as_bool()), ("Paused", Some(false)));
+    app.drain().await;
+    assert_eq!(sum(&task(&app, &id).await, "moved"), 3, "a paused rollout moves nothing");
+    let cancelled = cdf_json(action("cancel").await).await;
+    assert_eq!(state(&cancelled), "Cancelled");
+    assert_eq!(cancelled["taskStatus"], "Failure");
+    assert!(cancelled["statusMessage"].as_str().unwrap().contains("cancelled by an operator in wave 3"), "{cancelled}");
+    assert_eq!(action("cancel").await.status(), 202, "cancel is idempotent");
+    let (status, _, body) = error_of(action("resume").await).await;
+    assert_eq!(status, 409);
+    assert!(body["message"].as_str().unwrap().contains("Cancelled"), "{body}");
+    let t = run_until(&app, &id, "the cancelled task", |_| true).await;
+    assert_eq!((sum(&t, "moved"), sum(&t, "skipped")), (3, 3));
+
+    // A task without a rollout: 409 NO_ROLLOUT; an unknown task: 404.
+    let plain = submit(&app, json!({"template": {"name": "gate"}, "targets": {"thingNames": [cores[0]]}})).await;
+    let (status, code, _) = error_of(app.post_json(&format!("/deploymentTasks/{plain}/pause"), &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "NO_ROLLOUT"));
+    let (status, code, _) = error_of(app.post_json("/deploymentTasks/nope/cancel", &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (404, "DEPLOYMENT_TASK_NOT_FOUND"));
+    let (status, code, _) = error_of(app.post_json(&format!("/deploymentTasks/{plain}/retry"), &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "TASK_NOT_FINISHED"));
+}
+
+/// Targets by fleet-indexing query select exactly the matching things; bad rollouts and bad
+/// queries are refused with the field (and the query's position), and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_targets_select_exactly_the_matching_cores_and_bad_input_is_refused() {
+    let app = spawn_app().await;
+    let cores = names("site", 8);
+    provision(&app, &cores).await;
+    app.create_template("sites", &[("aws.greengrass.Cli", "2.12.0")]).await;
+    for (i, core) in cores.iter().enumerate() {
+        let site = if i % 2 == 0 { "berlin" } else { "lyon" };
+        let ring = if i < 4 { "canary" } else { "main" };
+        let r = app
+            .client
+            .put(app.url(&format!("/local-cloud/things/{core}/attributes")))
+            .json(&json!({"site": site, "ring": ring}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let query = "attributes.site:berlin AND NOT (attributes.ring:main OR thingName:site-0000)";
+    let id = submit(&app, json!({"template": {"name": "sites"}, "targets": {"thingIndexQuery": query}})).await;
+    let t = run_until(&app, &id, "the query task", |t| t["taskStatus"] == "Success").await;
+    let mut moved: Vec<&str> = t["deployments"].as_array().unwrap().iter().map(|d| d["coreName"].as_str().unwrap()).collect();
+    moved.sort_unstable();
+    assert_eq!(moved, vec!["site-0002"]);
+    let id = submit(&app, json!({"template": {"name": "sites"}, "targets": {"thingIndexQuery": "thingName:site-000*"}})).await;
+    let t = run_until(&app, &id, "the prefix task", |t| t["taskStatus"] == "Success").await;
+    assert_eq!(t["deployments"].as_array().unwrap().len(), 8);
+
+    let before = cdf_json(app.get("/deploymentTasks").await).await["deploymentTasks"].as_array().unwrap().len();
+    let refused = |rollout: Value, targets: Value| {
+        let app = &app;
+        async move {
+            let body = json!({"template": {"name": "sites"}, "targets": targets, "rollout": rollout});
+            let (status, code, body) = error_of(app.post_json("/deploymentTasks", &body).await).await;
+            assert_eq!((status, code.as_str()), (400, "VALIDATION_FAILED"), "{body}");
+            body["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    let names_only = json!({"thingNames": cores});
+    assert_eq!(refused(json!({"waves": []}), names_only.clone()).await, vec!["rollout.waves"]);
+    assert_eq!(refused(json!({"waves": [{"percent": 0}, {"percent": 100}]}), names_only.clone()).await, vec![
+        "rollout.waves[0].percent"
+    ]);
+    assert_eq!(refused(json!({"waves": [{"percent": 10}, {"percent": 50}]}), names_only.clone()).await, vec![
+        "rollout.waves[1]"
+    ]);
+    assert_eq!(refused(json!({"waves": [{"count": 3}]}), names_only.clone()).await, vec!["rollout.waves[0]"]);
+    assert_eq!(refused(json!({"waves": [{"percent": 100}], "successThreshold": 1.5}), names_only.clone()).await, vec![
+        "rollout.successThreshold"
+    ]);
+    assert_eq!(
+        refused(json!({"waves": [{"percent": 100}], "failureThreshold": {"percent": 120}}), names_only.clone()).await,
+        vec!["rollout.failureThreshold.percent"]
+    );
+    let bad_query = json!({"thingIndexQuery": "attributes.site:berlin AND (thingName:x"});
+    let body = json!({"template": {"name": "sites"}, "targets": bad_query});
+    let (status, _, body) = error_of(app.post_json("/deploymentTasks", &body).await).await;
+    assert_eq!(status, 400);
+    let detail = &body["details"][0];
+    assert_eq!(detail["field"], "targets.thingIndexQuery");
+    assert!(detail["problem"].as_str().unwrap().starts_with("at character 40"), "{detail}");
+    for shape in [json!({"waves": [{"percent": 50, "count": 2}, {"percent": 100}]}), json!({"waves": "all"}), json!({"waves": [{"percent": 100}], "approval": "sometimes"})] {
+        let body = json!({"template": {"name": "sites"}, "targets": names_only, "rollout": shape});
+        let (status, _, _) = error_of(app.post_json("/deploymentTasks", &body).await).await;
+        assert_eq!(status, 400, "{shape}");
+    }
+    let after = cdf_json(app.get("/deploymentTasks").await).await["deploymentTasks"].as_array().unwrap().len();
+    assert_eq!(before, after, "nothing is stored for a refused task");
+}
+
+/// Core and device tasks: retry holds only the failed items, and they succeed once the cause
+/// is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn retrying_a_core_task_takes_only_its_failed_items() {
+    let app = spawn_app().await;
+    let good = names("ok", 3);
+    provision(&app, &good).await;
+    // Fail the next task's cores: every IoT call errors until the faults are cleared.
+    app.client.put(app.url("/local-cloud/faults")).json(&json!({"errorRate": 1.0})).send().await.unwrap();
+    let bad = names("bad", 2);
+    let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let failed = app.submit_core_task(&create_cores(&refs)).await;
+    let task = app.finished_core_task(&failed).await;
+    assert_eq!(task["taskStatus"], "Failure");
+    app.client.put(app.url("/local-cloud/faults")).json(&json!({})).send().await.unwrap();
+    let response = app.post_json(&format!("/coreTasks/{failed}/retry"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    let retry = header(&response, "x-taskid").unwrap().to_owned();
+    assert_eq!(header(&response, "location"), Some(format!("/coreTasks/{retry}").as_str()));
+    let retried = app.finished_core_task(&retry).await;
+    assert_eq!(retried["taskStatus"], "Success", "{retried}");
+    let mut retried_names: Vec<&str> =
+        retried["cores"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    retried_names.sort_unstable();
+    assert_eq!(retried_names, refs);
+    let first = app.submit_core_task(&create_cores(&["ok-0000"])).await;
+    assert_eq!(app.finished_core_task(&first).await["taskStatus"], "Success");
+    let (status, code, _) = error_of(app.post_json(&format!("/coreTasks/{first}/retry"), &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "NOTHING_TO_RETRY"));
+    let (status, _, _) = error_of(app.post_json("/coreTasks/unknown/retry", &json!({})).await).await;
+    assert_eq!(status, 404);
+    let (status, code, _) = error_of(app.post_json("/deviceTasks/unknown/retry", &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (404, "DEVICE_TASK_NOT_FOUND"));
+}
+
+/// The rollout state is in the store: pause, resume and cancel hold across SIGKILLs of the
+/// server (the binary, with its own workers and local cloud).
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_actions_survive_a_sigkill_of_the_server() {
+    use crate::helpers::{CDF, ServedProcess};
+    let data = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let call = |base: String, method: reqwest::Method, path: String, body: Option<Value>| {
+        let http = http.clone();
+        async move {
+            let mut request =
+                http.request(method, format!("{base}{path}")).header("accept", CDF).header("content-type", CDF);
+            if let Some(body) = body {
+                request = request.body(body.to_string());
+            }
+            let response = request.send().await.expect("request sent");
+            let status = response.status().as_u16();
+            let task = response.headers().get("x-taskid").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (status, task, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let until = |base: String, path: String, done: fn(&Value) -> bool| {
+        let call = &call;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (_, _, body) = call(base.clone(), reqwest::Method::GET, path.clone(), None).await;
+                if done(&body) {
+                    return body;
+                }
+                assert!(Instant::now() < deadline, "timed out on {path}: {body}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let env: [(&str, &str); 0] = [];
+    let server = ServedProcess::start(data.path(), env, &[]);
+    let cores = names("kill", 6);
+    let refs: Vec<&str> = cores.iter().map(String::as_str).collect();
+    let (status, task, _) = call(server.base.clone(), reqwest::Method::POST, "/coreTasks".into(), Some(create_cores(&refs))).await;
+    assert_eq!(status, 202);
+    until(server.base.clone(), format!("/coreTasks/{}", task.unwrap()), |t| t["taskStatus"] == "Success").await;
+    let template = json!({"name": "kill", "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]});
+    assert_eq!(call(server.base.clone(), reqwest::Method::POST, "/templates".into(), Some(template)).await.0, 201);
+    let body = json!({"template": {"name": "kill"}, "targets": {"thingNames": cores}, "rollout": {
+        "waves": [{"count": 2}, {"count": 4}, {"percent": 100}], "approval": "manual"}});
+    let (status, id, _) = call(server.base.clone(), reqwest::Method::POST, "/deploymentTasks".into(), Some(body)).await;
+    assert_eq!(status, 202);
+    let path = format!("/deploymentTasks/{}", id.unwrap());
+    until(server.base.clone(), path.clone(), |t| t["rollout"]["awaitingApproval"] == true).await;
+    drop(server); // SIGKILL
+
+    let server = ServedProcess::start(data.path(), env, &[]);
+    let t = until(server.base.clone(), path.clone(), |_| true).await;
+    assert_eq!((t["rollout"]["state"].as_str(), t["rollout"]["currentWave"].as_u64()), (Some("Paused"), Some(1)));
+    let (status, _, resumed) = call(server.base.clone(), reqwest::Method::POST, format!("{path}/resume"), None).await;
+    assert_eq!((status, resumed["rollout"]["currentWave"].as_u64()), (202, Some(2)));
+    let t = until(server.base.clone(), path.clone(), |t| t["rollout"]["awaitingApproval"] == true).await;
+    assert_eq!(t["rollout"]["waves"][1]["succeeded"], 2);
+    let (status, _, _) = call(server.base.clone(), reqwest::Method::POST, format!("{path}/cancel"), None).await;
+    assert_eq!(status, 202);
+    drop(server); // SIGKILL
+
+    let server = ServedProcess::start(data.path(), env, &[]);
+    let t = until(server.base.clone(), path.clone(), |_| true).await;
+    assert_eq!(t["rollout"]["state"], "Cancelled");
+    assert_eq!(t["taskStatus"], "Failure");
+    let moved: u64 = t["rollout"]["waves"].as_array().unwrap().iter().map(|w| w["moved"].as_u64().unwrap()).sum();
+    assert_eq!((moved, t["rollout"]["waves"][2]["skipped"].as_u64()), (4, Some(2)));
+    let (status, _, body) = call(server.base.clone(), reqwest::Method::POST, format!("{path}/resume"), None).await;
+    assert_eq!(status, 409, "{body}");
+}
