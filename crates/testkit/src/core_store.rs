@@ -40,6 +40,7 @@ macro_rules! core_store_conformance {
             concurrent_claims_of_one_name_have_exactly_one_winner,
             idempotency_keys_replay_refuse_and_expire,
             an_item_is_worked_on_by_one_holder_at_a_time,
+            rollout_state_changes_are_conditional_and_items_keep_their_waves,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -418,4 +419,124 @@ pub async fn a_failed_deployment_item_marks_its_core_failed(store: Arc<dyn CoreS
     // Still desired: the version it had (none), since the move never happened.
     assert_eq!(store.fleet_counters().await.unwrap()[&("None".to_owned(), 0)].last_deployment_failed, 1);
     counters_match_recount(&store).await;
+}
+
+/// Rollouts: the state is saved on condition of its revision (two writers from one revision:
+/// one wins), with its event; active rollouts are listed; items keep their wave, the template
+/// their core had before the move, and a report once set; stopping skips the waiting items;
+/// the sweeper leaves gated items alone; a retry's revision is recorded once.
+pub async fn rollout_state_changes_are_conditional_and_items_keep_their_waves(store: Arc<dyn CoreStore>) {
+    use ggprov_domain::rollout::{ItemReport, RolloutPhase, RolloutSpec, RolloutState, WaveStep};
+    let names = ["r-1", "r-2", "r-3", "r-4"];
+    let provision = task(TaskKind::Core, &names);
+    store.create_task(&provision).await.unwrap();
+    for n in names {
+        let mut core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
+        core.desired = TemplateRef { name: "tpl".into(), version: 1 };
+        store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    }
+    let spec = RolloutSpec {
+        waves: vec![WaveStep { percent: Some(50), count: None }, WaveStep { percent: Some(100), count: None }],
+        success_threshold: None,
+        failure_threshold: None,
+        wave_timeout_secs: None,
+        approval: Default::default(),
+        on_abort: Default::default(),
+    };
+    let template = TemplateRef { name: "tpl".into(), version: 2 };
+    let mut deployment = deployment_task(template.clone(), &names);
+    let TaskKind::Deployment(d) = &mut deployment.kind else { unreachable!() };
+    d.rollout = Some(RolloutState::start(spec.clone(), &[], Timestamp::now()));
+    store.create_task(&deployment).await.unwrap();
+    let cores: Vec<ThingName> = names.iter().map(|n| thing(n)).collect();
+    let stored = |t: Task| match t.kind {
+        TaskKind::Deployment(d) => d.rollout.expect("a rollout"),
+        _ => panic!("a deployment task"),
+    };
+    let before = stored(store.task_header(&deployment.id).await.unwrap().unwrap());
+    let started = before.clone().expanded(&spec.plan(4), Timestamp::now());
+    let expanded = store
+        .expand_deployment_task(&deployment.id, &cores, &spec.assign(4), 2, &[event("Wave", 1)], Some(&started))
+        .await
+        .unwrap();
+    assert!(expanded);
+    assert_eq!(store.active_rollouts().await.unwrap(), vec![deployment.id.clone()]);
+    let state = stored(store.task_header(&deployment.id).await.unwrap().unwrap());
+    assert_eq!((state.waves.len(), state.rev), (2, before.rev + 1));
+    assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::InProgress);
+
+    // Two writers from the same revision: exactly one wins.
+    let (mut a, mut b) = (state.clone(), state.clone());
+    a.phase = RolloutPhase::Paused;
+    b.phase = RolloutPhase::Cancelled;
+    let (paused, cancelled) = (event("Paused", 2), event("Cancelled", 3));
+    let (won_a, won_b) = tokio::join!(
+        store.save_rollout(&deployment.id, &mut a, Some(&paused), None),
+        store.save_rollout(&deployment.id, &mut b, Some(&cancelled), None)
+    );
+    assert_eq!(u8::from(won_a.unwrap()) + u8::from(won_b.unwrap()), 1, "one writer wins");
+    let now = stored(store.task_header(&deployment.id).await.unwrap().unwrap());
+    assert!(now.phase == RolloutPhase::Paused || now.phase == RolloutPhase::Cancelled);
+    assert_eq!(now.rev, state.rev + 1);
+    let kinds: Vec<String> = store
+        .events(PageRequest::first(100))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.event.detail_type)
+        .filter(|k| k == "Paused" || k == "Cancelled")
+        .collect();
+    assert_eq!(kinds.len(), 1, "only the winner's event: {kinds:?}");
+
+    // Back to running: wave 0 moves; items keep wave and previous template; a report sticks.
+    let mut running = now.clone();
+    running.phase = RolloutPhase::Running;
+    assert!(store.save_rollout(&deployment.id, &mut running, None, None).await.unwrap());
+    for core in &cores[..2] {
+        assert!(store.start_item(&deployment.id, core, "job", Duration::from_secs(60)).await.unwrap().unwrap().won);
+        store.complete_deployment_item(&deployment.id, core, &template, "dep-2").await.unwrap();
+    }
+    store.save_item_reports(&deployment.id, &[(cores[0].clone(), ItemReport::Succeeded)]).await.unwrap();
+    store.save_item_reports(&deployment.id, &[(cores[0].clone(), ItemReport::Failed)]).await.unwrap();
+    let items = store.rollout_items(&deployment.id).await.unwrap();
+    let waves: Vec<u32> = items.iter().map(|i| i.wave).collect();
+    assert_eq!(waves, vec![0, 0, 1, 1]);
+    assert_eq!(items[0].report, Some(ItemReport::Succeeded), "a report is set once");
+    assert_eq!(items[1].previous, Some(TemplateRef { name: "tpl".into(), version: 1 }));
+    assert_eq!(items[1].core.as_ref().map(|c| c.desired.clone()), Some(template.clone()));
+    assert_eq!(items[2].status, TaskStatus::Waiting);
+
+    // The sweeper leaves wave 1 alone while wave 0 runs.
+    let later = Timestamp::from_millis(Timestamp::now().as_millis() + 3_600_000).unwrap();
+    let stale = store.take_stale_items(later, later).await.unwrap();
+    assert!(stale.iter().all(|(t, _)| t != &deployment.id), "gated items are not lost work: {stale:?}");
+
+    // Stopping skips the waiting items and ends the listing.
+    let mut stopped = running.clone();
+    stopped.phase = RolloutPhase::Aborted;
+    assert!(store.save_rollout(&deployment.id, &mut stopped, None, Some("Not moved")).await.unwrap());
+    assert!(store.active_rollouts().await.unwrap().is_empty());
+    let items = store.rollout_items(&deployment.id).await.unwrap();
+    assert_eq!(
+        items.iter().map(|i| (i.status, i.report)).collect::<Vec<_>>(),
+        vec![
+            (TaskStatus::Success, Some(ItemReport::Succeeded)),
+            (TaskStatus::Success, None),
+            (TaskStatus::Failure, Some(ItemReport::Skipped)),
+            (TaskStatus::Failure, Some(ItemReport::Skipped)),
+        ]
+    );
+    assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Failure);
+    counters_match_recount(&store).await;
+
+    // A retry task's revision: recorded once, and outcomes of it name the template version.
+    assert_eq!(store.save_template_deployment(&template, "group", "dep-2").await.unwrap(), "dep-2");
+    let retry = deployment_task(template.clone(), &[]);
+    store.create_task(&retry).await.unwrap();
+    assert_eq!(store.save_task_revision(&retry.id, &template, "dep-3").await.unwrap(), "dep-3");
+    assert_eq!(store.save_task_revision(&retry.id, &template, "dep-4").await.unwrap(), "dep-3");
+    assert_eq!(store.template_deployment(&template).await.unwrap().as_deref(), Some("dep-3"));
+    assert_eq!(store.template_of_deployment("dep-2").await.unwrap(), Some(template.clone()));
+    assert_eq!(store.template_of_deployment("dep-3").await.unwrap(), Some(template));
 }
