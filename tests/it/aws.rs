@@ -502,3 +502,134 @@ async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
     let remembered = ssm.get_parameter().name(&marker).send().await.unwrap().parameter.unwrap().value.unwrap();
     assert_eq!(remembered, ca_id);
 }
+
+/// A Greengrass V2 status event as EventBridge delivers it to the status queue.
+fn status_event(core: &str, deployment_id: &str, status: &str) -> String {
+    json!({
+        "version": "0", "id": unique("ev"), "detail-type": "Greengrass V2 Effective Deployment Status Change",
+        "source": "aws.greengrass", "account": "123456789012", "region": "us-east-1",
+        "time": chrono_now(),
+        "resources": [format!("arn:aws:greengrass:us-east-1:123456789012:coreDevices:{core}")],
+        "detail": {"deploymentId": deployment_id, "coreDeviceExecutionStatus": status, "thingName": core}
+    })
+    .to_string()
+}
+
+/// Now, as EventBridge writes `time` (seconds, UTC).
+fn chrono_now() -> String {
+    let now = ggprov_domain::Timestamp::now().to_string();
+    format!("{}Z", &now[..19])
+}
+
+/// A staged rollout end to end on AWS (moto, the Greengrass fake): targets from a
+/// fleet-indexing query (SearchIndex), a first wave that must report before the second moves,
+/// an abort on the first failure, a retry that deploys a new revision once and fixes the core.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_rollout_runs_on_aws_with_query_targets_abort_and_retry() {
+    let moto = moto_url();
+    let config = sdk(&moto).await;
+    let (iot, sqs) = (aws_sdk_iot::Client::new(&config), aws_sdk_sqs::Client::new(&config));
+    let fake = GreengrassFake::start().await;
+    let table = unique("rollout");
+    for policy in ["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"] {
+        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect"], "Resource": "*"}]});
+        if let Err(err) = iot.create_policy().policy_name(policy).policy_document(document.to_string()).send().await {
+            assert!(err.into_service_error().is_resource_already_exists_exception(), "policy {policy} created");
+        }
+    }
+    let status_queue = sqs.create_queue().queue_name(unique("status")).send().await.unwrap().queue_url.unwrap();
+    let env = aws_mode_env(
+        &table,
+        &fake,
+        &[("GGPROV_AWS_STATUS_QUEUE_URL", status_queue.as_str()), ("GGPROV_RETRY_BASE_MS", "50")],
+    );
+    let process = serve(&env, true);
+    let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
+    let template = unique("wave");
+    let (status, body) = api
+        .post(
+            "/templates",
+            &json!({"name": template, "components": [{"key": "aws.greengrass.Nucleus", "version": "2.12.0"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let prefix = unique("rc");
+    let cores: Vec<String> = (0..4).map(|i| format!("{prefix}-{i}")).collect();
+    let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": cores.iter().map(|c| json!({"name": c, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>()});
+    let (status, task) = api.post("/coreTasks", &body).await;
+    assert_eq!(status, 202, "{task}");
+    api.until(&format!("/coreTasks/{}", task["id"].as_str().unwrap()), "the core task", |t| {
+        t["taskStatus"] == "Success"
+    })
+    .await;
+    for core in &cores {
+        fake.register_core(core, "2.12.0");
+    }
+    // A fifth thing that the query must not select.
+    iot.create_thing().thing_name(format!("{prefix}x-other")).send().await.unwrap();
+
+    // A query AWS refuses is a 400 naming the field; nothing is stored.
+    let bad = json!({"template": {"name": template}, "targets": {"thingIndexQuery": format!("(thingName:{prefix}-*")}});
+    let (status, body) = api.post("/deploymentTasks", &bad).await;
+    assert_eq!((status, body["details"][0]["field"].as_str()), (400, Some("targets.thingIndexQuery")), "{body}");
+
+    let (status, task) = api
+        .post(
+            "/deploymentTasks",
+            &json!({"template": {"name": template}, "targets": {"thingIndexQuery": format!("thingName:{prefix}-*")},
+                    "rollout": {"waves": [{"count": 1}, {"percent": 100}], "failureThreshold": {"count": 0}}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let path = format!("/deploymentTasks/{}", task["id"].as_str().unwrap());
+    let first = api.until(&path, "wave 1 moved", |t| t["rollout"]["waves"][0]["moved"] == 1).await;
+    assert_eq!(first["rollout"]["waves"][1]["moved"], 0, "wave 2 waits for wave 1's report: {first}");
+    assert_eq!(first["rollout"]["waves"][1]["planned"], 3, "the query selected the four cores only");
+    let deployment_id = fake.deployments()[0]["deploymentId"].as_str().unwrap().to_owned();
+    let report = |core: &str, status: &str| {
+        fake.finish_deployment(core, &deployment_id, status, None);
+        sqs.send_message().queue_url(&status_queue).message_body(status_event(core, &deployment_id, status)).send()
+    };
+    report(&cores[0], "SUCCEEDED").await.unwrap();
+    let second = api.until(&path, "wave 2 moved", |t| t["rollout"]["waves"][1]["moved"] == 3).await;
+    assert_eq!(second["rollout"]["currentWave"], 2);
+    report(&cores[1], "SUCCEEDED").await.unwrap();
+    report(&cores[2], "FAILED").await.unwrap();
+    let aborted = api.until(&path, "the abort", |t| t["rollout"]["state"] == "Aborted").await;
+    assert!(aborted["statusMessage"].as_str().unwrap().contains("1 of 4 cores failed"), "{aborted}");
+    assert_eq!(aborted["taskStatus"], "Failure");
+    report(&cores[3], "SUCCEEDED").await.unwrap();
+
+    // Retry: only the failed core, through one new revision of the template's deployment.
+    let (status, retry) = api.post(&format!("{path}/retry"), &json!({})).await;
+    assert_eq!(status, 202, "{retry}");
+    let retry_path = format!("/deploymentTasks/{}", retry["id"].as_str().unwrap());
+    let moved = api.until(&retry_path, "the retry task", |t| t["taskStatus"] == "Success").await;
+    let names: Vec<&str> =
+        moved["deployments"].as_array().unwrap().iter().map(|d| d["coreName"].as_str().unwrap()).collect();
+    assert_eq!(names, vec![cores[2].as_str()]);
+    let deployments = fake.deployments();
+    assert_eq!(deployments.len(), 2, "one new revision for the retry task: {deployments:?}");
+    let revision = deployments
+        .iter()
+        .map(|d| d["deploymentId"].as_str().unwrap().to_owned())
+        .find(|id| *id != deployment_id)
+        .unwrap();
+    fake.finish_deployment(&cores[2], &revision, "SUCCEEDED", None);
+    sqs.send_message()
+        .queue_url(&status_queue)
+        .message_body(status_event(&cores[2], &revision, "SUCCEEDED"))
+        .send()
+        .await
+        .unwrap();
+    let core = api
+        .until(&format!("/cores/{}", cores[2]), "the retried core's success", |c| {
+            c["template"]["reported"]["deploymentStatus"] == "SUCCESSFUL"
+        })
+        .await;
+    assert_eq!(core["template"]["reported"]["version"], 1);
+    let summary = api.get("/fleet/summary").await;
+    let recount = api.get("/fleet/summary/recount").await;
+    assert_eq!(summary, recount);
+    assert_eq!(summary["templates"][&template]["versions"]["1"]["lastDeploymentSuccess"], 4, "{summary}");
+}

@@ -144,7 +144,8 @@ async fn waves_complete_abort_roll_back_and_retry_over_a_thousand_cores() {
     let done = run_until(&app, &first, "the first rollout", |t| state(t) != "Running").await;
     assert_eq!(state(&done), "Completed", "{}", done["rollout"]);
     assert_eq!(done["taskStatus"], "Success");
-    let planned: Vec<u64> = done["rollout"]["waves"].as_array().unwrap().iter().map(|w| w["planned"].as_u64().unwrap()).collect();
+    let planned: Vec<u64> =
+        done["rollout"]["waves"].as_array().unwrap().iter().map(|w| w["planned"].as_u64().unwrap()).collect();
     assert_eq!(planned, vec![50, 150, 200, 300, 300]);
     assert_eq!((sum(&done, "moved"), sum(&done, "failed"), sum(&done, "succeeded")), (1000, 31, 969));
     for pair in done["rollout"]["waves"].as_array().unwrap().windows(2) {
@@ -219,7 +220,11 @@ async fn waves_complete_abort_roll_back_and_retry_over_a_thousand_cores() {
     let (counters, recount) = summary(&app).await;
     assert_eq!(counters, recount, "the summary equals a recount after waves, abort and rollback");
     let v1 = &counters["templates"]["fleet"]["versions"]["1"];
-    assert_eq!((v1["desiredInUse"].as_i64(), v1["lastDeploymentSuccess"].as_i64()), (Some(1000), Some(1000)), "{counters}");
+    assert_eq!(
+        (v1["desiredInUse"].as_i64(), v1["lastDeploymentSuccess"].as_i64()),
+        (Some(1000), Some(1000)),
+        "{counters}"
+    );
     assert_eq!(counters["templates"]["fleet"]["versions"]["2"]["desiredInUse"].as_i64().unwrap_or(0), 0);
     let again = app.post_json(&format!("/deploymentTasks/{second}/rollback"), &json!({})).await;
     assert_eq!(again.status(), 202, "rollback is idempotent");
@@ -324,10 +329,13 @@ async fn query_targets_select_exactly_the_matching_cores_and_bad_input_is_refuse
     let query = "attributes.site:berlin AND NOT (attributes.ring:main OR thingName:site-0000)";
     let id = submit(&app, json!({"template": {"name": "sites"}, "targets": {"thingIndexQuery": query}})).await;
     let t = run_until(&app, &id, "the query task", |t| t["taskStatus"] == "Success").await;
-    let mut moved: Vec<&str> = t["deployments"].as_array().unwrap().iter().map(|d| d["coreName"].as_str().unwrap()).collect();
+    let mut moved: Vec<&str> =
+        t["deployments"].as_array().unwrap().iter().map(|d| d["coreName"].as_str().unwrap()).collect();
     moved.sort_unstable();
     assert_eq!(moved, vec!["site-0002"]);
-    let id = submit(&app, json!({"template": {"name": "sites"}, "targets": {"thingIndexQuery": "thingName:site-000*"}})).await;
+    let id =
+        submit(&app, json!({"template": {"name": "sites"}, "targets": {"thingIndexQuery": "thingName:site-000*"}}))
+            .await;
     let t = run_until(&app, &id, "the prefix task", |t| t["taskStatus"] == "Success").await;
     assert_eq!(t["deployments"].as_array().unwrap().len(), 8);
 
@@ -338,21 +346,29 @@ async fn query_targets_select_exactly_the_matching_cores_and_bad_input_is_refuse
             let body = json!({"template": {"name": "sites"}, "targets": targets, "rollout": rollout});
             let (status, code, body) = error_of(app.post_json("/deploymentTasks", &body).await).await;
             assert_eq!((status, code.as_str()), (400, "VALIDATION_FAILED"), "{body}");
-            body["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+            body["details"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["field"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
         }
     };
     let names_only = json!({"thingNames": cores});
     assert_eq!(refused(json!({"waves": []}), names_only.clone()).await, vec!["rollout.waves"]);
-    assert_eq!(refused(json!({"waves": [{"percent": 0}, {"percent": 100}]}), names_only.clone()).await, vec![
-        "rollout.waves[0].percent"
-    ]);
-    assert_eq!(refused(json!({"waves": [{"percent": 10}, {"percent": 50}]}), names_only.clone()).await, vec![
-        "rollout.waves[1]"
-    ]);
+    assert_eq!(
+        refused(json!({"waves": [{"percent": 0}, {"percent": 100}]}), names_only.clone()).await,
+        vec!["rollout.waves[0].percent"]
+    );
+    assert_eq!(
+        refused(json!({"waves": [{"percent": 10}, {"percent": 50}]}), names_only.clone()).await,
+        vec!["rollout.waves[1]"]
+    );
     assert_eq!(refused(json!({"waves": [{"count": 3}]}), names_only.clone()).await, vec!["rollout.waves[0]"]);
-    assert_eq!(refused(json!({"waves": [{"percent": 100}], "successThreshold": 1.5}), names_only.clone()).await, vec![
-        "rollout.successThreshold"
-    ]);
+    assert_eq!(
+        refused(json!({"waves": [{"percent": 100}], "successThreshold": 1.5}), names_only.clone()).await,
+        vec!["rollout.successThreshold"]
+    );
     assert_eq!(
         refused(json!({"waves": [{"percent": 100}], "failureThreshold": {"percent": 120}}), names_only.clone()).await,
         vec!["rollout.failureThreshold.percent"]
@@ -364,7 +380,11 @@ async fn query_targets_select_exactly_the_matching_cores_and_bad_input_is_refuse
     let detail = &body["details"][0];
     assert_eq!(detail["field"], "targets.thingIndexQuery");
     assert!(detail["problem"].as_str().unwrap().starts_with("at character 40"), "{detail}");
-    for shape in [json!({"waves": [{"percent": 50, "count": 2}, {"percent": 100}]}), json!({"waves": "all"}), json!({"waves": [{"percent": 100}], "approval": "sometimes"})] {
+    for shape in [
+        json!({"waves": [{"percent": 50, "count": 2}, {"percent": 100}]}),
+        json!({"waves": "all"}),
+        json!({"waves": [{"percent": 100}], "approval": "sometimes"}),
+    ] {
         let body = json!({"template": {"name": "sites"}, "targets": names_only, "rollout": shape});
         let (status, _, _) = error_of(app.post_json("/deploymentTasks", &body).await).await;
         assert_eq!(status, 400, "{shape}");
@@ -447,7 +467,8 @@ async fn rollout_actions_survive_a_sigkill_of_the_server() {
     let server = ServedProcess::start(data.path(), env, &[]);
     let cores = names("kill", 6);
     let refs: Vec<&str> = cores.iter().map(String::as_str).collect();
-    let (status, task, _) = call(server.base.clone(), reqwest::Method::POST, "/coreTasks".into(), Some(create_cores(&refs))).await;
+    let (status, task, _) =
+        call(server.base.clone(), reqwest::Method::POST, "/coreTasks".into(), Some(create_cores(&refs))).await;
     assert_eq!(status, 202);
     until(server.base.clone(), format!("/coreTasks/{}", task.unwrap()), |t| t["taskStatus"] == "Success").await;
     let template = json!({"name": "kill", "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]});
