@@ -522,7 +522,7 @@ fn chrono_now() -> String {
 }
 
 /// A staged rollout end to end on AWS (moto, the Greengrass fake): targets from a
-/// fleet-indexing query (SearchIndex), a first wave that must report before the second moves,
+/// fleet-indexing query (`SearchIndex`), a first wave that must report before the second moves,
 /// an abort on the first failure, a retry that deploys a new revision once and fixes the core.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_rollout_runs_on_aws_with_query_targets_abort_and_retry() {

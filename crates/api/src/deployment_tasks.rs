@@ -240,7 +240,7 @@ impl DeploymentTaskResource {
         let TaskKind::Deployment(spec) = task.kind else { unreachable!("deployment tasks only") };
         let rollout = spec.rollout.as_ref().map(|r| RolloutView::of(r, tallies, spec.expanded));
         let status_message =
-            task.status_message.or_else(|| spec.rollout.as_ref().and_then(RolloutState::status_message));
+            task.status_message.or_else(|| spec.rollout.as_deref().and_then(RolloutState::status_message));
         let (batches_total, batches_complete) = match (detailed, spec.batches_total, spec.batch_size) {
             (true, Some(total), Some(size)) => {
                 let complete = task

@@ -76,7 +76,7 @@ pub struct DeploymentSpec {
     /// Cores per batch, once expanded (batches are consecutive runs of cores by name).
     pub batch_size: Option<u32>,
     /// A staged rollout (absent: every core moves at once).
-    pub rollout: Option<RolloutState>,
+    pub rollout: Option<Box<RolloutState>>,
     /// The Greengrass deployment revision a retry task created for itself.
     pub revision: Option<String>,
 }

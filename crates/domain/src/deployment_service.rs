@@ -119,7 +119,7 @@ impl DeploymentService {
                 expanded: false,
                 batches_total: None,
                 batch_size: None,
-                rollout: request.rollout.map(|spec| RolloutState::start(spec, &[], now)),
+                rollout: request.rollout.map(|spec| Box::new(RolloutState::start(spec, &[], now))),
                 revision: None,
             }),
             task_type: TaskType::Create,

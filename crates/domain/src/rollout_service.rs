@@ -55,8 +55,8 @@ fn event(detail_type: &str, task: &TaskId, spec: &DeploymentSpec, extra: serde_j
         "templateName": spec.template.name,
         "templateVersion": spec.template.version,
     });
-    if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
+    if let (Some(d), serde_json::Value::Object(e)) = (detail.as_object_mut(), extra) {
+        d.extend(e);
     }
     Event { detail_type: detail_type.to_owned(), detail }
 }
@@ -133,7 +133,7 @@ impl Rollouts {
     pub async fn advance(&self, id: &TaskId) -> Result<bool, StoreError> {
         let Some(task) = self.store.task_header(id).await? else { return Ok(false) };
         let Some(spec) = spec_of(&task) else { return Ok(false) };
-        let Some(mut state) = spec.rollout.clone() else { return Ok(false) };
+        let Some(mut state) = spec.rollout.as_deref().cloned() else { return Ok(false) };
         if !spec.expanded {
             return Ok(false);
         }
@@ -275,7 +275,7 @@ impl Rollouts {
     }
 
     async fn current_state(&self, id: &TaskId) -> Result<Option<RolloutState>, StoreError> {
-        Ok(self.store.task_header(id).await?.and_then(|t| spec_of(&t).and_then(|s| s.rollout.clone())))
+        Ok(self.store.task_header(id).await?.and_then(|t| spec_of(&t).and_then(|s| s.rollout.as_deref().cloned())))
     }
 
     /// An operator's action: applied with a conditional write (retried against concurrent
@@ -289,7 +289,7 @@ impl Rollouts {
                 .filter(|t| spec_of(t).is_some())
                 .ok_or_else(|| RolloutError::NotFound(id.clone()))?;
             let spec = spec_of(&task).expect("a deployment task");
-            let Some(state) = spec.rollout.clone() else {
+            let Some(state) = spec.rollout.as_deref().cloned() else {
                 return Err(conflict(
                     "NO_ROLLOUT",
                     format!(
@@ -351,7 +351,7 @@ impl Rollouts {
 
     async fn failed_cores(&self, task: &TaskId, template: &TemplateRef) -> Result<Vec<ThingName>, StoreError> {
         let header = self.store.task_header(task).await?;
-        let rollout = header.as_ref().and_then(|t| spec_of(t).and_then(|s| s.rollout.clone()));
+        let rollout = header.as_ref().and_then(|t| spec_of(t).and_then(|s| s.rollout.as_deref().cloned()));
         let items = self.store.rollout_items(task).await?;
         let now = Timestamp::now();
         let failed = |i: &RolloutItem| {

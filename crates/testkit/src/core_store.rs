@@ -446,11 +446,11 @@ pub async fn rollout_state_changes_are_conditional_and_items_keep_their_waves(st
     let template = TemplateRef { name: "tpl".into(), version: 2 };
     let mut deployment = deployment_task(template.clone(), &names);
     let TaskKind::Deployment(d) = &mut deployment.kind else { unreachable!() };
-    d.rollout = Some(RolloutState::start(spec.clone(), &[], Timestamp::now()));
+    d.rollout = Some(Box::new(RolloutState::start(spec.clone(), &[], Timestamp::now())));
     store.create_task(&deployment).await.unwrap();
     let cores: Vec<ThingName> = names.iter().map(|n| thing(n)).collect();
     let stored = |t: Task| match t.kind {
-        TaskKind::Deployment(d) => d.rollout.expect("a rollout"),
+        TaskKind::Deployment(d) => *d.rollout.expect("a rollout"),
         _ => panic!("a deployment task"),
     };
     let before = stored(store.task_header(&deployment.id).await.unwrap().unwrap());

@@ -121,7 +121,7 @@ impl RolloutRecords for DynamoStore {
                 wave: opt_n(raw, "wave")?.unwrap_or(0),
                 status: item.status,
                 report: opt_s(raw, "report").map(|t| ItemReport::parse(t).ok_or_else(|| corrupt(t))).transpose()?,
-                previous: raw.get("previous").map(|v| doc_of(v)).transpose()?,
+                previous: raw.get("previous").map(doc_of).transpose()?,
                 core: None,
             });
         }
