@@ -121,6 +121,9 @@ fn schemas_beyond_utoipa(doc: &mut Value) {
         schemas[body]["then"] =
             json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
     }
+    // A wave is a percentage or a count, never both; a failure threshold names at least one.
+    schemas["WaveStep"]["oneOf"] = json!([{"required": ["percent"]}, {"required": ["count"]}]);
+    schemas["FailureThreshold"]["minProperties"] = json!(1);
     for media in [CDF_MEDIA_TYPE, "application/json"] {
         doc["paths"]["/templates"]["post"]["requestBody"]["content"][media]["schema"] =
             json!({ "$ref": "#/components/schemas/NewTemplateBody" });

@@ -17,6 +17,9 @@ use crate::validation::Problems;
 /// The most waves a rollout may have.
 pub const MAX_WAVES: usize = 100;
 
+/// The longest wave timeout: 7 days.
+pub const MAX_WAVE_TIMEOUT_SECS: u64 = 604_800;
+
 /// One step of a rollout, **cumulative**: after the wave ran, this many of the targeted cores
 /// (a percentage, rounded up, or a count) have been moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,8 +172,12 @@ impl RolloutSpec {
                 _ => {}
             }
         }
-        if self.wave_timeout_secs == Some(0) {
-            problems.add("rollout.waveTimeoutSecs", "must be at least 1");
+        match self.wave_timeout_secs {
+            Some(0) => problems.add("rollout.waveTimeoutSecs", "must be at least 1"),
+            Some(secs) if secs > MAX_WAVE_TIMEOUT_SECS => {
+                problems.add("rollout.waveTimeoutSecs", format!("{secs} is more than {MAX_WAVE_TIMEOUT_SECS} (7 days)"))
+            }
+            _ => {}
         }
         problems.finish(|| ())
     }
