@@ -54,7 +54,7 @@ fn validators() -> &'static HashMap<String, jsonschema::Validator> {
 }
 
 /// The structural part of a schema: `type`, `$ref`, the schemas of properties and items, and
-/// `oneOf` / `anyOf` / `allOf` between such parts.
+/// `anyOf` / `allOf` between such parts (`oneOf` becomes `anyOf`).
 fn shape(schema: &Value) -> Value {
     let Some(map) = schema.as_object() else { return schema.clone() };
     let mut kept = serde_json::Map::new();
@@ -75,7 +75,10 @@ fn shape(schema: &Value) -> Value {
             }
             _ => continue,
         };
-        kept.insert(key.clone(), kept_value);
+        // Stripped of `required`, two choices can have the same shape (`{"percent"}` or
+        // `{"count"}`), and `oneOf` would refuse every body: which one holds is a handler rule.
+        let key = if key == "oneOf" { "anyOf" } else { key.as_str() };
+        kept.insert(key.to_owned(), kept_value);
     }
     Value::Object(kept)
 }

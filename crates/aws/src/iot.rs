@@ -394,6 +394,37 @@ impl IotRegistry for AwsIot {
         }
     }
 
+    /// One `UpdateThingGroupsForThing`; when a group does not exist (the target not created
+    /// yet, an old group deleted), the calls one by one, which handle that.
+    async fn update_thing_groups(
+        &self,
+        name: &ThingName,
+        add: Option<&str>,
+        remove: &[String],
+    ) -> Result<(), CloudError> {
+        let result = self
+            .client
+            .update_thing_groups_for_thing()
+            .thing_name(name.as_str())
+            .set_thing_groups_to_add(add.map(|g| vec![g.to_owned()]))
+            .set_thing_groups_to_remove((!remove.is_empty()).then(|| remove.to_vec()))
+            .send()
+            .await
+            .map_err(|e| cloud_error("UpdateThingGroupsForThing", &e));
+        match result {
+            Err(err) if err.is_not_found() => {
+                for group in remove {
+                    self.remove_thing_from_thing_group(group, name).await?;
+                }
+                match add {
+                    Some(group) => self.add_thing_to_thing_group(group, name).await,
+                    None => Ok(()),
+                }
+            }
+            other => other.map(drop),
+        }
+    }
+
     async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
         ok_if_not_found(
             self.client

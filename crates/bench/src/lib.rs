@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod race;
+pub mod rollout;
 pub mod server;
 pub mod verify;
 

@@ -63,6 +63,14 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         claims: usize,
     },
+    /// A staged rollout over N cores in W waves, then an aborting one (every tenth core fails,
+    /// 5 % threshold): wave gaps, abort reaction, AWS calls per core.
+    Rollout {
+        #[arg(long, default_value_t = 10_000)]
+        cores: usize,
+        #[arg(long, default_value_t = 5)]
+        waves: usize,
+    },
     /// SIGKILL during a task, K times; then verify.
     Crash {
         #[arg(long, default_value_t = 1_000)]
@@ -370,6 +378,49 @@ async fn main() -> anyhow::Result<()> {
             }
             if !report.problems.is_empty() {
                 bail!("the race run found things with two certificates, names of two kinds or unfinished tasks");
+            }
+        }
+        Scenario::Rollout { cores, waves } => {
+            let (server, _dir) = start(&binary, &[])?;
+            let api = Api::new(&server.base);
+            for (version, cli) in [(1, "2.12.0"), (2, "2.12.1")] {
+                let body = json!({"name": "roll", "components": [{"key": "aws.greengrass.Cli", "version": cli}]});
+                let (method, path) = if version == 1 {
+                    (reqwest::Method::POST, "/templates")
+                } else {
+                    (reqwest::Method::PUT, "/templates/roll")
+                };
+                api.send(method, path, &body).await?;
+            }
+            let (_, _, names) = provision(&api, cores, "roll").await?;
+            let figures = ggprov_bench::rollout::run(&api, "roll", &names, waves).await?;
+            let max_gap = figures.wave_gaps.iter().copied().fold(0.0, f64::max);
+            print_table(
+                &format!("staged rollout ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("waves", waves.to_string()),
+                    ("complete rollout", format!("{:.1} s", figures.complete_seconds)),
+                    (
+                        "wave gaps (last report → next move)",
+                        figures.wave_gaps.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(", ") + " s",
+                    ),
+                    ("largest wave gap (goal ≤ 1 s)", format!("{max_gap:.2} s")),
+                    ("abort reaction (goal ≤ 1 s)", format!("{:.2} s", figures.abort_reaction)),
+                    ("cores moved after the abort", figures.moved_after_abort.to_string()),
+                    ("AWS calls per core (goal ≤ 2)", format!("{:.2}", figures.aws_calls_per_core)),
+                ],
+            );
+            save(
+                &cli.out,
+                "rollout",
+                &json!({"scenario": "rollout", "profile": profile, "cores": cores, "waves": waves,
+                "completeSeconds": figures.complete_seconds, "waveGaps": figures.wave_gaps, "maxWaveGap": max_gap,
+                "abortReaction": figures.abort_reaction, "movedAfterAbort": figures.moved_after_abort,
+                "awsCallsPerCore": figures.aws_calls_per_core}),
+            )?;
+            if figures.moved_after_abort > 0 {
+                bail!("{} cores moved after the abort", figures.moved_after_abort);
             }
         }
         Scenario::Crash { cores, kills } => {

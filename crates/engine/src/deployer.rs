@@ -330,26 +330,28 @@ impl Deployer {
         Ok(())
     }
 
+    /// Moves a core into `target_group` and out of the group of the template version it
+    /// desired until now (ggprov's record says which: no listing of its groups), in one
+    /// `UpdateThingGroupsForThing`: 2 calls per core moved the first time (with
+    /// `GetCoreDevice`), 1 after.
     async fn move_core(&self, name: &ThingName, target_group: Option<&str>) -> Result<(), StepError> {
-        if self.store.core(name).await?.is_none() {
+        let Some(core) = self.store.core(name).await? else {
             return Err(permanent(format!("{name} is not a core provisioned by ggprov")));
-        }
-        if self.greengrass.get_core_device(name).await?.is_none() {
+        };
+        // A core that has reported a deployment is a registered Greengrass core device already.
+        if core.reported.name == NO_TEMPLATE && self.greengrass.get_core_device(name).await?.is_none() {
             return Err(permanent("Core device not registered with Greengrass V2"));
         }
-        for group in self.iot.list_thing_groups_for_thing(name).await? {
-            if group.starts_with(DEPLOYMENT_GROUP_PREFIX) && Some(group.as_str()) != target_group {
-                self.iot
-                    .remove_thing_from_thing_group(&group, name)
-                    .await
-                    .map_err(|e| with_prefix("Failed removing from existing deployment thing groups", &e))?;
-            }
+        let current = (core.desired.name != NO_TEMPLATE)
+            .then(|| format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", core.desired.name, core.desired.version))
+            .filter(|g| Some(g.as_str()) != target_group);
+        if target_group.is_none() && current.is_none() {
+            return Ok(());
         }
-        let Some(target_group) = target_group else { return Ok(()) };
         self.iot
-            .add_thing_to_thing_group(target_group, name)
+            .update_thing_groups(name, target_group, current.as_slice())
             .await
-            .map_err(|e| with_prefix("Failed to add core device to deployment thing group target", &e))
+            .map_err(|e| with_prefix("Failed to move core device to deployment thing group target", &e))
     }
 
     /// One controller step for every active rollout; returns how many changed state.

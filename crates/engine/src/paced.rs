@@ -166,6 +166,14 @@ impl IotRegistry for Paced {
     async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError> {
         paced!(self, "DescribeEndpoint", self.iot.describe_endpoint(kind))
     }
+    async fn update_thing_groups(
+        &self,
+        name: &ThingName,
+        add: Option<&str>,
+        remove: &[String],
+    ) -> Result<(), CloudError> {
+        paced!(self, "UpdateThingGroupsForThing", self.iot.update_thing_groups(name, add, remove))
+    }
     async fn search_things(&self, query: &str) -> Result<Vec<ThingName>, CloudError> {
         paced!(self, "SearchIndex", self.iot.search_things(query))
     }

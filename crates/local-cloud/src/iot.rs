@@ -372,59 +372,32 @@ impl IotRegistry for LocalCloud {
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "AddThingToThingGroup";
         self.admit(API)?;
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
-        let thing = sqlx::query("SELECT 1 FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        if thing.is_none() {
-            return Err(not_found(API, format!("thing {name} does not exist")));
+        self.join_group(API, group, name, &[]).await
+    }
+
+    /// `UpdateThingGroupsForThing`: one call, one transaction.
+    async fn update_thing_groups(
+        &self,
+        name: &ThingName,
+        add: Option<&str>,
+        remove: &[String],
+    ) -> Result<(), CloudError> {
+        const API: &str = "UpdateThingGroupsForThing";
+        self.admit(API)?;
+        match add {
+            Some(group) => self.join_group(API, group, name, remove).await,
+            None => {
+                for group in remove {
+                    sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
+                        .bind(group)
+                        .bind(name.as_str())
+                        .execute(self.pool())
+                        .await
+                        .map_err(db(API))?;
+                }
+                Ok(())
+            }
         }
-        sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
-            .bind(group)
-            .bind(Timestamp::now().as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        let count: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM thing_group_members WHERE thing_name = ? AND group_name <> ?")
-                .bind(name.as_str())
-                .bind(group)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db(API))?
-                .get("n");
-        if count >= MAX_GROUPS_PER_THING {
-            return Err(rejected(
-                API,
-                format!("thing {name} is already in {MAX_GROUPS_PER_THING} thing groups, the most AWS IoT allows"),
-            ));
-        }
-        let joined = sqlx::query("INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)")
-            .bind(group)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?
-            .rows_affected()
-            == 1;
-        if joined {
-            // A core that joins a group again runs its deployment again (a continuous IoT job
-            // runs for every thing added to its group): a moved-back core is not left waiting.
-            sqlx::query(
-                "DELETE FROM deployment_executions WHERE core_name = ? AND status <> 'IN_PROGRESS' \
-                 AND deployment_id IN (SELECT id FROM deployments WHERE group_name = ?)",
-            )
-            .bind(name.as_str())
-            .bind(group)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        }
-        tx.commit().await.map_err(db(API))?;
-        // Greengrass deployments are continuous: a core that joins a group gets its deployment.
-        self.apply_if_connected(name).await
     }
 
     async fn ensure_thing_group(&self, name: &str) -> Result<(), CloudError> {
@@ -524,6 +497,78 @@ impl IotRegistry for LocalCloud {
 }
 
 impl LocalCloud {
+    /// Puts a thing into a group (after leaving `leave`), in one transaction; a core that joins
+    /// applies the group's deployment.
+    async fn join_group(
+        &self,
+        api: &'static str,
+        group: &str,
+        name: &ThingName,
+        leave: &[String],
+    ) -> Result<(), CloudError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(api))?;
+        for old in leave.iter().filter(|g| g.as_str() != group) {
+            sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
+                .bind(old)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db(api))?;
+        }
+        let thing = sqlx::query("SELECT 1 FROM things WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(api))?;
+        if thing.is_none() {
+            return Err(not_found(api, format!("thing {name} does not exist")));
+        }
+        sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
+            .bind(group)
+            .bind(Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(api))?;
+        let count: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM thing_group_members WHERE thing_name = ? AND group_name <> ?")
+                .bind(name.as_str())
+                .bind(group)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db(api))?
+                .get("n");
+        if count >= MAX_GROUPS_PER_THING {
+            return Err(rejected(
+                api,
+                format!("thing {name} is already in {MAX_GROUPS_PER_THING} thing groups, the most AWS IoT allows"),
+            ));
+        }
+        let joined = sqlx::query("INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)")
+            .bind(group)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(api))?
+            .rows_affected()
+            == 1;
+        if joined {
+            // A core that joins a group again runs its deployment again (a continuous IoT job
+            // runs for every thing added to its group): a moved-back core is not left waiting.
+            sqlx::query(
+                "DELETE FROM deployment_executions WHERE core_name = ? AND status <> 'IN_PROGRESS' \
+                 AND deployment_id IN (SELECT id FROM deployments WHERE group_name = ?)",
+            )
+            .bind(name.as_str())
+            .bind(group)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(api))?;
+        }
+        tx.commit().await.map_err(db(api))?;
+        // Greengrass deployments are continuous: a core that joins a group gets its deployment.
+        self.apply_if_connected(name).await
+    }
+
     /// Merges attributes into a thing (`None` removes one): what `UpdateThing` with
     /// `attributePayload.merge` does.
     pub async fn merge_thing_attributes(

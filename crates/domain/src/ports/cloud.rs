@@ -239,6 +239,22 @@ pub trait IotRegistry: Send + Sync {
     /// thing can be in at most 10 groups (`Rejected` beyond).
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError>;
     async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError>;
+    /// Puts a thing into `add` and takes it out of `remove` (`UpdateThingGroupsForThing`: one
+    /// call where the adapter has it; by default one call per group).
+    async fn update_thing_groups(
+        &self,
+        name: &ThingName,
+        add: Option<&str>,
+        remove: &[String],
+    ) -> Result<(), CloudError> {
+        for group in remove {
+            self.remove_thing_from_thing_group(group, name).await?;
+        }
+        match add {
+            Some(group) => self.add_thing_to_thing_group(group, name).await,
+            None => Ok(()),
+        }
+    }
 
     async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError>;
 
