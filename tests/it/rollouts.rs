@@ -426,6 +426,53 @@ async fn retrying_a_core_task_takes_only_its_failed_items() {
     assert_eq!(status, 404);
     let (status, code, _) = error_of(app.post_json("/deviceTasks/unknown/retry", &json!({})).await).await;
     assert_eq!((status, code.as_str()), (404, "DEVICE_TASK_NOT_FOUND"));
+
+    // A device task of the core: its failed devices only.
+    let devices = json!({"type": "Create", "devices": [
+        {"name": "dev-a", "provisioningTemplate": "greengrass2_client_device"},
+        {"name": "dev-b", "provisioningTemplate": "greengrass2_client_device"}]});
+    let response = app.post_json("/cores/ok-0001/deviceTasks", &devices).await;
+    assert_eq!(response.status(), 202);
+    let failed = header(&response, "x-taskid").unwrap().to_owned();
+    app.client.put(app.url("/local-cloud/faults")).json(&json!({"errorRate": 1.0})).send().await.unwrap();
+    app.drain().await;
+    app.client.put(app.url("/local-cloud/faults")).json(&json!({})).send().await.unwrap();
+    let task = cdf_json(app.get(&format!("/deviceTasks/{failed}")).await).await;
+    assert_eq!(task["taskStatus"], "Failure", "{task}");
+    let response = app.post_json(&format!("/deviceTasks/{failed}/retry"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    let retry = header(&response, "x-taskid").unwrap().to_owned();
+    assert_eq!(header(&response, "location"), Some(format!("/deviceTasks/{retry}").as_str()));
+    app.drain().await;
+    let retried = cdf_json(app.get(&format!("/deviceTasks/{retry}")).await).await;
+    assert_eq!(retried["taskStatus"], "Success", "{retried}");
+    assert_eq!(cdf_json(app.get("/devices/dev-b").await).await["coreName"], "ok-0001");
+}
+
+/// A core that never reports counts as failed once its wave's timeout has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_cores_time_out_and_abort_the_rollout() {
+    let app = spawn_app().await;
+    let cores = names("quiet", 4);
+    provision(&app, &cores).await;
+    app.create_template("quiet", &[("aws.greengrass.Cli", "2.12.0")]).await;
+    behave(&app, &cores[3..], "NO_RESPONSE").await;
+    let id = submit(
+        &app,
+        json!({"template": {"name": "quiet"}, "targets": {"thingNames": cores}, "rollout": {
+            "waves": [{"percent": 100}], "waveTimeoutSecs": 1, "failureThreshold": {"count": 0}}}),
+    )
+    .await;
+    let waiting = run_until(&app, &id, "three reports", |t| t["rollout"]["waves"][0]["succeeded"] == 3).await;
+    assert_eq!((state(&waiting), waiting["rollout"]["waves"][0]["pending"].as_u64()), ("Running", Some(1)));
+    let aborted = run_until(&app, &id, "the timeout", |t| state(t) != "Running").await;
+    assert_eq!(state(&aborted), "Aborted");
+    assert_eq!(
+        (aborted["rollout"]["waves"][0]["timedOut"].as_u64(), aborted["rollout"]["waves"][0]["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let response = app.post_json(&format!("/deploymentTasks/{id}/retry"), &json!({})).await;
+    assert_eq!(response.status(), 202, "a timed-out core is retried");
 }
 
 /// The rollout state is in the store: pause, resume and cancel hold across SIGKILLs of the
