@@ -5,7 +5,8 @@
 #      ../shared/compat/cdf-client-smoke beside the checkout; skipped with a notice otherwise)
 #   3. the reliability harness at small size: a fault run, a crash run (SIGKILLs mid-task) and a
 #      race run (simultaneous duplicate submissions, jobs delivered to two workers); each
-#      verifies the end state and fails when anything is lost or duplicated
+#      verifies the end state and fails when anything is lost or duplicated; and a rollout run
+#      (5 waves, then an abort), which fails if a core moves after the abort
 #   4. the OpenAPI contract (scripts/contract.sh): schemathesis, every check and phase, 100
 #      examples an operation, a fixed seed and a random one (printed for replay), and a client
 #      generated from the document (openapi-python-client) driving the README walkthrough
@@ -36,6 +37,7 @@ step "reliability harness (small size)"
 target/debug/ggprov-bench --out target/bench/ci fault --cores 30
 target/debug/ggprov-bench --out target/bench/ci crash --cores 60 --kills 3
 target/debug/ggprov-bench --out target/bench/ci race --pairs 30 --claims 10
+target/debug/ggprov-bench --out target/bench/ci rollout --cores 100 --waves 5
 
 step "moto (AWS wire protocols for the AWS-mode tests)"
 # Reuses GGPROV_TEST_MOTO_URL when it answers; otherwise installs moto into target/moto-venv
