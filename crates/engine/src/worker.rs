@@ -28,6 +28,9 @@ pub struct WorkerSettings {
     pub sweep_every: Duration,
     /// How often cores waiting for a deployment outcome are checked against Greengrass.
     pub reconcile_every: Duration,
+    /// How often active rollouts are stepped (a wave's last report to the next wave's first
+    /// move, and a crossed threshold to the abort, take at most about this long).
+    pub rollout_every: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -41,6 +44,7 @@ impl Default for WorkerSettings {
             poll_interval: Duration::from_millis(200),
             sweep_every: Duration::from_secs(60),
             reconcile_every: Duration::from_secs(30),
+            rollout_every: Duration::from_millis(250),
         }
     }
 }
@@ -126,13 +130,17 @@ impl Worker {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_reconcile = tokio::time::Instant::now();
+        let mut last_rollout_step = tokio::time::Instant::now();
         while !*shutdown.borrow() {
             if let Err(err) = self.ingest().await {
                 tracing::warn!(error = %ErrorChain(&err), "status ingestion failed");
             }
             // Between job rounds: no move of this worker is in flight while a rollout decides.
-            if let Err(err) = self.advance_rollouts().await {
-                tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed");
+            if last_rollout_step.elapsed() >= self.settings.rollout_every {
+                last_rollout_step = tokio::time::Instant::now();
+                if let Err(err) = self.advance_rollouts().await {
+                    tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed");
+                }
             }
             if let Err(err) = self.publish_events().await {
                 tracing::warn!(error = %ErrorChain(&err), "publishing events failed");
