@@ -43,9 +43,9 @@ async fn task(app: &TestApp, id: &str) -> Value {
 }
 
 /// Runs the worker's loop by hand (jobs, reported outcomes, rollout steps) until `done` holds
-/// for the task (deadline 120 s); returns the task.
+/// for the task (deadline 300 s: a loaded CI machine); returns the task.
 async fn run_until(app: &TestApp, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         app.drain().await;
         app.worker.ingest().await.unwrap();
@@ -77,7 +77,7 @@ async fn summary(app: &TestApp) -> (Value, Value) {
 
 /// Waits until no core of the fleet waits for an outcome.
 async fn settle(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         app.drain().await;
         app.worker.ingest().await.unwrap();
@@ -499,7 +499,7 @@ async fn rollout_actions_survive_a_sigkill_of_the_server() {
     let until = |base: String, path: String, done: fn(&Value) -> bool| {
         let call = &call;
         async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 let (_, _, body) = call(base.clone(), reqwest::Method::GET, path.clone(), None).await;
                 if done(&body) {
