@@ -29,7 +29,7 @@ async fn behave(app: &TestApp, names: &[String], outcome: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 200);
 }
 
 async fn submit(app: &TestApp, body: Value) -> String {
@@ -252,6 +252,18 @@ async fn manual_approval_pauses_after_each_wave_and_actions_follow_the_state() {
             "waves": [{"count": 1}, {"count": 3}, {"percent": 100}], "approval": "manual"}}),
     )
     .await;
+    // A share of the fleet can be told how to behave too (here: all of it, to succeed).
+    let picked: Value = app
+        .client
+        .put(app.url("/local-cloud/behaviors"))
+        .json(&json!({"share": 1.0, "deploymentOutcome": "SUCCEEDED"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(picked["names"].as_array().unwrap().len(), 6, "{picked}");
     let paused = run_until(&app, &id, "the first wave", |t| t["rollout"]["awaitingApproval"] == true).await;
     assert_eq!((state(&paused), paused["rollout"]["currentWave"].as_u64()), ("Paused", Some(1)));
     assert_eq!(sum(&paused, "moved"), 1);

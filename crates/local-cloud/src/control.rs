@@ -103,25 +103,38 @@ async fn behavior(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PUT /local-cloud/behaviors`: one behavior for many cores at once (a share of a wave that
-/// fails or stays silent).
+/// `PUT /local-cloud/behaviors`: one behavior for many cores at once, named (`names`) or a
+/// share of every core registered with Greengrass (`share`, 0–1, chosen by a hash of the name,
+/// so the same share picks the same cores); answers the names it set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BehaviorsBody {
+    #[serde(default)]
     names: Vec<String>,
+    share: Option<f64>,
     #[serde(default)]
     deployment_outcome: crate::DeploymentOutcome,
     #[serde(default)]
     delay_ms: u64,
 }
 
-async fn behaviors(State(cloud): State<LocalCloud>, bytes: axum::body::Bytes) -> Result<StatusCode, ControlError> {
+async fn behaviors(
+    State(cloud): State<LocalCloud>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ControlError> {
     let body: BehaviorsBody = body(&bytes)?;
-    let behavior = CoreBehavior { deployment_outcome: body.deployment_outcome, delay_ms: body.delay_ms };
-    for name in &body.names {
-        cloud.set_core_behavior(&thing_name(name)?, behavior).await?;
+    let mut names = body.names.iter().map(|n| thing_name(n)).collect::<Result<Vec<_>, _>>()?;
+    match body.share {
+        Some(share) if !(0.0..=1.0).contains(&share) => return Err(invalid(format!("share {share} is outside 0–1"))),
+        Some(share) => names.extend(cloud.core_share(share).await?),
+        None if names.is_empty() => return Err(invalid("name the cores (names) or a share of them (share)".into())),
+        None => {}
     }
-    Ok(StatusCode::NO_CONTENT)
+    let behavior = CoreBehavior { deployment_outcome: body.deployment_outcome, delay_ms: body.delay_ms };
+    for name in &names {
+        cloud.set_core_behavior(name, behavior).await?;
+    }
+    Ok(Json(serde_json::json!({"names": names.iter().map(ThingName::as_str).collect::<Vec<_>>()})))
 }
 
 /// `PUT /local-cloud/things/{name}/attributes`: merges string attributes into a thing (`null`

@@ -172,6 +172,26 @@ impl LocalCloud {
         Ok(())
     }
 
+    /// A share (0–1) of the cores registered with Greengrass, by a hash of their names (FNV-1a):
+    /// the same share picks the same cores, spread over the name order.
+    pub async fn core_share(&self, share: f64) -> Result<Vec<ThingName>, CloudError> {
+        let rows = sqlx::query("SELECT name FROM core_devices ORDER BY name")
+            .fetch_all(self.pool())
+            .await
+            .map_err(db("CoreShare"))?;
+        let picked = |name: &str| {
+            let hash =
+                name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            ((hash % 10_000) as f64) < share * 10_000.0
+        };
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<String, _>("name"))
+            .filter(|n| picked(n))
+            .filter_map(|n| ThingName::parse(&n).ok())
+            .collect())
+    }
+
     pub async fn set_core_behavior(&self, name: &ThingName, behavior: CoreBehavior) -> Result<(), CloudError> {
         sqlx::query(
             "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms) VALUES (?, ?, ?) \
