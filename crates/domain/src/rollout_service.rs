@@ -117,12 +117,15 @@ impl Rollouts {
         Self { store, queue, batch_size: batch_size.max(1) }
     }
 
-    /// One controller step for every active rollout; returns how many changed state.
+    /// One controller step for every active rollout; returns how many changed state. A rollout
+    /// whose step fails is logged and tried again next time; the others still move.
     pub async fn advance_all(&self) -> Result<usize, StoreError> {
         let mut changed = 0;
         for id in self.store.active_rollouts().await? {
-            if self.advance(&id).await? {
-                changed += 1;
+            match self.advance(&id).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(task.id = %id, error = %crate::ErrorChain(&err), "rollout step failed"),
             }
         }
         Ok(changed)
