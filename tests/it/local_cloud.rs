@@ -11,13 +11,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, cdf_json, create_cores, spawn_app};
 
-/// Polls `GET /cores/{name}` until its first effective deployment has the status (deadline 10 s).
+/// Polls `GET /cores/{name}` until its first effective deployment has the status (deadline
+/// 10 s), then returns the device block read once more: its Greengrass reads run side by side,
+/// not as one snapshot, so the read that first shows the status may predate the installed
+/// components written in the same transaction.
 async fn wait_for_execution(app: &TestApp, core: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let device = cdf_json(app.get(&format!("/cores/{core}")).await).await["device"].clone();
         if device["effectiveDeployments"][0]["coreDeviceExecutionStatus"] == status {
-            return device;
+            return cdf_json(app.get(&format!("/cores/{core}")).await).await["device"].clone();
         }
         assert!(Instant::now() < deadline, "{core} never reached {status}: {device}");
         tokio::time::sleep(Duration::from_millis(20)).await;
