@@ -196,6 +196,17 @@ impl Api {
     }
 }
 
+/// The account's Greengrass thing policies, which the bundled core template attaches (infra/
+/// creates them); moto is shared, so another test may have made them.
+async fn greengrass_policies(iot: &aws_sdk_iot::Client) {
+    for policy in ["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"] {
+        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "greengrass:*", "iot:AssumeRoleWithCertificate"], "Resource": "*"}]});
+        if let Err(err) = iot.create_policy().policy_name(policy).policy_document(document.to_string()).send().await {
+            assert!(err.into_service_error().is_resource_already_exists_exception(), "policy {policy} created");
+        }
+    }
+}
+
 async fn until_async<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
@@ -245,13 +256,7 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
         .await
         .expect("CA key stored");
 
-    // The account's Greengrass thing policy, which the bundled core template attaches (infra/ creates it).
-    for policy in ["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"] {
-        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "greengrass:*", "iot:AssumeRoleWithCertificate"], "Resource": "*"}]});
-        if let Err(err) = iot.create_policy().policy_name(policy).policy_document(document.to_string()).send().await {
-            assert!(err.into_service_error().is_resource_already_exists_exception(), "policy {policy} created");
-        }
-    }
+    greengrass_policies(&iot).await;
 
     // EventBridge: ggprov's bus with a rule delivering its events to a queue we read, and a
     // rule on the default bus routing Greengrass deployment status to the ingest queue.
@@ -531,12 +536,7 @@ async fn a_staged_rollout_runs_on_aws_with_query_targets_abort_and_retry() {
     let (iot, sqs) = (aws_sdk_iot::Client::new(&config), aws_sdk_sqs::Client::new(&config));
     let fake = GreengrassFake::start().await;
     let table = unique("rollout");
-    for policy in ["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"] {
-        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect"], "Resource": "*"}]});
-        if let Err(err) = iot.create_policy().policy_name(policy).policy_document(document.to_string()).send().await {
-            assert!(err.into_service_error().is_resource_already_exists_exception(), "policy {policy} created");
-        }
-    }
+    greengrass_policies(&iot).await;
     let status_queue = sqs.create_queue().queue_name(unique("status")).send().await.unwrap().queue_url.unwrap();
     let env = aws_mode_env(
         &table,

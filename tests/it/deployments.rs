@@ -19,28 +19,9 @@ async fn deploy(app: &TestApp, template: Value, targets: Value) -> String {
     id
 }
 
-/// Runs queued jobs, ingests outcomes and reconciles, as the worker loop does, until no core
-/// waits for an outcome (deadline 20 s).
+/// Runs the worker's steps until no core waits for an outcome (deadline 20 s).
 async fn settle(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        app.drain().await;
-        app.worker.ingest().await.unwrap();
-        app.worker.reconcile().await.unwrap();
-        let summary = cdf_json(app.get("/fleet/summary").await).await;
-        let in_progress: i64 = summary["templates"]
-            .as_object()
-            .unwrap()
-            .values()
-            .flat_map(|t| t["versions"].as_object().unwrap().values())
-            .map(|v| v["lastDeploymentInProgress"].as_i64().unwrap())
-            .sum();
-        if in_progress == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "cores still waiting for outcomes: {summary}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.settle(Duration::from_secs(20)).await;
 }
 
 async fn behave(app: &TestApp, core: &str, outcome: &str) {

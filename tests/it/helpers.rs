@@ -82,6 +82,31 @@ impl TestApp {
         self.cdf(Method::DELETE, path).send().await.expect("request sent")
     }
 
+    /// Runs the worker loop's steps by hand (jobs, reported outcomes, reconciliation, rollout
+    /// steps) until no core waits for an outcome, or fails after `limit`.
+    pub(crate) async fn settle(&self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            self.drain().await;
+            self.worker.ingest().await.unwrap();
+            self.worker.reconcile().await.unwrap();
+            self.worker.advance_rollouts().await.unwrap();
+            let summary = cdf_json(self.get("/fleet/summary").await).await;
+            let in_progress: i64 = summary["templates"]
+                .as_object()
+                .unwrap()
+                .values()
+                .flat_map(|t| t["versions"].as_object().unwrap().values())
+                .map(|v| v["lastDeploymentInProgress"].as_i64().unwrap())
+                .sum();
+            if in_progress == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "cores still waiting for outcomes: {summary}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs queued jobs until none is left.
     pub(crate) async fn drain(&self) {
         self.worker.run_until_idle().await;

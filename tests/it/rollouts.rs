@@ -77,26 +77,7 @@ async fn summary(app: &TestApp) -> (Value, Value) {
 
 /// Waits until no core of the fleet waits for an outcome.
 async fn settle(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        app.drain().await;
-        app.worker.ingest().await.unwrap();
-        app.worker.reconcile().await.unwrap();
-        app.worker.advance_rollouts().await.unwrap();
-        let (counters, _) = summary(app).await;
-        let in_progress: i64 = counters["templates"]
-            .as_object()
-            .unwrap()
-            .values()
-            .flat_map(|t| t["versions"].as_object().unwrap().values())
-            .map(|v| v["lastDeploymentInProgress"].as_i64().unwrap())
-            .sum();
-        if in_progress == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "cores still waiting: {counters}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.settle(Duration::from_secs(180)).await;
 }
 
 /// The detail types of every outbox event, all pages.

@@ -44,7 +44,7 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
 }
 
 /// The operational routes: plain `application/json`, outside the CDF media-type rule.
-const OPERATIONAL_PATHS: &[&str] = &["/health", "/ready"];
+pub(crate) const OPERATIONAL_PATHS: &[&str] = &["/health", "/ready"];
 
 /// Answers any CDF operation can give besides its own, each with the JSON error body.
 const COMMON_ERRORS: &[(&str, &str)] = &[

@@ -2,46 +2,34 @@
 //! a trailing slash is ignored, fixed segments match in any letter case (`/Templates`), and an
 //! optional base path (API Gateway custom-domain mapping) is removed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::Request;
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 
-/// Every CDF route, `{}` standing for a parameter. Fixed segments of a request path that match
-/// one of these shapes (case-insensitively) are rewritten to this spelling.
-#[rustfmt::skip]
-pub(crate) const ROUTE_SHAPES: &[&str] = &[
-    "/templates",
-    "/templates/{}",
-    "/templates/{}/versions",
-    "/templates/{}/versions/{}",
-    "/coreTasks",
-    "/coreTasks/{}",
-    "/coreTasks/{}/retry",
-    "/cores",
-    "/cores/{}",
-    "/cores/{}/deployments",
-    "/cores/{}/deviceTasks",
-    "/cores/{}/devices",
-    "/deviceTasks/{}",
-    "/deviceTasks/{}/retry",
-    "/devices/{}",
-    "/provisioningTemplates",
-    "/provisioningTemplates/{}",
-    "/events",
-    "/deploymentTasks",
-    "/deploymentTasks/{}",
-    "/deploymentTasks/{}/cores",
-    "/deploymentTasks/{}/cores/{}",
-    "/deploymentTasks/{}/pause",
-    "/deploymentTasks/{}/resume",
-    "/deploymentTasks/{}/cancel",
-    "/deploymentTasks/{}/rollback",
-    "/deploymentTasks/{}/retry",
-    "/fleet/summary",
-    "/fleet/summary/recount",
-];
+/// Every CDF route of the published document, `{}` standing for a parameter. Fixed segments
+/// of a request path that match one of these shapes (case-insensitively) are rewritten to
+/// this spelling; a new route joins by being documented.
+fn route_shapes() -> &'static [String] {
+    static SHAPES: OnceLock<Vec<String>> = OnceLock::new();
+    SHAPES.get_or_init(|| {
+        let doc = crate::openapi::openapi();
+        doc["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(path, _)| path)
+            .filter(|path| !crate::openapi::OPERATIONAL_PATHS.contains(&path.as_str()))
+            .map(|path| {
+                path.split('/')
+                    .map(|segment| if segment.starts_with('{') { "{}" } else { segment })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    })
+}
 
 /// Rewrites a request path to the spelling the router expects; `None` if nothing changes.
 pub(crate) fn normalize(original: &str, base_path: Option<&str>) -> Option<String> {
@@ -59,7 +47,7 @@ pub(crate) fn normalize(original: &str, base_path: Option<&str>) -> Option<Strin
     }
     let trimmed = path.trim_end_matches('/');
     let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
-    let canonical = ROUTE_SHAPES.iter().find_map(|shape| {
+    let canonical = route_shapes().iter().find_map(|shape| {
         let shape_segments: Vec<&str> = shape.split('/').skip(1).collect();
         (shape_segments.len() == segments.len()
             && shape_segments.iter().zip(&segments).all(|(s, p)| *s == "{}" || s.eq_ignore_ascii_case(p)))

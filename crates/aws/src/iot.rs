@@ -413,13 +413,7 @@ impl IotRegistry for AwsIot {
             .map_err(|e| cloud_error("UpdateThingGroupsForThing", &e));
         match result {
             Err(err) if err.is_not_found() => {
-                for group in remove {
-                    self.remove_thing_from_thing_group(group, name).await?;
-                }
-                match add {
-                    Some(group) => self.add_thing_to_thing_group(group, name).await,
-                    None => Ok(()),
-                }
+                ggprov_domain::ports::update_groups_call_by_call(self, name, add, remove).await
             }
             other => other.map(drop),
         }

@@ -148,6 +148,38 @@ pub struct Task {
 }
 
 impl Task {
+    /// A new deployment task of `template` on `targets`, its targets not expanded yet.
+    pub fn new_deployment(
+        id: TaskId,
+        template: TemplateRef,
+        targets: serde_json::Value,
+        iot_job_config: Option<serde_json::Value>,
+        rollout: Option<Box<RolloutState>>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            kind: TaskKind::Deployment(DeploymentSpec {
+                template,
+                targets,
+                iot_job_config,
+                expanded: false,
+                batches_total: None,
+                batch_size: None,
+                rollout,
+                revision: None,
+            }),
+            task_type: TaskType::Create,
+            core_version: String::new(),
+            options: None,
+            items: Vec::new(),
+            status: TaskStatus::Waiting,
+            status_message: None,
+            created_at: now,
+            updated_at: None,
+        }
+    }
+
     /// A task's status, the one rule every store applies: a deployment task whose targets are
     /// not expanded yet is `Waiting`; a task that ended with a message and no items (targets
     /// that matched nothing) is `Failure`; otherwise its items decide.

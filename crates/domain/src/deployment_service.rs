@@ -6,12 +6,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::core_task_service::CoreTaskError;
-use crate::cores::{DeploymentSpec, NO_TEMPLATE, NewCore, Task, TaskItem, TaskKind, TemplateRef, VersionCounts};
+use crate::cores::{NO_TEMPLATE, NewCore, Task, TaskItem, TemplateRef, VersionCounts};
 use crate::jobs::{DeploymentExpand, JobPayload as _};
 use crate::pagination::{Page, PageRequest};
 use crate::ports::{CoreStore, IotRegistry, StoreError, TemplateStore, WorkQueue};
 use crate::rollout::{RolloutSpec, RolloutState};
-use crate::task::{TaskId, TaskStatus, TaskType};
+use crate::task::TaskId;
 use crate::template::TemplateName;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
@@ -110,27 +110,14 @@ impl DeploymentService {
                 None => self.templates.latest_template(&name).await?.ok_or_else(not_found)?,
             };
         let now = Timestamp::now();
-        let task = Task {
-            id: TaskId::generate(),
-            kind: TaskKind::Deployment(DeploymentSpec {
-                template: TemplateRef { name: template.name.as_str().to_owned(), version: template.version },
-                targets: request.targets,
-                iot_job_config: request.iot_job_config,
-                expanded: false,
-                batches_total: None,
-                batch_size: None,
-                rollout: request.rollout.map(|spec| Box::new(RolloutState::start(spec, &[], now))),
-                revision: None,
-            }),
-            task_type: TaskType::Create,
-            core_version: String::new(),
-            options: None,
-            items: Vec::new(),
-            status: TaskStatus::Waiting,
-            status_message: None,
-            created_at: now,
-            updated_at: None,
-        };
+        let task = Task::new_deployment(
+            TaskId::generate(),
+            TemplateRef { name: template.name.as_str().to_owned(), version: template.version },
+            request.targets,
+            request.iot_job_config,
+            request.rollout.map(|spec| Box::new(RolloutState::start(spec, &[], now))),
+            now,
+        );
         self.store.create_task(&task).await?;
         if let Err(err) = self.queue.enqueue(&[DeploymentExpand { task_id: task.id.clone() }.job()]).await {
             tracing::warn!(task.id = %task.id, error = %err, "deployment task stored but not queued");

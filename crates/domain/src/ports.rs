@@ -23,6 +23,7 @@ pub use artifacts::ArtifactStore;
 pub use cloud::{
     CaMaterial, CertificateAuthorities, CertificateRef, CloudError, ComponentSpec, CoreDevice, DeploymentRequest,
     EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry, SecretPem, ThingDescription,
+    update_groups_call_by_call,
 };
 pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};

@@ -316,6 +316,13 @@ impl RolloutState {
         self
     }
 
+    /// When a moved core of `wave` that has not reported counts as timed out (no timeout: never).
+    pub fn deadline(&self, wave: u32) -> Option<Timestamp> {
+        let started = self.waves.get(wave as usize)?.started_at?;
+        let secs = i64::try_from(self.spec.wave_timeout_secs?).unwrap_or(i64::MAX);
+        Some(Timestamp::from_millis(started.as_millis().saturating_add(secs.saturating_mul(1000))).unwrap_or(started))
+    }
+
     /// Whether a worker still has something to do for this rollout.
     pub fn is_active(&self) -> bool {
         !self.phase.is_terminal() || self.rollback.as_ref().is_some_and(|r| !r.created)
@@ -461,10 +468,7 @@ pub fn tally(
         if wave >= tallies.len() {
             continue;
         }
-        let deadline = state.waves[wave].started_at.zip(state.spec.wave_timeout_secs).map(|(at, secs)| {
-            Timestamp::from_millis(at.as_millis().saturating_add((secs as i64).saturating_mul(1000))).unwrap_or(at)
-        });
-        let report = item.classify(template, deadline, now);
+        let report = item.classify(template, state.deadline(item.wave), now);
         if item.report.is_none()
             && let Some(r) = report
             && item.status == TaskStatus::Success

@@ -11,7 +11,7 @@ use crate::cores::{DeploymentSpec, DeploymentState, Event, NO_TEMPLATE, Task, Ta
 use crate::jobs::{DeploymentExpand, JobPayload as _, TaskBatch};
 use crate::ports::{CoreStore, StoreError, WorkQueue};
 use crate::rollout::{self, ItemReport, RolloutAction, RolloutItem, RolloutPhase, RolloutState, Transition, WaveTally};
-use crate::task::{TaskId, TaskStatus, TaskType};
+use crate::task::{TaskId, TaskStatus};
 use crate::thing::ThingName;
 use crate::time::Timestamp;
 
@@ -169,15 +169,29 @@ impl Rollouts {
             return Ok(false); // another worker or an operator moved it first; next step re-reads
         }
         tracing::info!(task.id = %id, ?transition, "rollout moved on");
-        self.after_change(&task, spec, &state).await?;
+        self.after_change(&task, spec, &state, Some(&items)).await?;
         Ok(true)
     }
 
     /// What follows a saved state: the current wave's cores are released, a requested rollback
-    /// gets its tasks.
-    async fn after_change(&self, task: &Task, spec: &DeploymentSpec, state: &RolloutState) -> Result<(), StoreError> {
+    /// gets its tasks. `items`: the task's items as the caller read them for this step, if it did.
+    async fn after_change(
+        &self,
+        task: &Task,
+        spec: &DeploymentSpec,
+        state: &RolloutState,
+        items: Option<&[RolloutItem]>,
+    ) -> Result<(), StoreError> {
         if state.phase == RolloutPhase::Running && !state.awaiting_approval {
-            self.release(&task.id, spec, state).await?;
+            let read;
+            let items = match items {
+                Some(items) => items,
+                None => {
+                    read = self.store.rollout_items(&task.id).await?;
+                    &read
+                }
+            };
+            self.release(&task.id, spec, state, items).await?;
         }
         if state.rollback.as_ref().is_some_and(|r| !r.created) {
             self.ensure_rollback(task, spec, state.clone()).await?;
@@ -186,12 +200,17 @@ impl Rollouts {
     }
 
     /// Queues the `Waiting` cores the rollout lets move now.
-    async fn release(&self, id: &TaskId, spec: &DeploymentSpec, state: &RolloutState) -> Result<(), StoreError> {
-        let items = self.store.rollout_items(id).await?;
+    async fn release(
+        &self,
+        id: &TaskId,
+        spec: &DeploymentSpec,
+        state: &RolloutState,
+        items: &[RolloutItem],
+    ) -> Result<(), StoreError> {
         let ready: Vec<ThingName> = items
-            .into_iter()
+            .iter()
             .filter(|i| i.status == TaskStatus::Waiting && state.may_move(i.wave))
-            .map(|i| i.name)
+            .map(|i| i.name.clone())
             .collect();
         let size = spec.batch_size.map_or(self.batch_size, |b| b.max(1) as usize);
         let jobs: Vec<_> =
@@ -222,28 +241,14 @@ impl Rollouts {
         for (n, (name, version)) in previous.into_iter().enumerate() {
             let child = rollout::rollback_task_id(&task.id, n);
             if self.store.task_header(&child).await?.is_none() {
-                let now = Timestamp::now();
-                let rollback = Task {
-                    id: child.clone(),
-                    kind: TaskKind::Deployment(DeploymentSpec {
-                        template: TemplateRef { name, version },
-                        targets: serde_json::json!({"rollbackOf": task.id.as_str()}),
-                        iot_job_config: None,
-                        expanded: false,
-                        batches_total: None,
-                        batch_size: None,
-                        rollout: None,
-                        revision: None,
-                    }),
-                    task_type: TaskType::Create,
-                    core_version: String::new(),
-                    options: None,
-                    items: Vec::new(),
-                    status: TaskStatus::Waiting,
-                    status_message: None,
-                    created_at: now,
-                    updated_at: None,
-                };
+                let rollback = Task::new_deployment(
+                    child.clone(),
+                    TemplateRef { name, version },
+                    serde_json::json!({"rollbackOf": task.id.as_str()}),
+                    None,
+                    None,
+                    Timestamp::now(),
+                );
                 match self.store.create_task(&rollback).await {
                     Ok(()) => {}
                     // Another step created it between the read and the write.
@@ -314,7 +319,7 @@ impl Rollouts {
             let skip = skip_message(next.phase);
             if self.store.save_rollout(id, &mut next, ev.as_ref(), skip).await? {
                 if spec.expanded {
-                    self.after_change(&task, spec, &next).await?;
+                    self.after_change(&task, spec, &next, None).await?;
                 }
                 return Ok(self.store.task_header(id).await?.unwrap_or(task));
             }
@@ -338,7 +343,9 @@ impl Rollouts {
     /// rolls back whose previous template is this task's.
     pub async fn derived_targets(&self, spec: &DeploymentSpec) -> Result<Option<Vec<ThingName>>, StoreError> {
         if let Some(parent) = spec.retry_of() {
-            return Ok(Some(self.failed_cores(&parent, &spec.template).await?));
+            let header = self.store.task_header(&parent).await?;
+            let rollout = header.as_ref().and_then(spec_of).and_then(|s| s.rollout.as_deref());
+            return Ok(Some(self.failed_cores(&parent, &spec.template, rollout).await?));
         }
         if let Some(parent) = spec.rollback_of() {
             let items = self.store.rollout_items(&parent).await?;
@@ -352,24 +359,18 @@ impl Rollouts {
         Ok(None)
     }
 
-    async fn failed_cores(&self, task: &TaskId, template: &TemplateRef) -> Result<Vec<ThingName>, StoreError> {
-        let header = self.store.task_header(task).await?;
-        let rollout = header.as_ref().and_then(|t| spec_of(t).and_then(|s| s.rollout.as_deref().cloned()));
+    /// The cores of a task (with its rollout, if any) that failed, timed out, or did not move,
+    /// and do not run its version by now.
+    async fn failed_cores(
+        &self,
+        task: &TaskId,
+        template: &TemplateRef,
+        rollout: Option<&RolloutState>,
+    ) -> Result<Vec<ThingName>, StoreError> {
         let items = self.store.rollout_items(task).await?;
         let now = Timestamp::now();
         let failed = |i: &RolloutItem| {
-            let report = match &rollout {
-                Some(state) => {
-                    let deadline = state
-                        .waves
-                        .get(i.wave as usize)
-                        .and_then(|w| w.started_at)
-                        .zip(state.spec.wave_timeout_secs)
-                        .and_then(|(at, secs)| Timestamp::from_millis(at.as_millis() + secs as i64 * 1000));
-                    i.classify(template, deadline, now)
-                }
-                None => i.classify(template, None, now),
-            };
+            let report = i.classify(template, rollout.and_then(|state| state.deadline(i.wave)), now);
             // A core that runs the version successfully by now (a retry fixed it) is not failed.
             let fixed = i.core.as_ref().is_some_and(|c| &c.desired == template && c.state == DeploymentState::Success);
             matches!(report, Some(ItemReport::Failed | ItemReport::TimedOut)) && !fixed
@@ -400,34 +401,20 @@ impl Rollouts {
                 format!("deployment task {id} removed templates; it cannot be retried"),
             ));
         }
-        if self.failed_cores(id, &spec.template).await?.is_empty() {
+        if self.failed_cores(id, &spec.template, spec.rollout.as_deref()).await?.is_empty() {
             return Err(conflict(
                 "NOTHING_TO_RETRY",
                 format!("no core of deployment task {id} failed; there is nothing to retry"),
             ));
         }
-        let now = Timestamp::now();
-        let retry = Task {
-            id: TaskId::generate(),
-            kind: TaskKind::Deployment(DeploymentSpec {
-                template: spec.template.clone(),
-                targets: serde_json::json!({"retryOf": id.as_str()}),
-                iot_job_config: spec.iot_job_config.clone(),
-                expanded: false,
-                batches_total: None,
-                batch_size: None,
-                rollout: None,
-                revision: None,
-            }),
-            task_type: TaskType::Create,
-            core_version: String::new(),
-            options: None,
-            items: Vec::new(),
-            status: TaskStatus::Waiting,
-            status_message: None,
-            created_at: now,
-            updated_at: None,
-        };
+        let retry = Task::new_deployment(
+            TaskId::generate(),
+            spec.template.clone(),
+            serde_json::json!({"retryOf": id.as_str()}),
+            spec.iot_job_config.clone(),
+            None,
+            Timestamp::now(),
+        );
         self.store.create_task(&retry).await?;
         if let Err(err) = self.queue.enqueue(&[DeploymentExpand { task_id: retry.id.clone() }.job()]).await {
             tracing::warn!(task.id = %retry.id, error = %err, "retry task stored but not queued; the sweeper will queue it");

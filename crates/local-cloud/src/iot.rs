@@ -372,7 +372,7 @@ impl IotRegistry for LocalCloud {
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "AddThingToThingGroup";
         self.admit(API)?;
-        self.join_group(API, group, name, &[]).await
+        self.move_groups(API, Some(group), name, &[]).await
     }
 
     /// `UpdateThingGroupsForThing`: one call, one transaction.
@@ -384,20 +384,7 @@ impl IotRegistry for LocalCloud {
     ) -> Result<(), CloudError> {
         const API: &str = "UpdateThingGroupsForThing";
         self.admit(API)?;
-        match add {
-            Some(group) => self.join_group(API, group, name, remove).await,
-            None => {
-                for group in remove {
-                    sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
-                        .bind(group)
-                        .bind(name.as_str())
-                        .execute(self.pool())
-                        .await
-                        .map_err(db(API))?;
-                }
-                Ok(())
-            }
-        }
+        self.move_groups(API, add, name, remove).await
     }
 
     async fn ensure_thing_group(&self, name: &str) -> Result<(), CloudError> {
@@ -497,17 +484,17 @@ impl IotRegistry for LocalCloud {
 }
 
 impl LocalCloud {
-    /// Puts a thing into a group (after leaving `leave`), in one transaction; a core that joins
-    /// applies the group's deployment.
-    async fn join_group(
+    /// Takes a thing out of `leave` and puts it into `join`, in one transaction; a core that
+    /// joins applies the group's deployment.
+    async fn move_groups(
         &self,
         api: &'static str,
-        group: &str,
+        join: Option<&str>,
         name: &ThingName,
         leave: &[String],
     ) -> Result<(), CloudError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(api))?;
-        for old in leave.iter().filter(|g| g.as_str() != group) {
+        for old in leave.iter().filter(|g| Some(g.as_str()) != join) {
             sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
                 .bind(old)
                 .bind(name.as_str())
@@ -515,6 +502,7 @@ impl LocalCloud {
                 .await
                 .map_err(db(api))?;
         }
+        let Some(group) = join else { return tx.commit().await.map_err(db(api)) };
         let thing = sqlx::query("SELECT 1 FROM things WHERE name = ?")
             .bind(name.as_str())
             .fetch_optional(&mut *tx)

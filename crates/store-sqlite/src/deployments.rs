@@ -45,6 +45,24 @@ async fn end_deployment_item(
     tx.commit().await.map_err(unavailable)
 }
 
+/// Remembers which template version a Greengrass deployment (revision) deploys.
+pub(crate) async fn record_revision<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    deployment_id: &str,
+    template: &TemplateRef,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO deployment_revisions (deployment_id, template_name, template_version) VALUES (?, ?, ?)",
+    )
+    .bind(deployment_id)
+    .bind(&template.name)
+    .bind(i64::from(template.version))
+    .execute(executor)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 async fn expand_items(
     tx: &mut Transaction<'static, Sqlite>,
     task: &TaskId,
@@ -184,13 +202,7 @@ impl DeploymentRecords for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        sqlx::query("INSERT OR IGNORE INTO deployment_revisions (deployment_id, template_name, template_version) VALUES (?, ?, ?)")
-            .bind(deployment_id)
-            .bind(&template.name)
-            .bind(i64::from(template.version))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        record_revision(&self.pool, deployment_id, template).await?;
         self.template_deployment(template).await?.ok_or_else(|| StoreError::unavailable("template deployment vanished"))
     }
 

@@ -133,13 +133,7 @@ impl RolloutRecords for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            sqlx::query("INSERT OR IGNORE INTO deployment_revisions (deployment_id, template_name, template_version) VALUES (?, ?, ?)")
-                .bind(deployment_id)
-                .bind(&template.name)
-                .bind(i64::from(template.version))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            crate::deployments::record_revision(&mut *tx, deployment_id, template).await?;
         }
         let recorded: String = sqlx::query("SELECT revision FROM tasks WHERE id = ?")
             .bind(task.as_str())

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ggprov_domain::cores::DeploymentStatus;
-use ggprov_domain::cores::{
-    Core, DeploymentSpec, Device, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef,
-};
+use ggprov_domain::cores::{Core, Device, Event, NewCore, Task, TaskFamily, TaskItem, TaskKind, TemplateRef};
 use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome};
 use ggprov_domain::{PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 
@@ -91,17 +89,14 @@ pub(crate) fn task(kind: TaskKind, names: &[&str]) -> Task {
 
 /// A deployment task of `template` targeting `names`, not expanded yet.
 fn deployment_task(template: TemplateRef, names: &[&str]) -> Task {
-    let spec = DeploymentSpec {
+    Task::new_deployment(
+        TaskId::generate(),
         template,
-        targets: serde_json::json!({"thingNames": names}),
-        iot_job_config: None,
-        expanded: false,
-        batches_total: None,
-        batch_size: None,
-        rollout: None,
-        revision: None,
-    };
-    task(TaskKind::Deployment(spec), &[])
+        serde_json::json!({"thingNames": names}),
+        None,
+        None,
+        Timestamp::now(),
+    )
 }
 
 pub(crate) fn event(kind: &str, n: usize) -> Event {

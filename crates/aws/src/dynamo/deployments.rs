@@ -14,6 +14,17 @@ use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp}
 use super::tasks::{HEADER, item_record, task_pk};
 use super::{DynamoStore, Query, TxError, doc, get_s, key, n, s, to_doc};
 
+impl DynamoStore {
+    /// The record saying which template version a Greengrass deployment (revision) deploys.
+    pub(crate) fn revision_put(&self, deployment_id: &str, template: &TemplateRef) -> TransactWriteItem {
+        let mut by_id = key(format!("DEP#{deployment_id}"), "#DEP");
+        by_id.insert("doc".into(), to_doc(template));
+        TransactWriteItem::builder()
+            .put(Put::builder().table_name(&self.table).set_item(Some(by_id)).build().expect("complete put"))
+            .build()
+    }
+}
+
 #[async_trait]
 impl DeploymentRecords for DynamoStore {
     async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError> {
@@ -171,8 +182,6 @@ impl DeploymentRecords for DynamoStore {
         let mut by_template = key(format!("TPLDEP#{}#{}", template.name, template.version), "#TPLDEP");
         by_template.insert("deployment_id".into(), s(deployment_id));
         by_template.insert("thing_group".into(), s(thing_group));
-        let mut by_id = key(format!("DEP#{deployment_id}"), "#DEP");
-        by_id.insert("doc".into(), to_doc(template));
         let writes = vec![
             TransactWriteItem::builder()
                 .put(
@@ -184,9 +193,7 @@ impl DeploymentRecords for DynamoStore {
                         .expect("complete put"),
                 )
                 .build(),
-            TransactWriteItem::builder()
-                .put(Put::builder().table_name(&self.table).set_item(Some(by_id)).build().expect("complete put"))
-                .build(),
+            self.revision_put(deployment_id, template),
         ];
         match self.transact(writes).await {
             Ok(()) | Err(TxError::Cancelled(_)) => self

@@ -3,7 +3,7 @@
 //! as attributes of the item records, retry revisions on the header (`revision`).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use ggprov_domain::cores::{Core, Event, NewCore, TaskFamily, TaskItem, TemplateRef};
 use ggprov_domain::ports::{RolloutRecords, StoreError};
 use ggprov_domain::rollout::{CoreDeploymentView, ItemReport, RolloutItem, RolloutState};
@@ -184,14 +184,10 @@ impl RolloutRecords for DynamoStore {
             .expression_attribute_values(":d", s(deployment_id))
             .build()
             .expect("complete update");
-        let mut by_id = key(format!("DEP#{deployment_id}"), "#DEP");
-        by_id.insert("doc".into(), to_doc(template));
         let writes = vec![
             TransactWriteItem::builder().update(header).build(),
             TransactWriteItem::builder().update(current).build(),
-            TransactWriteItem::builder()
-                .put(Put::builder().table_name(&self.table).set_item(Some(by_id)).build().expect("complete put"))
-                .build(),
+            self.revision_put(deployment_id, template),
         ];
         match self.transact(writes).await {
             Ok(()) | Err(TxError::Cancelled(_)) => {}

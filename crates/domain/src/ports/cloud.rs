@@ -267,6 +267,22 @@ pub trait IotRegistry: Send + Sync {
     }
 }
 
+/// [`IotRegistry::update_thing_groups`] as one call per group (remove, then add).
+pub async fn update_groups_call_by_call<I: IotRegistry + ?Sized>(
+    iot: &I,
+    name: &ThingName,
+    add: Option<&str>,
+    remove: &[String],
+) -> Result<(), CloudError> {
+    for group in remove {
+        iot.remove_thing_from_thing_group(group, name).await?;
+    }
+    match add {
+        Some(group) => iot.add_thing_to_thing_group(group, name).await,
+        None => Ok(()),
+    }
+}
+
 /// Private key material. Its `Debug` never prints the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretPem(String);
