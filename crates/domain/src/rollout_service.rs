@@ -286,16 +286,20 @@ impl Rollouts {
         Ok(self.store.task_header(id).await?.and_then(|t| spec_of(&t).and_then(|s| s.rollout.as_deref().cloned())))
     }
 
+    /// A deployment task's header, or `NotFound`.
+    async fn deployment_task(&self, id: &TaskId) -> Result<Task, RolloutError> {
+        self.store
+            .task_header(id)
+            .await?
+            .filter(|t| spec_of(t).is_some())
+            .ok_or_else(|| RolloutError::NotFound(id.clone()))
+    }
+
     /// An operator's action: applied with a conditional write (retried against concurrent
     /// writers), idempotent, refused with the state when the state does not allow it.
     pub async fn act(&self, id: &TaskId, action: RolloutAction) -> Result<Task, RolloutError> {
         for _ in 0..ATTEMPTS {
-            let task = self
-                .store
-                .task_header(id)
-                .await?
-                .filter(|t| spec_of(t).is_some())
-                .ok_or_else(|| RolloutError::NotFound(id.clone()))?;
+            let task = self.deployment_task(id).await?;
             let spec = spec_of(&task).expect("a deployment task");
             let Some(state) = spec.rollout.as_deref().cloned() else {
                 return Err(conflict(
@@ -382,12 +386,7 @@ impl Rollouts {
     /// template version, deployed again as a new Greengrass revision so the cores really run it
     /// again.
     pub async fn retry(&self, id: &TaskId) -> Result<Task, RolloutError> {
-        let task = self
-            .store
-            .task_header(id)
-            .await?
-            .filter(|t| spec_of(t).is_some())
-            .ok_or_else(|| RolloutError::NotFound(id.clone()))?;
+        let task = self.deployment_task(id).await?;
         let spec = spec_of(&task).expect("a deployment task");
         if !task.status.is_terminal() {
             return Err(conflict(
