@@ -19,6 +19,7 @@ use ggprov_api::{App, AppState, Gauges, HttpConfig};
 use ggprov_aws::AwsBackendSettings;
 use ggprov_domain::ErrorChain;
 use ggprov_domain::TemplateService;
+use ggprov_domain::application_service::ApplicationService;
 use ggprov_domain::backend::Adapters;
 use ggprov_domain::core_service::CoreService;
 use ggprov_domain::core_task_service::CoreTaskService;
@@ -117,8 +118,21 @@ impl Application {
             }
             Backend::Aws(aws) => (ggprov_aws::connect(&aws_settings(config, aws)).await?, None),
         };
-        let Adapters { templates, store, queue, artifacts, iot, greengrass, cas, feed, observer, publisher, readiness } =
-            adapters;
+        let Adapters {
+            templates,
+            applications,
+            region,
+            store,
+            queue,
+            artifacts,
+            iot,
+            greengrass,
+            cas,
+            feed,
+            observer,
+            publisher,
+            readiness,
+        } = adapters;
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
         let failpoints = Failpoints::default();
         let metrics = Arc::new(Metrics::new());
@@ -194,6 +208,14 @@ impl Application {
         }
         let app = App {
             templates: TemplateService::new(templates.clone(), api_greengrass.clone()),
+            applications: ApplicationService::new(
+                applications,
+                templates.clone(),
+                artifacts.clone(),
+                api_greengrass.clone(),
+                region,
+                config.provisioning.application_prefix.clone(),
+            ),
             core_tasks: CoreTaskService::new(
                 store.clone(),
                 queue.clone(),

@@ -52,9 +52,24 @@ pub(super) const EVENT_SOURCE: Setting = Setting {
     help: "EventBridge `source` of the lifecycle events.",
 };
 
+pub(super) const APPLICATION_PREFIX: Setting = Setting {
+    key: "application_component_prefix",
+    env: "GGPROV_APPLICATION_COMPONENT_PREFIX",
+    default: "ggprov.app",
+    help: "Component name prefix of Docker Compose applications: application `shop` is component `<prefix>.shop`.",
+};
+
 /// This section's settings, in the order `--help` and the README list them.
-pub(super) const SETTINGS: &[&Setting] =
-    &[&REGION, &DEFAULT_CA, &ROLE_ALIAS, &DEVICE_ROOT_PATH, &ARTIFACTS_PREFIX, &KEEP_ARTIFACTS, &EVENT_SOURCE];
+pub(super) const SETTINGS: &[&Setting] = &[
+    &REGION,
+    &DEFAULT_CA,
+    &ROLE_ALIAS,
+    &DEVICE_ROOT_PATH,
+    &ARTIFACTS_PREFIX,
+    &KEEP_ARTIFACTS,
+    &EVENT_SOURCE,
+    &APPLICATION_PREFIX,
+];
 
 /// How things are provisioned and described.
 #[derive(Debug, Clone)]
@@ -68,6 +83,8 @@ pub struct ProvisioningSettings {
     pub keep_artifacts: bool,
     /// EventBridge `source` of lifecycle events.
     pub event_source: String,
+    /// Component name prefix of applications.
+    pub application_prefix: String,
 }
 
 impl ProvisioningSettings {
@@ -79,6 +96,17 @@ impl ProvisioningSettings {
         let artifacts_prefix = v.text_of(&ARTIFACTS_PREFIX).trim().trim_start_matches('/').to_owned();
         let keep_artifacts = v.flag(&KEEP_ARTIFACTS);
         let event_source = v.text(&EVENT_SOURCE);
+        let application_prefix = v.parse(&APPLICATION_PREFIX, |t| {
+            let valid = !t.is_empty()
+                && t.len() <= 60
+                && !t.starts_with("aws.")
+                && t.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+            if valid {
+                Ok(t.to_owned())
+            } else {
+                Err("must be dot-separated ASCII letters, digits, '_' and '-' (at most 60 characters, not starting with 'aws.')".into())
+            }
+        });
         Some(Self {
             region: region?,
             default_ca,
@@ -87,6 +115,7 @@ impl ProvisioningSettings {
             artifacts_prefix,
             keep_artifacts: keep_artifacts?,
             event_source: event_source?,
+            application_prefix: application_prefix?,
         })
     }
 }

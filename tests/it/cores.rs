@@ -50,7 +50,10 @@ async fn a_core_task_is_stored_waiting_then_provisions_every_core() {
     // The simulated core powered on by itself after provisioning.
     assert_eq!(core["device"]["status"], "HEALTHY");
     assert_eq!(core["device"]["coreVersion"], "2.12.0");
-    assert_eq!(core["device"]["installedComponents"], json!([{"name": "aws.greengrass.Nucleus", "version": "2.12.0"}]));
+    assert_eq!(
+        core["device"]["installedComponents"],
+        json!([{"name": "aws.greengrass.Nucleus", "version": "2.12.0", "lifecycleState": "RUNNING"}])
+    );
     assert_eq!(core["device"]["effectiveDeployments"], json!([]));
 }
 

@@ -81,7 +81,7 @@ async fn a_deployment_task_rolls_a_template_out_and_cores_report_success() {
         core["device"]["installedComponents"]
             .as_array()
             .unwrap()
-            .contains(&json!({"name": "aws.greengrass.Cli", "version": "2.12.0"}))
+            .contains(&json!({"name": "aws.greengrass.Cli", "version": "2.12.0", "lifecycleState": "RUNNING"}))
     );
     assert_eq!(
         counts(&app, "cam", 1).await,

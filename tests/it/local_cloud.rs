@@ -59,7 +59,7 @@ async fn connected_cores_apply_group_deployments_and_report_as_their_behavior_sa
         good["installedComponents"]
             .as_array()
             .unwrap()
-            .contains(&json!({"name": "aws.greengrass.Cli", "version": "2.12.0"}))
+            .contains(&json!({"name": "aws.greengrass.Cli", "version": "2.12.0", "lifecycleState": "RUNNING"}))
     );
     let bad = wait_for_execution(&app, "bad", "FAILED").await;
     assert!(

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real application on a free port, a fresh SQLite file each, HTTP.
 //! One test binary (modules below) so the workspace links once.
 
+mod applications;
 mod aws;
 mod cli;
 mod cores;

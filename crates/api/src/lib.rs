@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod applications;
 mod body_schema;
 mod core_tasks;
 mod cores;

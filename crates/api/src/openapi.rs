@@ -19,6 +19,7 @@ use crate::router::api_router;
     ),
     tags(
         (name = "Templates", description = "Versioned sets of Greengrass components and their deployment settings"),
+        (name = "Applications", description = "Docker Compose applications, each version a generated Greengrass component that templates deploy"),
         (name = "Core tasks", description = "Provision and delete Greengrass cores in bulk, asynchronously"),
         (name = "Cores", description = "Provisioned cores, their artifacts and live Greengrass status"),
         (name = "Client devices", description = "Provision client devices in bulk and associate them with their core"),

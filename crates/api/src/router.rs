@@ -19,7 +19,9 @@ use crate::error::ApiError;
 use crate::media::{MAX_BODY_BYTES, require_acceptable};
 use crate::paths::normalize_request;
 use crate::state::AppState;
-use crate::{core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, templates};
+use crate::{
+    applications, core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, templates,
+};
 
 /// HTTP settings of the API.
 #[derive(Clone)]
@@ -63,6 +65,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// operational ones outside it.
 pub(crate) fn api_router() -> OpenApiRouter<AppState> {
     let cdf = templates::routes()
+        .merge(applications::routes())
         .merge(core_tasks::routes())
         .merge(cores::routes())
         .merge(devices::routes())

@@ -14,6 +14,7 @@ use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 /// The services and checks the API calls. Built once by the composition root.
 pub struct App {
     pub templates: TemplateService,
+    pub applications: ggprov_domain::application_service::ApplicationService,
     pub core_tasks: CoreTaskService,
     pub cores: CoreService,
     pub devices: DeviceService,

@@ -104,7 +104,7 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
         }
     }
     let greengrass =
-        Arc::new(AwsGreengrass::new(aws_sdk_greengrassv2::Client::new(&single_attempt), iot.clone(), region));
+        Arc::new(AwsGreengrass::new(aws_sdk_greengrassv2::Client::new(&single_attempt), iot.clone(), region.clone()));
     let cas = Arc::new(SsmCertificateAuthorities::new(AwsIot::new(aws_sdk_iot::Client::new(&sdk)), ssm, default_ca));
     let feed: Arc<dyn StatusFeed> = match status_queue {
         Some(url) => Arc::new(SqsStatusFeed::new(sqs, url)),
@@ -116,6 +116,8 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
     let store = Arc::new(dynamo);
     Ok(Adapters {
         templates: store.clone(),
+        applications: store.clone(),
+        region: region.clone(),
         store: store.clone(),
         queue: queue.clone(),
         artifacts: Arc::new(artifacts),

@@ -32,6 +32,33 @@ impl AwsGreengrass {
     pub fn new(client: Client, iot: AwsIot, region: impl Into<String>) -> Self {
         Self { client, iot, region: region.into() }
     }
+
+    /// The ARN (without version) of the account's private component with this name, if any.
+    async fn private_component_arn(&self, name: &ComponentName) -> Result<Option<String>, CloudError> {
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_components()
+                .scope(aws_sdk_greengrassv2::types::ComponentVisibilityScope::Private)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListComponents", &e))?;
+            if let Some(component) = out
+                .components
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.component_name.as_deref() == Some(name.as_str()))
+            {
+                return Ok(component.arn);
+            }
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(None),
+            }
+        }
+    }
 }
 
 fn invalid(api: &'static str, what: impl std::fmt::Display) -> CloudError {
@@ -184,6 +211,56 @@ fn deployment_policies(policies: &Value) -> DeploymentPolicies {
 
 #[async_trait]
 impl Greengrass for AwsGreengrass {
+    async fn create_component_version(&self, recipe: &Value) -> Result<(), CloudError> {
+        const API: &str = "CreateComponentVersion";
+        let bytes = serde_json::to_vec(recipe).map_err(|e| invalid(API, e))?;
+        // The same recipe gets the same client token: a retried call is idempotent.
+        let token = {
+            use sha2::Digest;
+            hex::encode(&sha2::Sha256::digest(&bytes)[..16])
+        };
+        match self
+            .client
+            .create_component_version()
+            .inline_recipe(aws_smithy_types::Blob::new(bytes))
+            .client_token(token)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                use aws_sdk_greengrassv2::error::ProvideErrorMetadata;
+                if err.code() == Some("ConflictException") {
+                    return Err(CloudError::AlreadyExists {
+                        api: API,
+                        message: err.message().unwrap_or("the component version exists").to_owned(),
+                        resource_id: None,
+                    });
+                }
+                Err(cloud_error(API, &err))
+            }
+        }
+    }
+
+    async fn delete_component_version(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<(), CloudError> {
+        let Some(arn) = self.private_component_arn(name).await? else {
+            return Ok(());
+        };
+        not_found_is_none(
+            self.client
+                .delete_component()
+                .arn(format!("{arn}:versions:{}", version.as_str()))
+                .send()
+                .await
+                .map_err(|e| cloud_error("DeleteComponent", &e)),
+        )?;
+        Ok(())
+    }
+
     async fn component_version_exists(
         &self,
         name: &ComponentName,
@@ -211,29 +288,9 @@ impl Greengrass for AwsGreengrass {
         if described(public).await? {
             return Ok(true);
         }
-        let mut token = None;
-        loop {
-            let out = self
-                .client
-                .list_components()
-                .scope(aws_sdk_greengrassv2::types::ComponentVisibilityScope::Private)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| cloud_error("ListComponents", &e))?;
-            if let Some(component) = out
-                .components
-                .unwrap_or_default()
-                .into_iter()
-                .find(|c| c.component_name.as_deref() == Some(name.as_str()))
-            {
-                let Some(arn) = component.arn else { return Ok(false) };
-                return described(format!("{arn}:versions:{}", version.as_str())).await;
-            }
-            match out.next_token {
-                Some(next) if !next.is_empty() => token = Some(next),
-                _ => return Ok(false),
-            }
+        match self.private_component_arn(name).await? {
+            Some(arn) => described(format!("{arn}:versions:{}", version.as_str())).await,
+            None => Ok(false),
         }
     }
 
@@ -283,6 +340,8 @@ impl Greengrass for AwsGreengrass {
             components.extend(out.installed_components.unwrap_or_default().into_iter().map(|c| InstalledComponent {
                 name: c.component_name.unwrap_or_default(),
                 version: c.component_version.unwrap_or_default(),
+                lifecycle_state: c.lifecycle_state.map(|s| s.as_str().to_owned()),
+                containers: Vec::new(),
             }));
             match out.next_token {
                 Some(next) if !next.is_empty() => token = Some(next),

@@ -64,13 +64,17 @@ impl ArtifactStore for S3Artifacts {
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.put_versioned(key, bytes).await.map(|_| ())
+    }
+
+    async fn put_versioned(&self, key: &str, bytes: Vec<u8>) -> Result<Option<String>, StoreError> {
         let mut request = self.client.put_object().bucket(&self.bucket).key(key).body(ByteStream::from(bytes));
         request = match &self.kms_key {
             Some(kms) => request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms),
             None => request.server_side_encryption(ServerSideEncryption::Aes256),
         };
-        request.send().await.map_err(store_error)?;
-        Ok(())
+        let out = request.send().await.map_err(store_error)?;
+        Ok(out.version_id.filter(|v| v != "null"))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::ports::{
-    ArtifactStore, CertificateAuthorities, CoreStore, EventPublisher, Greengrass, IotRegistry, ProvisioningObserver,
-    ReadinessCheck, StatusFeed, TemplateStore, WorkQueue,
+    ApplicationStore, ArtifactStore, CertificateAuthorities, CoreStore, EventPublisher, Greengrass, IotRegistry,
+    ProvisioningObserver, ReadinessCheck, StatusFeed, TemplateStore, WorkQueue,
 };
 
 /// The IoT policy the bundled core provisioning template attaches to a core's certificate.
@@ -17,6 +17,9 @@ pub const TOKEN_EXCHANGE_POLICY: &str = "GreengrassV2TokenExchangeRoleAliasPolic
 /// The adapter behind every port, for one backend.
 pub struct Adapters {
     pub templates: Arc<dyn TemplateStore>,
+    pub applications: Arc<dyn ApplicationStore>,
+    /// The region deployments run in (private ECR images of applications must be there).
+    pub region: String,
     pub store: Arc<dyn CoreStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub artifacts: Arc<dyn ArtifactStore>,

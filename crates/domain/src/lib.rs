@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod application;
+pub mod application_service;
 pub mod backend;
 pub mod core_service;
 pub mod core_task_service;

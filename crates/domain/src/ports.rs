@@ -14,6 +14,8 @@ mod status;
 
 use async_trait::async_trait;
 
+use crate::application::{Application, ApplicationName};
+use crate::cores::Event;
 use crate::pagination::{Page, PageRequest};
 use crate::task::TaskId;
 use crate::template::{Template, TemplateName};
@@ -21,9 +23,9 @@ use crate::thing::{ThingKind, ThingName};
 
 pub use artifacts::ArtifactStore;
 pub use cloud::{
-    CaMaterial, CertificateAuthorities, CertificateRef, CloudError, ComponentSpec, CoreDevice, DeploymentRequest,
-    EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry, SecretPem, ThingDescription,
-    update_groups_call_by_call,
+    CaMaterial, CertificateAuthorities, CertificateRef, CloudError, ComponentSpec, ContainerStatus, CoreDevice,
+    DeploymentRequest, EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry, SecretPem,
+    ThingDescription, update_groups_call_by_call,
 };
 pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};
@@ -102,6 +104,39 @@ pub trait TemplateStore: Send + Sync {
 
     /// Deletes every version of a template; `false` if it did not exist.
     async fn delete_template(&self, name: &TemplateName) -> Result<bool, StoreError>;
+}
+
+/// Persistence of Docker Compose applications and their versions (like templates: every
+/// version kept, conditional appends). The event of a version is written with the change that
+/// makes it true, in one transaction.
+#[async_trait]
+pub trait ApplicationStore: Send + Sync {
+    /// Stores version 1 of a new application; `AlreadyExists` if the name is taken.
+    async fn create_application(&self, app: &Application) -> Result<(), StoreError>;
+    /// Stores the next version (the latest must be `app.version - 1`): `Conflict` when another
+    /// writer took that number, `NotFound` when the application is gone.
+    async fn append_application_version(&self, app: &Application) -> Result<(), StoreError>;
+    /// Replaces a pending version with its published form and writes `event`; `false` when
+    /// it was not pending any more (another request published it) or is gone.
+    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<bool, StoreError>;
+    async fn latest_application(&self, name: &ApplicationName) -> Result<Option<Application>, StoreError>;
+    async fn application_version(
+        &self,
+        name: &ApplicationName,
+        version: u32,
+    ) -> Result<Option<Application>, StoreError>;
+    /// Latest versions by name.
+    async fn list_applications(
+        &self,
+        page: PageRequest<ApplicationName>,
+    ) -> Result<Page<Application, ApplicationName>, StoreError>;
+    async fn list_application_versions(
+        &self,
+        name: &ApplicationName,
+        page: PageRequest<u32>,
+    ) -> Result<Page<Application, u32>, StoreError>;
+    /// Deletes every version and writes `event`; `false` if it did not exist.
+    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError>;
 }
 
 /// A dependency the service needs to be ready (store, queue), checked by `GET /ready`.

@@ -140,7 +140,7 @@ impl TemplateService {
 }
 
 /// A version path segment: decimal digits only, no sign, no leading `+`, fits in u32.
-fn parse_version(text: &str) -> Option<u32> {
+pub(crate) fn parse_version(text: &str) -> Option<u32> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -39,6 +39,10 @@ impl ArtifactStore for DirectoryArtifacts {
         &self.bucket
     }
 
+    fn recipe_bucket(&self) -> &str {
+        "ggprov-local-artifacts"
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let path = self.path(key)?;
         tokio::task::spawn_blocking(move || {

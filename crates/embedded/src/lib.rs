@@ -68,6 +68,8 @@ pub async fn open(settings: &EmbeddedSettings) -> anyhow::Result<EmbeddedBackend
     let shared_cloud = Arc::new(cloud.clone());
     let adapters = Adapters {
         templates: store.clone(),
+        applications: store.clone(),
+        region: settings.region.clone(),
         store: store.clone(),
         queue: store.clone(),
         artifacts: Arc::new(DirectoryArtifacts::new(settings.data_dir.join("artifacts"))),

@@ -184,6 +184,16 @@ impl IotRegistry for Paced {
 
 #[async_trait]
 impl Greengrass for Paced {
+    async fn create_component_version(&self, recipe: &serde_json::Value) -> Result<(), CloudError> {
+        paced!(self, "CreateComponentVersion", self.greengrass.create_component_version(recipe))
+    }
+    async fn delete_component_version(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<(), CloudError> {
+        paced!(self, "DeleteComponent", self.greengrass.delete_component_version(name, version))
+    }
     async fn component_version_exists(
         &self,
         name: &ComponentName,

@@ -116,6 +116,8 @@ struct BehaviorsBody {
     deployment_outcome: crate::DeploymentOutcome,
     #[serde(default)]
     delay_ms: u64,
+    #[serde(default)]
+    image_pull_error: bool,
 }
 
 async fn behaviors(
@@ -130,7 +132,11 @@ async fn behaviors(
         None if names.is_empty() => return Err(invalid("name the cores (names) or a share of them (share)".into())),
         None => {}
     }
-    let behavior = CoreBehavior { deployment_outcome: body.deployment_outcome, delay_ms: body.delay_ms };
+    let behavior = CoreBehavior {
+        deployment_outcome: body.deployment_outcome,
+        delay_ms: body.delay_ms,
+        image_pull_error: body.image_pull_error,
+    };
     for name in &names {
         cloud.set_core_behavior(name, behavior).await?;
     }

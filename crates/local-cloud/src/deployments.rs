@@ -119,12 +119,16 @@ impl LocalCloud {
             if inserted.rows_affected() == 0 {
                 continue; // another trigger is applying it
             }
-            let behavior = sqlx::query("SELECT deployment_outcome, delay_ms FROM core_behaviors WHERE core_name = ?")
-                .bind(core)
-                .fetch_optional(self.pool())
-                .await?;
-            let (outcome, delay_ms): (String, i64) =
-                behavior.map_or(("SUCCEEDED".into(), 0), |r| (r.get("deployment_outcome"), r.get("delay_ms")));
+            let behavior = sqlx::query(
+                "SELECT deployment_outcome, delay_ms, image_pull_error FROM core_behaviors WHERE core_name = ?",
+            )
+            .bind(core)
+            .fetch_optional(self.pool())
+            .await?;
+            let (outcome, delay_ms, pull_error): (String, i64, bool) = behavior
+                .map_or(("SUCCEEDED".into(), 0, false), |r| {
+                    (r.get("deployment_outcome"), r.get("delay_ms"), r.get("image_pull_error"))
+                });
             if outcome == "NO_RESPONSE" {
                 continue; // the core never reports: the execution stays IN_PROGRESS
             }
@@ -132,28 +136,68 @@ impl LocalCloud {
                 tokio::time::sleep(Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0))).await;
             }
             let components: BTreeMap<String, DeployedComponent> = serde_json::from_str(&components).unwrap_or_default();
-            self.finish_execution(core, &deployment_id, outcome == "SUCCEEDED", &components).await?;
+            let applications = self.application_services(&components).await?;
+            let result = if outcome != "SUCCEEDED" {
+                Err("simulated failure (local cloud behavior FAILED); the core rolled back".to_owned())
+            } else if let Some((component, (_, image))) =
+                applications.iter().find_map(|(c, services)| services.first().map(|s| (c, s))).filter(|_| pull_error)
+            {
+                Err(format!(
+                    "{component}: DockerApplicationManager could not pull image '{image}' (simulated image pull error); the core rolled back"
+                ))
+            } else {
+                Ok(())
+            };
+            self.finish_execution(core, &deployment_id, result, &components, &applications).await?;
         }
         Ok(())
+    }
+
+    /// The services (name, image) of every application component of a deployment, from the
+    /// recipes' `Services` configuration.
+    async fn application_services(
+        &self,
+        components: &BTreeMap<String, DeployedComponent>,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>, sqlx::Error> {
+        let mut out = Vec::new();
+        for (name, spec) in components {
+            let Some(row) = sqlx::query("SELECT recipe FROM private_components WHERE name = ? AND version = ?")
+                .bind(name)
+                .bind(&spec.component_version)
+                .fetch_optional(self.pool())
+                .await?
+            else {
+                continue;
+            };
+            let recipe: serde_json::Value = serde_json::from_str(row.get("recipe")).unwrap_or_default();
+            if recipe["ComponentDependencies"].get("aws.greengrass.DockerApplicationManager").is_none() {
+                continue;
+            }
+            let services = recipe["ComponentConfiguration"]["DefaultConfiguration"]["Services"]
+                .as_object()
+                .map(|m| {
+                    m.iter().map(|(s, v)| (s.clone(), v["Image"].as_str().unwrap_or_default().to_owned())).collect()
+                })
+                .unwrap_or_default();
+            out.push((name.clone(), services));
+        }
+        Ok(out)
     }
 
     async fn finish_execution(
         &self,
         core: &str,
         deployment_id: &str,
-        succeeded: bool,
+        result: Result<(), String>,
         components: &BTreeMap<String, DeployedComponent>,
+        applications: &[(String, Vec<(String, String)>)],
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now().as_millis();
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let (status, detailed, reason) = if succeeded {
-            ("SUCCEEDED", "SUCCESSFUL", None)
-        } else {
-            (
-                "FAILED",
-                "FAILED_ROLLBACK_COMPLETE",
-                Some("simulated failure (local cloud behavior FAILED); the core rolled back"),
-            )
+        let succeeded = result.is_ok();
+        let (status, detailed, reason) = match &result {
+            Ok(()) => ("SUCCEEDED", "SUCCESSFUL", None),
+            Err(reason) => ("FAILED", "FAILED_ROLLBACK_COMPLETE", Some(reason.as_str())),
         };
         sqlx::query("UPDATE deployment_executions SET status = ?, reason = ?, updated_at = ? WHERE core_name = ? AND deployment_id = ?")
             .bind(status)
@@ -171,6 +215,19 @@ impl LocalCloud {
                     .bind(&spec.component_version)
                     .execute(&mut *tx)
                     .await?;
+            }
+            // The core runs the containers of the deployment's applications, and no others.
+            sqlx::query("DELETE FROM containers WHERE core_name = ?").bind(core).execute(&mut *tx).await?;
+            for (component, services) in applications {
+                for (service, image) in services {
+                    sqlx::query("INSERT INTO containers (core_name, component, service, image, state) VALUES (?, ?, ?, ?, 'running')")
+                        .bind(core)
+                        .bind(component)
+                        .bind(service)
+                        .bind(image)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
         }
         sqlx::query("INSERT INTO deployment_status_events (core_name, deployment_id, status, detailed_status, reason, time) VALUES (?, ?, ?, ?, ?, ?)")

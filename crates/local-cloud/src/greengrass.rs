@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 use ggprov_domain::ports::{
-    CloudError, CoreDevice, DeploymentOutcome, DeploymentRequest, EffectiveDeployment, Greengrass, InstalledComponent,
-    PositionedStatusFeed,
+    CloudError, ContainerStatus, CoreDevice, DeploymentOutcome, DeploymentRequest, EffectiveDeployment, Greengrass,
+    InstalledComponent, PositionedStatusFeed,
 };
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
 use sqlx::Row;
@@ -19,8 +19,67 @@ impl Greengrass for LocalCloud {
         name: &ComponentName,
         version: &ComponentVersion,
     ) -> Result<bool, CloudError> {
-        self.admit("DescribeComponent")?;
-        Ok(self.inner.catalogue.contains(name.as_str(), version.as_str()))
+        const API: &str = "DescribeComponent";
+        self.admit(API)?;
+        if self.inner.catalogue.contains(name.as_str(), version.as_str()) {
+            return Ok(true);
+        }
+        let row = sqlx::query("SELECT 1 FROM private_components WHERE name = ? AND version = ?")
+            .bind(name.as_str())
+            .bind(version.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(row.is_some())
+    }
+
+    async fn create_component_version(&self, recipe: &serde_json::Value) -> Result<(), CloudError> {
+        const API: &str = "CreateComponentVersion";
+        self.admit(API)?;
+        let field = |name: &str| recipe.get(name).and_then(serde_json::Value::as_str);
+        let (Some(name), Some(version)) = (field("ComponentName"), field("ComponentVersion")) else {
+            return Err(crate::rejected(API, "the recipe needs ComponentName and ComponentVersion".to_owned()));
+        };
+        if field("RecipeFormatVersion") != Some("2020-01-25") {
+            return Err(crate::rejected(API, "RecipeFormatVersion must be 2020-01-25".to_owned()));
+        }
+        if self.inner.catalogue.contains(name, version) || name.starts_with("aws.greengrass.") {
+            return Err(crate::rejected(API, format!("{name} is a public component name")));
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO private_components (name, version, recipe, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(recipe.to_string())
+        .bind(Timestamp::now().as_millis())
+        .execute(self.pool())
+        .await
+        .map_err(db(API))?;
+        if inserted.rows_affected() == 0 {
+            return Err(CloudError::AlreadyExists {
+                api: API,
+                message: format!("component {name} version {version} already exists"),
+                resource_id: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete_component_version(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<(), CloudError> {
+        const API: &str = "DeleteComponent";
+        self.admit(API)?;
+        sqlx::query("DELETE FROM private_components WHERE name = ? AND version = ?")
+            .bind(name.as_str())
+            .bind(version.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
     }
 
     async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
@@ -51,6 +110,7 @@ impl Greengrass for LocalCloud {
             "DELETE FROM core_devices WHERE name = ?",
             "DELETE FROM installed_components WHERE core_name = ?",
             "DELETE FROM core_behaviors WHERE core_name = ?",
+            "DELETE FROM containers WHERE core_name = ?",
             "DELETE FROM deployment_executions WHERE core_name = ?",
             "DELETE FROM client_device_associations WHERE core_name = ?",
         ] {
@@ -67,7 +127,34 @@ impl Greengrass for LocalCloud {
             .fetch_all(self.pool())
             .await
             .map_err(db(API))?;
-        Ok(rows.iter().map(|r| InstalledComponent { name: r.get("name"), version: r.get("version") }).collect())
+        let containers = sqlx::query(
+            "SELECT component, service, image, state FROM containers WHERE core_name = ? ORDER BY component, service",
+        )
+        .bind(name.as_str())
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(API))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let component: String = r.get("name");
+                let containers: Vec<ContainerStatus> = containers
+                    .iter()
+                    .filter(|c| c.get::<&str, _>("component") == component)
+                    .map(|c| ContainerStatus {
+                        service: c.get("service"),
+                        image: c.get("image"),
+                        state: c.get("state"),
+                    })
+                    .collect();
+                InstalledComponent {
+                    name: component,
+                    version: r.get("version"),
+                    lifecycle_state: Some("RUNNING".to_owned()),
+                    containers,
+                }
+            })
+            .collect())
     }
 
     async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {

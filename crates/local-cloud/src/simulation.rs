@@ -38,6 +38,9 @@ pub struct CoreBehavior {
     /// How long the core takes to report an outcome.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Deployments with a Docker Compose application fail: its images do not pull.
+    #[serde(default)]
+    pub image_pull_error: bool,
 }
 
 /// A thing as the simulated registry holds it (`GET /local-cloud/things/{name}`).
@@ -194,12 +197,14 @@ impl LocalCloud {
 
     pub async fn set_core_behavior(&self, name: &ThingName, behavior: CoreBehavior) -> Result<(), CloudError> {
         sqlx::query(
-            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms) VALUES (?, ?, ?) \
-             ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms",
+            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms, \
+             image_pull_error = excluded.image_pull_error",
         )
         .bind(name.as_str())
         .bind(behavior.deployment_outcome.as_str())
         .bind(i64::try_from(behavior.delay_ms).unwrap_or(i64::MAX))
+        .bind(behavior.image_pull_error)
         .execute(self.pool())
         .await
         .map_err(db("SetBehavior"))?;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod applications;
 mod cores;
 mod cursors;
 mod deployments;

@@ -9,7 +9,21 @@ use super::StoreError;
 pub trait ArtifactStore: Send + Sync {
     /// The bucket name shown in artifact records.
     fn bucket(&self) -> &str;
+    /// The bucket Greengrass recipes name in `s3://` artifact URIs (on the embedded default,
+    /// the local cloud's simulated bucket: the artifact directory is not a bucket name).
+    fn recipe_bucket(&self) -> &str {
+        self.bucket()
+    }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Stores and answers the object version the store gave it, when it keeps versions (S3
+    /// with versioning enabled).
+    async fn put_versioned(&self, key: &str, bytes: Vec<u8>) -> Result<Option<String>, StoreError> {
+        self.put(key, bytes).await.map(|()| None)
+    }
+    /// Whether an object exists under exactly this key.
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.list(key).await?.iter().any(|k| k == key))
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes; absent is fine.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

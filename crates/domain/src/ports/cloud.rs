@@ -94,6 +94,17 @@ pub trait Greengrass: Send + Sync {
 
     /// The newest deployment (revision) targeting a thing group with this name, if any.
     async fn find_deployment(&self, thing_group: &str, deployment_name: &str) -> Result<Option<String>, CloudError>;
+
+    /// Creates a private component version from an inline JSON recipe
+    /// (`CreateComponentVersion`); `AlreadyExists` when that name and version exist.
+    async fn create_component_version(&self, recipe: &serde_json::Value) -> Result<(), CloudError>;
+
+    /// Deletes a private component version (`DeleteComponent`); absent is fine.
+    async fn delete_component_version(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<(), CloudError>;
 }
 
 /// A Greengrass deployment to create (`CreateDeployment`).
@@ -139,6 +150,22 @@ pub struct CoreDevice {
 pub struct InstalledComponent {
     pub name: String,
     pub version: String,
+    /// `RUNNING`, `ERRORED`, ... when the cloud reports it.
+    #[serde(default, rename = "lifecycleState", skip_serializing_if = "Option::is_none")]
+    pub lifecycle_state: Option<String>,
+    /// The containers an application component runs, when the cloud can tell (the local
+    /// cloud simulates them; Greengrass does not report containers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// One container of an application component on a core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub service: String,
+    pub image: String,
+    /// `running`, `exited`, ...
+    pub state: String,
 }
 
 /// A deployment in effect on a core.

@@ -1,0 +1,179 @@
+//! `ApplicationStore` on SQLite: tables `application_heads` and `application_versions`.
+
+use async_trait::async_trait;
+use ggprov_domain::application::{Application, ApplicationName, ApplicationState};
+use ggprov_domain::cores::Event;
+use ggprov_domain::ports::{ApplicationStore, StoreError};
+use ggprov_domain::{Page, PageRequest, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::rows::write_event;
+use crate::{SqliteStore, is_unique_violation, unavailable};
+
+fn from_row(row: &SqliteRow) -> Result<Application, StoreError> {
+    let doc: String = row.try_get("doc").map_err(unavailable)?;
+    serde_json::from_str(&doc).map_err(|e| StoreError::unavailable(format!("a stored application is unreadable: {e}")))
+}
+
+fn doc(app: &Application) -> String {
+    serde_json::to_string(app).expect("an application serialises")
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    app: &Application,
+) -> Result<(), StoreError> {
+    // A version row left by an interrupted delete is replaced, not a conflict.
+    sqlx::query("INSERT OR REPLACE INTO application_versions (name, version, published, doc) VALUES (?, ?, ?, ?)")
+        .bind(app.name.as_str())
+        .bind(i64::from(app.version))
+        .bind(app.state == ApplicationState::Published)
+        .bind(doc(app))
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ApplicationStore for SqliteStore {
+    async fn create_application(&self, app: &Application) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query("INSERT INTO application_heads (name, latest_version) VALUES (?, ?)")
+            .bind(app.name.as_str())
+            .bind(i64::from(app.version))
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
+            other => other.map_err(unavailable)?,
+        };
+        insert_version(&mut tx, app).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn append_application_version(&self, app: &Application) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved =
+            sqlx::query("UPDATE application_heads SET latest_version = ? WHERE name = ? AND latest_version = ?")
+                .bind(i64::from(app.version))
+                .bind(app.name.as_str())
+                .bind(i64::from(app.version) - 1)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if moved.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT 1 FROM application_heads WHERE name = ?")
+                .bind(app.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
+        }
+        insert_version(&mut tx, app).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE application_versions SET published = 1, doc = ? WHERE name = ? AND version = ? AND published = 0",
+        )
+        .bind(doc(app))
+        .bind(app.name.as_str())
+        .bind(i64::from(app.version))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        write_event(&mut tx, event, Timestamp::now()).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn latest_application(&self, name: &ApplicationName) -> Result<Option<Application>, StoreError> {
+        let row = sqlx::query(
+            "SELECT v.doc FROM application_heads h JOIN application_versions v ON v.name = h.name AND v.version = h.latest_version WHERE h.name = ?",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn application_version(
+        &self,
+        name: &ApplicationName,
+        version: u32,
+    ) -> Result<Option<Application>, StoreError> {
+        let row = sqlx::query(
+            "SELECT v.doc FROM application_versions v JOIN application_heads h ON h.name = v.name WHERE v.name = ? AND v.version = ?",
+        )
+        .bind(name.as_str())
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn list_applications(
+        &self,
+        page: PageRequest<ApplicationName>,
+    ) -> Result<Page<Application, ApplicationName>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.doc FROM application_heads h JOIN application_versions v ON v.name = h.name AND v.version = h.latest_version \
+             WHERE h.name > ? ORDER BY h.name LIMIT ?",
+        )
+        .bind(page.exclusive_start.as_ref().map_or("", ApplicationName::as_str))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |a| a.name.clone()))
+    }
+
+    async fn list_application_versions(
+        &self,
+        name: &ApplicationName,
+        page: PageRequest<u32>,
+    ) -> Result<Page<Application, u32>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.doc FROM application_versions v JOIN application_heads h ON h.name = v.name \
+             WHERE v.name = ? AND v.version > ? AND v.version <= h.latest_version ORDER BY v.version LIMIT ?",
+        )
+        .bind(name.as_str())
+        .bind(i64::from(page.exclusive_start.unwrap_or(0)))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |a| a.version))
+    }
+
+    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let head = sqlx::query("DELETE FROM application_heads WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if head.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM application_versions WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        write_event(&mut tx, event, Timestamp::now()).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+}
