@@ -52,6 +52,10 @@ pub(crate) async fn sqs_queue() -> Arc<SqsQueue> {
     Arc::new(SqsQueue::new(client, url, dlq))
 }
 
+mod dynamo_applications {
+    ggprov_testkit::application_store_conformance!(super::dynamo_store().await);
+}
+
 mod dynamo_templates {
     ggprov_testkit::template_store_conformance!(super::dynamo_store().await);
 }
@@ -632,4 +636,80 @@ async fn a_staged_rollout_runs_on_aws_with_query_targets_abort_and_retry() {
     let recount = api.get("/fleet/summary/recount").await;
     assert_eq!(summary, recount);
     assert_eq!(summary["templates"][&template]["versions"]["1"]["lastDeploymentSuccess"], 4, "{summary}");
+}
+
+#[tokio::test]
+async fn an_application_is_published_to_versioned_s3_and_greengrass_and_deleted_from_both() {
+    let moto = moto_url();
+    let config = sdk(&moto).await;
+    let s3 = aws_sdk_s3::Client::new(&config);
+    let fake = GreengrassFake::start().await;
+    let (table, bucket) = (unique("apps"), unique("apps-bucket"));
+    let env = aws_mode_env(&table, &fake, &[("GGPROV_AWS_BUCKET", bucket.as_str())]);
+    let process = serve(&env, false);
+    let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
+    let name = unique("shop");
+    let component = format!("ggprov.app.{name}");
+    let compose = "services:\n  web:\n    image: public.ecr.aws/nginx/nginx:1.25\n  api:\n    image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/shop/api:1.4\n";
+    // An image tarball the operator uploaded first.
+    s3.put_object().bucket(&bucket).key("images/tools.tar").body(b"tar".to_vec().into()).send().await.unwrap();
+
+    let (status, created) = api
+        .post(
+            "/applications",
+            &json!({"name": name, "compose": compose, "images": [{"key": "images/tools.tar", "references": []}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let artifact = &created["artifacts"][0];
+    let version_id = artifact["versionId"].as_str().expect("S3 gave the Compose file an object version");
+    let stored = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(artifact["key"].as_str().unwrap())
+        .version_id(version_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.body.collect().await.unwrap().into_bytes().as_ref(), compose.as_bytes());
+    let recipe = fake.recipe(&component, "1.0.0").expect("CreateComponentVersion received the recipe");
+    assert_eq!(recipe, created["recipe"], "the inline recipe is the one shown");
+    let uris: Vec<&str> =
+        recipe["Manifests"][0]["Artifacts"].as_array().unwrap().iter().map(|a| a["URI"].as_str().unwrap()).collect();
+    assert!(uris.contains(&format!("s3://{bucket}/images/tools.tar").as_str()), "{uris:?}");
+    assert!(recipe["ComponentDependencies"].get("aws.greengrass.TokenExchangeService").is_some());
+    let ecr = created["iamStatements"].as_array().unwrap().iter().find(|s| s["Sid"] == "PullPrivateImages").unwrap();
+    assert_eq!(ecr["Resource"], json!(["arn:aws:ecr:us-east-1:123456789012:repository/shop/api"]));
+
+    // A template names the component; the catalogue (the fake's private components) has it.
+    let template = unique("apptpl");
+    let (status, body) = api
+        .post("/templates", &json!({"name": template, "components": [{"key": component, "version": "1.0.0"}]}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api.send(reqwest::Method::DELETE, &format!("/applications/{name}"), None).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("APPLICATION_IN_USE")), "{body}");
+    let (status, _) = api.send(reqwest::Method::DELETE, &format!("/templates/{template}"), None).await;
+    assert_eq!(status, 204);
+
+    let (status, _) =
+        api.send(reqwest::Method::PUT, &format!("/applications/{name}"), Some(&json!({"compose": compose}))).await;
+    assert_eq!(status, 204);
+    assert!(fake.recipe(&component, "2.0.0").is_some());
+    assert_eq!(fake.calls("CreateComponentVersion"), 2);
+
+    let (status, _) = api.send(reqwest::Method::DELETE, &format!("/applications/{name}"), None).await;
+    assert_eq!(status, 204);
+    assert!(fake.recipe(&component, "1.0.0").is_none() && fake.recipe(&component, "2.0.0").is_none());
+    let left = s3.list_objects_v2().bucket(&bucket).prefix(format!("applications/{name}/")).send().await.unwrap();
+    assert_eq!(left.key_count(), Some(0), "the application's artifacts are deleted");
+    let events = api.get("/events").await;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["detail"]["applicationName"] == name.as_str())
+        .map(|e| e["detailType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
 }

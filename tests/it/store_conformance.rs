@@ -23,3 +23,9 @@ mod cores {
 
     ggprov_testkit::core_store_conformance!(sqlite_store().await);
 }
+
+mod applications {
+    use super::sqlite_store;
+
+    ggprov_testkit::application_store_conformance!(sqlite_store().await);
+}

@@ -30,22 +30,31 @@ impl S3Artifacts {
         self
     }
 
-    /// Creates the bucket when missing (development and tests; `infra/` creates it on AWS).
+    /// Creates the bucket when missing, with versioning like `infra/` makes it (development
+    /// and tests; `infra/` creates it on AWS).
     pub async fn create_bucket_if_missing(&self) -> Result<(), StoreError> {
         if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
             return Ok(());
         }
         match self.client.create_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(err)
                 if err
                     .as_service_error()
-                    .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(store_error(err)),
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()) => {}
+            Err(err) => return Err(store_error(err)),
         }
+        let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        self.client
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(versioning)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     /// A time-limited download link for an artifact.

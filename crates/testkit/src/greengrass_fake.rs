@@ -31,6 +31,8 @@ struct Fake {
     /// deployment id → the request as received, plus `deploymentId` and a creation time
     deployments: BTreeMap<String, Value>,
     private_components: BTreeSet<(String, String)>,
+    /// Recipes of the components created through `CreateComponentVersion`.
+    recipes: BTreeMap<(String, String), Value>,
     /// Things that exist (associations of unknown things fail like AWS's).
     known_things: Option<BTreeSet<String>>,
     calls: BTreeMap<String, u64>,
@@ -269,6 +271,67 @@ async fn list_components(State(state): State<Shared>, Query(q): Query<BTreeMap<S
     Json(json!({"components": items, "nextToken": next})).into_response()
 }
 
+async fn create_component_version(State(state): State<Shared>, Json(body): Json<Value>) -> Response {
+    use base64::Engine as _;
+    count(&state, "CreateComponentVersion");
+    let Some(recipe) = body["inlineRecipe"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "inlineRecipe must be a base64 JSON or YAML recipe",
+        );
+    };
+    let (Some(name), Some(version)) = (recipe["ComponentName"].as_str(), recipe["ComponentVersion"].as_str()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "the recipe needs ComponentName and ComponentVersion",
+        );
+    };
+    if recipe["RecipeFormatVersion"] != "2020-01-25" || !recipe["Manifests"].is_array() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "RecipeFormatVersion 2020-01-25 and Manifests are required",
+        );
+    }
+    let key = (name.to_owned(), version.to_owned());
+    let mut fake = state.lock().expect("fake lock");
+    if fake.private_components.contains(&key) {
+        return error(
+            StatusCode::CONFLICT,
+            "ConflictException",
+            &format!("component {name} version {version} already exists"),
+        );
+    }
+    fake.private_components.insert(key.clone());
+    fake.recipes.insert(key, recipe.clone());
+    Json(json!({
+        "arn": format!("arn:aws:greengrass:us-east-1:123456789012:components:{name}:versions:{version}"),
+        "componentName": name, "componentVersion": version, "creationTimestamp": now_secs(),
+        "status": {"componentState": "DEPLOYABLE", "message": "deployable"}
+    }))
+    .into_response()
+}
+
+async fn delete_component(State(state): State<Shared>, Path(arn): Path<String>) -> Response {
+    count(&state, "DeleteComponent");
+    let Some((_, name, version)) = component_parts(&arn) else {
+        return error(StatusCode::BAD_REQUEST, "ValidationException", "not a component version ARN");
+    };
+    let key = (name.to_owned(), version.to_owned());
+    let mut fake = state.lock().expect("fake lock");
+    if !fake.private_components.remove(&key) {
+        return not_found(&format!("component {name} {version} not found"));
+    }
+    fake.recipes.remove(&key);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 fn uuid_like() -> String {
     let n: u128 = fastrand::u128(..);
     let h = format!("{n:032x}");
@@ -296,6 +359,8 @@ impl GreengrassFake {
             .route("/greengrass/v2/deployments", post(create_deployment).get(list_deployments))
             .route("/greengrass/v2/components/{arn}/metadata", get(describe_component))
             .route("/greengrass/v2/components", get(list_components))
+            .route("/greengrass/v2/components/{arn}", axum::routing::delete(delete_component))
+            .route("/greengrass/v2/createComponentVersion", post(create_component_version))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the Greengrass fake");
         let addr = listener.local_addr().expect("bound");
@@ -355,6 +420,11 @@ impl GreengrassFake {
 
     pub fn add_private_component(&self, name: &str, version: &str) {
         self.state.lock().expect("fake lock").private_components.insert((name.to_owned(), version.to_owned()));
+    }
+
+    /// The recipe a `CreateComponentVersion` call created, if any.
+    pub fn recipe(&self, name: &str, version: &str) -> Option<Value> {
+        self.state.lock().expect("fake lock").recipes.get(&(name.to_owned(), version.to_owned())).cloned()
     }
 
     /// How often an API was called.
