@@ -31,6 +31,7 @@ def until(what, read, done, seconds=60):
 
 def main(base):
     call(base, "POST", "/templates", {"name": "edge_cameras", "components": [{"key": "aws.greengrass.Cli", "version": "2.4.0"}]})
+    call(base, "POST", "/applications", {"name": "shop", "compose": "services:\n  web:\n    image: public.ecr.aws/nginx/nginx:1.25\n"})
     _, headers, _ = call(base, "POST", "/coreTasks", {"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": "core-0001", "provisioningTemplate": "greengrass2_core"}]})
     task = headers["x-taskid"]
     until("core task", lambda: call(base, "GET", f"/coreTasks/{task}")[2]["taskStatus"], lambda s: s == "Success")

@@ -236,6 +236,10 @@ async fn bad_applications_get_400_with_the_field_and_line_and_nothing_is_stored(
     assert_eq!(cdf_json(app.get("/applications").await).await["applications"], json!([]), "nothing stored");
     assert!(events(&app, "Application Created Event").await.is_empty());
     assert_eq!(error_of(app.put_json("/applications/nope", &body("nope", COMPOSE)).await).await.0, 404);
+    for name in ["", "other"] {
+        let (status, _, answer) = error_of(app.put_json("/applications/w", &body(name, COMPOSE)).await).await;
+        assert_eq!((status, answer["details"][0]["field"].as_str()), (400, Some("name")), "{answer}");
+    }
     assert_eq!(error_of(app.get("/applications/nope/versions").await).await.0, 404);
     assert_eq!(error_of(app.get("/applications/nope/versions/1").await).await.0, 404);
     // Warnings are answered, not refused.

@@ -36,7 +36,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApplicationBody {
     /// Application name: 1–64 ASCII letters, digits, `_` and `-`, starting with a letter or
-    /// digit. Required on `POST`. The component is `<prefix>.<name>`.
+    /// digit. Required on `POST`; on `PUT`, leave it out or repeat the path's name. The
+    /// component is `<prefix>.<name>`.
     #[schema(example = "shop", nullable = false, pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     name: Option<String>,
     #[schema(nullable = false, max_length = 1024)]
@@ -230,6 +231,7 @@ fn application_headers(app: &Application) -> HeaderMap {
 
 #[utoipa::path(
     post, path = "/applications", tag = TAG, operation_id = "createApplication",
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]+$", min_length = 1, max_length = 255, description = "Optional. The same key with the same request within 24 h gets the first answer again; with another request, 422 IDEMPOTENCY_KEY_REUSED; while the first is still being answered, 409 IDEMPOTENT_REQUEST_IN_PROGRESS.")),
     request_body(content(
         (ApplicationBody = "application/vnd.aws-cdf-v1.0+json"),
         (ApplicationBody = "application/json"),
@@ -241,9 +243,10 @@ fn application_headers(app: &Application) -> HeaderMap {
             ("warning" = String, description = "One per warning: `299 ggprov \"text\"`"),
         )),
         (status = 400, description = "`VALIDATION_FAILED`: every problem with its field (`compose` problems name the line): YAML that does not parse, no `services`, a service without `image` or with `build:` only, an image reference that does not parse, private ECR in another region, a container name or host port used twice, a secret ARN that is not `greengrass-*`, an image tarball that is not in the artifact store", body = ErrorBody),
-        (status = 409, description = "`APPLICATION_EXISTS`", body = ErrorBody),
+        (status = 409, description = "`APPLICATION_EXISTS`; or IDEMPOTENT_REQUEST_IN_PROGRESS (Retry-After)", body = ErrorBody),
         (status = 413, description = "The Compose file is over 256 KiB, or the body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED; or `COMPONENT_REFUSED`: Greengrass refused the generated component", body = ErrorBody),
         (status = 503, description = "Stored but not published yet (Greengrass or the artifact store failed); retrying the same request finishes it", body = ErrorBody),
     )
 )]
@@ -294,9 +297,17 @@ pub(crate) async fn update_application(
     CdfJson(body): CdfJson<ApplicationBody>,
 ) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
+    if let Some(in_body) = body.name.as_deref() {
+        match ApplicationName::parse(in_body) {
+            Err(why) => problems.add("name", why),
+            Ok(_) if in_body != name => problems
+                .add("name", format!("is '{in_body}' but the path names '{name}'; leave it out or make them equal")),
+            Ok(_) => {}
+        }
+    }
     let input = body.into_input(&mut problems);
     let name = existing_name(&name)?;
-    let Some(input) = input else {
+    let Some(input) = input.filter(|_| problems.is_empty()) else {
         return Err(ApiError::validation(problems.into_vec()));
     };
     let app = state.applications.update(name, input).await?;

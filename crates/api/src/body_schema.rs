@@ -38,7 +38,7 @@ fn validators() -> &'static HashMap<String, jsonschema::Validator> {
             components["schemas"].as_object().map(|s| s.keys().cloned().collect()).unwrap_or_default();
         names
             .into_iter()
-            .filter(|name| name.starts_with("New") || name == "TemplateBody")
+            .filter(|name| name.starts_with("New") || name.ends_with("Body"))
             .map(|name| {
                 let schema = json!({
                     "$schema": "https://json-schema.org/draft/2020-12/schema",
