@@ -36,7 +36,7 @@ enum Scenario {
         #[arg(long, default_value_t = 300)]
         cores: usize,
     },
-    /// Latency and throughput of four routes.
+    /// Latency and throughput of five routes (POST /applications with a 20-service Compose file).
     Latency {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
@@ -78,6 +78,29 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         kills: usize,
     },
+}
+
+/// A Compose file of 20 services with pinned images, ports, volumes and environment: what a
+/// sizeable application sends to `POST /applications`.
+fn twenty_service_compose() -> String {
+    let mut text =
+        String::from("x-common: &common\n  restart: unless-stopped\n  logging:\n    driver: local\nservices:\n");
+    for i in 0..20 {
+        let image = match i % 3 {
+            0 => format!("public.ecr.aws/acme/svc-{i}:1.{i}.0"),
+            1 => format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/svc-{i}:2.{i}"),
+            _ => format!("acme/svc-{i}@sha256:{:064x}", i + 1),
+        };
+        text.push_str(&format!(
+            "  svc-{i}:\n    <<: *common\n    image: {image}\n    container_name: acme-svc-{i}\n    ports:\n      - \"{}:8080\"\n    environment:\n      SERVICE: svc-{i}\n      LOG_LEVEL: info\n    volumes:\n      - data-{i}:/var/lib/svc\n",
+            9000 + i
+        ));
+    }
+    text.push_str("volumes:\n");
+    for i in 0..20 {
+        text.push_str(&format!("  data-{i}: {{}}\n"));
+    }
+    text
 }
 
 fn print_table(title: &str, rows: &[(&str, String)]) {
@@ -189,9 +212,14 @@ async fn main() -> anyhow::Result<()> {
             let (_, _, cores) = provision(&api, 100, "lat").await?;
             let mut table = Vec::new();
             let mut results = Vec::new();
-            for (route, method) in
-                [("/cores/{name}", "GET"), ("/templates/lat", "GET"), ("/templates", "POST"), ("/fleet/summary", "GET")]
-            {
+            let compose = twenty_service_compose();
+            for (route, method) in [
+                ("/cores/{name}", "GET"),
+                ("/templates/lat", "GET"),
+                ("/templates", "POST"),
+                ("/fleet/summary", "GET"),
+                ("/applications", "POST"),
+            ] {
                 let started = Instant::now();
                 let counter = std::sync::atomic::AtomicUsize::new(0);
                 let latencies = futures::future::join_all((0..concurrency).map(|_| async {
@@ -202,8 +230,10 @@ async fn main() -> anyhow::Result<()> {
                             return mine;
                         }
                         let t = Instant::now();
-                        let response = match method {
-                            "POST" => api.client.post(format!("{}{route}", api.base))
+                        let response = match (method, route) {
+                            ("POST", "/applications") => api.client.post(format!("{}{route}", api.base))
+                                .json(&json!({"name": format!("lat-{i}"), "compose": compose})).send().await,
+                            ("POST", _) => api.client.post(format!("{}{route}", api.base))
                                 .json(&json!({"name": format!("lat-{i}"), "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]})).send().await,
                             _ => api.client.get(format!("{}{}", api.base, route.replace("{name}", &cores[i % cores.len()]))).send().await,
                         };
