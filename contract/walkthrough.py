@@ -12,6 +12,7 @@ import time
 import uuid
 
 from ggprov_client import Client
+from ggprov_client.api.applications import create_application, get_application_version
 from ggprov_client.api.client_devices import create_device_task, get_device, get_device_task, list_core_devices
 from ggprov_client.api.core_tasks import create_core_task, get_core_task
 from ggprov_client.api.cores import get_core, list_cores
@@ -21,6 +22,7 @@ from ggprov_client.api.events import list_events
 from ggprov_client.api.provisioning_templates import list_provisioning_templates
 from ggprov_client.api.templates import create_template, get_template, get_template_version, list_template_versions, update_template
 from ggprov_client.models import (
+    ApplicationBody,
     ComponentBody,
     CoreTaskResource,
     DeploymentTargets,
@@ -128,6 +130,32 @@ def main(base_url):
     )
     check("get device", get_device.sync("sensor-01", client=client).core_name == "core-0002")
     check("core's devices", [d.name for d in list_core_devices.sync("core-0002", client=client).devices] == ["sensor-01"])
+
+    # A Docker Compose application, deployed by a template, runs on core-0001.
+    app = create_application.sync_detailed(
+        client=client,
+        body=ApplicationBody(name="shop", compose="services:\n  web:\n    image: public.ecr.aws/nginx/nginx:1.25\n  cache:\n    image: redis:7.2\n"),
+    )
+    check("create application", app.status_code == 201 and app.parsed.component_name == "ggprov.app.shop", app.content)
+    check("application recipe", get_application_version.sync("shop", "1", client=client).recipe is not None)
+    shop = create_template.sync_detailed(client=client, body=NewTemplateBody(name="shop_floor", components=[ComponentBody(key="ggprov.app.shop", version="1.0.0")]))
+    check("template with the application", shop.status_code == 201, shop.content)
+    task_succeeds(
+        "application deployment",
+        create_deployment_task.sync_detailed(
+            client=client,
+            body=NewDeploymentTaskBody(template=TemplateRefBody(name="shop_floor"), targets=DeploymentTargets(thing_names=["core-0001"])),
+        ),
+        lambda task_id: get_deployment_task.sync(task_id, client=client),
+        DeploymentTaskResource,
+    )
+
+    def shop_containers(core):
+        installed = [c.to_dict() for c in core.device.installed_components]
+        return [len(c.get("containers", [])) for c in installed if c.get("name") == "ggprov.app.shop"]
+
+    running = until("application running", lambda: get_core.sync("core-0001", client=client), lambda c: shop_containers(c) == [2])
+    check("core runs the containers", shop_containers(running) == [2], running)
 
     # Errors come back as the documented error body.
     missing = get_template.sync_detailed("no_such_template", client=client)

@@ -59,6 +59,9 @@ pub enum LocalCloudCommand {
         deployment_outcome: String,
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
+        /// Deployments with a Docker Compose application fail: its images do not pull.
+        #[arg(long)]
+        image_pull_error: bool,
     },
     /// Inject faults into the simulated AWS APIs.
     Faults {
@@ -131,12 +134,12 @@ pub fn run_local_cloud(config: &Config, url: Option<String>, command: &LocalClou
             check(name)?;
             (reqwest::Method::POST, format!("/local-cloud/cores/{name}/disconnect"), serde_json::Value::Null)
         }
-        LocalCloudCommand::Behavior { name, deployment_outcome, delay_ms } => {
+        LocalCloudCommand::Behavior { name, deployment_outcome, delay_ms, image_pull_error } => {
             check(name)?;
             (
                 reqwest::Method::PUT,
                 format!("/local-cloud/cores/{name}/behavior"),
-                serde_json::json!({"deploymentOutcome": deployment_outcome, "delayMs": delay_ms}),
+                serde_json::json!({"deploymentOutcome": deployment_outcome, "delayMs": delay_ms, "imagePullError": image_pull_error}),
             )
         }
         LocalCloudCommand::Faults { throttle_rate, error_rate, quotas } => (
