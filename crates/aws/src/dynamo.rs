@@ -172,6 +172,7 @@ mod outbox;
 mod rollouts;
 mod tasks;
 mod templates;
+mod versioned;
 
 /// A `Query` to run: which index, which partition, which range of sort keys.
 pub(crate) struct Query<'a> {

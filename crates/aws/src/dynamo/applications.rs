@@ -9,16 +9,11 @@ use ggprov_domain::cores::Event;
 use ggprov_domain::ports::{ApplicationStore, StoreError};
 use ggprov_domain::{Page, PageRequest, Timestamp};
 
+use super::versioned::{HEAD, version_sk};
 use super::{DynamoStore, Item, Query, TxError, doc, get_n, get_s, key, n, s, to_doc};
-
-const HEAD: &str = "#HEAD";
 
 fn pk(name: &ApplicationName) -> String {
     format!("APP#{}", name.as_str())
-}
-
-fn version_sk(version: u32) -> String {
-    format!("V#{version:010}")
 }
 
 fn version_item(app: &Application) -> Item {
@@ -160,11 +155,8 @@ impl ApplicationStore for DynamoStore {
         name: &ApplicationName,
         page: PageRequest<u32>,
     ) -> Result<Page<Application, u32>, StoreError> {
-        let mut query = Query::partition(None, pk(name));
-        query.prefix = Some("V#".to_owned());
-        query.after = page.exclusive_start.map(version_sk);
-        query.limit = Some(page.limit as usize + 1);
-        let versions = self.query(query).await?.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let versions =
+            self.version_items(pk(name), &page).await?.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(versions, page.limit, |a| a.version))
     }
 
@@ -174,15 +166,7 @@ impl ApplicationStore for DynamoStore {
         }
         // Versions first, the head (with the event) last: an interrupted delete leaves an
         // application that a retried delete finishes.
-        let mut query = Query::partition(None, pk(name));
-        query.prefix = Some("V#".to_owned());
-        let keys = self
-            .query(query)
-            .await?
-            .iter()
-            .map(|item| Ok(key(get_s(item, "pk")?, get_s(item, "sk")?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.delete_all(keys).await?;
+        self.delete_versions(pk(name)).await?;
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(pk(name), HEAD)))

@@ -6,16 +6,11 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use ggprov_domain::ports::{StoreError, TemplateStore};
 use ggprov_domain::{Page, PageRequest, Template, TemplateName};
 
-use super::{DynamoStore, Item, Query, TxError, doc, get_s, key, n, s, to_doc};
-
-const HEAD: &str = "#HEAD";
+use super::versioned::{HEAD, version_sk};
+use super::{DynamoStore, Item, Query, TxError, doc, key, n, s, to_doc};
 
 fn pk(name: &TemplateName) -> String {
     format!("TPL#{}", name.as_str())
-}
-
-fn version_sk(version: u32) -> String {
-    format!("V#{version:010}")
 }
 
 impl DynamoStore {
@@ -120,11 +115,8 @@ impl TemplateStore for DynamoStore {
         name: &TemplateName,
         page: PageRequest<u32>,
     ) -> Result<Page<Template, u32>, StoreError> {
-        let mut query = Query::partition(None, pk(name));
-        query.prefix = Some("V#".to_owned());
-        query.after = page.exclusive_start.map(version_sk);
-        query.limit = Some(page.limit as usize + 1);
-        let versions = self.query(query).await?.iter().map(doc).collect::<Result<Vec<Template>, _>>()?;
+        let versions =
+            self.version_items(pk(name), &page).await?.iter().map(doc).collect::<Result<Vec<Template>, _>>()?;
         Ok(Page::from_overfetch(versions, page.limit, |t| t.version))
     }
 
@@ -134,15 +126,7 @@ impl TemplateStore for DynamoStore {
         }
         // Versions first, the head last: an interrupted delete leaves a template that a
         // retried delete finishes, never versions without a head that a new template would show.
-        let mut query = Query::partition(None, pk(name));
-        query.prefix = Some("V#".to_owned());
-        let keys = self
-            .query(query)
-            .await?
-            .iter()
-            .map(|item| Ok(key(get_s(item, "pk")?, get_s(item, "sk")?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.delete_all(keys).await?;
+        self.delete_versions(pk(name)).await?;
         self.delete(&pk(name), HEAD).await?;
         Ok(true)
     }
