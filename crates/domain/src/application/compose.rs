@@ -295,6 +295,28 @@ pub(crate) fn check_compose(text: &str, region: &str, problems: &mut Problems) -
                 if image.tag.is_none() { "untagged (`:latest`)" } else { "`:latest`" }
             ));
         }
+        // Only the Compose file travels to the core: files it names next to itself do not.
+        if let Some(env_file) = service.get("env_file") {
+            out.warnings.push(format!(
+                "{}: `env_file` names files that are not shipped with the application (only the Compose file is); put the variables under `environment`",
+                at(env_file.line)
+            ));
+        }
+        if let Some(Node { value: Value::Seq(volumes), .. }) = service.get("volumes") {
+            for volume in volumes {
+                let source = match &volume.value {
+                    Value::Scalar(text) => Some(text.as_str()),
+                    Value::Map(_) => volume.get("source").and_then(Node::scalar),
+                    Value::Seq(_) => None,
+                };
+                if let Some(source) = source.filter(|s| s.starts_with("./") || s.starts_with("../") || *s == ".") {
+                    out.warnings.push(format!(
+                        "{}: volume '{source}' is a path relative to the Compose file; on the core it is relative to the component's artifact directory, where only the Compose file is",
+                        at(volume.line)
+                    ));
+                }
+            }
+        }
         let container_name = service.get("container_name").and_then(Node::scalar).map(str::to_owned);
         if let Some(container) = &container_name
             && let Some(other) = container_names.insert(container.clone(), name.clone())
@@ -445,6 +467,15 @@ mod tests {
         assert!(dupes[1].starts_with("line 9: service 'b': host port 127.0.0.1:8080/tcp"), "{dupes:?}");
         assert!(problems_of("a: &a [*a]\n")[0].contains("alias"));
         assert!(problems_of("services: {a: {image: x}, a: {image: y}}\n")[0].contains("appears twice"));
+        let mut problems = Problems::new();
+        let checked = check_compose(
+            "services:\n  a:\n    image: nginx:1\n    env_file: .env\n    volumes:\n      - ./conf:/etc/nginx\n      - data:/data\n      - {type: bind, source: ../x, target: /x}\n",
+            "eu-west-1",
+            &mut problems,
+        );
+        assert!(problems.is_empty());
+        let lines: Vec<&str> = checked.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
+        assert_eq!(lines, ["line 4", "line 6", "line 8"], "{:?}", checked.warnings);
     }
 
     #[test]
