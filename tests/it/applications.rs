@@ -251,6 +251,10 @@ async fn bad_applications_get_400_with_the_field_and_line_and_nothing_is_stored(
             .starts_with("299 ggprov \"line 3: service 'a': image 'nginx' is untagged")
     );
     assert_eq!(error_of(app.post_json("/applications", &body("w", COMPOSE)).await).await.1, "APPLICATION_EXISTS");
+    // The same create again (its first answer lost) is answered with the same version 1.
+    let again = app.post_json("/applications", &body("w", "services:\n  a:\n    image: nginx\n")).await;
+    assert_eq!((again.status().as_u16(), header(&again, "x-version")), (201, Some("1")));
+    assert_eq!(cdf_json(app.get("/applications/w/versions").await).await["applications"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -123,6 +123,13 @@ impl ApplicationService {
     ) -> Result<Application, ApplicationError> {
         let checked = self.check(input).await?;
         if let Some(latest) = self.store.latest_application(&name).await? {
+            // The same create again (a retry whose first answer was lost): its version 1.
+            if latest.version == 1
+                && latest.state == ApplicationState::Published
+                && latest.fingerprint == checked.fingerprint
+            {
+                return Ok(latest);
+            }
             return self.finish_retry(latest, &checked).await?.ok_or(ApplicationError::AlreadyExists(name));
         }
         let app = Application::build(name.clone(), 1, checked.clone(), &self.target());
