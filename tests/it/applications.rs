@@ -309,3 +309,30 @@ async fn concurrent_updates_get_consecutive_versions_and_one_event_each() {
     assert!(list.iter().all(|v| v["state"] == "Published"));
     assert_eq!(events(&app, "Application Updated Event").await.len(), 8);
 }
+
+#[tokio::test]
+async fn a_delete_racing_updates_leaves_no_component_version_behind() {
+    let app = spawn_app().await;
+    create(&app, "race", COMPOSE).await;
+    let updates = (0..6).map(|i| {
+        let app = &app;
+        async move {
+            let compose = format!("services:\n  web:\n    image: nginx:1.{i}\n");
+            app.put_json("/applications/race", &json!({"compose": compose})).await.status().as_u16()
+        }
+    });
+    let delete = async { app.delete("/applications/race").await.status().as_u16() };
+    let (statuses, deleted) = futures::join!(futures::future::join_all(updates), delete);
+    assert_eq!(deleted, 204, "the delete wins in the end");
+    assert!(
+        statuses.iter().all(|s| [204, 404].contains(s)),
+        "an update either lands before the delete or finds nothing: {statuses:?}"
+    );
+    assert_eq!(app.get("/applications/race").await.status(), 404);
+    for version in 1..=7 {
+        let body =
+            crate::helpers::template_body(&format!("t{version}"), &[("ggprov.app.race", &format!("{version}.0.0"))]);
+        let (status, code, _) = error_of(app.post_json("/templates", &body).await).await;
+        assert_eq!((status, code.as_str()), (422, "INVALID_COMPONENT"), "component version {version}.0.0 is gone");
+    }
+}

@@ -224,11 +224,18 @@ impl ApplicationService {
         if self.store.publish_application_version(&app, &event).await? {
             return Ok(app);
         }
-        // Another request published it first: its record is the one to show.
-        self.store
-            .application_version(&app.name, app.version)
-            .await?
-            .ok_or_else(|| ApplicationError::NotFound(app.name.clone()))
+        // Another request published it first: its record is the one to show. Or the
+        // application was deleted meanwhile: the component just created must not outlive it.
+        match self.store.application_version(&app.name, app.version).await? {
+            Some(published) => Ok(published),
+            None => {
+                self.greengrass
+                    .delete_component_version(&app.component_name, &app.component_version)
+                    .await
+                    .map_err(ApplicationError::Cloud)?;
+                Err(ApplicationError::NotFound(app.name.clone()))
+            }
+        }
     }
 
     pub async fn get(&self, name: &ApplicationName) -> Result<Application, ApplicationError> {
@@ -300,34 +307,40 @@ impl ApplicationService {
     }
 
     /// Deletes an application, its component versions and its artifacts; 409 while a template
-    /// version still names it.
+    /// version still names it. An update that comes in between makes the store refuse the
+    /// delete (it is conditional on the latest version read), and the delete starts again, so
+    /// no component version of a deleted application is left behind.
     pub async fn delete(&self, name: &ApplicationName) -> Result<(), ApplicationError> {
-        let latest = self.get(name).await?;
-        let users = self.users(latest.component_name.as_str()).await?;
-        if !users.is_empty() {
-            return Err(ApplicationError::InUse { name: name.clone(), users });
+        for _ in 0..UPDATE_ATTEMPTS {
+            let latest = self.get(name).await?;
+            let users = self.users(latest.component_name.as_str()).await?;
+            if !users.is_empty() {
+                return Err(ApplicationError::InUse { name: name.clone(), users });
+            }
+            // Component versions first: a template cannot name them any more, and a new
+            // application of the same name never meets an old component version.
+            for version in 1..=latest.version {
+                let component_version = crate::template::ComponentVersion::parse(&format!("{version}.0.0"))
+                    .expect("N.0.0 is a semantic version");
+                self.greengrass
+                    .delete_component_version(&latest.component_name, &component_version)
+                    .await
+                    .map_err(ApplicationError::Cloud)?;
+            }
+            for key in self.artifacts.list(&format!("applications/{}/", name.as_str())).await? {
+                self.artifacts.delete(&key).await?;
+            }
+            let event = Event {
+                detail_type: APPLICATION_DELETED_EVENT.to_owned(),
+                detail: json!({"applicationName": name.as_str(), "versions": latest.version, "componentName": latest.component_name.as_str()}),
+            };
+            return match self.store.delete_application(name, latest.version, &event).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ApplicationError::NotFound(name.clone())),
+                Err(StoreError::Conflict) => continue,
+                Err(err) => Err(err.into()),
+            };
         }
-        // Component versions first: a template cannot name them any more, and a new
-        // application of the same name never meets an old component version.
-        for version in 1..=latest.version {
-            let component_version = crate::template::ComponentVersion::parse(&format!("{version}.0.0"))
-                .expect("N.0.0 is a semantic version");
-            self.greengrass
-                .delete_component_version(&latest.component_name, &component_version)
-                .await
-                .map_err(ApplicationError::Cloud)?;
-        }
-        for key in self.artifacts.list(&format!("applications/{}/", name.as_str())).await? {
-            self.artifacts.delete(&key).await?;
-        }
-        let event = Event {
-            detail_type: APPLICATION_DELETED_EVENT.to_owned(),
-            detail: json!({"applicationName": name.as_str(), "versions": latest.version, "componentName": latest.component_name.as_str()}),
-        };
-        if self.store.delete_application(name, &event).await? {
-            Ok(())
-        } else {
-            Err(ApplicationError::NotFound(name.clone()))
-        }
+        Err(ApplicationError::Contended(name.clone()))
     }
 }

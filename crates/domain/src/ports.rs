@@ -135,8 +135,10 @@ pub trait ApplicationStore: Send + Sync {
         name: &ApplicationName,
         page: PageRequest<u32>,
     ) -> Result<Page<Application, u32>, StoreError>;
-    /// Deletes every version and writes `event`; `false` if it did not exist.
-    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError>;
+    /// Deletes every version and writes `event`, on condition that the latest version is
+    /// still `latest` (`Conflict` otherwise: an update came in between); `false` if it did not
+    /// exist.
+    async fn delete_application(&self, name: &ApplicationName, latest: u32, event: &Event) -> Result<bool, StoreError>;
 }
 
 /// A dependency the service needs to be ready (store, queue), checked by `GET /ready`.

@@ -157,15 +157,21 @@ impl ApplicationStore for SqliteStore {
         Ok(Page::from_overfetch(items, page.limit, |a| a.version))
     }
 
-    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError> {
+    async fn delete_application(&self, name: &ApplicationName, latest: u32, event: &Event) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let head = sqlx::query("DELETE FROM application_heads WHERE name = ?")
+        let head = sqlx::query("DELETE FROM application_heads WHERE name = ? AND latest_version = ?")
             .bind(name.as_str())
+            .bind(i64::from(latest))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
         if head.rows_affected() == 0 {
-            return Ok(false);
+            let exists = sqlx::query("SELECT 1 FROM application_heads WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            return if exists.is_some() { Err(StoreError::Conflict) } else { Ok(false) };
         }
         sqlx::query("DELETE FROM application_versions WHERE name = ?")
             .bind(name.as_str())

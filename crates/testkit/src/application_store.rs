@@ -122,8 +122,14 @@ pub async fn delete_removes_every_version_with_its_event<S: ApplicationStore + O
     let app = application("del", 1, 0);
     store.create_application(&app).await.unwrap();
     store.append_application_version(&application("del", 2, 0)).await.unwrap();
-    assert!(store.delete_application(&app.name, &event("Application Deleted Event", "del")).await.unwrap());
-    assert!(!store.delete_application(&app.name, &event("Application Deleted Event", "del")).await.unwrap());
+    let deleted = event("Application Deleted Event", "del");
+    assert!(
+        matches!(store.delete_application(&app.name, 1, &deleted).await, Err(StoreError::Conflict)),
+        "a delete that has not seen version 2 deletes nothing"
+    );
+    assert_eq!(store.application_version(&app.name, 1).await.unwrap().map(|a| a.version), Some(1));
+    assert!(store.delete_application(&app.name, 2, &deleted).await.unwrap());
+    assert!(!store.delete_application(&app.name, 2, &deleted).await.unwrap());
     assert_eq!(event_count(store, "Application Deleted Event").await, 1);
     assert_eq!(store.latest_application(&app.name).await.unwrap(), None);
     assert_eq!(store.application_version(&app.name, 2).await.unwrap(), None);

@@ -36,6 +36,10 @@ fn from_item(item: &Item) -> Result<Application, StoreError> {
 }
 
 impl DynamoStore {
+    async fn latest_version(&self, name: &ApplicationName) -> Result<Option<u32>, StoreError> {
+        self.get(&pk(name), HEAD).await?.map(|head| get_n(&head, "latest")).transpose()
+    }
+
     fn put(&self, item: Item, condition: Option<&str>) -> TransactWriteItem {
         TransactWriteItem::builder()
             .put(
@@ -131,6 +135,10 @@ impl ApplicationStore for DynamoStore {
         name: &ApplicationName,
         version: u32,
     ) -> Result<Option<Application>, StoreError> {
+        // Versions above the head's are left over from an interrupted delete: not this one's.
+        if self.latest_version(name).await?.is_none_or(|latest| version > latest) {
+            return Ok(None);
+        }
         self.get(&pk(name), &version_sk(version)).await?.as_ref().map(from_item).transpose()
     }
 
@@ -155,22 +163,27 @@ impl ApplicationStore for DynamoStore {
         name: &ApplicationName,
         page: PageRequest<u32>,
     ) -> Result<Page<Application, u32>, StoreError> {
-        let versions =
+        let Some(latest) = self.latest_version(name).await? else {
+            return Ok(Page { items: Vec::new(), last_evaluated: None });
+        };
+        let mut versions =
             self.version_items(pk(name), &page).await?.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        versions.retain(|a| a.version <= latest);
         Ok(Page::from_overfetch(versions, page.limit, |a| a.version))
     }
 
-    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError> {
-        if self.get(&pk(name), HEAD).await?.is_none() {
+    async fn delete_application(&self, name: &ApplicationName, latest: u32, event: &Event) -> Result<bool, StoreError> {
+        let Some(head) = self.get(&pk(name), HEAD).await? else {
             return Ok(false);
+        };
+        if get_n::<u32>(&head, "latest")? != latest {
+            return Err(StoreError::Conflict);
         }
-        // Versions first, the head (with the event) last: an interrupted delete leaves an
-        // application that a retried delete finishes.
-        self.delete_versions(pk(name)).await?;
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(pk(name), HEAD)))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("latest = :v")
+            .expression_attribute_values(":v", n(latest))
             .build()
             .expect("key");
         match self
@@ -180,8 +193,18 @@ impl ApplicationStore for DynamoStore {
             ])
             .await
         {
-            Ok(()) => Ok(true),
-            Err(TxError::Cancelled(_)) => Ok(false),
+            Ok(()) => {
+                // The head (with the event) first, the versions after: a delete that loses the
+                // race with an update deletes nothing, and versions an interrupted delete
+                // leaves behind are above no head, so nothing reads them (a new application of
+                // the name overwrites them as it grows).
+                self.delete_versions(pk(name)).await?;
+                Ok(true)
+            }
+            Err(TxError::Cancelled(_)) => match self.get(&pk(name), HEAD).await? {
+                None => Ok(false),
+                Some(_) => Err(StoreError::Conflict),
+            },
             Err(TxError::Store(err)) => Err(err),
         }
     }
