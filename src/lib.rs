@@ -63,6 +63,10 @@ struct QueueAndOutbox {
 #[async_trait::async_trait]
 impl Gauges for QueueAndOutbox {
     async fn refresh(&self, metrics: &Metrics) {
+        // Counted before this scrape's own calls below: they show in the next scrape.
+        for ((service, operation), calls) in ggprov_aws::aws_calls() {
+            metrics.set("ggprov_aws_calls_total", &[("service", &service), ("operation", &operation)], calls as f64);
+        }
         match self.queue.depth().await {
             Ok(depth) => {
                 for (state, n) in [("visible", depth.visible), ("in_flight", depth.in_flight), ("dead", depth.dead)] {

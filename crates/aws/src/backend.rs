@@ -54,8 +54,8 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
     let aws = &settings.resources;
     let sdk = sdk_config(settings.call_attempts).await;
     let region = sdk.region().map_or_else(|| settings.region.clone(), ToString::to_string);
-    let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &aws.table);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dynamo = DynamoStore::new(crate::calls::dynamodb_client(&sdk), &aws.table);
+    let sqs = crate::calls::sqs_client(&sdk);
     let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
     let mut status_queue = aws.status_queue_url.clone();
     let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));

@@ -32,6 +32,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Workers' IoT and Greengrass calls by API and outcome (ok, throttled, error).",
     ),
     ("ggprov_outbox_backlog", Kind::Gauge, "Events written but not yet published."),
+    (
+        "ggprov_aws_calls_total",
+        Kind::Counter,
+        "DynamoDB, SQS and S3 calls this process made, by service and operation (one per call, its SDK retries included).",
+    ),
 ];
 
 /// Upper bounds of the latency histogram buckets, in seconds.
