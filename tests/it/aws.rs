@@ -175,6 +175,24 @@ impl Api {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// Creates a template of one component, asserting 201.
+    async fn create_template(&self, name: &str, key: &str, version: &str) {
+        let (status, body) =
+            self.post("/templates", &json!({"name": name, "components": [{"key": key, "version": version}]})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Submits one core task creating `cores` and waits for its success.
+    async fn provision_cores(&self, cores: &[String]) -> Value {
+        let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": cores.iter().map(|c| json!({"name": c, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>()});
+        let (status, task) = self.post("/coreTasks", &body).await;
+        assert_eq!(status, 202, "{task}");
+        self.until(&format!("/coreTasks/{}", task["id"].as_str().unwrap()), "the core task", |t| {
+            t["taskStatus"] == "Success"
+        })
+        .await
+    }
+
     /// Submits a core task creating `core` and waits for its success; returns the task.
     async fn provision_core(&self, core: &str) -> Value {
         let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": [{"name": core, "provisioningTemplate": "greengrass2_core"}]});
@@ -550,22 +568,10 @@ async fn a_staged_rollout_runs_on_aws_with_query_targets_abort_and_retry() {
     let process = serve(&env, true);
     let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
     let template = unique("wave");
-    let (status, body) = api
-        .post(
-            "/templates",
-            &json!({"name": template, "components": [{"key": "aws.greengrass.Nucleus", "version": "2.12.0"}]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    api.create_template(&template, "aws.greengrass.Nucleus", "2.12.0").await;
     let prefix = unique("rc");
     let cores: Vec<String> = (0..4).map(|i| format!("{prefix}-{i}")).collect();
-    let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": cores.iter().map(|c| json!({"name": c, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>()});
-    let (status, task) = api.post("/coreTasks", &body).await;
-    assert_eq!(status, 202, "{task}");
-    api.until(&format!("/coreTasks/{}", task["id"].as_str().unwrap()), "the core task", |t| {
-        t["taskStatus"] == "Success"
-    })
-    .await;
+    api.provision_cores(&cores).await;
     for core in &cores {
         fake.register_core(core, "2.12.0");
     }
@@ -750,13 +756,7 @@ async fn each_api_route_makes_the_store_calls_it_made_before() {
     let process = serve(&env, false);
     let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
     let template = unique("calltpl");
-    let (status, body) = api
-        .post(
-            "/templates",
-            &json!({"name": template, "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    api.create_template(&template, "aws.greengrass.Cli", "2.12.0").await;
     // A scrape's own calls (queue depth) show in the next scrape: measure them once.
     let first = aws_calls(&api).await;
     let second = aws_calls(&api).await;
@@ -799,13 +799,7 @@ async fn each_api_route_makes_the_store_calls_it_made_before() {
     let before = aws_calls(&worker_api).await;
     let prefix = unique("callcore");
     let cores: Vec<String> = (0..10).map(|i| format!("{prefix}-{i}")).collect();
-    let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": cores.iter().map(|c| json!({"name": c, "provisioningTemplate": "greengrass2_core"})).collect::<Vec<_>>()});
-    let (status, task) = api.post("/coreTasks", &body).await;
-    assert_eq!(status, 202, "{task}");
-    api.until(&format!("/coreTasks/{}", task["id"].as_str().unwrap()), "the core task", |t| {
-        t["taskStatus"] == "Success"
-    })
-    .await;
+    api.provision_cores(&cores).await;
     let after = aws_calls(&worker_api).await;
     let per_core = writes(&calls_between(&before, &after, &Default::default())) / cores.len() as f64;
     assert!(
