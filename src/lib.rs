@@ -58,13 +58,15 @@ struct QueueAndOutbox {
     outbox: Arc<dyn Outbox>,
     /// Whether a relay publishes the outbox (otherwise its backlog is not a backlog).
     publishing: bool,
+    /// The backend's store, queue and bucket calls, when it counts them.
+    store_calls: Option<Arc<ggprov_domain::metrics::StoreCalls>>,
 }
 
 #[async_trait::async_trait]
 impl Gauges for QueueAndOutbox {
     async fn refresh(&self, metrics: &Metrics) {
         // Counted before this scrape's own calls below: they show in the next scrape.
-        for ((service, operation), calls) in ggprov_aws::aws_calls() {
+        for ((service, operation), calls) in self.store_calls.as_ref().map(|c| c.snapshot()).unwrap_or_default() {
             metrics.set("ggprov_aws_calls_total", &[("service", &service), ("operation", &operation)], calls as f64);
         }
         match self.queue.depth().await {
@@ -136,12 +138,17 @@ impl Application {
             observer,
             publisher,
             readiness,
+            store_calls,
         } = adapters;
         let provisioning_templates = ProvisioningTemplates::new(artifacts.clone());
         let failpoints = Failpoints::default();
         let metrics = Arc::new(Metrics::new());
-        let gauges: Arc<dyn Gauges> =
-            Arc::new(QueueAndOutbox { queue: queue.clone(), outbox: store.clone(), publishing: publisher.is_some() });
+        let gauges: Arc<dyn Gauges> = Arc::new(QueueAndOutbox {
+            queue: queue.clone(),
+            outbox: store.clone(),
+            publishing: publisher.is_some(),
+            store_calls,
+        });
         let retry = RetryPolicy { attempts: config.worker.call_attempts, base: config.worker.retry_base };
         // The workers' view of IoT and Greengrass: each call retried on its own when it fails
         // transiently, and paced at the AWS quotas when asked.

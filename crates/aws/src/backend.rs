@@ -54,12 +54,13 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
     let aws = &settings.resources;
     let sdk = sdk_config(settings.call_attempts).await;
     let region = sdk.region().map_or_else(|| settings.region.clone(), ToString::to_string);
-    let dynamo = DynamoStore::new(crate::calls::dynamodb_client(&sdk), &aws.table);
-    let sqs = crate::calls::sqs_client(&sdk);
+    let counter = crate::CallCounter::default();
+    let dynamo = DynamoStore::new(crate::calls::dynamodb_client(&sdk, &counter), &aws.table);
+    let sqs = crate::calls::sqs_client(&sdk, &counter);
     let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
     let mut status_queue = aws.status_queue_url.clone();
     let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));
-    let mut artifacts = S3Artifacts::new(s3_client(&sdk), &bucket, aws.kms_key.clone());
+    let mut artifacts = S3Artifacts::new(s3_client(&sdk, &counter), &bucket, aws.kms_key.clone());
     if let Some(secs) = aws.presign_secs {
         artifacts = artifacts.with_download_links(Duration::from_secs(secs));
     }
@@ -128,6 +129,7 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
         observer: Arc::new(NoObserver),
         publisher,
         readiness: vec![store, queue],
+        store_calls: Some(counter.0),
     })
 }
 

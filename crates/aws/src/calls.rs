@@ -1,9 +1,8 @@
-//! Counts of the calls this process makes to DynamoDB, SQS and S3, by service and operation
-//! (an SDK interceptor on those clients), rendered by `/metrics` as `ggprov_aws_calls_total`.
-//! One execution counts once, whatever its retries: it is what a route or a core costs.
+//! Counting the calls this backend makes to DynamoDB, SQS and S3, by service and operation (an
+//! SDK interceptor on those clients), into the backend's [`StoreCalls`]. One call counts once,
+//! whatever its retries: it is what a route or a core costs.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Arc;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -11,20 +10,11 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationIn
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-
-fn counts() -> &'static Mutex<BTreeMap<(String, String), u64>> {
-    static COUNTS: OnceLock<Mutex<BTreeMap<(String, String), u64>>> = OnceLock::new();
-    COUNTS.get_or_init(Mutex::default)
-}
-
-/// Calls made so far by `(service, operation)`, e.g. `("DynamoDB", "GetItem")`.
-pub fn aws_calls() -> BTreeMap<(String, String), u64> {
-    counts().lock().expect("call counts lock").clone()
-}
+use ggprov_domain::metrics::StoreCalls;
 
 /// The interceptor that counts.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallCounter;
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(pub Arc<StoreCalls>);
 
 impl Intercept for CallCounter {
     fn name(&self) -> &'static str {
@@ -40,21 +30,20 @@ impl Intercept for CallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(metadata) = cfg.load::<Metadata>() {
-            let key = (metadata.service().to_owned(), metadata.name().to_owned());
-            *counts().lock().expect("call counts lock").entry(key).or_default() += 1;
+            self.0.record(metadata.service(), metadata.name());
         }
         Ok(())
     }
 }
 
 /// A DynamoDB client whose calls are counted.
-pub(crate) fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+pub(crate) fn dynamodb_client(config: &aws_config::SdkConfig, counter: &CallCounter) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(config).interceptor(CallCounter).build(),
+        aws_sdk_dynamodb::config::Builder::from(config).interceptor(counter.clone()).build(),
     )
 }
 
 /// An SQS client whose calls are counted.
-pub(crate) fn sqs_client(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(config).interceptor(CallCounter).build())
+pub(crate) fn sqs_client(config: &aws_config::SdkConfig, counter: &CallCounter) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(config).interceptor(counter.clone()).build())
 }

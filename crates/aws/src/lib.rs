@@ -25,7 +25,7 @@ use ggprov_domain::ports::{CloudError, StoreError};
 
 pub use backend::{AwsBackendSettings, AwsResources, connect};
 pub use ca::SsmCertificateAuthorities;
-pub use calls::{CallCounter, aws_calls};
+pub use calls::CallCounter;
 pub use dynamo::DynamoStore;
 pub use events::EventBridgePublisher;
 pub use greengrass::AwsGreengrass;
@@ -51,8 +51,8 @@ pub async fn sdk_config(attempts: u32) -> aws_config::SdkConfig {
 }
 
 /// S3 with path-style addressing when an endpoint override is set (moto, `MinIO`, `LocalStack`).
-pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(config).interceptor(calls::CallCounter);
+pub fn s3_client(config: &aws_config::SdkConfig, counter: &CallCounter) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(config).interceptor(counter.clone());
     if std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
         builder = builder.force_path_style(true);
     }

@@ -85,11 +85,6 @@ impl ApplicationService {
         Self { store, templates, artifacts, greengrass, region: region.into(), prefix: prefix.into() }
     }
 
-    /// The region private ECR images must be in.
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
     async fn check(&self, input: ApplicationInput) -> Result<CheckedInput, ApplicationError> {
         let checked = input.check(&self.region).map_err(|e| match e {
             InputError::TooLarge(n) => ApplicationError::TooLarge(n),
@@ -123,27 +118,36 @@ impl ApplicationService {
     ) -> Result<Application, ApplicationError> {
         let checked = self.check(input).await?;
         if let Some(latest) = self.store.latest_application(&name).await? {
-            // The same create again (a retry whose first answer was lost): its version 1.
-            if latest.version == 1
-                && latest.state == ApplicationState::Published
-                && latest.fingerprint == checked.fingerprint
-            {
-                return Ok(latest);
-            }
-            return self.finish_retry(latest, &checked).await?.ok_or(ApplicationError::AlreadyExists(name));
+            return self.existing(name, latest, &checked).await;
         }
         let app = Application::build(name.clone(), 1, checked.clone(), &self.target());
         match self.store.create_application(&app).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists) => {
-                // A concurrent create: the same request (retried) gets its answer.
-                let latest =
-                    self.store.latest_application(&name).await?.ok_or(ApplicationError::NotFound(name.clone()))?;
-                return self.finish_retry(latest, &checked).await?.ok_or(ApplicationError::AlreadyExists(name));
-            }
-            Err(err) => return Err(err.into()),
+            Ok(()) => self.publish(app).await,
+            // A concurrent create: the same request (retried) gets its answer.
+            Err(StoreError::AlreadyExists) => match self.store.latest_application(&name).await? {
+                Some(latest) => self.existing(name, latest, &checked).await,
+                None => Err(ApplicationError::NotFound(name)),
+            },
+            Err(err) => Err(err.into()),
         }
-        self.publish(app).await
+    }
+
+    /// A create that finds the application there: the same create again (a retry whose first
+    /// answer was lost, or a pending version 1 it finishes) gets that version; anything else
+    /// is `AlreadyExists`.
+    async fn existing(
+        &self,
+        name: ApplicationName,
+        latest: Application,
+        checked: &CheckedInput,
+    ) -> Result<Application, ApplicationError> {
+        if latest.version == 1
+            && latest.state == ApplicationState::Published
+            && latest.fingerprint == checked.fingerprint
+        {
+            return Ok(latest);
+        }
+        self.finish_retry(latest, checked).await?.ok_or(ApplicationError::AlreadyExists(name))
     }
 
     /// Adds the next version.

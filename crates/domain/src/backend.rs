@@ -36,6 +36,8 @@ pub struct Adapters {
     pub publisher: Option<Arc<dyn EventPublisher>>,
     /// What `GET /ready` checks.
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    /// The store, queue and bucket calls the backend's clients made, when it counts them.
+    pub store_calls: Option<Arc<crate::metrics::StoreCalls>>,
 }
 
 /// Nobody powers on a real core but a person: a backend without simulated cores tells no one.

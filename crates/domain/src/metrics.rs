@@ -148,6 +148,23 @@ impl Metrics {
     }
 }
 
+/// Calls a backend made to its store, queue and bucket services by `(service, operation)`,
+/// counted by the backend's clients and rendered as `ggprov_aws_calls_total`. Owned by the
+/// backend that counts, like [`Metrics`] by its application.
+#[derive(Debug, Default)]
+pub struct StoreCalls(Mutex<BTreeMap<(String, String), u64>>);
+
+impl StoreCalls {
+    pub fn record(&self, service: &str, operation: &str) {
+        let mut counts = self.0.lock().expect("store calls lock");
+        *counts.entry((service.to_owned(), operation.to_owned())).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.0.lock().expect("store calls lock").clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

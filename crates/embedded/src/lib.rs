@@ -80,6 +80,7 @@ pub async fn open(settings: &EmbeddedSettings) -> anyhow::Result<EmbeddedBackend
         observer: shared_cloud,
         publisher: None,
         readiness: vec![store],
+        store_calls: None,
     };
     Ok(EmbeddedBackend { adapters, local_cloud: cloud })
 }

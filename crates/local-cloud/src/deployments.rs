@@ -161,6 +161,10 @@ impl LocalCloud {
     ) -> Result<Vec<(String, Vec<(String, String)>)>, sqlx::Error> {
         let mut out = Vec::new();
         for (name, spec) in components {
+            // Public components have no recipe here: no read for them on every core's apply.
+            if self.inner.catalogue.contains(name, &spec.component_version) {
+                continue;
+            }
             let Some(row) = sqlx::query("SELECT recipe FROM private_components WHERE name = ? AND version = ?")
                 .bind(name)
                 .bind(&spec.component_version)

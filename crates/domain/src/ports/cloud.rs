@@ -274,13 +274,7 @@ pub trait IotRegistry: Send + Sync {
         add: Option<&str>,
         remove: &[String],
     ) -> Result<(), CloudError> {
-        for group in remove {
-            self.remove_thing_from_thing_group(group, name).await?;
-        }
-        match add {
-            Some(group) => self.add_thing_to_thing_group(group, name).await,
-            None => Ok(()),
-        }
+        update_groups_call_by_call(self, name, add, remove).await
     }
 
     async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError>;
