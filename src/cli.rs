@@ -62,6 +62,19 @@ pub enum LocalCloudCommand {
         /// Deployments with a Docker Compose application fail: its images do not pull.
         #[arg(long)]
         image_pull_error: bool,
+        /// Deployments that change the nucleus version fail; the core rolls back.
+        #[arg(long)]
+        nucleus_update_fails: bool,
+    },
+    /// Set the platform a simulated core reports to Greengrass.
+    Platform {
+        name: String,
+        /// `linux`, `windows`, ...
+        #[arg(long)]
+        os: String,
+        /// `amd64`, `aarch64`, `arm`, `x86`, ...
+        #[arg(long)]
+        architecture: String,
     },
     /// Inject faults into the simulated AWS APIs.
     Faults {
@@ -134,12 +147,21 @@ pub fn run_local_cloud(config: &Config, url: Option<String>, command: &LocalClou
             check(name)?;
             (reqwest::Method::POST, format!("/local-cloud/cores/{name}/disconnect"), serde_json::Value::Null)
         }
-        LocalCloudCommand::Behavior { name, deployment_outcome, delay_ms, image_pull_error } => {
+        LocalCloudCommand::Behavior { name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails } => {
             check(name)?;
             (
                 reqwest::Method::PUT,
                 format!("/local-cloud/cores/{name}/behavior"),
-                serde_json::json!({"deploymentOutcome": deployment_outcome, "delayMs": delay_ms, "imagePullError": image_pull_error}),
+                serde_json::json!({"deploymentOutcome": deployment_outcome, "delayMs": delay_ms,
+                                   "imagePullError": image_pull_error, "nucleusUpdateFails": nucleus_update_fails}),
+            )
+        }
+        LocalCloudCommand::Platform { name, os, architecture } => {
+            check(name)?;
+            (
+                reqwest::Method::PUT,
+                format!("/local-cloud/cores/{name}/platform"),
+                serde_json::json!({"os": os, "architecture": architecture}),
             )
         }
         LocalCloudCommand::Faults { throttle_rate, error_rate, quotas } => (

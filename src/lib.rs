@@ -217,6 +217,14 @@ impl Application {
         if let Some(publisher) = publisher {
             worker = worker.with_relay(Arc::new(OutboxRelay::new(store.clone(), publisher)));
         }
+        let deployments = DeploymentService::new(store.clone(), templates.clone(), queue.clone(), worker_iot.clone());
+        let software_updates = ggprov_domain::software_update::SoftwareUpdateService::new(
+            store.clone(),
+            templates.clone(),
+            worker_greengrass.clone(),
+            worker_iot.clone(),
+            deployments.clone(),
+        );
         let app = App {
             templates: TemplateService::new(templates.clone(), api_greengrass.clone()),
             applications: ApplicationService::new(
@@ -237,7 +245,8 @@ impl Application {
             ),
             cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
             devices: DeviceService::new(store.clone(), worker_iot.clone(), worker_greengrass, artifacts),
-            deployments: DeploymentService::new(store.clone(), templates, queue.clone(), worker_iot),
+            deployments,
+            software_updates,
             rollouts: Rollouts::new(store.clone(), queue, config.worker.deployment_batch_size as usize),
             provisioning_templates,
             event_source: config.provisioning.event_source.clone(),

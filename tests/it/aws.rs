@@ -812,3 +812,107 @@ async fn each_api_route_makes_the_store_calls_it_made_before() {
 /// provisioning journal after each step) and 2 `TransactWriteItems` (start and end of the item
 /// with the core record, counters and event). Issue 18 asks for 3; this bound catches a regression.
 const PROVISIONING_WRITES_PER_CORE: f64 = 7.0;
+
+/// Core software on AWS (DynamoDB on moto, the Greengrass fake): the platform Greengrass
+/// reports becomes the inventory at the first move, a software update refuses a platform the
+/// nucleus recipe does not list, makes one template version, moves the others, and what they
+/// report moves `GET /fleet/software` exactly like its recount; `GET /cores` filters by version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_software_update_runs_on_aws_with_the_nucleus_platforms_from_greengrass() {
+    let moto = moto_url();
+    let config = sdk(&moto).await;
+    let (iot, sqs) = (aws_sdk_iot::Client::new(&config), aws_sdk_sqs::Client::new(&config));
+    let fake = GreengrassFake::start().await;
+    let table = unique("software");
+    greengrass_policies(&iot).await;
+    let status_queue = sqs.create_queue().queue_name(unique("status")).send().await.unwrap().queue_url.unwrap();
+    let env = aws_mode_env(&table, &fake, &[("GGPROV_AWS_STATUS_QUEUE_URL", status_queue.as_str())]);
+    let process = serve(&env, true);
+    let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
+    let template = unique("sw");
+    let (status, body) = api
+        .post(
+            "/templates",
+            &json!({"name": template, "components": [
+                {"key": "aws.greengrass.Nucleus", "version": "2.12.0"}, {"key": "aws.greengrass.Cli", "version": "2.12.0"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let prefix = unique("sc");
+    let cores: Vec<String> = (0..3).map(|i| format!("{prefix}-{i}")).collect();
+    api.provision_cores(&cores).await;
+    for (core, os, arch) in
+        [(&cores[0], "linux", "amd64"), (&cores[1], "linux", "aarch64"), (&cores[2], "darwin", "arm64")]
+    {
+        fake.register_core_on(core, "2.12.0", os, arch);
+    }
+    let report = |core: String, deployment: String| {
+        fake.finish_deployment(&core, &deployment, "SUCCEEDED", None);
+        sqs.send_message().queue_url(&status_queue).message_body(status_event(&core, &deployment, "SUCCEEDED")).send()
+    };
+    let (status, task) =
+        api.post("/deploymentTasks", &json!({"template": {"name": template}, "targets": {"thingNames": cores}})).await;
+    assert_eq!(status, 202, "{task}");
+    api.until(&format!("/deploymentTasks/{}", task["id"].as_str().unwrap()), "the first deployment", |t| {
+        t["taskStatus"] == "Success"
+    })
+    .await;
+    let first = fake.deployments()[0]["deploymentId"].as_str().unwrap().to_owned();
+    for core in &cores {
+        report(core.clone(), first.clone()).await.unwrap();
+    }
+    let darwin = api.until(&format!("/cores/{}", cores[2]), "the inventory", |c| c["software"]["os"] == "darwin").await;
+    assert_eq!(darwin["software"]["architecture"], "arm64");
+
+    let (status, update) =
+        api.post("/softwareUpdateTasks", &json!({"targets": {"thingNames": cores}, "nucleusVersion": "2.13.0"})).await;
+    assert_eq!(status, 201, "{update}");
+    let update = update["body"].clone();
+    let refused = update["cores"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{update}"))
+        .iter()
+        .find(|c| c["name"] == cores[2].as_str());
+    let refused = refused.unwrap_or_else(|| panic!("{} in {update}", cores[2]));
+    assert_eq!(refused["status"], "Failure");
+    assert!(refused["message"].as_str().unwrap().contains("darwin/arm64"), "{refused}");
+    assert_eq!(update["templates"][0]["toVersion"], 2, "{update}");
+    let made = api.get(&format!("/templates/{template}/versions/2")).await;
+    let versions: Vec<&str> =
+        made["components"].as_array().unwrap().iter().map(|c| c["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["2.13.0", "2.13.0"], "the nucleus and the CLI moved together: {made}");
+    let moving = update["deploymentTasks"][0].as_str().unwrap().to_owned();
+    api.until(&format!("/deploymentTasks/{moving}"), "the update's deployment", |t| t["taskStatus"] == "Success").await;
+    let second = fake
+        .deployments()
+        .iter()
+        .map(|d| d["deploymentId"].as_str().unwrap().to_owned())
+        .find(|id| *id != first)
+        .expect("a deployment of version 2");
+    let summary = api.get("/fleet/software").await;
+    assert_eq!(summary["total"], json!({"cores": 3, "updating": 2}), "{summary}");
+    for core in &cores[..2] {
+        report(core.clone(), second.clone()).await.unwrap();
+    }
+    let path = format!("/softwareUpdateTasks/{}", update["taskId"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ended = loop {
+        let body = api.get(&path).await;
+        if body["counts"]["success"] == 2 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the update did not end: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ended["status"], "Failure", "one core was refused: {ended}");
+    let listed = api.get("/cores?nucleusVersion=2.13.0").await;
+    let names: Vec<&str> = listed["cores"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [cores[0].as_str(), cores[1].as_str()]);
+    let summary = api.get("/fleet/software").await;
+    assert_eq!(summary, api.get("/fleet/software/recount").await);
+    assert_eq!(summary["total"], json!({"cores": 3, "updating": 0}), "{summary}");
+    let events = api.get("/events?count=1000").await;
+    let updated =
+        events["events"].as_array().unwrap().iter().filter(|e| e["detailType"] == "Core Software Updated").count();
+    assert_eq!(updated, 2, "{events}");
+}

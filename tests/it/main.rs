@@ -18,5 +18,6 @@ mod ops;
 mod ownership;
 mod resilience;
 mod rollouts;
+mod software;
 mod store_conformance;
 mod templates;

@@ -39,9 +39,9 @@ pub(crate) struct NewCoreTaskBody {
     /// `Create` or `Delete`.
     #[schema(required, nullable = false, value_type = TaskTypeName, example = "Create")]
     r#type: Option<String>,
-    /// Greengrass nucleus version for the installer config, e.g. `2.12.0` (required for both types).
+    /// Greengrass nucleus version for the installer config, e.g. `2.12.0` (required for both
+    /// types, unless `template` names a template with a nucleus).
     #[schema(
-        required,
         nullable = false,
         example = "2.12.0",
         pattern = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-+][0-9A-Za-z-]+([.+][0-9A-Za-z-]+)*)?$",
@@ -53,6 +53,14 @@ pub(crate) struct NewCoreTaskBody {
     cores: Option<Vec<NewCoreBody>>,
     /// Required for `Delete`, with at least one of its settings.
     options: Option<CoreTaskOptions>,
+    /// ggprov extension: the template these cores will run. Its nucleus version is the
+    /// installer config's when `coreVersion` is absent; when both are given and differ, the
+    /// answer carries a `Warning` (the template's first deployment will change the nucleus).
+    #[schema(nullable = false, example = "edge_cameras", min_length = 1)]
+    template: Option<String>,
+    /// With `template`: its version (default: the latest).
+    #[schema(nullable = false, minimum = 1)]
+    template_version: Option<u32>,
 }
 
 impl crate::body_schema::BodySchema for NewCoreTaskBody {
@@ -84,10 +92,15 @@ pub(crate) struct NewCoreBody {
 }
 
 impl NewCoreTaskBody {
-    fn into_domain(self) -> Result<NewCoreTask, ApiError> {
+    /// `template_nucleus`: the nucleus version of `template`, used when `coreVersion` is absent.
+    fn into_domain(self, template_nucleus: Option<String>) -> Result<NewCoreTask, ApiError> {
         let mut problems = Problems::new();
-        let core_version = match self.core_version {
+        let core_version = match self.core_version.or(template_nucleus) {
             Some(v) => problems.check("coreVersion", ComponentVersion::parse(&v).map(|_| v.clone())),
+            None if self.template.is_some() => {
+                problems.add("coreVersion", "is required: the template has no nucleus component to take it from");
+                None
+            }
             None => {
                 problems.add("coreVersion", "is required: the Greengrass nucleus version, e.g. \"2.12.0\"");
                 None
@@ -193,8 +206,10 @@ pub(crate) struct ListTasksQuery {
         (status = 202, description = "Accepted; no body", headers(
             ("location" = String, description = "`/coreTasks/{taskId}`"),
             ("x-taskid" = String, description = "the task id"),
+            ("warning" = String, description = "`299 ggprov \"...\"` when `coreVersion` differs from the nucleus of `template`"),
         )),
         (status = 400, description = "Invalid task", body = ErrorBody),
+        (status = 404, description = "TEMPLATE_NOT_FOUND: `template` names no template (or version)", body = ErrorBody),
         (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request; or `VALIDATION_FAILED` for a rule the schema cannot state: a name listed twice, a provisioning template, its parameters or a CA that do not fit, a thing that is a client device", body = ErrorBody),
@@ -204,8 +219,35 @@ pub(crate) async fn create_core_task(
     State(state): State<AppState>,
     CdfJson(body): CdfJson<NewCoreTaskBody>,
 ) -> Result<Response, ApiError> {
-    let task = state.core_tasks.submit(body.into_domain()?).await?;
-    Ok((StatusCode::ACCEPTED, task_headers("/coreTasks", &task.id)).into_response())
+    let mut warning = None;
+    let template_nucleus = match &body.template {
+        Some(name) => {
+            let not_found = || ApiError::not_found("TEMPLATE_NOT_FOUND", format!("template '{name}' does not exist"));
+            let parsed = ggprov_domain::TemplateName::parse(name).map_err(|_| not_found())?;
+            let version = body.template_version.map_or_else(|| "current".to_owned(), |v| v.to_string());
+            let template = state.templates.get_version(&parsed, &version).await?;
+            let nucleus = ggprov_domain::software::Nucleus::of_components(template.spec.components());
+            if let (Some(given), Some(n)) = (&body.core_version, &nucleus)
+                && *given != n.version
+            {
+                warning = Some(format!(
+                    "coreVersion {given} differs from {} {} of template {name} version {}: the template's first deployment will change the nucleus",
+                    n.component, n.version, template.version
+                ));
+            }
+            nucleus.map(|n| n.version)
+        }
+        None => None,
+    };
+    let task = state.core_tasks.submit(body.into_domain(template_nucleus)?).await?;
+    let mut headers = task_headers("/coreTasks", &task.id);
+    if let Some(text) = warning {
+        let value = format!("299 ggprov \"{}\"", text.replace('"', "'"));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(axum::http::header::WARNING, value);
+        }
+    }
+    Ok((StatusCode::ACCEPTED, headers).into_response())
 }
 
 /// A core task with the status of each core.

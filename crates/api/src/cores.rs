@@ -94,6 +94,8 @@ pub(crate) struct CoreResource {
     /// `Success`: ggprov records a core once its provisioning succeeded.
     task_status: &'static str,
     template: CoreTemplate,
+    /// The nucleus and platform the core runs, as far as ggprov knows (ggprov extension).
+    software: ggprov_domain::software::CoreSoftware,
     #[serde(skip_serializing_if = "Option::is_none")]
     artifacts: Option<BTreeMap<String, ArtifactResource>>,
     /// Only on `GET /cores/{name}`.
@@ -122,6 +124,7 @@ impl CoreResource {
                     deployment_status_message: core.deployment_status_message,
                 },
             },
+            software: core.software,
             artifacts,
             device: device.map(|d| {
                 let live = d.device.unwrap_or_else(|| ggprov_domain::ports::CoreDevice {
@@ -169,6 +172,15 @@ pub(crate) struct ListCoresQuery {
     /// `true`: only cores whose last deployment failed.
     #[param(value_type = Option<bool>)]
     failed_only: Option<String>,
+    /// Only cores running this nucleus version (exact, e.g. `2.12.0`; `unknown`: not known yet).
+    #[param(min_length = 1, max_length = 64)]
+    nucleus_version: Option<String>,
+    /// Only cores on this operating system, as Greengrass names it (`linux`, `windows`).
+    #[param(min_length = 1, max_length = 64)]
+    os: Option<String>,
+    /// Only cores of this architecture, as Greengrass names it (`amd64`, `aarch64`, `arm`).
+    #[param(min_length = 1, max_length = 64)]
+    architecture: Option<String>,
     /// Page size, 1 to 1000 (default 1000).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     count: Option<String>,
@@ -197,10 +209,21 @@ pub(crate) async fn list_cores(
         }
         None => None,
     };
+    let software = |field: &str, value: Option<String>| -> Result<Option<String>, ApiError> {
+        match value {
+            Some(v) if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err(problem(field, format!("'{v}' is not a {field}: 1–64 printable characters")))
+            }
+            other => Ok(other),
+        }
+    };
     let filter = CoreFilter {
         template_version: template_version.filter(|_| query.template_name.is_some()),
         template_name: query.template_name,
         failed_only: parse_bool("failedOnly", query.failed_only.as_deref(), false)?,
+        nucleus_version: software("nucleusVersion", query.nucleus_version)?,
+        os: software("os", query.os)?,
+        architecture: software("architecture", query.architecture)?,
     };
     let start = match query.exclusive_start_thing_name.as_deref() {
         Some(name) => Some(ThingName::parse(name).map_err(|e| problem("exclusiveStartThingName", e.to_string()))?),

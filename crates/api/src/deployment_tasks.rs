@@ -487,9 +487,9 @@ pub(crate) struct DeploymentTaskList {
 pub(crate) struct TaskPageQuery {
     /// Page size, 1 to 1000.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    count: Option<String>,
+    pub(crate) count: Option<String>,
     /// `pagination.lastEvaluated.taskId` of the previous page.
-    exclusive_start_task_id: Option<String>,
+    pub(crate) exclusive_start_task_id: Option<String>,
 }
 
 /// Deployment tasks by id (items have `deployments: []`).

@@ -19,6 +19,7 @@ mod paths;
 mod provisioning_templates;
 mod records;
 mod router;
+mod software;
 mod state;
 mod templates;
 

@@ -20,7 +20,8 @@ use crate::media::{MAX_BODY_BYTES, require_acceptable};
 use crate::paths::normalize_request;
 use crate::state::AppState;
 use crate::{
-    applications, core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, templates,
+    applications, core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, software,
+    templates,
 };
 
 /// HTTP settings of the API.
@@ -71,6 +72,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(deployment_tasks::routes())
         .merge(provisioning_templates::routes())
+        .merge(software::routes())
         .route_layer(middleware::from_fn(require_acceptable));
     OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes())
 }

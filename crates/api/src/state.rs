@@ -19,6 +19,8 @@ pub struct App {
     pub cores: CoreService,
     pub devices: DeviceService,
     pub deployments: DeploymentService,
+    /// Software update tasks.
+    pub software_updates: ggprov_domain::software_update::SoftwareUpdateService,
     /// Rollout actions and retries of deployment tasks.
     pub rollouts: ggprov_domain::rollout_service::Rollouts,
     pub provisioning_templates: ProvisioningTemplates,

@@ -170,6 +170,7 @@ mod idempotency;
 mod journals;
 mod outbox;
 mod rollouts;
+mod software_updates;
 mod tasks;
 mod templates;
 mod versioned;

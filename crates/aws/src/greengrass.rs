@@ -16,6 +16,7 @@ use aws_sdk_greengrassv2::types::{
 use ggprov_domain::ports::{
     CloudError, ComponentSpec, CoreDevice, DeploymentRequest, EffectiveDeployment, Greengrass, InstalledComponent,
 };
+use ggprov_domain::software::PlatformSupport;
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
 use serde_json::Value;
 
@@ -29,6 +30,38 @@ pub struct AwsGreengrass {
 }
 
 impl AwsGreengrass {
+    /// `DescribeComponent` of a public component version first, then of the account's own
+    /// component of that name; `None` when neither exists.
+    async fn describe_component(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<Option<aws_sdk_greengrassv2::operation::describe_component::DescribeComponentOutput>, CloudError> {
+        let described = |arn: String| async move {
+            not_found_is_none(
+                self.client
+                    .describe_component()
+                    .arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeComponent", &e)),
+            )
+        };
+        let public = format!(
+            "arn:aws:greengrass:{}:aws:components:{}:versions:{}",
+            self.region,
+            name.as_str(),
+            version.as_str()
+        );
+        if let Some(found) = described(public).await? {
+            return Ok(Some(found));
+        }
+        match self.private_component_arn(name).await? {
+            Some(arn) => described(format!("{arn}:versions:{}", version.as_str())).await,
+            None => Ok(None),
+        }
+    }
+
     pub fn new(client: Client, iot: AwsIot, region: impl Into<String>) -> Self {
         Self { client, iot, region: region.into() }
     }
@@ -266,32 +299,25 @@ impl Greengrass for AwsGreengrass {
         name: &ComponentName,
         version: &ComponentVersion,
     ) -> Result<bool, CloudError> {
-        // A public component first; then the account's private components by name.
-        let public = format!(
-            "arn:aws:greengrass:{}:aws:components:{}:versions:{}",
-            self.region,
-            name.as_str(),
-            version.as_str()
-        );
-        let described = |arn: String| async move {
-            not_found_is_none(
-                self.client
-                    .describe_component()
-                    .arn(arn)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| cloud_error("DescribeComponent", &e)),
-            )
-            .map(|found| found.is_some())
-        };
-        if described(public).await? {
-            return Ok(true);
-        }
-        match self.private_component_arn(name).await? {
-            Some(arn) => described(format!("{arn}:versions:{}", version.as_str())).await,
-            None => Ok(false),
-        }
+        Ok(self.describe_component(name, version).await?.is_some())
+    }
+
+    async fn component_platforms(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<Option<PlatformSupport>, CloudError> {
+        let Some(described) = self.describe_component(name, version).await? else { return Ok(None) };
+        Ok(Some(PlatformSupport(
+            described
+                .platforms()
+                .iter()
+                .map(|p| {
+                    let attribute = |k: &str| p.attributes().and_then(|a| a.get(k)).cloned();
+                    (attribute("os"), attribute("architecture"))
+                })
+                .collect(),
+        )))
     }
 
     async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {

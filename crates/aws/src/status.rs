@@ -72,6 +72,7 @@ pub fn parse_status_message(body: &str) -> Option<StatusSignal> {
                     .map(str::to_owned)
                     .or_else(|| (!error_stack.is_empty()).then(|| error_stack.join(" > "))),
                 time,
+                nucleus: None,
             }))
         }
         // An IoT job execution event (forwarded by an IoT rule): the job of a Greengrass

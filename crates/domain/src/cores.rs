@@ -216,7 +216,7 @@ pub struct Artifact {
 }
 
 /// A template and version a core should run or reports running.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TemplateRef {
     pub name: String,
     pub version: u32,
@@ -243,6 +243,9 @@ pub struct Core {
     pub desired_deployment_id: Option<String>,
     /// When the deployment state last changed (older reports are ignored).
     pub status_at: Option<Timestamp>,
+    /// The nucleus and platform the core runs, as far as ggprov knows ([`crate::software`]).
+    #[serde(default)]
+    pub software: crate::software::CoreSoftware,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }
@@ -278,6 +281,7 @@ impl Core {
             artifacts: BTreeMap::new(),
             desired_deployment_id: None,
             status_at: None,
+            software: crate::software::CoreSoftware::default(),
             created_at: now,
             updated_at: Some(now),
         }

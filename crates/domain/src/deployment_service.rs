@@ -76,6 +76,12 @@ impl DeploymentService {
     /// Resolves the template version (404 if absent), stores the task and queues the
     /// expansion of its targets.
     pub async fn submit(&self, request: NewDeploymentTask) -> Result<Task, DeploymentTaskError> {
+        self.submit_as(TaskId::generate(), request).await
+    }
+
+    /// [`Self::submit`] with the task id chosen by the caller (a software update derives its
+    /// deployment tasks' ids from its own, so a resumed update finds them).
+    pub async fn submit_as(&self, id: TaskId, request: NewDeploymentTask) -> Result<Task, DeploymentTaskError> {
         let mut problems = Problems::new();
         if let Some(rollout) = &request.rollout {
             let only_names = request.targets.as_object().is_some_and(|m| m.len() == 1 && m.contains_key("thingNames"));
@@ -111,7 +117,7 @@ impl DeploymentService {
             };
         let now = Timestamp::now();
         let task = Task::new_deployment(
-            TaskId::generate(),
+            id,
             TemplateRef { name: template.name.as_str().to_owned(), version: template.version },
             request.targets,
             request.iot_job_config,
@@ -151,6 +157,20 @@ impl DeploymentService {
     /// The same summary counted from the core records (to check the counters).
     pub async fn recounted_fleet_summary(&self) -> Result<BTreeMap<String, TemplateSummary>, StoreError> {
         self.summary_of(self.store.recount_fleet().await?).await
+    }
+
+    /// Cores by nucleus version and platform (the software counters).
+    pub async fn software_summary(
+        &self,
+    ) -> Result<BTreeMap<crate::software::SoftwareKey, crate::software::SoftwareCounts>, StoreError> {
+        self.store.software_counters().await
+    }
+
+    /// The same, counted from the core records.
+    pub async fn recounted_software_summary(
+        &self,
+    ) -> Result<BTreeMap<crate::software::SoftwareKey, crate::software::SoftwareCounts>, StoreError> {
+        self.store.recount_software().await
     }
 
     async fn summary_of(

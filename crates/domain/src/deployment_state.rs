@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cores::{Core, NO_TEMPLATE, TemplateRef, VersionCounts};
 use crate::ports::DeploymentOutcome;
+use crate::software::Nucleus;
 use crate::time::Timestamp;
 
 /// The wire text of a deployment in progress.
@@ -126,8 +127,17 @@ impl Core {
     /// progress until the core reports.
     /// Assigning no template (`None`, a rollback to before the first deployment) leaves the
     /// core as provisioning left it: no template desired or reported, nothing in progress.
-    pub fn assign_deployment(&mut self, template: &TemplateRef, deployment_id: &str, now: Timestamp) {
+    /// `nucleus` is the nucleus the template version deploys (the core is updating to it when
+    /// it runs another).
+    pub fn assign_deployment(
+        &mut self,
+        template: &TemplateRef,
+        deployment_id: &str,
+        nucleus: Option<&Nucleus>,
+        now: Timestamp,
+    ) {
         if template.name == NO_TEMPLATE {
+            self.software.updating_to = None;
             self.desired = TemplateRef::none();
             self.reported = TemplateRef::none();
             self.desired_deployment_id = None;
@@ -138,6 +148,7 @@ impl Core {
             return;
         }
         self.desired = template.clone();
+        self.expect_nucleus(nucleus);
         self.desired_deployment_id = Some(deployment_id.to_owned());
         self.deployment_status = DeploymentStatus::InProgress;
         self.deployment_status_message = None;
@@ -147,6 +158,7 @@ impl Core {
 
     /// A deployment task could not move the core.
     pub fn record_deployment_failure(&mut self, message: &str, now: Timestamp) {
+        self.software.updating_to = None;
         self.deployment_status = DeploymentStatus::failure();
         self.deployment_status_message = Some(message.to_owned());
         self.status_at = Some(now);
@@ -163,12 +175,15 @@ impl Core {
         let is_desired = self.desired_deployment_id.as_deref() == Some(outcome.deployment_id.as_str());
         match (is_desired, outcome.succeeded) {
             (true, true) => {
+                self.run_nucleus(outcome.nucleus.as_ref());
                 self.reported = template.clone();
                 self.deployment_status = DeploymentStatus::Successful;
                 self.deployment_status_message = None;
                 self.status_at = Some(outcome.time);
             }
             (true, false) => {
+                // The core rolled back: it runs the nucleus it ran before.
+                self.software.updating_to = None;
                 // A failed outcome always counts as failed, whatever text it carries.
                 self.deployment_status = DeploymentStatus::Failed(outcome.detailed_status.clone());
                 self.deployment_status_message = outcome.reason.clone();
@@ -176,7 +191,10 @@ impl Core {
             }
             // An older deployment finished: the core runs that version now; its desired one is
             // still coming.
-            (false, true) => self.reported = template.clone(),
+            (false, true) => {
+                self.run_nucleus(outcome.nucleus.as_ref());
+                self.reported = template.clone();
+            }
             (false, false) => return false,
         }
         self.updated_at = Some(outcome.time);
@@ -273,6 +291,7 @@ mod tests {
             detailed_status: if succeeded { "SUCCESSFUL".into() } else { "FAILED_ROLLBACK_COMPLETE".into() },
             reason: (!succeeded).then(|| "component broke".into()),
             time: Timestamp::from_millis(at).unwrap(),
+            nucleus: None,
         }
     }
 
@@ -298,7 +317,7 @@ mod tests {
     #[test]
     fn the_desired_deployment_succeeding_makes_it_reported() {
         let mut c = core();
-        c.assign_deployment(&tpl(2), "d2", Timestamp::from_millis(2_000).unwrap());
+        c.assign_deployment(&tpl(2), "d2", None, Timestamp::from_millis(2_000).unwrap());
         assert_eq!(c.deployment_status, DeploymentStatus::InProgress);
         assert!(c.apply_outcome(&outcome("d2", true, 3_000), &tpl(2)));
         assert_eq!((c.reported.clone(), c.deployment_status.clone()), (tpl(2), DeploymentStatus::Successful));
@@ -307,7 +326,7 @@ mod tests {
     #[test]
     fn stale_reports_and_old_failures_are_ignored() {
         let mut c = core();
-        c.assign_deployment(&tpl(2), "d2", Timestamp::from_millis(5_000).unwrap());
+        c.assign_deployment(&tpl(2), "d2", None, Timestamp::from_millis(5_000).unwrap());
         assert!(!c.apply_outcome(&outcome("d2", true, 4_000), &tpl(2)), "older than the assignment");
         assert!(!c.apply_outcome(&outcome("d1", false, 6_000), &tpl(1)), "failure of an older deployment");
         assert!(c.apply_outcome(&outcome("d1", true, 6_000), &tpl(1)), "an older deployment finished");
@@ -319,7 +338,7 @@ mod tests {
     #[test]
     fn a_failed_outcome_counts_as_failed_whatever_its_text() {
         let mut c = core();
-        c.assign_deployment(&tpl(1), "d1", Timestamp::from_millis(2_000).unwrap());
+        c.assign_deployment(&tpl(1), "d1", None, Timestamp::from_millis(2_000).unwrap());
         let mut odd = outcome("d1", false, 3_000);
         odd.detailed_status = "SUCCESSFUL".into();
         assert!(c.apply_outcome(&odd, &tpl(1)));
@@ -330,7 +349,7 @@ mod tests {
     fn fleet_deltas_move_a_core_between_versions_and_classes() {
         let before = core();
         let mut after = before.clone();
-        after.assign_deployment(&tpl(1), "d1", Timestamp::from_millis(2_000).unwrap());
+        after.assign_deployment(&tpl(1), "d1", None, Timestamp::from_millis(2_000).unwrap());
         let delta = FleetDelta::between(Some(&before), Some(&after));
         let changes: BTreeMap<_, _> = delta.iter().map(|(k, v)| (k.clone(), *v)).collect();
         assert_eq!(changes[&("None".to_owned(), 0)].desired_in_use, -1);

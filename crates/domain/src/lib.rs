@@ -20,6 +20,8 @@ pub mod provisioning_templates;
 pub mod quotas;
 pub mod rollout;
 pub mod rollout_service;
+pub mod software;
+pub mod software_update;
 pub mod task;
 pub mod template;
 pub mod template_service;

@@ -31,7 +31,7 @@ pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};
 pub use records::{
     CoreFilter, CoreRecords, CoreStore, DeploymentRecords, DeviceRecords, FleetCounters, IngestCursors, Outbox,
-    ProvisioningJournals, RolloutRecords, StartedItem, TaskStore,
+    ProvisioningJournals, RolloutRecords, SoftwareUpdateRecords, StartedItem, TaskStore,
 };
 pub use status::{DeploymentOutcome, EventPublisher, PositionedStatusFeed, ReceivedStatus, StatusFeed, StatusSignal};
 

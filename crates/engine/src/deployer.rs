@@ -16,6 +16,7 @@ use ggprov_domain::ports::{
 };
 use ggprov_domain::rollout;
 use ggprov_domain::rollout_service::Rollouts;
+use ggprov_domain::software::Nucleus;
 use ggprov_domain::template::DEPLOYMENT_GROUP_PREFIX;
 use ggprov_domain::{TaskId, TemplateName, ThingName, Timestamp};
 
@@ -35,6 +36,8 @@ pub struct Deployer {
     /// Serialises retry tasks' revisions within this process.
     revising: tokio::sync::Mutex<()>,
     rollouts: Rollouts,
+    /// The nucleus of each template version seen (versions never change).
+    nuclei: std::sync::Mutex<std::collections::HashMap<TemplateRef, Option<Nucleus>>>,
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
@@ -63,7 +66,20 @@ impl Deployer {
             creating: tokio::sync::Mutex::new(()),
             revising: tokio::sync::Mutex::new(()),
             rollouts: Rollouts::new(store, queue, batch_size.max(1) as usize),
+            nuclei: std::sync::Mutex::default(),
         }
+    }
+
+    /// The nucleus a template version deploys, if any (read once per version and process).
+    async fn nucleus_of(&self, template: &TemplateRef) -> Result<Option<Nucleus>, StepError> {
+        if let Some(known) = self.nuclei.lock().expect("nuclei lock").get(template) {
+            return Ok(known.clone());
+        }
+        let Ok(name) = TemplateName::parse(&template.name) else { return Ok(None) };
+        let Some(stored) = self.templates.template_version(&name, template.version).await? else { return Ok(None) };
+        let nucleus = Nucleus::of_components(stored.spec.components());
+        self.nuclei.lock().expect("nuclei lock").insert(template.clone(), nucleus.clone());
+        Ok(nucleus)
     }
 
     /// Expands the targets into cores (all pages of group membership and of a fleet-indexing
@@ -305,6 +321,7 @@ impl Deployer {
         let deployment = if unassign { Ok(String::new()) } else { self.ensure_deployment(task, spec).await };
         let target_group =
             (!unassign).then(|| format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", spec.template.name, spec.template.version));
+        let nucleus = if unassign { None } else { self.nucleus_of(&spec.template).await? };
         for name in items {
             let Some(started) = self.store.start_item(&task.id, name, &ctx.holder, ctx.lease).await? else { continue };
             if !started.won {
@@ -320,7 +337,11 @@ impl Deployer {
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
             };
             match self.move_core(name, target_group.as_deref()).await {
-                Ok(()) => self.store.complete_deployment_item(&task.id, name, &spec.template, deployment_id).await?,
+                Ok(()) => {
+                    self.store
+                        .complete_deployment_item(&task.id, name, &spec.template, deployment_id, nucleus.as_ref())
+                        .await?
+                }
                 Err(StepError::Permanent { message, .. }) => {
                     self.store.fail_deployment_item(&task.id, name, &message).await?
                 }
@@ -339,8 +360,19 @@ impl Deployer {
             return Err(permanent(format!("{name} is not a core provisioned by ggprov")));
         };
         // A core that has reported a deployment is a registered Greengrass core device already.
-        if core.reported.name == NO_TEMPLATE && self.greengrass.get_core_device(name).await?.is_none() {
-            return Err(permanent("Core device not registered with Greengrass V2"));
+        // What Greengrass says of a core it describes the first time is its platform and
+        // nucleus for the software inventory.
+        if core.reported.name == NO_TEMPLATE || core.software.observed_at.is_none() {
+            match self.greengrass.get_core_device(name).await? {
+                Some(device) if core.software.observed_at.is_none() => {
+                    self.store.observe_core(name, &device).await?;
+                }
+                Some(_) => {}
+                None if core.reported.name == NO_TEMPLATE => {
+                    return Err(permanent("Core device not registered with Greengrass V2"));
+                }
+                None => {}
+            }
         }
         let current = (core.desired.name != NO_TEMPLATE)
             .then(|| format!("{DEPLOYMENT_GROUP_PREFIX}{}_{}", core.desired.name, core.desired.version))
@@ -372,7 +404,10 @@ impl Deployer {
                 let changed = match &message.signal {
                     StatusSignal::Outcome(outcome) => self.apply(outcome).await?,
                     StatusSignal::CoreChanged(core) => match self.store.core(core).await? {
-                        Some(core) => self.reconcile_core(&core).await?,
+                        Some(core) => {
+                            self.refresh_software(&core.name).await?;
+                            self.reconcile_core(&core).await?
+                        }
                         None => false,
                     },
                 };
@@ -385,10 +420,21 @@ impl Deployer {
         }
     }
 
+    /// Records what Greengrass says of a core now (platform, nucleus version).
+    async fn refresh_software(&self, name: &ThingName) -> Result<(), StepError> {
+        if let Some(device) = self.greengrass.get_core_device(name).await? {
+            self.store.observe_core(name, &device).await?;
+        }
+        Ok(())
+    }
+
     async fn apply(&self, outcome: &DeploymentOutcome) -> Result<bool, StepError> {
         let Some(template) = self.store.template_of_deployment(&outcome.deployment_id).await? else {
             return Ok(false); // not a ggprov deployment
         };
+        let mut outcome = outcome.clone();
+        outcome.nucleus = self.nucleus_of(&template).await?;
+        let outcome = &outcome;
         let event = Event {
             detail_type: CORE_TEMPLATE_UPDATED_EVENT.to_owned(),
             detail: serde_json::json!({
@@ -408,6 +454,9 @@ impl Deployer {
     pub async fn reconcile(&self) -> Result<usize, StepError> {
         let mut corrected = 0;
         for core in self.store.cores_in_progress().await? {
+            if core.software.observed_at.is_none() {
+                self.refresh_software(&core.name).await?;
+            }
             if self.reconcile_core(&core).await? {
                 corrected += 1;
             }
@@ -438,6 +487,7 @@ impl Deployer {
             detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { format!("FAILED_{status}") },
             reason: execution.reason.clone(),
             time: Timestamp::now(),
+            nucleus: None,
         };
         self.apply(&outcome).await
     }

@@ -201,6 +201,13 @@ impl Greengrass for Paced {
     ) -> Result<bool, CloudError> {
         paced!(self, "DescribeComponent", self.greengrass.component_version_exists(name, version))
     }
+    async fn component_platforms(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<Option<ggprov_domain::software::PlatformSupport>, CloudError> {
+        paced!(self, "DescribeComponent", self.greengrass.component_platforms(name, version))
+    }
     async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
         paced!(self, "GetCoreDevice", self.greengrass.get_core_device(name))
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ggprov_domain::software::{NUCLEUS, NUCLEUS_LITE, PlatformSupport, compare_versions};
 use ggprov_domain::{ComponentName, ComponentVersion};
 
 /// Set of `(component, version)` pairs that exist.
@@ -43,6 +44,31 @@ impl ComponentCatalogue {
     }
 }
 
+impl ComponentCatalogue {
+    /// The platforms a public nucleus version runs on, as its recipe's manifests say (a
+    /// table: the Java nucleus on Linux everywhere and on Windows from 2.5.0; the nucleus lite
+    /// on Linux only); other public components run anywhere.
+    pub fn platforms(&self, name: &str, version: &str) -> Option<PlatformSupport> {
+        if !self.contains(name, version) {
+            return None;
+        }
+        let linux = |archs: &[&str]| {
+            archs.iter().map(|a| (Some("linux".to_owned()), Some((*a).to_owned()))).collect::<Vec<_>>()
+        };
+        Some(PlatformSupport(match name {
+            NUCLEUS => {
+                let mut all = linux(&["amd64", "aarch64", "arm", "x86"]);
+                if compare_versions(version, "2.5.0").is_ge() {
+                    all.extend(["amd64", "x86"].map(|a| (Some("windows".to_owned()), Some(a.to_owned()))));
+                }
+                all
+            }
+            NUCLEUS_LITE => linux(&["amd64", "aarch64", "arm"]),
+            _ => Vec::new(),
+        }))
+    }
+}
+
 /// `2.5.0-2.5.6` → every patch from 0 to 6; a single version → itself.
 fn expand(item: &str) -> Vec<String> {
     let Some((from, to)) = item.split_once('-') else {
@@ -68,6 +94,18 @@ mod tests {
         assert!(!catalogue.contains("aws.greengrass.Nucleus", "2.5.7"));
         assert!(!catalogue.contains("aws.greengrass.Nucleus", "9.9.9"));
         assert!(!catalogue.contains("com.example.Unknown", "1.0.0"));
+    }
+
+    #[test]
+    fn the_nucleus_runs_on_windows_from_2_5_0_and_the_lite_on_linux_only() {
+        let catalogue = ComponentCatalogue::public();
+        let p = |os: &str, arch: &str| ggprov_domain::software::Platform { os: os.into(), architecture: arch.into() };
+        assert!(catalogue.platforms(NUCLEUS, "2.12.0").unwrap().supports(&p("windows", "amd64")));
+        assert!(!catalogue.platforms(NUCLEUS, "2.4.0").unwrap().supports(&p("windows", "amd64")));
+        assert!(catalogue.platforms(NUCLEUS, "2.4.0").unwrap().supports(&p("linux", "arm")));
+        assert!(!catalogue.platforms(NUCLEUS_LITE, "2.0.0").unwrap().supports(&p("windows", "amd64")));
+        assert!(!catalogue.platforms(NUCLEUS, "2.12.0").unwrap().supports(&p("darwin", "amd64")));
+        assert_eq!(catalogue.platforms(NUCLEUS, "9.9.9"), None);
     }
 
     #[test]

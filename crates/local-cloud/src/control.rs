@@ -20,6 +20,7 @@ pub fn control_router(cloud: LocalCloud) -> Router {
         .route("/local-cloud/cores/{name}/connect", post(connect))
         .route("/local-cloud/cores/{name}/disconnect", post(disconnect))
         .route("/local-cloud/cores/{name}/behavior", put(behavior))
+        .route("/local-cloud/cores/{name}/platform", put(platform))
         .route("/local-cloud/behaviors", put(behaviors))
         .route("/local-cloud/things/{name}/attributes", put(attributes))
         .route("/local-cloud/faults", put(set_faults).get(get_faults))
@@ -118,6 +119,31 @@ struct BehaviorsBody {
     delay_ms: u64,
     #[serde(default)]
     image_pull_error: bool,
+    #[serde(default)]
+    nucleus_update_fails: bool,
+}
+
+/// `PUT /local-cloud/cores/{name}/platform`: the platform the core reports to Greengrass.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PlatformBody {
+    os: String,
+    architecture: String,
+}
+
+async fn platform(
+    State(cloud): State<LocalCloud>,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ControlError> {
+    let name = thing_name(&name)?;
+    let body: PlatformBody = body(&bytes)?;
+    let valid = |v: &str| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid(&body.os) || !valid(&body.architecture) {
+        return Err(invalid("os and architecture must be names like linux and aarch64".into()));
+    }
+    cloud.set_core_platform(&name, &body.os, &body.architecture).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn behaviors(
@@ -136,6 +162,7 @@ async fn behaviors(
         deployment_outcome: body.deployment_outcome,
         delay_ms: body.delay_ms,
         image_pull_error: body.image_pull_error,
+        nucleus_update_fails: body.nucleus_update_fails,
     };
     for name in &names {
         cloud.set_core_behavior(name, behavior).await?;

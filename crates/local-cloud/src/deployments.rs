@@ -120,14 +120,19 @@ impl LocalCloud {
                 continue; // another trigger is applying it
             }
             let behavior = sqlx::query(
-                "SELECT deployment_outcome, delay_ms, image_pull_error FROM core_behaviors WHERE core_name = ?",
+                "SELECT deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails FROM core_behaviors WHERE core_name = ?",
             )
             .bind(core)
             .fetch_optional(self.pool())
             .await?;
-            let (outcome, delay_ms, pull_error): (String, i64, bool) = behavior
-                .map_or(("SUCCEEDED".into(), 0, false), |r| {
-                    (r.get("deployment_outcome"), r.get("delay_ms"), r.get("image_pull_error"))
+            let (outcome, delay_ms, pull_error, nucleus_fails): (String, i64, bool, bool) =
+                behavior.map_or(("SUCCEEDED".into(), 0, false, false), |r| {
+                    (
+                        r.get("deployment_outcome"),
+                        r.get("delay_ms"),
+                        r.get("image_pull_error"),
+                        r.get("nucleus_update_fails"),
+                    )
                 });
             if outcome == "NO_RESPONSE" {
                 continue; // the core never reports: the execution stays IN_PROGRESS
@@ -137,8 +142,11 @@ impl LocalCloud {
             }
             let components: BTreeMap<String, DeployedComponent> = serde_json::from_str(&components).unwrap_or_default();
             let applications = self.application_services(&components).await?;
+            let nucleus_problem = self.nucleus_problem(core, &components, nucleus_fails).await?;
             let result = if outcome != "SUCCEEDED" {
                 Err("simulated failure (local cloud behavior FAILED); the core rolled back".to_owned())
+            } else if let Some(problem) = nucleus_problem {
+                Err(problem)
             } else if let Some((component, (_, image))) =
                 applications.iter().find_map(|(c, services)| services.first().map(|s| (c, s))).filter(|_| pull_error)
             {
@@ -151,6 +159,45 @@ impl LocalCloud {
             self.finish_execution(core, &deployment_id, result, &components, &applications).await?;
         }
         Ok(())
+    }
+
+    /// Why the deployment's nucleus cannot run on the core: a version its platform does not
+    /// support, or an update the core was told to fail. `None` when there is no nucleus to
+    /// change.
+    async fn nucleus_problem(
+        &self,
+        core: &str,
+        components: &BTreeMap<String, DeployedComponent>,
+        update_fails: bool,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let Some((name, spec)) = components.iter().find(|(n, _)| ggprov_domain::software::is_nucleus(n)) else {
+            return Ok(None);
+        };
+        let Some(row) = sqlx::query("SELECT core_version, platform, architecture FROM core_devices WHERE name = ?")
+            .bind(core)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let running: Option<String> = row.get("core_version");
+        let version = &spec.component_version;
+        if running.as_ref() == Some(version) {
+            return Ok(None);
+        }
+        let platform = ggprov_domain::software::Platform {
+            os: row.get::<Option<String>, _>("platform").unwrap_or_default(),
+            architecture: row.get::<Option<String>, _>("architecture").unwrap_or_default(),
+        };
+        let running = running.unwrap_or_else(|| "?".into());
+        if let Some(support) = self.inner.catalogue.platforms(name, version)
+            && !support.0.is_empty()
+            && !support.supports(&platform)
+        {
+            return Ok(Some(format!("{name} {version} does not run on {platform}; the core rolled back to {running}")));
+        }
+        Ok(update_fails
+            .then(|| format!("{name} update to {version} failed (simulated); the core rolled back to {running}")))
     }
 
     /// The services (name, image) of every application component of a deployment, from the
@@ -217,6 +264,15 @@ impl LocalCloud {
                     .bind(core)
                     .bind(name)
                     .bind(&spec.component_version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // The core runs the deployment's nucleus now.
+            if let Some((_, spec)) = components.iter().find(|(n, _)| ggprov_domain::software::is_nucleus(n)) {
+                sqlx::query("UPDATE core_devices SET core_version = ?, last_status_update = ? WHERE name = ?")
+                    .bind(&spec.component_version)
+                    .bind(now)
+                    .bind(core)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -33,6 +33,19 @@ impl Greengrass for LocalCloud {
         Ok(row.is_some())
     }
 
+    async fn component_platforms(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<Option<ggprov_domain::software::PlatformSupport>, CloudError> {
+        if let Some(support) = self.inner.catalogue.platforms(name.as_str(), version.as_str()) {
+            self.admit("DescribeComponent")?;
+            return Ok(Some(support));
+        }
+        // The account's own components run anywhere here.
+        Ok(self.component_version_exists(name, version).await?.then(Default::default))
+    }
+
     async fn create_component_version(&self, recipe: &serde_json::Value) -> Result<(), CloudError> {
         const API: &str = "CreateComponentVersion";
         self.admit(API)?;
@@ -292,6 +305,7 @@ impl PositionedStatusFeed for LocalCloud {
                 detailed_status: e.detailed_status,
                 reason: e.reason,
                 time: e.time,
+                nucleus: None,
             })
             .collect())
     }

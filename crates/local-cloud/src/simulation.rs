@@ -41,6 +41,25 @@ pub struct CoreBehavior {
     /// Deployments with a Docker Compose application fail: its images do not pull.
     #[serde(default)]
     pub image_pull_error: bool,
+    /// Deployments that change the nucleus version fail, and the core rolls back to the
+    /// nucleus it ran.
+    #[serde(default)]
+    pub nucleus_update_fails: bool,
+}
+
+/// The platforms simulated cores get unless told otherwise, by a hash of the name (FNV-1a):
+/// 60 % linux/amd64, 25 % linux/aarch64, 10 % linux/arm, 5 % windows/amd64.
+pub(crate) fn default_platform(name: &str) -> (&'static str, &'static str) {
+    match fnv(name) % 100 {
+        0..60 => ("linux", "amd64"),
+        60..85 => ("linux", "aarch64"),
+        85..95 => ("linux", "arm"),
+        _ => ("windows", "amd64"),
+    }
+}
+
+fn fnv(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// A thing as the simulated registry holds it (`GET /local-cloud/things/{name}`).
@@ -99,13 +118,27 @@ impl LocalCloud {
         let version = nucleus_version.unwrap_or(DEFAULT_NUCLEUS);
         let now = Timestamp::now().as_millis();
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        let (os, architecture) = match sqlx::query("SELECT os, architecture FROM core_platforms WHERE core_name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(API))?
+        {
+            Some(row) => (row.get::<String, _>("os"), row.get::<String, _>("architecture")),
+            None => {
+                let (os, arch) = default_platform(name.as_str());
+                (os.to_owned(), arch.to_owned())
+            }
+        };
         sqlx::query(
             "INSERT INTO core_devices (name, status, core_version, platform, architecture, last_status_update) \
-             VALUES (?, 'HEALTHY', ?, 'linux', 'amd64', ?) \
+             VALUES (?, 'HEALTHY', ?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET status = 'HEALTHY', last_status_update = excluded.last_status_update",
         )
         .bind(name.as_str())
         .bind(version)
+        .bind(os)
+        .bind(architecture)
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -182,11 +215,7 @@ impl LocalCloud {
             .fetch_all(self.pool())
             .await
             .map_err(db("CoreShare"))?;
-        let picked = |name: &str| {
-            let hash =
-                name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-            ((hash % 10_000) as f64) < share * 10_000.0
-        };
+        let picked = |name: &str| ((fnv(name) % 10_000) as f64) < share * 10_000.0;
         Ok(rows
             .iter()
             .map(|r| r.get::<String, _>("name"))
@@ -197,18 +226,43 @@ impl LocalCloud {
 
     pub async fn set_core_behavior(&self, name: &ThingName, behavior: CoreBehavior) -> Result<(), CloudError> {
         sqlx::query(
-            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error) VALUES (?, ?, ?, ?) \
+            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms, \
-             image_pull_error = excluded.image_pull_error",
+             image_pull_error = excluded.image_pull_error, nucleus_update_fails = excluded.nucleus_update_fails",
         )
         .bind(name.as_str())
         .bind(behavior.deployment_outcome.as_str())
         .bind(i64::try_from(behavior.delay_ms).unwrap_or(i64::MAX))
         .bind(behavior.image_pull_error)
+        .bind(behavior.nucleus_update_fails)
         .execute(self.pool())
         .await
         .map_err(db("SetBehavior"))?;
         Ok(())
+    }
+
+    /// Sets the platform a core reports: now if it is connected, and whenever it connects.
+    pub async fn set_core_platform(&self, name: &ThingName, os: &str, architecture: &str) -> Result<(), CloudError> {
+        const API: &str = "SetPlatform";
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        sqlx::query(
+            "INSERT INTO core_platforms (core_name, os, architecture) VALUES (?, ?, ?) \
+             ON CONFLICT (core_name) DO UPDATE SET os = excluded.os, architecture = excluded.architecture",
+        )
+        .bind(name.as_str())
+        .bind(os)
+        .bind(architecture)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(API))?;
+        sqlx::query("UPDATE core_devices SET platform = ?, architecture = ? WHERE name = ?")
+            .bind(os)
+            .bind(architecture)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(API))?;
+        tx.commit().await.map_err(db(API))
     }
 
     /// The thing with its groups, principals (certificate status) and their policies.

@@ -6,7 +6,8 @@
 use async_trait::async_trait;
 use ggprov_domain::cores::{Core, Event};
 use ggprov_domain::deployment_state::FleetDelta;
-use ggprov_domain::ports::{CoreFilter, CoreRecords, StoreError};
+use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
+use ggprov_domain::software::SoftwareDelta;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 use sqlx::{Sqlite, Transaction};
 
@@ -34,15 +35,17 @@ pub(crate) async fn write_core(
         (_, Some(core)) => {
             sqlx::query(
                 "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
-                 deployment_status, deployment_status_message, deployment_state, artifacts, desired_deployment_id, status_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 deployment_status, deployment_status_message, deployment_state, artifacts, desired_deployment_id, status_at, created_at, updated_at, \
+                 software, nucleus_version, os, architecture) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (name) DO UPDATE SET provisioning_template = excluded.provisioning_template, \
                  desired_name = excluded.desired_name, desired_version = excluded.desired_version, \
                  reported_name = excluded.reported_name, reported_version = excluded.reported_version, \
                  deployment_status = excluded.deployment_status, deployment_status_message = excluded.deployment_status_message, \
                  deployment_state = excluded.deployment_state, artifacts = excluded.artifacts, \
                  desired_deployment_id = excluded.desired_deployment_id, status_at = excluded.status_at, \
-                 created_at = excluded.created_at, updated_at = excluded.updated_at",
+                 created_at = excluded.created_at, updated_at = excluded.updated_at, software = excluded.software, \
+                 nucleus_version = excluded.nucleus_version, os = excluded.os, architecture = excluded.architecture",
             )
             .bind(core.name.as_str())
             .bind(&core.provisioning_template)
@@ -58,6 +61,10 @@ pub(crate) async fn write_core(
             .bind(core.status_at.as_ref().map(Timestamp::as_millis))
             .bind(core.created_at.as_millis())
             .bind(core.updated_at.as_ref().map(Timestamp::as_millis))
+            .bind(serde_json::to_string(&core.software).expect("software serialises"))
+            .bind(&core.software.nucleus_version)
+            .bind(&core.software.os)
+            .bind(&core.software.architecture)
             .execute(&mut **tx)
             .await
             .map_err(unavailable)?;
@@ -71,7 +78,12 @@ pub(crate) async fn write_core(
         }
         (None, None) => {}
     }
-    crate::fleet::apply_delta(tx, &FleetDelta::between(before, after)).await
+    crate::fleet::apply_delta(tx, &FleetDelta::between(before, after)).await?;
+    crate::fleet::apply_software_delta(tx, &SoftwareDelta::between(before, after)).await?;
+    if let Some(event) = Core::software_event(before, after) {
+        write_event(tx, &event, Timestamp::now()).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -104,6 +116,13 @@ impl CoreRecords for SqliteStore {
         if filter.failed_only {
             sql.push_str(" AND deployment_state = 'failed'");
         }
+        let software =
+            [("nucleus_version", &filter.nucleus_version), ("os", &filter.os), ("architecture", &filter.architecture)];
+        for (column, value) in &software {
+            if value.is_some() {
+                sql.push_str(&format!(" AND {column} = ?"));
+            }
+        }
         sql.push_str(" ORDER BY name LIMIT ?");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str).to_owned());
@@ -112,6 +131,9 @@ impl CoreRecords for SqliteStore {
             if let Some(version) = filter.template_version {
                 query = query.bind(i64::from(version));
             }
+        }
+        for value in software.iter().filter_map(|(_, v)| v.as_ref()) {
+            query = query.bind(value.clone());
         }
         let rows = query.bind(i64::from(page.limit) + 1).fetch_all(&self.pool).await.map_err(unavailable)?;
         let cores = rows.iter().map(core_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -154,5 +176,15 @@ impl CoreRecords for SqliteStore {
             .map_err(unavailable)?;
         write_event(&mut tx, event, now).await?;
         tx.commit().await.map_err(unavailable)
+    }
+
+    async fn observe_core(&self, name: &ThingName, device: &CoreDevice) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(before) = read_core(&mut tx, name.as_str()).await? else { return Ok(false) };
+        let mut after = before.clone();
+        after.observe(device, Timestamp::now());
+        write_core(&mut tx, Some(&before), Some(&after)).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use ggprov_domain::cores::{Core, Event, NewCore, TaskItem, TemplateRef};
 use ggprov_domain::ports::{DeploymentOutcome, DeploymentRecords, StoreError};
 use ggprov_domain::rollout::RolloutState;
+use ggprov_domain::software::Nucleus;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -223,9 +224,10 @@ impl DeploymentRecords for SqliteStore {
         core: &ThingName,
         template: &TemplateRef,
         deployment_id: &str,
+        nucleus: Option<&Nucleus>,
     ) -> Result<(), StoreError> {
         end_deployment_item(self, task, core, TaskStatus::Success, None, |c, now| {
-            c.assign_deployment(template, deployment_id, now);
+            c.assign_deployment(template, deployment_id, nucleus, now);
         })
         .await
     }

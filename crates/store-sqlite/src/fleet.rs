@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use ggprov_domain::cores::{Core, TemplateRef, VersionCounts};
 use ggprov_domain::deployment_state::{DeploymentStatus, FleetDelta};
 use ggprov_domain::ports::{FleetCounters, StoreError};
+use ggprov_domain::software::{SoftwareCounts, SoftwareDelta, SoftwareKey};
 use ggprov_domain::{ThingName, Timestamp};
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -31,6 +32,30 @@ pub(crate) async fn apply_delta(tx: &mut Transaction<'static, Sqlite>, delta: &F
         .bind(d.last_deployment_success)
         .bind(d.last_deployment_failed)
         .bind(d.last_deployment_in_progress)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Adds a software delta to the software counters, inside the caller's transaction.
+pub(crate) async fn apply_software_delta(
+    tx: &mut Transaction<'static, Sqlite>,
+    delta: &SoftwareDelta,
+) -> Result<(), StoreError> {
+    for (key, d) in delta.iter() {
+        sqlx::query(
+            "INSERT INTO fleet_software (nucleus, version, os, architecture, cores, updating) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (nucleus, version, os, architecture) DO UPDATE SET cores = cores + excluded.cores, \
+             updating = updating + excluded.updating",
+        )
+        .bind(&key.nucleus)
+        .bind(&key.version)
+        .bind(&key.os)
+        .bind(&key.architecture)
+        .bind(d.cores)
+        .bind(d.updating)
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
@@ -76,6 +101,31 @@ impl FleetCounters for SqliteStore {
         .await
         .map_err(unavailable)?;
         Ok(counts_from_rows(&rows))
+    }
+
+    async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let key = SoftwareKey {
+                    nucleus: r.get("nucleus"),
+                    version: r.get("version"),
+                    os: r.get("os"),
+                    architecture: r.get("architecture"),
+                };
+                (key, SoftwareCounts { cores: r.get("cores"), updating: r.get("updating") })
+            })
+            .collect())
+    }
+
+    async fn recount_software(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM cores").fetch_all(&self.pool).await.map_err(unavailable)?;
+        let cores = rows.iter().map(crate::rows::core_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(SoftwareDelta::recount(&cores))
     }
 }
 

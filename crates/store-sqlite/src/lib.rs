@@ -12,6 +12,7 @@ mod outbox;
 mod queue;
 mod rollouts;
 mod rows;
+mod software_updates;
 mod tasks;
 mod templates;
 

@@ -65,6 +65,7 @@ pub(crate) fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
         artifacts: serde_json::from_str(&get_str("artifacts")?).map_err(corrupt)?,
         desired_deployment_id: row.try_get("desired_deployment_id").map_err(unavailable)?,
         status_at: opt_ts(row.try_get("status_at").map_err(unavailable)?)?,
+        software: serde_json::from_str(&get_str("software")?).map_err(corrupt)?,
         created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
         updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
     })

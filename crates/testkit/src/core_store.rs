@@ -39,6 +39,8 @@ macro_rules! core_store_conformance {
             idempotency_keys_replay_refuse_and_expire,
             an_item_is_worked_on_by_one_holder_at_a_time,
             rollout_state_changes_are_conditional_and_items_keep_their_waves,
+            core_software_is_observed_counted_and_filtered,
+            software_update_tasks_are_conditional_and_found_by_token,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -109,6 +111,11 @@ async fn event_count(store: &Arc<dyn CoreStore>) -> usize {
 
 async fn counters_match_recount(store: &Arc<dyn CoreStore>) {
     assert_eq!(store.fleet_counters().await.unwrap(), store.recount_fleet().await.unwrap(), "counters = recount");
+    assert_eq!(
+        store.software_counters().await.unwrap(),
+        store.recount_software().await.unwrap(),
+        "software counters = recount"
+    );
 }
 
 pub async fn task_status_follows_its_items_and_items_end_once(store: Arc<dyn CoreStore>) {
@@ -194,6 +201,8 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
         store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
     }
     let template = TemplateRef { name: "tpl".into(), version: 2 };
+    let nucleus =
+        ggprov_domain::software::Nucleus { component: "aws.greengrass.Nucleus".into(), version: "2.13.0".into() };
     let deployment = deployment_task(template.clone(), &["d-1", "d-2", "d-3"]);
     store.create_task(&deployment).await.unwrap();
     let cores = [thing("d-1"), thing("d-2"), thing("d-3")];
@@ -226,7 +235,7 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
 
     for core in &cores {
         assert!(store.start_item(&deployment.id, core, "job-d", Duration::from_secs(60)).await.unwrap().unwrap().won);
-        store.complete_deployment_item(&deployment.id, core, &template, "dep-1").await.unwrap();
+        store.complete_deployment_item(&deployment.id, core, &template, "dep-1", Some(&nucleus)).await.unwrap();
     }
     assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Success);
     assert_eq!(store.cores_in_progress().await.unwrap().len(), 3);
@@ -242,6 +251,7 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
         detailed_status: if succeeded { "SUCCESSFUL".into() } else { "FAILED_FAILED".into() },
         reason: None,
         time,
+        nucleus: Some(nucleus.clone()),
     };
     let later = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000).unwrap();
     assert!(store.apply_deployment_outcome(&outcome("d-1", true, later), &template, &event("x", 0)).await.unwrap());
@@ -259,7 +269,8 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
     let failed = CoreFilter { failed_only: true, ..CoreFilter::default() };
     let failed = store.list_cores(&failed, PageRequest::first(10)).await.unwrap();
     assert_eq!(failed.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["d-2"]);
-    let by_version = CoreFilter { template_name: Some("tpl".into()), template_version: Some(2), failed_only: false };
+    let by_version =
+        CoreFilter { template_name: Some("tpl".into()), template_version: Some(2), ..CoreFilter::default() };
     assert_eq!(store.list_cores(&by_version, PageRequest::first(10)).await.unwrap().items.len(), 3);
     let failed_of_version = CoreFilter { failed_only: true, ..by_version };
     let failed = store.list_cores(&failed_of_version, PageRequest::first(10)).await.unwrap();
@@ -490,7 +501,7 @@ pub async fn rollout_state_changes_are_conditional_and_items_keep_their_waves(st
     assert!(store.save_rollout(&deployment.id, &mut running, None, None).await.unwrap());
     for core in &cores[..2] {
         assert!(store.start_item(&deployment.id, core, "job", Duration::from_secs(60)).await.unwrap().unwrap().won);
-        store.complete_deployment_item(&deployment.id, core, &template, "dep-2").await.unwrap();
+        store.complete_deployment_item(&deployment.id, core, &template, "dep-2", None).await.unwrap();
     }
     store.save_item_reports(&deployment.id, &[(cores[0].clone(), ItemReport::Succeeded)]).await.unwrap();
     store.save_item_reports(&deployment.id, &[(cores[0].clone(), ItemReport::Failed)]).await.unwrap();
@@ -534,4 +545,101 @@ pub async fn rollout_state_changes_are_conditional_and_items_keep_their_waves(st
     assert_eq!(store.template_deployment(&template).await.unwrap().as_deref(), Some("dep-3"));
     assert_eq!(store.template_of_deployment("dep-2").await.unwrap(), Some(template.clone()));
     assert_eq!(store.template_of_deployment("dep-3").await.unwrap(), Some(template));
+}
+
+pub async fn core_software_is_observed_counted_and_filtered(store: Arc<dyn CoreStore>) {
+    use ggprov_domain::ports::CoreDevice;
+    use ggprov_domain::software::{CORE_SOFTWARE_UPDATED_EVENT, CoreSoftware};
+    let t = task(TaskKind::Core, &["s-1", "s-2", "s-3"]);
+    store.create_task(&t).await.unwrap();
+    for n in ["s-1", "s-2", "s-3"] {
+        let mut core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
+        core.software = CoreSoftware::installed("2.12.0");
+        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    }
+    counters_match_recount(&store).await;
+    let device = |os: &str, arch: &str, version: &str| CoreDevice {
+        status: "HEALTHY".into(),
+        core_version: Some(version.into()),
+        platform: Some(os.into()),
+        architecture: Some(arch.into()),
+        last_status_update_timestamp: None,
+        tags: Default::default(),
+    };
+    assert!(store.observe_core(&thing("s-1"), &device("linux", "amd64", "2.12.0")).await.unwrap());
+    assert!(store.observe_core(&thing("s-2"), &device("windows", "amd64", "2.12.0")).await.unwrap());
+    assert!(!store.observe_core(&thing("absent"), &device("linux", "amd64", "2.12.0")).await.unwrap());
+    counters_match_recount(&store).await;
+    let names = |page: ggprov_domain::Page<Core, ThingName>| {
+        page.items.iter().map(|c| c.name.as_str().to_owned()).collect::<Vec<_>>()
+    };
+    let windows = CoreFilter { os: Some("windows".into()), ..CoreFilter::default() };
+    assert_eq!(names(store.list_cores(&windows, PageRequest::first(10)).await.unwrap()), ["s-2"]);
+    let amd64 = CoreFilter { architecture: Some("amd64".into()), ..CoreFilter::default() };
+    assert_eq!(names(store.list_cores(&amd64, PageRequest::first(10)).await.unwrap()), ["s-1", "s-2"]);
+    let v12 = CoreFilter { nucleus_version: Some("2.12.0".into()), ..CoreFilter::default() };
+    let first = store.list_cores(&v12, PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
+    let rest =
+        store.list_cores(&v12, PageRequest { limit: 2, exclusive_start: first.last_evaluated.clone() }).await.unwrap();
+    assert_eq!([names(first), names(rest)].concat(), ["s-1", "s-2", "s-3"]);
+    // A nucleus that changes writes its event with the change, once.
+    let before = event_count(&store).await;
+    assert!(store.observe_core(&thing("s-1"), &device("linux", "amd64", "2.13.0")).await.unwrap());
+    assert!(store.observe_core(&thing("s-1"), &device("linux", "amd64", "2.13.0")).await.unwrap());
+    let events = store.events(PageRequest::first(1000)).await.unwrap().items;
+    let updated: Vec<_> = events.iter().filter(|e| e.event.detail_type == CORE_SOFTWARE_UPDATED_EVENT).collect();
+    assert_eq!((events.len(), updated.len()), (before + 1, 1));
+    assert_eq!(updated[0].event.detail["toVersion"], "2.13.0");
+    let counts = store.software_counters().await.unwrap();
+    let on = |version: &str, os: &str| {
+        counts.iter().filter(|(k, _)| k.version == version && k.os == os).map(|(_, c)| c.cores).sum::<i64>()
+    };
+    assert_eq!((on("2.13.0", "linux"), on("2.12.0", "windows"), on("2.12.0", "unknown")), (1, 1, 1));
+    counters_match_recount(&store).await;
+}
+
+pub async fn software_update_tasks_are_conditional_and_found_by_token(store: Arc<dyn CoreStore>) {
+    use ggprov_domain::ports::StoreError;
+    use ggprov_domain::software_update::{NewSoftwareUpdate, SoftwareUpdateTask};
+    let new = |token: Option<&str>| SoftwareUpdateTask {
+        id: TaskId::generate(),
+        request: NewSoftwareUpdate {
+            targets: serde_json::json!({"thingNames": ["u-1"]}),
+            nucleus_version: "2.13.0".into(),
+            allow_downgrade: false,
+            rollout: None,
+            client_token: token.map(str::to_owned),
+        },
+        templates: Vec::new(),
+        refused: Vec::new(),
+        current: Vec::new(),
+        planned: false,
+        rev: 0,
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+    };
+    let mut first = new(Some("tok-1"));
+    store.create_software_update(&first).await.unwrap();
+    assert!(matches!(store.create_software_update(&new(Some("tok-1"))).await, Err(StoreError::AlreadyExists)));
+    let untokened = new(None);
+    store.create_software_update(&untokened).await.unwrap();
+    store.create_software_update(&new(None)).await.unwrap();
+    let stale = first.clone();
+    first.planned = true;
+    store.save_software_update(&mut first).await.unwrap();
+    assert_eq!(first.rev, 1);
+    let mut stale = stale;
+    assert!(matches!(store.save_software_update(&mut stale).await, Err(StoreError::Conflict)));
+    assert_eq!(stale.rev, 0, "a refused save leaves the revision as it was");
+    let found = store.software_update_by_token("tok-1").await.unwrap().unwrap();
+    assert_eq!((found.id.clone(), found.planned, found.rev), (first.id.clone(), true, 1));
+    assert_eq!(store.software_update(&untokened.id).await.unwrap().unwrap().id, untokened.id);
+    assert!(store.software_update_by_token("tok-2").await.unwrap().is_none());
+    let page = store.list_software_updates(PageRequest { limit: 2, exclusive_start: None }).await.unwrap();
+    let rest = store
+        .list_software_updates(PageRequest { limit: 2, exclusive_start: page.last_evaluated.clone() })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len() + rest.items.len(), 3);
+    assert!(rest.last_evaluated.is_none());
 }

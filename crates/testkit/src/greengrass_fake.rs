@@ -251,9 +251,17 @@ async fn describe_component(State(state): State<Shared>, Path(arn): Path<String>
     if !exists {
         return not_found(&format!("component {name} {version} not found"));
     }
+    // The nucleus's recipe has a manifest for Linux on any architecture and one for Windows
+    // on amd64; other components list none (any platform).
+    let platforms = if name == "aws.greengrass.Nucleus" {
+        json!([{"name": "linux", "attributes": {"os": "linux", "architecture": "*"}},
+               {"name": "windows", "attributes": {"os": "windows", "architecture": "amd64"}}])
+    } else {
+        json!([])
+    };
     Json(json!({
         "arn": arn, "componentName": name, "componentVersion": version, "creationTimestamp": now_secs(),
-        "publisher": if owner == "aws" { "AWS" } else { "account" }, "status": {"componentState": "DEPLOYABLE"}, "platforms": []
+        "publisher": if owner == "aws" { "AWS" } else { "account" }, "status": {"componentState": "DEPLOYABLE"}, "platforms": platforms
     }))
     .into_response()
 }
@@ -374,10 +382,15 @@ impl GreengrassFake {
 
     /// A core's nucleus connected for the first time: Greengrass knows the core device.
     pub fn register_core(&self, name: &str, nucleus_version: &str) {
+        self.register_core_on(name, nucleus_version, "linux", "amd64");
+    }
+
+    /// [`Self::register_core`] on a given platform.
+    pub fn register_core_on(&self, name: &str, nucleus_version: &str, os: &str, architecture: &str) {
         let mut fake = self.state.lock().expect("fake lock");
         fake.cores.insert(
             name.to_owned(),
-            json!({"coreDeviceThingName": name, "coreVersion": nucleus_version, "platform": "linux", "architecture": "amd64",
+            json!({"coreDeviceThingName": name, "coreVersion": nucleus_version, "platform": os, "architecture": architecture,
                    "status": "HEALTHY", "lastStatusUpdateTimestamp": now_secs(), "tags": {}}),
         );
         fake.installed.insert(name.to_owned(), vec![("aws.greengrass.Nucleus".to_owned(), nucleus_version.to_owned())]);
@@ -404,6 +417,11 @@ impl GreengrassFake {
             .or_default()
             .insert(deployment_id.to_owned(), (status.to_owned(), reason.map(str::to_owned)));
         if status == "SUCCEEDED" {
+            if let Some((_, version)) = components.iter().find(|(n, _)| n == "aws.greengrass.Nucleus")
+                && let Some(device) = fake.cores.get_mut(core)
+            {
+                device["coreVersion"] = json!(version);
+            }
             fake.installed.insert(core.to_owned(), components);
         }
     }

@@ -40,7 +40,7 @@ impl DynamoStore {
         self.get(&pk(name), HEAD).await?.map(|head| get_n(&head, "latest")).transpose()
     }
 
-    fn put(&self, item: Item, condition: Option<&str>) -> TransactWriteItem {
+    pub(crate) fn put(&self, item: Item, condition: Option<&str>) -> TransactWriteItem {
         TransactWriteItem::builder()
             .put(
                 Put::builder()

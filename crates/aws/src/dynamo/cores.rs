@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use ggprov_domain::cores::{Core, DeploymentState, Event};
 use ggprov_domain::deployment_state::FleetDelta;
-use ggprov_domain::ports::{CoreFilter, CoreRecords, StoreError};
+use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
+use ggprov_domain::software::SoftwareDelta;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use super::journals::journal_pk;
@@ -41,6 +42,14 @@ impl DynamoStore {
         item.insert("gsi2pk".into(), s(format!("CORETPL#{}", core.desired.name)));
         item.insert("gsi2sk".into(), s(core.name.as_str()));
         item.insert("desired_version".into(), n(core.desired.version));
+        // The software fields `GET /cores` filters on.
+        for (name, value) in
+            [("nv", &core.software.nucleus_version), ("os", &core.software.os), ("arch", &core.software.architecture)]
+        {
+            if let Some(value) = value {
+                item.insert(name.into(), s(value));
+            }
+        }
         // A core is in at most one of these sparse listings: deployment running, or failed.
         match core.deployment_status.state() {
             DeploymentState::InProgress => {
@@ -89,7 +98,12 @@ impl DynamoStore {
             }
             None => {}
         }
-        writes.extend(self.fleet_writes(name, &FleetDelta::between(before.map(|b| &b.core), after)));
+        let before_core = before.map(|b| &b.core);
+        writes.extend(self.fleet_writes(name, &FleetDelta::between(before_core, after)));
+        writes.extend(self.software_writes(name, &SoftwareDelta::between(before_core, after)));
+        if let Some(event) = Core::software_event(before_core, after) {
+            writes.push(self.event_put(&event, Timestamp::now()));
+        }
         writes
     }
 
@@ -190,6 +204,16 @@ impl CoreRecords for DynamoStore {
             conditions.push("desired_version = :dv");
             values.push((":dv".to_owned(), n(version)));
         }
+        for (condition, placeholder, value) in [
+            ("nv = :nv", ":nv", &filter.nucleus_version),
+            ("os = :os", ":os", &filter.os),
+            ("arch = :arch", ":arch", &filter.architecture),
+        ] {
+            if let Some(value) = value {
+                conditions.push(condition);
+                values.push((placeholder.to_owned(), s(value)));
+            }
+        }
         if !conditions.is_empty() {
             query.filter = Some((conditions.join(" AND "), values));
         }
@@ -222,5 +246,14 @@ impl CoreRecords for DynamoStore {
             writes.push(self.event_put(event, now));
             Ok(Some(writes))
         })
+    }
+
+    async fn observe_core(&self, name: &ThingName, device: &CoreDevice) -> Result<bool, StoreError> {
+        self.change_core(name.as_str(), |before| {
+            let mut after = before?.core.clone();
+            after.observe(device, Timestamp::now());
+            Some((Some(after), Vec::new()))
+        })
+        .await
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use ggprov_domain::cores::{Event, NewCore, TaskFamily, TaskItem, TemplateRef};
 use ggprov_domain::ports::{DeploymentOutcome, DeploymentRecords, StoreError};
 use ggprov_domain::rollout::RolloutState;
+use ggprov_domain::software::Nucleus;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use super::tasks::{HEADER, item_record, task_pk};
@@ -214,10 +215,11 @@ impl DeploymentRecords for DynamoStore {
         core: &ThingName,
         template: &TemplateRef,
         deployment_id: &str,
+        nucleus: Option<&Nucleus>,
     ) -> Result<(), StoreError> {
         self.end_item_with_core(task, core, TaskStatus::Success, None, None, |before, now| {
             let mut after = before?.core.clone();
-            after.assign_deployment(template, deployment_id, now);
+            after.assign_deployment(template, deployment_id, nucleus, now);
             Some(Some(after))
         })
         .await

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use ggprov_domain::cores::{Core, VersionCounts};
 use ggprov_domain::deployment_state::FleetDelta;
 use ggprov_domain::ports::{FleetCounters, StoreError};
+use ggprov_domain::software::{SoftwareCounts, SoftwareDelta, SoftwareKey};
 
 use super::{DynamoStore, Query, SHARDS, doc, get_n, get_s, key, n, opt_n, s, shard_of};
 
@@ -38,6 +39,39 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The software counter updates for a core's change (`FLEETSW#<shard>` /
+    /// `<nucleus>#<version>#<os>#<architecture>`, sharded by core name like the fleet's).
+    pub(crate) fn software_writes(&self, core_name: &str, delta: &SoftwareDelta) -> Vec<TransactWriteItem> {
+        let shard = shard_of(core_name);
+        delta
+            .iter()
+            .map(|(k, d)| {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(
+                        format!("FLEETSW#{shard}"),
+                        format!("{}#{}#{}#{}", k.nucleus, k.version, k.os, k.architecture),
+                    )))
+                    .update_expression("SET nuc = :nuc, ver = :ver, os = :os, arch = :arch ADD c :c, u :u")
+                    .expression_attribute_values(":nuc", s(&k.nucleus))
+                    .expression_attribute_values(":ver", s(&k.version))
+                    .expression_attribute_values(":os", s(&k.os))
+                    .expression_attribute_values(":arch", s(&k.architecture))
+                    .expression_attribute_values(":c", n(d.cores))
+                    .expression_attribute_values(":u", n(d.updating))
+                    .build()
+                    .expect("complete update");
+                TransactWriteItem::builder().update(update).build()
+            })
+            .collect()
+    }
+
+    async fn all_cores(&self) -> Result<Vec<Core>, StoreError> {
+        self.query(Query::partition(Some("gsi1"), "CORES")).await?.iter().map(doc).collect()
+    }
+}
+
 #[async_trait]
 impl FleetCounters for DynamoStore {
     async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
@@ -57,12 +91,29 @@ impl FleetCounters for DynamoStore {
     }
 
     async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
-        let cores = self
-            .query(Query::partition(Some("gsi1"), "CORES"))
-            .await?
-            .iter()
-            .map(doc)
-            .collect::<Result<Vec<Core>, _>>()?;
-        Ok(FleetDelta::recount(&cores))
+        Ok(FleetDelta::recount(&self.all_cores().await?))
+    }
+
+    async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
+        let mut counts: BTreeMap<SoftwareKey, SoftwareCounts> = BTreeMap::new();
+        for shard in 0..SHARDS {
+            for item in self.query(Query::partition(None, format!("FLEETSW#{shard}"))).await? {
+                let key = SoftwareKey {
+                    nucleus: get_s(&item, "nuc")?.to_owned(),
+                    version: get_s(&item, "ver")?.to_owned(),
+                    os: get_s(&item, "os")?.to_owned(),
+                    architecture: get_s(&item, "arch")?.to_owned(),
+                };
+                let c = counts.entry(key).or_default();
+                c.cores += opt_n::<i64>(&item, "c")?.unwrap_or(0);
+                c.updating += opt_n::<i64>(&item, "u")?.unwrap_or(0);
+            }
+        }
+        counts.retain(|_, c| !c.is_zero());
+        Ok(counts)
+    }
+
+    async fn recount_software(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
+        Ok(SoftwareDelta::recount(&self.all_cores().await?))
     }
 }

@@ -59,6 +59,14 @@ pub trait Greengrass: Send + Sync {
         version: &ComponentVersion,
     ) -> Result<bool, CloudError>;
 
+    /// The platforms a component version runs on (its recipe's manifests, as
+    /// `DescribeComponent` lists them); `None` when the version does not exist.
+    async fn component_platforms(
+        &self,
+        name: &ComponentName,
+        version: &ComponentVersion,
+    ) -> Result<Option<crate::software::PlatformSupport>, CloudError>;
+
     /// The core device registered under this thing name, if any.
     async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError>;
 

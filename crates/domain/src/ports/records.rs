@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{DeploymentOutcome, IdempotencyRecords, StoreError};
+use super::{CoreDevice, DeploymentOutcome, IdempotencyRecords, StoreError};
 use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TemplateRef, VersionCounts};
 use crate::pagination::{Page, PageRequest};
 use crate::provisioning::ProvisioningJournal;
 use crate::rollout::{ItemReport, RolloutItem, RolloutState};
+use crate::software::{Nucleus, SoftwareCounts, SoftwareKey};
+use crate::software_update::SoftwareUpdateTask;
 use crate::task::TaskId;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
@@ -27,6 +29,21 @@ pub struct CoreFilter {
     pub template_name: Option<String>,
     pub template_version: Option<u32>,
     pub failed_only: bool,
+    /// The nucleus version the core runs (exact).
+    pub nucleus_version: Option<String>,
+    /// Greengrass's platform of the core (`linux`, `windows`).
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+}
+
+impl CoreFilter {
+    /// Whether a core passes the software filters (stores that filter after reading use it).
+    pub fn software_matches(&self, core: &Core) -> bool {
+        let is = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+        is(&self.nucleus_version, &core.software.nucleus_version)
+            && is(&self.os, &core.software.os)
+            && is(&self.architecture, &core.software.architecture)
+    }
 }
 
 /// An item as `start_item` left it, and whether this caller holds it now.
@@ -104,6 +121,27 @@ pub trait CoreRecords: Send + Sync {
     /// Ends a `Delete` item: removes the core and its journal, marks the item `Success`
     /// and writes the event, in one transaction.
     async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError>;
+    /// Applies [`Core::observe`] (what Greengrass says of the core), counters and the
+    /// software event in the same transaction; `false` when the core is not ggprov's.
+    async fn observe_core(&self, name: &ThingName, device: &CoreDevice) -> Result<bool, StoreError>;
+}
+
+/// Software update tasks (`POST /softwareUpdateTasks`): one document each, written
+/// conditionally on its revision, findable by its client token.
+#[async_trait]
+pub trait SoftwareUpdateRecords: Send + Sync {
+    /// Stores a new task; `AlreadyExists` when its id or its client token is taken.
+    async fn create_software_update(&self, task: &SoftwareUpdateTask) -> Result<(), StoreError>;
+    /// Saves `task` on condition that the stored one is at `task.rev`, then moves `task.rev`
+    /// on (`Conflict` otherwise).
+    async fn save_software_update(&self, task: &mut SoftwareUpdateTask) -> Result<(), StoreError>;
+    async fn software_update(&self, id: &TaskId) -> Result<Option<SoftwareUpdateTask>, StoreError>;
+    async fn software_update_by_token(&self, token: &str) -> Result<Option<SoftwareUpdateTask>, StoreError>;
+    /// Tasks by id.
+    async fn list_software_updates(
+        &self,
+        page: PageRequest<TaskId>,
+    ) -> Result<Page<SoftwareUpdateTask, TaskId>, StoreError>;
 }
 
 /// The client devices ggprov provisioned and associated with cores.
@@ -202,6 +240,7 @@ pub trait DeploymentRecords: Send + Sync {
         core: &ThingName,
         template: &TemplateRef,
         deployment_id: &str,
+        nucleus: Option<&Nucleus>,
     ) -> Result<(), StoreError>;
     /// Ends a deployment item with failure and applies [`Core::record_deployment_failure`] to
     /// the core (if any).
@@ -255,6 +294,10 @@ pub trait FleetCounters: Send + Sync {
     async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError>;
     /// The same, counted from the core records.
     async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError>;
+    /// The software counters: cores by nucleus version and platform.
+    async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError>;
+    /// The same, counted from the core records.
+    async fn recount_software(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError>;
 }
 
 /// Positions of positioned feeds (the local cloud's status log), so ingestion resumes.
@@ -277,6 +320,7 @@ pub trait CoreStore:
     + FleetCounters
     + IngestCursors
     + IdempotencyRecords
+    + SoftwareUpdateRecords
 {
 }
 
@@ -291,5 +335,6 @@ impl<T> CoreStore for T where
         + FleetCounters
         + IngestCursors
         + IdempotencyRecords
+        + SoftwareUpdateRecords
 {
 }

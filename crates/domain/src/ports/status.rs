@@ -19,6 +19,9 @@ pub struct DeploymentOutcome {
     pub detailed_status: String,
     pub reason: Option<String>,
     pub time: Timestamp,
+    /// The nucleus the deployment brings (filled in by ggprov from the template version, not
+    /// by the feed): a successful outcome means the core runs it.
+    pub nucleus: Option<crate::software::Nucleus>,
 }
 
 /// A feed of deployment outcomes read by position (the local cloud's status event log).

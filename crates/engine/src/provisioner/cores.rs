@@ -112,6 +112,7 @@ impl CoreProvisioner {
         // 7. Record the core, the item's success and the event in one write.
         let mut core = Core::new(name.clone(), request.provisioning_template.clone(), now);
         core.artifacts = artifacts;
+        core.software = ggprov_domain::software::CoreSoftware::installed(&task.core_version);
         self.store
             .complete_core_create(&task.id, &core, &Event::core(CORE_CREATED_EVENT, name, &task.id, None))
             .await?;
