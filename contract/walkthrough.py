@@ -14,6 +14,7 @@ import uuid
 from ggprov_client import Client
 from ggprov_client.api.applications import create_application, get_application_version
 from ggprov_client.api.client_devices import create_device_task, get_device, get_device_task, list_core_devices
+from ggprov_client.api.core_software import create_software_update_task, get_fleet_software, get_software_update_task
 from ggprov_client.api.core_tasks import create_core_task, get_core_task
 from ggprov_client.api.cores import get_core, list_cores
 from ggprov_client.api.deployment_tasks import create_deployment_task, get_deployment_task
@@ -34,6 +35,7 @@ from ggprov_client.models import (
     NewDeploymentTaskBody,
     NewDeviceBody,
     NewDeviceTaskBody,
+    NewSoftwareUpdate,
     NewTemplateBody,
     TemplateBody,
     TemplateRefBody,
@@ -156,6 +158,30 @@ def main(base_url):
 
     running = until("application running", lambda: get_core.sync("core-0001", client=client), lambda c: shop_containers(c) == [2])
     check("core runs the containers", shop_containers(running) == [2], running)
+
+    # Core software: update both cores' nucleus through their templates, in two waves.
+    before = get_fleet_software.sync(client=client)
+    check("software summary", before.total.cores == 2 and all(r.nucleus_version == "2.12.0" for r in before.versions), before)
+    update = create_software_update_task.sync_detailed(
+        client=client,
+        body=NewSoftwareUpdate.from_dict({
+            "targets": {"thingNames": ["core-0001", "core-0002"]},
+            "nucleusVersion": "2.13.0",
+            "rollout": {"waves": [{"percent": 50}, {"percent": 100}]},
+            "clientToken": "walkthrough-nucleus",
+        }),
+    )
+    check("create software update", update.status_code == 201 and len(update.parsed.templates) == 2, update.content)
+    updated = until(
+        "software update",
+        lambda: get_software_update_task.sync(update.parsed.task_id, client=client),
+        lambda t: t.status in ("Success", "Failure"),
+        seconds=120,
+    )
+    check("software update succeeded", updated.status == "Success" and all(c.nucleus_version == "2.13.0" for c in updated.cores), updated)
+    after = get_fleet_software.sync(client=client)
+    check("software summary moved", sum(r.cores for r in after.versions if r.nucleus_version == "2.13.0") == 2, after)
+    check("cores by nucleus version", sorted(c.name for c in list_cores.sync(client=client, nucleus_version="2.13.0").cores) == ["core-0001", "core-0002"])
 
     # Errors come back as the documented error body.
     missing = get_template.sync_detailed("no_such_template", client=client)

@@ -6,7 +6,8 @@
 #   3. the reliability harness at small size: a fault run, a crash run (SIGKILLs mid-task) and a
 #      race run (simultaneous duplicate submissions, jobs delivered to two workers); each
 #      verifies the end state and fails when anything is lost or duplicated; and a rollout run
-#      (5 waves, then an abort), which fails if a core moves after the abort
+#      (5 waves, then an abort), which fails if a core moves after the abort; and a software run
+#      (the fleet and software summaries over a seeded fleet), which fails if a core is missing
 #   4. the OpenAPI contract (scripts/contract.sh): schemathesis, every check and phase, 100
 #      examples an operation, a fixed seed and a random one (printed for replay), and a client
 #      generated from the document (openapi-python-client) driving the README walkthrough
@@ -38,6 +39,7 @@ target/debug/ggprov-bench --out target/bench/ci fault --cores 30
 target/debug/ggprov-bench --out target/bench/ci crash --cores 60 --kills 3
 target/debug/ggprov-bench --out target/bench/ci race --pairs 30 --claims 10
 target/debug/ggprov-bench --out target/bench/ci rollout --cores 100 --waves 5
+target/debug/ggprov-bench --out target/bench/ci software --cores 2000 --requests 500
 
 step "moto (AWS wire protocols for the AWS-mode tests)"
 # Reuses GGPROV_TEST_MOTO_URL when it answers; otherwise installs moto into target/moto-venv

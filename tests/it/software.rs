@@ -424,8 +424,11 @@ async fn new_cores_install_their_templates_nucleus_and_a_different_core_version_
         app.post_json("/coreTasks", &json!({"type": "Create", "template": "no_nucleus", "cores": [core("y")]})).await,
     )
     .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 422);
     assert_eq!(body["details"][0]["field"], "coreVersion", "{body}");
+    let (status, _, body) =
+        error_of(app.post_json("/coreTasks", &json!({"type": "Create", "cores": [core("z")]})).await).await;
+    assert_eq!((status, body["details"][0]["field"].as_str()), (400, Some("coreVersion")), "CDF's 400 without either");
 }
 
 async fn core_software_version(app: &TestApp, name: &str) -> String {

@@ -208,11 +208,11 @@ pub(crate) struct ListTasksQuery {
             ("x-taskid" = String, description = "the task id"),
             ("warning" = String, description = "`299 ggprov \"...\"` when `coreVersion` differs from the nucleus of `template`"),
         )),
-        (status = 400, description = "Invalid task", body = ErrorBody),
+        (status = 400, description = "Invalid task (`coreVersion` or `template` is required)", body = ErrorBody),
         (status = 404, description = "TEMPLATE_NOT_FOUND: `template` names no template (or version)", body = ErrorBody),
         (status = 409, description = "`THING_BUSY`: a named thing has an open item in another task (its id is in `details`); submit again when that task has ended; or IDEMPOTENT_REQUEST_IN_PROGRESS: a request with this Idempotency-Key is still being answered (Retry-After)", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
-        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request; or `VALIDATION_FAILED` for a rule the schema cannot state: a name listed twice, a provisioning template, its parameters or a CA that do not fit, a thing that is a client device", body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used for another request; or `VALIDATION_FAILED` for a rule the schema cannot state: a name listed twice, a provisioning template, its parameters or a CA that do not fit, a thing that is a client device, a `template` without a nucleus and no `coreVersion`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_core_task(
@@ -234,6 +234,15 @@ pub(crate) async fn create_core_task(
                     "coreVersion {given} differs from {} {} of template {name} version {}: the template's first deployment will change the nucleus",
                     n.component, n.version, template.version
                 ));
+            }
+            if nucleus.is_none() && body.core_version.is_none() {
+                return Err(ApiError::unprocessable(vec![ggprov_domain::FieldProblem {
+                    field: "coreVersion".into(),
+                    problem: format!(
+                        "is required: template {name} version {} has no nucleus component to take it from",
+                        template.version
+                    ),
+                }]));
             }
             nucleus.map(|n| n.version)
         }

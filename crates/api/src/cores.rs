@@ -173,13 +173,13 @@ pub(crate) struct ListCoresQuery {
     #[param(value_type = Option<bool>)]
     failed_only: Option<String>,
     /// Only cores running this nucleus version (exact, e.g. `2.12.0`; `unknown`: not known yet).
-    #[param(min_length = 1, max_length = 64)]
+    #[param(min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     nucleus_version: Option<String>,
     /// Only cores on this operating system, as Greengrass names it (`linux`, `windows`).
-    #[param(min_length = 1, max_length = 64)]
+    #[param(min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     os: Option<String>,
     /// Only cores of this architecture, as Greengrass names it (`amd64`, `aarch64`, `arm`).
-    #[param(min_length = 1, max_length = 64)]
+    #[param(min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     architecture: Option<String>,
     /// Page size, 1 to 1000 (default 1000).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]

@@ -123,6 +123,9 @@ fn schemas_beyond_utoipa(doc: &mut Value) {
         schemas[body]["then"] =
             json!({"required": ["options"], "properties": {"options": {"type": "object", "minProperties": 1}}});
     }
+    // coreVersion, or a template to take it from.
+    schemas["NewCoreTaskBody"]["allOf"] =
+        json!([{"if": {"not": {"required": ["template"]}}, "then": {"required": ["coreVersion"]}}]);
     // A wave is a percentage or a count, never both; a failure threshold names at least one.
     schemas["WaveStep"]["oneOf"] = json!([{"required": ["percent"]}, {"required": ["count"]}]);
     schemas["FailureThreshold"]["minProperties"] = json!(1);

@@ -96,3 +96,21 @@ fn fleet_summary_100k_cores(bencher: divan::Bencher<'_, '_>) {
         })
     });
 }
+
+/// `GET /fleet/software`'s read with 100,000 cores over 8 nucleus versions and 4 platforms.
+#[divan::bench(sample_count = 50)]
+fn software_summary_100k_cores(bencher: divan::Bencher<'_, '_>) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = runtime.block_on(async {
+        let store =
+            Arc::new(ggprov_store_sqlite::SqliteStore::open(&dir.path().join("bench.sqlite")).await.expect("store"));
+        store.seed_fleet_for_benchmarks(100_000, 20).await.expect("seed");
+        store
+    });
+    bencher.bench(|| {
+        runtime.block_on(async {
+            ggprov_domain::ports::FleetCounters::software_counters(store.as_ref()).await.expect("summary")
+        })
+    });
+}

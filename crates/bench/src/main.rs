@@ -44,6 +44,16 @@ enum Scenario {
         #[arg(long, default_value_t = 5_000)]
         requests: usize,
     },
+    /// `GET /fleet/software` and `GET /fleet/summary` over a fleet of N cores (seeded straight
+    /// into the store: 20 template versions, 8 nucleus versions, 4 platforms).
+    Software {
+        #[arg(long, default_value_t = 100_000)]
+        cores: u32,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+    },
     /// A deployment task to N cores.
     Fanout {
         #[arg(long, default_value_t = 1_000)]
@@ -124,6 +134,36 @@ fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> anyhow::Result<(Serv
     let dir = tempfile::tempdir()?;
     let server = Server::start(binary, dir.path(), env)?;
     Ok((server, dir))
+}
+
+/// Sends `requests` requests from `concurrency` clients at once (`request(i)` builds the i-th);
+/// returns the sorted latencies of the successful ones and the seconds it took.
+async fn load(
+    concurrency: usize,
+    requests: usize,
+    request: impl Fn(usize) -> reqwest::RequestBuilder,
+) -> (Vec<Duration>, f64) {
+    let started = Instant::now();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let latencies = futures::future::join_all((0..concurrency).map(|_| async {
+        let mut mine = Vec::new();
+        loop {
+            let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= requests {
+                return mine;
+            }
+            let t = Instant::now();
+            let ok = request(i).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            if ok {
+                mine.push(t.elapsed());
+            }
+        }
+    }))
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all: Vec<Duration> = latencies.into_iter().flatten().collect();
+    all.sort();
+    (all, elapsed)
 }
 
 /// Provisions `n` cores and returns (seconds, task).
@@ -224,33 +264,17 @@ async fn main() -> anyhow::Result<()> {
                 ("/fleet/summary", "GET"),
                 ("/applications", "POST"),
             ] {
-                let started = Instant::now();
-                let counter = std::sync::atomic::AtomicUsize::new(0);
-                let latencies = futures::future::join_all((0..concurrency).map(|_| async {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= requests {
-                            return mine;
-                        }
-                        let t = Instant::now();
-                        let response = match (method, route) {
-                            ("POST", "/applications") => api.client.post(format!("{}{route}", api.base))
-                                .json(&json!({"name": format!("lat-{i}"), "compose": compose})).send().await,
-                            ("POST", _) => api.client.post(format!("{}{route}", api.base))
-                                .json(&json!({"name": format!("lat-{i}"), "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]})).send().await,
-                            _ => api.client.get(format!("{}{}", api.base, route.replace("{name}", &cores[i % cores.len()]))).send().await,
-                        };
-                        let ok = response.map(|r| r.status().is_success()).unwrap_or(false);
-                        if ok {
-                            mine.push(t.elapsed());
-                        }
-                    }
-                }))
+                let (all, elapsed) = load(concurrency, requests, |i| match (method, route) {
+                    ("POST", "/applications") => api
+                        .client
+                        .post(format!("{}{route}", api.base))
+                        .json(&json!({"name": format!("lat-{i}"), "compose": compose})),
+                    ("POST", _) => api.client.post(format!("{}{route}", api.base)).json(
+                        &json!({"name": format!("lat-{i}"), "components": [{"key": "aws.greengrass.Cli", "version": "2.12.0"}]}),
+                    ),
+                    _ => api.client.get(format!("{}{}", api.base, route.replace("{name}", &cores[i % cores.len()]))),
+                })
                 .await;
-                let elapsed = started.elapsed().as_secs_f64();
-                let mut all: Vec<Duration> = latencies.into_iter().flatten().collect();
-                all.sort();
                 let (p50, p99, p999) = (quantile_ms(&all, 0.5), quantile_ms(&all, 0.99), quantile_ms(&all, 0.999));
                 let rps = all.len() as f64 / elapsed;
                 if route == "/health" {
@@ -272,6 +296,48 @@ async fn main() -> anyhow::Result<()> {
                 &cli.out,
                 "latency",
                 &json!({"scenario": "latency", "profile": profile, "concurrency": concurrency, "routes": results}),
+            )?;
+        }
+        Scenario::Software { cores, concurrency, requests } => {
+            let dir = tempfile::tempdir()?;
+            let seeding = Instant::now();
+            {
+                let store = ggprov_store_sqlite::SqliteStore::open(&dir.path().join("ggprov.sqlite")).await?;
+                store.seed_fleet_for_benchmarks(cores, 20).await?;
+            }
+            let seeded = seeding.elapsed().as_secs_f64();
+            let server = Server::start(&binary, dir.path(), &[])?;
+            let api = Api::new(&server.base);
+            let software: Value = api.get("/fleet/software").await?;
+            anyhow::ensure!(
+                software["total"]["cores"].as_u64() == Some(u64::from(cores)),
+                "the summary counts every seeded core: {}",
+                software["total"]
+            );
+            let mut rows = vec![("cores", format!("{cores} (seeded in {seeded:.1} s)"))];
+            let mut results = Vec::new();
+            let mut table = Vec::new();
+            for route in ["/health", "/fleet/software", "/fleet/summary"] {
+                let (all, elapsed) =
+                    load(concurrency, requests, |_| api.client.get(format!("{}{route}", api.base))).await;
+                let (p50, p99) = (quantile_ms(&all, 0.5), quantile_ms(&all, 0.99));
+                let rps = all.len() as f64 / elapsed;
+                let goal = if route == "/fleet/software" { "  (goal p99 <= 5 ms)" } else { "" };
+                table.push((
+                    format!("GET {route}"),
+                    format!("p50 {p50:.2} ms  p99 {p99:.2} ms  {rps:.0} req/s  ({} ok of {requests}){goal}", all.len()),
+                ));
+                results.push(
+                    json!({"route": route, "p50Ms": p50, "p99Ms": p99, "requestsPerSecond": rps, "ok": all.len()}),
+                );
+            }
+            rows.extend(table.iter().map(|(k, v)| (k.as_str(), v.clone())));
+            rows.push(("rows in /fleet/software", software["versions"].as_array().map_or(0, Vec::len).to_string()));
+            print_table(&format!("fleet read models at concurrency {concurrency} ({profile})"), &rows);
+            save(
+                &cli.out,
+                "software",
+                &json!({"scenario": "software", "profile": profile, "cores": cores, "concurrency": concurrency, "routes": results}),
             )?;
         }
         Scenario::Fanout { cores } => {

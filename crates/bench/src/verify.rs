@@ -70,5 +70,10 @@ pub async fn verify(api: &Api, data_dir: &Path, task_id: &str, cores: &[String])
     if counters != recount {
         problems.push(format!("fleet: counters {counters} differ from the recount {recount}"));
     }
+    let software = api.get("/fleet/software").await?;
+    let software_recount = api.get("/fleet/software/recount").await?;
+    if software != software_recount {
+        problems.push(format!("software: counters {software} differ from the recount {software_recount}"));
+    }
     Ok(problems)
 }

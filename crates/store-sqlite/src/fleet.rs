@@ -4,6 +4,8 @@
 //! is restated here.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use ggprov_domain::cores::{Core, TemplateRef, VersionCounts};
@@ -14,6 +16,50 @@ use ggprov_domain::{ThingName, Timestamp};
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{SqliteStore, unavailable};
+
+/// The fleet and software counters as last read, with the generation of the data they were
+/// read at: every commit moves the generation on (after it commits), and a read whose cached
+/// generation is still current answers from memory. The summaries stay exact (a write that has
+/// returned is always seen) and cost no query while nothing changes (decision 65).
+///
+/// Only a process that is the database's one writer may cache (another process's commits move
+/// no generation here): the composition root turns it on for role `all`.
+#[derive(Debug, Default)]
+pub(crate) struct ReadModels {
+    enabled: bool,
+    generation: AtomicU64,
+    fleet: Cached<BTreeMap<(String, u32), VersionCounts>>,
+    software: Cached<BTreeMap<SoftwareKey, SoftwareCounts>>,
+}
+
+/// A value and the generation it was read at.
+type Cached<T> = Mutex<Option<(u64, T)>>;
+
+impl ReadModels {
+    pub(crate) fn cached() -> Self {
+        Self { enabled: true, ..Self::default() }
+    }
+
+    pub(crate) fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn current(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// The cached value of `slot` if it was read at generation `now` (never when caching is off).
+fn cached<T: Clone>(models: &ReadModels, slot: &Cached<T>, now: u64) -> Option<T> {
+    if !models.enabled {
+        return None;
+    }
+    slot.lock().expect("read model lock").as_ref().filter(|(at, _)| *at == now).map(|(_, v)| v.clone())
+}
+
+fn remember<T>(slot: &Cached<T>, at: u64, value: T) {
+    *slot.lock().expect("read model lock") = Some((at, value));
+}
 
 /// Adds a delta to the counters, inside the caller's transaction.
 pub(crate) async fn apply_delta(tx: &mut Transaction<'static, Sqlite>, delta: &FleetDelta) -> Result<(), StoreError> {
@@ -82,8 +128,15 @@ fn counts_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> BTreeMap<(String, u32),
 #[async_trait]
 impl FleetCounters for SqliteStore {
     async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
+        // The generation before the read: a commit during the read makes this one stale at once.
+        let at = self.read_models.current();
+        if let Some(counts) = cached(&self.read_models, &self.read_models.fleet, at) {
+            return Ok(counts);
+        }
         let rows = sqlx::query("SELECT * FROM fleet_counters").fetch_all(&self.pool).await.map_err(unavailable)?;
-        Ok(counts_from_rows(&rows))
+        let counts = counts_from_rows(&rows);
+        remember(&self.read_models.fleet, at, counts.clone());
+        Ok(counts)
     }
 
     async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
@@ -104,11 +157,15 @@ impl FleetCounters for SqliteStore {
     }
 
     async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
+        let at = self.read_models.current();
+        if let Some(counts) = cached(&self.read_models, &self.read_models.software, at) {
+            return Ok(counts);
+        }
         let rows = sqlx::query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(rows
+        let counts: BTreeMap<SoftwareKey, SoftwareCounts> = rows
             .iter()
             .map(|r| {
                 let key = SoftwareKey {
@@ -119,7 +176,9 @@ impl FleetCounters for SqliteStore {
                 };
                 (key, SoftwareCounts { cores: r.get("cores"), updating: r.get("updating") })
             })
-            .collect())
+            .collect();
+        remember(&self.read_models.software, at, counts.clone());
+        Ok(counts)
     }
 
     async fn recount_software(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
@@ -130,8 +189,9 @@ impl FleetCounters for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Inserts `cores` cores spread over `versions` template versions, with their counters,
-    /// for benchmarks (one transaction; not used by the service).
+    /// Inserts `cores` cores spread over `versions` template versions, 8 nucleus versions and
+    /// 4 platforms, with their counters, for benchmarks (one transaction; not used by the
+    /// service).
     pub async fn seed_fleet_for_benchmarks(&self, cores: u32, versions: u32) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for i in 0..cores {
@@ -142,8 +202,17 @@ impl SqliteStore {
             core.desired = TemplateRef { name: "bench".into(), version };
             core.reported = core.desired.clone();
             core.deployment_status = DeploymentStatus::Successful;
+            let (os, architecture) =
+                [("linux", "amd64"), ("linux", "aarch64"), ("linux", "arm"), ("windows", "amd64")][(i % 4) as usize];
+            core.software = ggprov_domain::software::CoreSoftware {
+                nucleus: Some(ggprov_domain::software::NUCLEUS.to_owned()),
+                nucleus_version: Some(format!("2.{}.0", 10 + i % 8)),
+                os: Some(os.to_owned()),
+                architecture: Some(architecture.to_owned()),
+                ..Default::default()
+            };
             crate::cores::write_core(&mut tx, None, Some(&core)).await?;
         }
-        tx.commit().await.map_err(unavailable)
+        self.commit(tx).await
     }
 }

@@ -60,7 +60,7 @@ impl RolloutRecords for SqliteStore {
         if let Some(event) = event {
             write_event(&mut tx, event, now).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        self.commit(tx).await?;
         *state = next;
         Ok(true)
     }
@@ -103,7 +103,7 @@ impl RolloutRecords for SqliteStore {
                     .await
                     .map_err(unavailable)?;
             }
-            tx.commit().await.map_err(unavailable)?;
+            self.commit(tx).await?;
         }
         Ok(())
     }
@@ -141,7 +141,7 @@ impl RolloutRecords for SqliteStore {
             .await
             .map_err(unavailable)?
             .get("revision");
-        tx.commit().await.map_err(unavailable)?;
+        self.commit(tx).await?;
         Ok(recorded)
     }
 }
