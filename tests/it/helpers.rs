@@ -142,6 +142,13 @@ impl TestApp {
         std::fs::read(self.data.path().join("artifacts").join(key)).ok()
     }
 
+    /// Provisions `names` in one core task, asserting it succeeds.
+    pub(crate) async fn provision(&self, names: &[String]) {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let id = self.submit_core_task(&create_cores(&refs)).await;
+        assert_eq!(self.finished_core_task(&id).await["taskStatus"], "Success");
+    }
+
     /// Creates a template with the given components (`[(key, version)]`), asserting 201.
     pub(crate) async fn create_template(&self, name: &str, components: &[(&str, &str)]) {
         let body = template_body(name, components);
@@ -175,6 +182,11 @@ pub(crate) async fn error_of(response: Response) -> (u16, String, Value) {
 
 pub(crate) fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `prefix-0000`, `prefix-0001`, ...
+pub(crate) fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
 }
 
 /// A core-task body creating `names` with the bundled core template.

@@ -5,17 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cdf_json, create_cores, error_of, header, spawn_app};
-
-fn names(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
-}
-
-async fn provision(app: &TestApp, names: &[String]) {
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let id = app.submit_core_task(&create_cores(&refs)).await;
-    assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
-}
+use crate::helpers::{TestApp, cdf_json, create_cores, error_of, header, names, spawn_app};
 
 /// Tells the simulated cores `names` how their next deployments end.
 async fn behave(app: &TestApp, names: &[String], outcome: &str) {
@@ -106,7 +96,7 @@ fn every(names: &[String], nth: usize) -> Vec<String> {
 async fn waves_complete_abort_roll_back_and_retry_over_a_thousand_cores() {
     let app = spawn_app().await;
     let cores = names("fleet", 1000);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     app.create_template("fleet", &[("aws.greengrass.Cli", "2.12.0")]).await;
     app.put_json("/templates/fleet", &json!({"components": [{"key": "aws.greengrass.Cli", "version": "2.12.1"}]}))
         .await;
@@ -225,7 +215,7 @@ async fn waves_complete_abort_roll_back_and_retry_over_a_thousand_cores() {
 async fn manual_approval_pauses_after_each_wave_and_actions_follow_the_state() {
     let app = spawn_app().await;
     let cores = names("gate", 6);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     app.create_template("gate", &[("aws.greengrass.Cli", "2.12.0")]).await;
     let id = submit(
         &app,
@@ -305,7 +295,7 @@ async fn manual_approval_pauses_after_each_wave_and_actions_follow_the_state() {
 async fn query_targets_select_exactly_the_matching_cores_and_bad_input_is_refused() {
     let app = spawn_app().await;
     let cores = names("site", 8);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     app.create_template("sites", &[("aws.greengrass.Cli", "2.12.0")]).await;
     for (i, core) in cores.iter().enumerate() {
         let site = if i % 2 == 0 { "berlin" } else { "lyon" };
@@ -392,7 +382,7 @@ async fn query_targets_select_exactly_the_matching_cores_and_bad_input_is_refuse
 async fn retrying_a_core_task_takes_only_its_failed_items() {
     let app = spawn_app().await;
     let good = names("ok", 3);
-    provision(&app, &good).await;
+    app.provision(&good).await;
     // Fail the next task's cores: every IoT call errors until the faults are cleared.
     app.client.put(app.url("/local-cloud/faults")).json(&json!({"errorRate": 1.0})).send().await.unwrap();
     let bad = names("bad", 2);
@@ -447,7 +437,7 @@ async fn retrying_a_core_task_takes_only_its_failed_items() {
 async fn silent_cores_time_out_and_abort_the_rollout() {
     let app = spawn_app().await;
     let cores = names("quiet", 4);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     app.create_template("quiet", &[("aws.greengrass.Cli", "2.12.0")]).await;
     behave(&app, &cores[3..], "NO_RESPONSE").await;
     let id = submit(

@@ -6,19 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cdf_json, create_cores, delete_cores, error_of, header, spawn_app};
+use crate::helpers::{TestApp, cdf_json, delete_cores, error_of, header, names, spawn_app};
 
 const NUCLEUS: &str = "aws.greengrass.Nucleus";
-
-fn names(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
-}
-
-async fn provision(app: &TestApp, names: &[String]) {
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let id = app.submit_core_task(&create_cores(&refs)).await;
-    assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
-}
 
 async fn set_platform(app: &TestApp, name: &str, os: &str, architecture: &str) {
     let r = app
@@ -119,7 +109,7 @@ async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
 async fn the_inventory_follows_provisioning_deployments_and_updates_and_refuses_what_cannot_run() {
     let app = spawn_app().await;
     let cores = names("sw", 4);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     // Provisioned: the installer's nucleus is known, the platform not yet.
     let fresh = core(&app, "sw-0000").await;
     assert_eq!(fresh["software"]["nucleusVersion"], "2.12.0", "{fresh}");
@@ -225,7 +215,7 @@ async fn the_inventory_follows_provisioning_deployments_and_updates_and_refuses_
 async fn a_client_token_answers_the_same_task_and_bad_requests_get_400() {
     let app = spawn_app().await;
     let cores = names("tok", 2);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     app.create_template("tok", &[(NUCLEUS, "2.12.0")]).await;
     deploy(&app, "tok", &cores).await;
     let body = json!({"targets": {"thingNames": cores}, "nucleusVersion": "2.13.0", "clientToken": "upgrade-2-13"});
@@ -268,7 +258,7 @@ async fn a_client_token_answers_the_same_task_and_bad_requests_get_400() {
 async fn a_core_that_fails_its_nucleus_update_rolls_back_and_keeps_its_version() {
     let app = spawn_app().await;
     let cores = names("rb", 2);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     app.create_template("rb", &[(NUCLEUS, "2.12.0")]).await;
     deploy(&app, "rb", &cores).await;
     let r = app
@@ -296,7 +286,7 @@ async fn a_core_that_fails_its_nucleus_update_rolls_back_and_keeps_its_version()
 async fn three_waves_update_300_cores_of_mixed_platforms_across_two_template_versions() {
     let app = spawn_app().await;
     let cores = names("fleet", 300);
-    provision(&app, &cores).await;
+    app.provision(&cores).await;
     let (first, second) = cores.split_at(150);
     app.create_template("mixed", &[(NUCLEUS, "2.12.0"), ("aws.greengrass.LogManager", "2.3.7")]).await;
     deploy(&app, "mixed", first).await;
@@ -361,7 +351,7 @@ async fn the_software_summary_equals_its_recount_after_random_provisions_updates
             0 => {
                 let batch: Vec<String> = (0..rng.usize(2..6)).map(|i| format!("rand-{}", next + i)).collect();
                 next += batch.len();
-                provision(&app, &batch).await;
+                app.provision(&batch).await;
                 deploy(&app, "rand", &batch).await;
                 live.extend(batch);
             }
@@ -433,4 +423,79 @@ async fn new_cores_install_their_templates_nucleus_and_a_different_core_version_
 
 async fn core_software_version(app: &TestApp, name: &str) -> String {
     core(app, name).await["software"]["nucleusVersion"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn concurrent_submissions_with_one_client_token_make_one_task_one_template_version_one_deployment() {
+    let app = spawn_app().await;
+    let cores = names("same", 3);
+    app.provision(&cores).await;
+    app.create_template("same", &[(NUCLEUS, "2.12.0"), ("aws.greengrass.Cli", "2.12.0")]).await;
+    deploy(&app, "same", &cores).await;
+    let body = json!({"targets": {"thingNames": cores}, "nucleusVersion": "2.13.0", "clientToken": "one-update"});
+    let answers = futures::future::join_all((0..8).map(|_| app.post_json("/softwareUpdateTasks", &body))).await;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for r in answers {
+        let status = r.status().as_u16();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+        ids.insert(cdf_json(r).await["taskId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((ids.len(), created), (1, 1), "one task, created once");
+    let versions = cdf_json(app.get("/templates/same/versions").await).await;
+    assert_eq!(versions["templates"].as_array().unwrap().len(), 2, "one template version made: {versions}");
+    let deployments = cdf_json(app.get("/deploymentTasks").await).await;
+    assert_eq!(
+        deployments["deploymentTasks"].as_array().unwrap().len(),
+        2,
+        "the first deployment and one more: {deployments}"
+    );
+}
+
+/// A crash after the template version was made but before the task recorded it: resuming finds
+/// the version by its content (no second one) and starts the deployment task once.
+#[tokio::test]
+async fn resuming_an_interrupted_update_makes_nothing_twice() {
+    let app = spawn_app().await;
+    let cores = names("crash", 2);
+    app.provision(&cores).await;
+    app.create_template("crash", &[(NUCLEUS, "2.12.0"), ("aws.greengrass.Cli", "2.12.0")]).await;
+    deploy(&app, "crash", &cores).await;
+    // What a process that died mid-way leaves: the task stored with its plan, version 2 made,
+    // nothing recorded after.
+    let id = "crashed01";
+    let interrupted: ggprov_domain::software_update::SoftwareUpdateTask = serde_json::from_value(json!({
+        "id": id,
+        "request": {"targets": {"thingNames": cores}, "nucleusVersion": "2.13.0"},
+        "templates": [{"templateName": "crash", "fromVersion": 1, "changes": [
+            {"component": "aws.greengrass.Cli", "fromVersion": "2.12.0", "toVersion": "2.13.0"},
+            {"component": NUCLEUS, "fromVersion": "2.12.0", "toVersion": "2.13.0"}],
+            "deploymentTaskId": format!("{id}-1"), "cores": cores}],
+        "refused": [], "current": [], "planned": false, "rev": 0,
+        "createdAt": "2026-11-30T10:00:00.000Z", "updatedAt": "2026-11-30T10:00:00.000Z",
+    }))
+    .unwrap();
+    let store = ggprov_store_sqlite::SqliteStore::open(&app.data.path().join("ggprov.sqlite")).await.unwrap();
+    ggprov_domain::ports::SoftwareUpdateRecords::create_software_update(&store, &interrupted).await.unwrap();
+    let v2 = json!({"components": [{"key": "aws.greengrass.Cli", "version": "2.13.0"}, {"key": NUCLEUS, "version": "2.13.0"}]});
+    assert_eq!(app.put_json("/templates/crash", &v2).await.status(), 204);
+
+    let r = app.post_json(&format!("/softwareUpdateTasks/{id}/resume"), &json!({})).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let resumed = cdf_json(app.get(&format!("/softwareUpdateTasks/{id}")).await).await;
+    assert_eq!(
+        (resumed["planned"].as_bool(), resumed["templates"][0]["toVersion"].as_u64()),
+        (Some(true), Some(2)),
+        "{resumed}"
+    );
+    assert_eq!(resumed["deploymentTasks"], json!([format!("{id}-1")]));
+    let again = app.post_json(&format!("/softwareUpdateTasks/{id}/resume"), &json!({})).await;
+    assert_eq!(again.status(), 200);
+    let versions = cdf_json(app.get("/templates/crash/versions").await).await;
+    assert_eq!(versions["templates"].as_array().unwrap().len(), 2, "no second version: {versions}");
+    let ended = finish_update(&app, id).await;
+    assert_eq!(ended["status"], "Success", "{ended}");
+    let (status, code, _) = error_of(app.post_json("/softwareUpdateTasks/nope/resume", &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (404, "SOFTWARE_UPDATE_TASK_NOT_FOUND"));
 }
