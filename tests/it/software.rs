@@ -115,6 +115,7 @@ async fn the_inventory_follows_provisioning_deployments_and_updates_and_refuses_
     assert_eq!(fresh["software"]["nucleusVersion"], "2.12.0", "{fresh}");
     assert!(fresh["software"].get("os").is_none(), "{fresh}");
     assert_eq!(on_version(&software(&app).await, "2.12.0"), 4);
+    assert_eq!(listed(&app, "os=unknown&nucleusVersion=2.12.0").await, cores, "platforms not known yet");
 
     for (name, os, arch) in [
         ("sw-0000", "linux", "amd64"),

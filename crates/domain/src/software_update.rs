@@ -19,7 +19,7 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::cores::TemplateRef;
+use crate::cores::{Core, TemplateRef};
 use crate::deployment_service::{DeploymentService, DeploymentTaskError, NewDeploymentTask};
 use crate::pagination::{Page, PageRequest};
 use crate::ports::{CloudError, CoreStore, Greengrass, IotRegistry, StoreError, TemplateStore};
@@ -372,6 +372,17 @@ impl SoftwareUpdateService {
                 refused.extend(cores.into_iter().map(|name| CoreNote { name, message: missing.clone() }));
                 continue;
             }
+            let listed: usize = cores.iter().map(|c| c.as_str().len() + 3).sum();
+            if listed > crate::task::MAX_TARGETS_BYTES {
+                return Err(invalid(
+                    "targets",
+                    format!(
+                        "{} cores run template {name} version {from_version}: their names take {listed} bytes, and a deployment task lists at most {} bytes of names; split the update",
+                        cores.len(),
+                        crate::task::MAX_TARGETS_BYTES
+                    ),
+                ));
+            }
             let deployment_task_id = TaskId::from_text(&format!("{id}-{}", templates.len() + 1));
             templates.push(TemplateUpdate {
                 template_name: name,
@@ -620,8 +631,17 @@ impl SoftwareUpdateService {
         let target = &task.request.nucleus_version;
         for update in &task.templates {
             let items = self.all_items(&update.deployment_task_id).await?;
-            for name in &update.cores {
-                let core = self.store.core(name).await?;
+            // The cores' records, read CHECK_CONCURRENCY at a time.
+            let records: Vec<Result<Option<Core>, StoreError>> = futures::stream::iter(update.cores.clone())
+                .map(|name| {
+                    let store = self.store.clone();
+                    async move { store.core(&name).await }
+                })
+                .buffered(CHECK_CONCURRENCY)
+                .collect()
+                .await;
+            for (name, core) in update.cores.iter().zip(records) {
+                let core = core?;
                 let running = core.as_ref().and_then(|c| c.software.nucleus_version.clone());
                 let item = items.get(name);
                 let desired = update.to_version.map(|v| TemplateRef { name: update.template_name.clone(), version: v });

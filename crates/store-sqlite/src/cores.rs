@@ -118,8 +118,11 @@ impl CoreRecords for SqliteStore {
         }
         let software =
             [("nucleus_version", &filter.nucleus_version), ("os", &filter.os), ("architecture", &filter.architecture)];
+        let unknown = |v: &&Option<String>| v.as_deref() == Some(ggprov_domain::software::UNKNOWN);
         for (column, value) in &software {
-            if value.is_some() {
+            if unknown(value) {
+                sql.push_str(&format!(" AND {column} IS NULL"));
+            } else if value.is_some() {
                 sql.push_str(&format!(" AND {column} = ?"));
             }
         }
@@ -132,7 +135,7 @@ impl CoreRecords for SqliteStore {
                 query = query.bind(i64::from(version));
             }
         }
-        for value in software.iter().filter_map(|(_, v)| v.as_ref()) {
+        for value in software.iter().map(|(_, v)| v).filter(|v| !unknown(v)).filter_map(|v| v.as_ref()) {
             query = query.bind(value.clone());
         }
         let rows = query.bind(i64::from(page.limit) + 1).fetch_all(&self.pool).await.map_err(unavailable)?;

@@ -575,6 +575,8 @@ pub async fn core_software_is_observed_counted_and_filtered(store: Arc<dyn CoreS
     };
     let windows = CoreFilter { os: Some("windows".into()), ..CoreFilter::default() };
     assert_eq!(names(store.list_cores(&windows, PageRequest::first(10)).await.unwrap()), ["s-2"]);
+    let unknown = CoreFilter { os: Some(ggprov_domain::software::UNKNOWN.into()), ..CoreFilter::default() };
+    assert_eq!(names(store.list_cores(&unknown, PageRequest::first(10)).await.unwrap()), ["s-3"], "never described");
     let amd64 = CoreFilter { architecture: Some("amd64".into()), ..CoreFilter::default() };
     assert_eq!(names(store.list_cores(&amd64, PageRequest::first(10)).await.unwrap()), ["s-1", "s-2"]);
     let v12 = CoreFilter { nucleus_version: Some("2.12.0".into()), ..CoreFilter::default() };

@@ -197,21 +197,22 @@ impl CoreRecords for DynamoStore {
         let mut conditions = Vec::new();
         let mut values = Vec::new();
         if let (Some(name), true) = (&filter.template_name, filter.failed_only) {
-            conditions.push("gsi2pk = :tpl");
+            conditions.push("gsi2pk = :tpl".to_owned());
             values.push((":tpl".to_owned(), s(format!("CORETPL#{name}"))));
         }
         if let (Some(_), Some(version)) = (&filter.template_name, filter.template_version) {
-            conditions.push("desired_version = :dv");
+            conditions.push("desired_version = :dv".to_owned());
             values.push((":dv".to_owned(), n(version)));
         }
-        for (condition, placeholder, value) in [
-            ("nv = :nv", ":nv", &filter.nucleus_version),
-            ("os = :os", ":os", &filter.os),
-            ("arch = :arch", ":arch", &filter.architecture),
-        ] {
-            if let Some(value) = value {
-                conditions.push(condition);
-                values.push((placeholder.to_owned(), s(value)));
+        for (attribute, value) in [("nv", &filter.nucleus_version), ("os", &filter.os), ("arch", &filter.architecture)]
+        {
+            match value.as_deref() {
+                Some(ggprov_domain::software::UNKNOWN) => conditions.push(format!("attribute_not_exists({attribute})")),
+                Some(value) => {
+                    conditions.push(format!("{attribute} = :{attribute}"));
+                    values.push((format!(":{attribute}"), s(value)));
+                }
+                None => {}
             }
         }
         if !conditions.is_empty() {

@@ -29,21 +29,11 @@ pub struct CoreFilter {
     pub template_name: Option<String>,
     pub template_version: Option<u32>,
     pub failed_only: bool,
-    /// The nucleus version the core runs (exact).
+    /// The nucleus version the core runs (exact; [`crate::software::UNKNOWN`]: not known yet).
     pub nucleus_version: Option<String>,
-    /// Greengrass's platform of the core (`linux`, `windows`).
+    /// Greengrass's platform of the core (`linux`, `windows`; `unknown` as above).
     pub os: Option<String>,
     pub architecture: Option<String>,
-}
-
-impl CoreFilter {
-    /// Whether a core passes the software filters (stores that filter after reading use it).
-    pub fn software_matches(&self, core: &Core) -> bool {
-        let is = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
-        is(&self.nucleus_version, &core.software.nucleus_version)
-            && is(&self.os, &core.software.os)
-            && is(&self.architecture, &core.software.architecture)
-    }
 }
 
 /// An item as `start_item` left it, and whether this caller holds it now.
