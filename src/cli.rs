@@ -85,6 +85,9 @@ pub enum LocalCloudCommand {
         /// Enforce AWS's default per-API request rates.
         #[arg(long)]
         quotas: bool,
+        /// With --quotas: the account's quotas as a multiple of AWS's defaults (0.5, 2, ...).
+        #[arg(long)]
+        quota_scale: Option<f64>,
     },
     /// Show a thing as the simulated registry holds it.
     Thing { name: String },
@@ -164,10 +167,10 @@ pub fn run_local_cloud(config: &Config, url: Option<String>, command: &LocalClou
                 serde_json::json!({"os": os, "architecture": architecture}),
             )
         }
-        LocalCloudCommand::Faults { throttle_rate, error_rate, quotas } => (
+        LocalCloudCommand::Faults { throttle_rate, error_rate, quotas, quota_scale } => (
             reqwest::Method::PUT,
             "/local-cloud/faults".to_owned(),
-            serde_json::json!({"throttleRate": throttle_rate, "errorRate": error_rate, "quotas": quotas}),
+            serde_json::json!({"throttleRate": throttle_rate, "errorRate": error_rate, "quotas": quotas, "quotaScale": quota_scale}),
         ),
         LocalCloudCommand::Thing { name } => {
             check(name)?;

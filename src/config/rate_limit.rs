@@ -8,7 +8,7 @@ pub(super) const RATE_LIMIT: Setting = Setting {
     key: "rate_limit",
     env: "GGPROV_RATE_LIMIT",
     default: "auto",
-    help: "Pace the workers' IoT and Greengrass calls at 95% of each API's quota, so bulk work is not throttled: `aws` (AWS default quotas), `aws,RegisterCertificate=20,CreateThing=50` (your account's raised quotas, calls per second), `off` (as fast as answers come), `auto` (`aws` in AWS mode, `off` on the embedded default).",
+    help: "Pace the workers' IoT and Greengrass calls at 95% of each API's quota, so bulk work is not throttled: `aws` (AWS default quotas), `aws,RegisterCertificate=20,CreateThing=50` (your account's raised quotas, calls per second), `off` (as fast as answers come), `auto` (`aws` in AWS mode, `off` on the embedded default). A throttled API's pace drops to 85% and climbs back by 1% of its quota per call that passes (AIMD).",
 };
 
 /// This section's settings, in the order `--help` and the README list them.

@@ -22,3 +22,36 @@ pub fn aws_default_rate(api: &str) -> f64 {
         _ => 20.0,
     }
 }
+
+/// Every API with a quota of its own in [`aws_default_rate`] (others get 20/s).
+pub const QUOTED_APIS: &[&str] = &[
+    "RegisterCertificate",
+    "RegisterCertificateWithoutCA",
+    "CreateKeysAndCertificate",
+    "UpdateCertificate",
+    "DeleteCertificate",
+    "AttachPolicy",
+    "DetachPolicy",
+    "AttachThingPrincipal",
+    "DetachThingPrincipal",
+    "CreatePolicy",
+    "DeletePolicy",
+    "DescribeEndpoint",
+    "CreateThing",
+    "DeleteThing",
+    "DescribeThing",
+    "AddThingToThingGroup",
+    "RemoveThingFromThingGroup",
+    "ListThingPrincipals",
+    "ListThingGroupsForThing",
+    "ListThingsInThingGroup",
+    "CreateThingGroup",
+    "GetPolicy",
+    "GetCoreDevice",
+    "DeleteCoreDevice",
+    "ListInstalledComponents",
+    "ListEffectiveDeployments",
+    "CreateDeployment",
+    "ListDeployments",
+    "BatchAssociateClientDeviceWithCoreDevice",
+];

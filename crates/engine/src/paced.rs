@@ -16,37 +16,83 @@ use ggprov_domain::provisioning::CertificateStatus;
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName};
 use tokio::time::Instant;
 
-/// Paces calls per API.
+/// Paces calls per API, adapting to throttling (AIMD): each API starts at `share` of its quota
+/// (the account's, or AWS's default); a throttled call cuts its rate to [`Pacer::DECREASE`] of
+/// what it was (down to [`Pacer::FLOOR`] of the start), and every call that is not throttled
+/// adds [`Pacer::INCREASE`] of the start back, up to the start. An account whose real quota is
+/// lower than configured (or shared with other clients) settles just under it instead of being
+/// throttled on every other call; when the pressure goes, the rate recovers.
 pub struct Pacer {
-    /// Share of each API's AWS default quota to use, e.g. 0.95.
+    /// Share of each API's quota to use, e.g. 0.95.
     share: f64,
     /// The account's quotas where they differ from AWS's defaults (calls per second).
     quotas: BTreeMap<String, f64>,
-    next_free: Mutex<HashMap<&'static str, Instant>>,
+    apis: Mutex<HashMap<&'static str, ApiPace>>,
+}
+
+/// One API's pace.
+struct ApiPace {
+    /// The configured rate: `share` of the quota (calls per second).
+    ceiling: f64,
+    /// The rate now.
+    rate: f64,
+    /// When the next call may start.
+    next_free: Instant,
 }
 
 impl Pacer {
+    /// The factor a throttled call multiplies its API's rate by.
+    pub const DECREASE: f64 = 0.85;
+    /// The share of the configured rate that a call not throttled adds back.
+    pub const INCREASE: f64 = 0.01;
+    /// The lowest rate, as a share of the configured one.
+    pub const FLOOR: f64 = 0.05;
+
     pub fn new(share: f64) -> Self {
         Self::with_quotas(share, BTreeMap::new())
     }
 
     /// Paces at `share` of `quotas` for the APIs named there, of the AWS defaults for others.
     pub fn with_quotas(share: f64, quotas: BTreeMap<String, f64>) -> Self {
-        Self { share, quotas, next_free: Mutex::new(HashMap::new()) }
+        Self { share, quotas, apis: Mutex::new(HashMap::new()) }
+    }
+
+    fn pace<'a>(&self, apis: &'a mut HashMap<&'static str, ApiPace>, api: &'static str) -> &'a mut ApiPace {
+        apis.entry(api).or_insert_with(|| {
+            let quota = self.quotas.get(api).copied().unwrap_or_else(|| ggprov_domain::quotas::aws_default_rate(api));
+            let ceiling = quota * self.share;
+            ApiPace { ceiling, rate: ceiling, next_free: Instant::now() }
+        })
     }
 
     /// Waits for this call's slot.
     async fn slot(&self, api: &'static str) {
-        let quota = self.quotas.get(api).copied().unwrap_or_else(|| ggprov_domain::quotas::aws_default_rate(api));
-        let interval = Duration::from_secs_f64(1.0 / (quota * self.share));
         let at = {
-            let mut next = self.next_free.lock().expect("pacer lock");
+            let mut apis = self.apis.lock().expect("pacer lock");
+            let pace = self.pace(&mut apis, api);
             let now = Instant::now();
-            let slot = next.get(api).copied().filter(|t| *t > now).unwrap_or(now);
-            next.insert(api, slot + interval);
+            let slot = pace.next_free.max(now);
+            pace.next_free = slot + Duration::from_secs_f64(1.0 / pace.rate);
             slot
         };
         tokio::time::sleep_until(at).await;
+    }
+
+    /// Adapts the API's rate to how its call went.
+    fn observe(&self, api: &'static str, throttled: bool) {
+        let mut apis = self.apis.lock().expect("pacer lock");
+        let pace = self.pace(&mut apis, api);
+        pace.rate = if throttled {
+            (pace.rate * Self::DECREASE).max(pace.ceiling * Self::FLOOR)
+        } else {
+            (pace.rate + pace.ceiling * Self::INCREASE).min(pace.ceiling)
+        };
+    }
+
+    /// The API's rate now (calls per second), for tests and figures.
+    pub fn rate(&self, api: &'static str) -> f64 {
+        let mut apis = self.apis.lock().expect("pacer lock");
+        self.pace(&mut apis, api).rate
     }
 }
 
@@ -83,6 +129,9 @@ macro_rules! paced {
             }
             let result = $call.await;
             $self.count($api, result.as_ref().map(|_| ()));
+            if let Some(pacer) = &$self.pacer {
+                pacer.observe($api, matches!(result, Err(CloudError::Throttled { .. })));
+            }
             match result {
                 Err(err) if err.is_transient() && attempt < $self.retry.attempts => {
                     $self.retry.pause(attempt).await;
@@ -269,5 +318,40 @@ mod tests {
         let other = Instant::now();
         pacer.slot("CreateThing").await;
         assert_eq!(other.elapsed(), Duration::ZERO, "APIs are paced independently");
+    }
+
+    #[test]
+    fn throttling_cuts_the_rate_and_calls_that_pass_bring_it_back_to_the_configured_one() {
+        let pacer = Pacer::new(1.0);
+        assert_eq!(pacer.rate("RegisterCertificate"), 10.0);
+        pacer.observe("RegisterCertificate", true);
+        assert!((pacer.rate("RegisterCertificate") - 8.5).abs() < 1e-9, "multiplicative decrease");
+        for _ in 0..1_000 {
+            pacer.observe("RegisterCertificate", true);
+        }
+        assert!((pacer.rate("RegisterCertificate") - 0.5).abs() < 1e-9, "never below the floor");
+        pacer.observe("RegisterCertificate", false);
+        assert!((pacer.rate("RegisterCertificate") - 0.6).abs() < 1e-9, "additive increase");
+        for _ in 0..1_000 {
+            pacer.observe("RegisterCertificate", false);
+        }
+        assert_eq!(pacer.rate("RegisterCertificate"), 10.0, "never above the configured rate");
+        assert_eq!(pacer.rate("CreateThing"), 100.0, "APIs adapt independently");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_api_is_paced_at_its_reduced_rate() {
+        let pacer = Pacer::with_quotas(1.0, BTreeMap::from([("RegisterCertificate".to_owned(), 4.0)]));
+        pacer.observe("RegisterCertificate", true);
+        pacer.observe("RegisterCertificate", true);
+        let rate = pacer.rate("RegisterCertificate");
+        let start = Instant::now();
+        for _ in 0..3 {
+            pacer.slot("RegisterCertificate").await;
+        }
+        // Two intervals at the reduced rate (the paused clock counts whole milliseconds).
+        let expected = 2.0 / rate;
+        assert!((start.elapsed().as_secs_f64() - expected).abs() < 0.002, "{:?} vs {expected} s", start.elapsed());
+        assert!(expected > 2.0 / 4.0, "slower than the configured 4/s");
     }
 }

@@ -20,6 +20,10 @@ pub struct FaultSettings {
     /// Enforce AWS's default request-rate quotas per API.
     #[serde(default)]
     pub quotas: bool,
+    /// With `quotas`: the simulated account's quotas as a multiple of AWS's defaults (0.5: an
+    /// account whose quotas are lower, or shared with other clients; 2: raised ones). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_scale: Option<f64>,
 }
 
 impl FaultSettings {
@@ -28,6 +32,11 @@ impl FaultSettings {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} is {rate}; it must be between 0 and 1"));
             }
+        }
+        if let Some(scale) = self.quota_scale
+            && !(scale > 0.0 && scale <= 100.0)
+        {
+            return Err(format!("quotaScale is {scale}; it must be above 0 and at most 100"));
         }
         Ok(())
     }
@@ -65,7 +74,7 @@ impl Faults {
     pub(crate) fn admit(&self, api: &'static str) -> Result<(), CloudError> {
         *self.calls.lock().expect("calls lock").entry(api).or_default() += 1;
         let settings = self.get();
-        if settings.quotas && !self.take_token(api) {
+        if settings.quotas && !self.take_token(api, settings.quota_scale.unwrap_or(1.0)) {
             return Err(CloudError::Throttled { api });
         }
         if settings.throttle_rate > 0.0 && fastrand::f64() < settings.throttle_rate {
@@ -85,8 +94,8 @@ impl Faults {
         self.calls.lock().expect("calls lock").clone()
     }
 
-    fn take_token(&self, api: &'static str) -> bool {
-        let rate = quota(api);
+    fn take_token(&self, api: &'static str, scale: f64) -> bool {
+        let rate = quota(api) * scale;
         let mut buckets = self.buckets.lock().expect("buckets lock");
         let now = Instant::now();
         let bucket = buckets.entry(api).or_insert(Bucket { tokens: rate, refilled: now });
@@ -112,11 +121,18 @@ mod tests {
         let admitted = (0..25).filter(|_| faults.admit("RegisterCertificate").is_ok()).count();
         assert_eq!(admitted, 10, "RegisterCertificate allows 10/s");
         assert!(faults.admit("CreateThing").is_ok(), "buckets are per API");
+        faults.set(FaultSettings { quotas: true, quota_scale: Some(0.5), ..FaultSettings::default() });
+        let admitted = (0..25).filter(|_| faults.admit("RegisterCertificate").is_ok()).count();
+        assert_eq!(admitted, 5, "half the quota");
     }
 
     #[test]
     fn rates_must_be_fractions() {
         assert!(FaultSettings { throttle_rate: 1.5, ..FaultSettings::default() }.validate().is_err());
-        assert!(FaultSettings { error_rate: 0.05, throttle_rate: 0.2, quotas: true }.validate().is_ok());
+        assert!(
+            FaultSettings { error_rate: 0.05, throttle_rate: 0.2, quotas: true, quota_scale: None }.validate().is_ok()
+        );
+        assert!(FaultSettings { quota_scale: Some(0.0), ..FaultSettings::default() }.validate().is_err());
+        assert!(FaultSettings { quota_scale: Some(2.0), ..FaultSettings::default() }.validate().is_ok());
     }
 }
