@@ -30,8 +30,6 @@ pub struct EmbeddedSettings {
     pub private_components: Vec<(ComponentName, ComponentVersion)>,
     /// The CA used when a request names none (otherwise the one marked default on disk).
     pub default_ca: Option<String>,
-    /// This process is the database's only writer (role `all`): read models may be cached.
-    pub sole_writer: bool,
 }
 
 impl EmbeddedSettings {
@@ -63,11 +61,7 @@ pub async fn open_local_cloud(settings: &EmbeddedSettings) -> anyhow::Result<Loc
 pub async fn open(settings: &EmbeddedSettings) -> anyhow::Result<EmbeddedBackend> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating the data directory {} (GGPROV_DATA_DIR)", settings.data_dir.display()))?;
-    let mut store = SqliteStore::open(&settings.database_path()).await?;
-    if settings.sole_writer {
-        store = store.with_read_model_cache();
-    }
-    let store = Arc::new(store);
+    let store = Arc::new(SqliteStore::open(&settings.database_path()).await?);
     let cloud = open_local_cloud(settings).await?;
     let cas = Arc::new(FileCertificateAuthorities::new(&settings.data_dir, settings.default_ca.clone()));
     ensure_cas(&cas, &cloud).await?;

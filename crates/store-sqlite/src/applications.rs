@@ -50,7 +50,7 @@ impl ApplicationStore for SqliteStore {
             other => other.map_err(unavailable)?,
         };
         insert_version(&mut tx, app).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn append_application_version(&self, app: &Application) -> Result<(), StoreError> {
@@ -72,7 +72,7 @@ impl ApplicationStore for SqliteStore {
             return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
         }
         insert_version(&mut tx, app).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<bool, StoreError> {
@@ -90,7 +90,7 @@ impl ApplicationStore for SqliteStore {
             return Ok(false);
         }
         write_event(&mut tx, event, Timestamp::now()).await?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 
@@ -179,7 +179,7 @@ impl ApplicationStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         write_event(&mut tx, event, Timestamp::now()).await?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 }

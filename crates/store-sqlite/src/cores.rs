@@ -161,7 +161,7 @@ impl CoreRecords for SqliteStore {
         let after = Core::reprovisioned(before.as_ref(), core, now);
         write_core(&mut tx, before.as_ref(), Some(&after)).await?;
         write_event(&mut tx, event, now).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError> {
@@ -178,7 +178,7 @@ impl CoreRecords for SqliteStore {
             .await
             .map_err(unavailable)?;
         write_event(&mut tx, event, now).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn observe_core(&self, name: &ThingName, device: &CoreDevice) -> Result<bool, StoreError> {
@@ -187,7 +187,7 @@ impl CoreRecords for SqliteStore {
         let mut after = before.clone();
         after.observe(device, Timestamp::now());
         write_core(&mut tx, Some(&before), Some(&after)).await?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 }

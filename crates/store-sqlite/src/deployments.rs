@@ -43,7 +43,7 @@ async fn end_deployment_item(
                 .map_err(unavailable)?;
         }
     }
-    store.commit(tx).await
+    tx.commit().await.map_err(unavailable)
 }
 
 /// Remembers which template version a Greengrass deployment (revision) deploys.
@@ -140,7 +140,7 @@ impl DeploymentRecords for SqliteStore {
         for event in events {
             write_event(&mut tx, event, now).await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 
@@ -255,7 +255,7 @@ impl DeploymentRecords for SqliteStore {
         }
         write_core(&mut tx, Some(&before), Some(&after)).await?;
         write_event(&mut tx, event, Timestamp::now()).await?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
 }

@@ -35,7 +35,7 @@ impl DeviceRecords for SqliteStore {
         .await
         .map_err(unavailable)?;
         write_event(&mut tx, event, now).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn complete_device_delete(
@@ -65,7 +65,7 @@ impl DeviceRecords for SqliteStore {
         if task.is_some() || deleted.rows_affected() > 0 {
             write_event(&mut tx, event, now).await?;
         }
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn device(&self, name: &ThingName) -> Result<Option<Device>, StoreError> {

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use ggprov_domain::cores::{Core, TemplateRef, VersionCounts};
@@ -17,48 +16,55 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{SqliteStore, unavailable};
 
-/// The fleet and software counters as last read, with the generation of the data they were
-/// read at: every commit moves the generation on (after it commits), and a read whose cached
-/// generation is still current answers from memory. The summaries stay exact (a write that has
-/// returned is always seen) and cost no query while nothing changes (decision 65).
-///
-/// Only a process that is the database's one writer may cache (another process's commits move
-/// no generation here): the composition root turns it on for role `all`.
+/// The fleet and software counters as last read, with the state of the database they were
+/// read at. That state is the WAL-index header in `<db>-shm` (SQLite's documented wal-index
+/// format: its change counter moves with every committed transaction, by any connection of any
+/// process, before the commit returns). A read whose cached header is still the current one
+/// answers from memory; a commit during the read makes it stale at once. The summaries stay
+/// exact, also with `api` and `worker` processes sharing one data directory, and cost one
+/// `pread` of 96 bytes while nothing changes (decision 65).
 #[derive(Debug, Default)]
 pub(crate) struct ReadModels {
-    enabled: bool,
-    generation: AtomicU64,
+    /// The open `-shm` file; `None` (no caching) when it cannot be read.
+    shm: Option<std::fs::File>,
     fleet: Cached<BTreeMap<(String, u32), VersionCounts>>,
     software: Cached<BTreeMap<SoftwareKey, SoftwareCounts>>,
 }
 
-/// A value and the generation it was read at.
-type Cached<T> = Mutex<Option<(u64, T)>>;
+/// A value and the database state it was read at.
+type Cached<T> = Mutex<Option<(DbState, T)>>;
+
+/// The WAL-index header (both copies, as SQLite writes them).
+type DbState = [u8; 96];
 
 impl ReadModels {
-    pub(crate) fn cached() -> Self {
-        Self { enabled: true, ..Self::default() }
+    /// Read models over the database file at `db` (its `-shm` next to it).
+    pub(crate) fn over(db: &std::path::Path) -> Self {
+        let mut shm = db.as_os_str().to_owned();
+        shm.push("-shm");
+        Self { shm: std::fs::File::open(shm).ok(), ..Self::default() }
     }
 
-    pub(crate) fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn current(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+    /// The database's state now; `None` when it cannot be told (then nothing is cached), or
+    /// while a writer is between the header's two copies.
+    fn current(&self) -> Option<DbState> {
+        use std::os::unix::fs::FileExt as _;
+        let mut header = [0u8; 96];
+        self.shm.as_ref()?.read_exact_at(&mut header, 0).ok()?;
+        (header[..48] == header[48..]).then_some(header)
     }
 }
 
-/// The cached value of `slot` if it was read at generation `now` (never when caching is off).
-fn cached<T: Clone>(models: &ReadModels, slot: &Cached<T>, now: u64) -> Option<T> {
-    if !models.enabled {
-        return None;
-    }
+/// The cached value of `slot` if it was read at the database state `now`.
+fn cached<T: Clone>(slot: &Cached<T>, now: Option<DbState>) -> Option<T> {
+    let now = now?;
     slot.lock().expect("read model lock").as_ref().filter(|(at, _)| *at == now).map(|(_, v)| v.clone())
 }
 
-fn remember<T>(slot: &Cached<T>, at: u64, value: T) {
-    *slot.lock().expect("read model lock") = Some((at, value));
+fn remember<T>(slot: &Cached<T>, at: Option<DbState>, value: T) {
+    if let Some(at) = at {
+        *slot.lock().expect("read model lock") = Some((at, value));
+    }
 }
 
 /// Adds a delta to the counters, inside the caller's transaction.
@@ -128,9 +134,9 @@ fn counts_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> BTreeMap<(String, u32),
 #[async_trait]
 impl FleetCounters for SqliteStore {
     async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
-        // The generation before the read: a commit during the read makes this one stale at once.
+        // The state before the read: a commit during the read makes this one stale at once.
         let at = self.read_models.current();
-        if let Some(counts) = cached(&self.read_models, &self.read_models.fleet, at) {
+        if let Some(counts) = cached(&self.read_models.fleet, at) {
             return Ok(counts);
         }
         let rows = sqlx::query("SELECT * FROM fleet_counters").fetch_all(&self.pool).await.map_err(unavailable)?;
@@ -158,7 +164,7 @@ impl FleetCounters for SqliteStore {
 
     async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
         let at = self.read_models.current();
-        if let Some(counts) = cached(&self.read_models, &self.read_models.software, at) {
+        if let Some(counts) = cached(&self.read_models.software, at) {
             return Ok(counts);
         }
         let rows = sqlx::query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
@@ -213,6 +219,6 @@ impl SqliteStore {
             };
             crate::cores::write_core(&mut tx, None, Some(&core)).await?;
         }
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 }

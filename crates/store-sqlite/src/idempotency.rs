@@ -59,7 +59,7 @@ impl IdempotencyRecords for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(IdempotencyClaim::Started)
     }
 

@@ -64,28 +64,13 @@ impl SqliteStore {
             .await
             .map_err(|source| OpenError::Connect { path: display.clone(), source })?;
         MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { path: display, source })?;
-        Ok(Self { pool, read_models: Arc::default() })
-    }
-
-    /// Answers the fleet and software summaries from memory while no commit has happened
-    /// since they were read. Only for a process that is the database's one writer.
-    pub fn with_read_model_cache(mut self) -> Self {
-        self.read_models = Arc::new(fleet::ReadModels::cached());
-        self
+        Ok(Self { pool, read_models: Arc::new(fleet::ReadModels::over(path)) })
     }
 
     /// Starts a write transaction that takes the write lock at once, so that two writers
     /// never deadlock upgrading read locks (SQLite's `BEGIN IMMEDIATE`).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)
-    }
-
-    /// Commits a write transaction, then tells the cached read models that the data changed
-    /// (after the commit, so a read that starts later never keeps what it read before it).
-    async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), StoreError> {
-        let committed = tx.commit().await.map_err(unavailable);
-        self.read_models.changed();
-        committed
     }
 }
 

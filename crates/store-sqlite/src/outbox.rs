@@ -39,7 +39,7 @@ impl Outbox for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
         events.sort_by_key(|e| e.sequence);
         Ok(events)
@@ -64,6 +64,6 @@ impl Outbox for SqliteStore {
                 .await
                 .map_err(unavailable)?;
         }
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 }

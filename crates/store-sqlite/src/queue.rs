@@ -36,7 +36,7 @@ impl WorkQueue for SqliteStore {
                 .await
                 .map_err(unavailable)?;
         }
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, StoreError> {
@@ -70,7 +70,7 @@ impl WorkQueue for SqliteStore {
                 attempt: u32::try_from(row.get::<i64, _>("attempts") + 1).unwrap_or(u32::MAX),
             });
         }
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(deliveries)
     }
 

@@ -60,7 +60,7 @@ impl RolloutRecords for SqliteStore {
         if let Some(event) = event {
             write_event(&mut tx, event, now).await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         *state = next;
         Ok(true)
     }
@@ -103,7 +103,7 @@ impl RolloutRecords for SqliteStore {
                     .await
                     .map_err(unavailable)?;
             }
-            self.commit(tx).await?;
+            tx.commit().await.map_err(unavailable)?;
         }
         Ok(())
     }
@@ -141,7 +141,7 @@ impl RolloutRecords for SqliteStore {
             .await
             .map_err(unavailable)?
             .get("revision");
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(recorded)
     }
 }

@@ -160,7 +160,7 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         }
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
@@ -277,7 +277,7 @@ impl TaskStore for SqliteStore {
         {
             write_event(&mut tx, event, now).await?;
         }
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn open_claim(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError> {
@@ -308,7 +308,7 @@ impl TaskStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         let mut stale = rows
             .iter()
             .map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?)))

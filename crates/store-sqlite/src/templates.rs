@@ -58,7 +58,7 @@ impl TemplateStore for SqliteStore {
             other => other.map_err(unavailable)?,
         };
         insert_version(&mut tx, template).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn append_template_version(&self, template: &Template) -> Result<(), StoreError> {
@@ -80,7 +80,7 @@ impl TemplateStore for SqliteStore {
             return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
         }
         insert_version(&mut tx, template).await?;
-        self.commit(tx).await
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn latest_template(&self, name: &TemplateName) -> Result<Option<Template>, StoreError> {
@@ -146,7 +146,7 @@ impl TemplateStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        self.commit(tx).await?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(head.rows_affected() > 0)
     }
 }
