@@ -177,20 +177,26 @@ impl DeploymentService {
         &self,
         counters: BTreeMap<(String, u32), VersionCounts>,
     ) -> Result<BTreeMap<String, TemplateSummary>, StoreError> {
+        let names: Vec<TemplateName> = counters
+            .keys()
+            .map(|(name, _)| name)
+            .filter(|name| name.as_str() != NO_TEMPLATE)
+            .filter_map(|name| TemplateName::parse(name).ok())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let latest = if names.is_empty() { BTreeMap::new() } else { self.templates.latest_versions(&names).await? };
         let mut summary: BTreeMap<String, TemplateSummary> = BTreeMap::new();
         for ((name, version), counts) in counters {
-            if !summary.contains_key(&name) {
-                let latest = if name == NO_TEMPLATE {
-                    0
-                } else {
-                    match TemplateName::parse(&name) {
-                        Ok(parsed) => self.templates.latest_template(&parsed).await?.map_or(0, |t| t.version),
-                        Err(_) => 0,
-                    }
-                };
-                summary.insert(name.clone(), TemplateSummary { latest_version: latest, versions: BTreeMap::new() });
-            }
-            summary.get_mut(&name).expect("inserted").versions.insert(version.to_string(), counts);
+            summary
+                .entry(name.clone())
+                .or_insert_with(|| TemplateSummary {
+                    // 0 when the template no longer exists (and for `None`).
+                    latest_version: latest.get(&name).copied().unwrap_or(0),
+                    versions: BTreeMap::new(),
+                })
+                .versions
+                .insert(version.to_string(), counts);
         }
         Ok(summary)
     }

@@ -12,6 +12,8 @@ mod queue;
 pub mod records;
 mod status;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::application::{Application, ApplicationName};
@@ -90,6 +92,18 @@ pub trait TemplateStore: Send + Sync {
 
     /// One version of a template.
     async fn template_version(&self, name: &TemplateName, version: u32) -> Result<Option<Template>, StoreError>;
+
+    /// The latest version number of each of `names` that exists (what the fleet summary shows
+    /// as `latestVersion`). By default one [`Self::latest_template`] read each.
+    async fn latest_versions(&self, names: &[TemplateName]) -> Result<BTreeMap<String, u32>, StoreError> {
+        let mut versions = BTreeMap::new();
+        for name in names {
+            if let Some(template) = self.latest_template(name).await? {
+                versions.insert(name.as_str().to_owned(), template.version);
+            }
+        }
+        Ok(versions)
+    }
 
     /// Latest versions of all templates, in byte order of their names.
     async fn list_templates(&self, page: PageRequest<TemplateName>)

@@ -4,7 +4,7 @@
 //! is restated here.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ggprov_domain::cores::{Core, TemplateRef, VersionCounts};
@@ -29,6 +29,8 @@ pub(crate) struct ReadModels {
     shm: Option<std::fs::File>,
     fleet: Cached<BTreeMap<(String, u32), VersionCounts>>,
     software: Cached<BTreeMap<SoftwareKey, SoftwareCounts>>,
+    /// Every template's latest version number (the fleet summary's `latestVersion`).
+    latest_versions: Cached<Arc<BTreeMap<String, u32>>>,
 }
 
 /// A value and the database state it was read at.
@@ -195,6 +197,24 @@ impl FleetCounters for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Every template's latest version number, answered from memory while the database does
+    /// not change (like the summaries).
+    pub(crate) async fn all_latest_versions(&self) -> Result<Arc<BTreeMap<String, u32>>, StoreError> {
+        let at = self.read_models.current();
+        if let Some(versions) = cached(&self.read_models.latest_versions, at) {
+            return Ok(versions);
+        }
+        let rows = sqlx::query("SELECT name, latest_version FROM template_heads")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let versions: Arc<BTreeMap<String, u32>> = Arc::new(
+            rows.iter().map(|r| (r.get::<String, _>("name"), r.get::<i64, _>("latest_version") as u32)).collect(),
+        );
+        remember(&self.read_models.latest_versions, at, versions.clone());
+        Ok(versions)
+    }
+
     /// Inserts `cores` cores spread over `versions` template versions, 8 nucleus versions and
     /// 4 platforms, with their counters, for benchmarks (one transaction; not used by the
     /// service).

@@ -90,6 +90,17 @@ impl TemplateStore for SqliteStore {
         row.as_ref().map(template_from_row).transpose()
     }
 
+    async fn latest_versions(
+        &self,
+        names: &[TemplateName],
+    ) -> Result<std::collections::BTreeMap<String, u32>, StoreError> {
+        if names.is_empty() {
+            return Ok(Default::default());
+        }
+        let all = self.all_latest_versions().await?;
+        Ok(names.iter().filter_map(|n| all.get(n.as_str()).map(|v| (n.as_str().to_owned(), *v))).collect())
+    }
+
     async fn template_version(&self, name: &TemplateName, version: u32) -> Result<Option<Template>, StoreError> {
         let row = sqlx::query(select_versions!(" WHERE name = ? AND version = ?"))
             .bind(name.as_str())

@@ -26,6 +26,7 @@ macro_rules! template_store_conformance {
             templates_list_in_name_order_and_page_exhaustively,
             versions_list_in_numeric_order_and_page_exhaustively,
             delete_removes_every_version,
+            latest_versions_follow_appends_and_deletes,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -172,4 +173,19 @@ pub async fn delete_removes_every_version(store: Arc<dyn TemplateStore>) {
     assert!(store.latest_template(&name("kept")).await.unwrap().is_some(), "other templates are untouched");
     // The name is free again, starting over at version 1.
     store.create_template(&v1).await.expect("re-create after delete");
+}
+
+pub async fn latest_versions_follow_appends_and_deletes(store: Arc<dyn TemplateStore>) {
+    let (a, b) = (template("latest-a"), template("latest-b"));
+    let names = [a.name.clone(), b.name.clone(), name("latest-absent")];
+    store.create_template(&a).await.unwrap();
+    let versions = |pairs: &[(&str, u32)]| pairs.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect();
+    assert_eq!(store.latest_versions(&names).await.unwrap(), versions(&[("latest-a", 1)]));
+    store.create_template(&b).await.unwrap();
+    store.append_template_version(&a.next(spec("2.5.0"), Timestamp::now())).await.unwrap();
+    // Asked again right after each write: a cached answer must not hide it.
+    assert_eq!(store.latest_versions(&names).await.unwrap(), versions(&[("latest-a", 2), ("latest-b", 1)]));
+    assert_eq!(store.latest_versions(&names[1..]).await.unwrap(), versions(&[("latest-b", 1)]));
+    assert!(store.delete_template(&a.name).await.unwrap());
+    assert_eq!(store.latest_versions(&names).await.unwrap(), versions(&[("latest-b", 1)]));
 }
