@@ -443,9 +443,11 @@ async fn silent_cores_time_out_and_abort_the_rollout() {
     let id = submit(
         &app,
         json!({"template": {"name": "quiet"}, "targets": {"thingNames": cores}, "rollout": {
-            "waves": [{"percent": 100}], "waveTimeoutSecs": 1, "failureThreshold": {"count": 0}}}),
+            "waves": [{"percent": 100}], "waveTimeoutSecs": 5, "failureThreshold": {"count": 0}}}),
     )
     .await;
+    // The wave timeout leaves the three answering cores time to report on a loaded machine (at
+    // 1 s a slow report timed out too, and the wait below never ended).
     let waiting = run_until(&app, &id, "three reports", |t| t["rollout"]["waves"][0]["succeeded"] == 3).await;
     assert_eq!((state(&waiting), waiting["rollout"]["waves"][0]["pending"].as_u64()), ("Running", Some(1)));
     let aborted = run_until(&app, &id, "the timeout", |t| state(t) != "Running").await;
