@@ -254,6 +254,7 @@ impl Application {
             metrics,
             gauges: Some(gauges),
             idempotency: Some(store.clone()),
+            stopping: tokio::sync::watch::Sender::new(false),
         };
         let listener = TcpListener::bind(config.http.listen)
             .await
@@ -309,6 +310,7 @@ impl Application {
             tokio::spawn(async move { worker.run(stopped).await })
         });
         let extra = self.local_cloud.clone().map(ggprov_local_cloud::control_router).unwrap_or_default();
+        let streams = self.state.stopping.clone();
         let mut make = ggprov_api::app(self.state, &self.http, extra);
         let app = tower::Service::<()>::call(&mut make, ()).await.unwrap_or_else(|never| match never {});
         let mut serve_stopped = stopped;
@@ -325,8 +327,10 @@ impl Application {
                 return result.context("the HTTP server task")?.context("serving HTTP");
             }
         }
-        // Stop accepting; let in-flight requests and jobs finish within the grace period.
+        // Stop accepting; end event streams; let in-flight requests and jobs finish within the
+        // grace period.
         let _ = stop.send(true);
+        streams.send_replace(true);
         let drained = tokio::time::timeout(self.grace, async {
             let served = server.await;
             if let Some(task) = worker_task {

@@ -326,6 +326,19 @@ pub(crate) struct EventResource {
     time: Timestamp,
 }
 
+impl EventResource {
+    pub(crate) fn new(event: StoredEvent, source: String) -> Self {
+        Self {
+            id: event.id,
+            sequence: event.sequence,
+            source,
+            detail_type: event.event.detail_type,
+            detail: event.event.detail,
+            time: event.time,
+        }
+    }
+}
+
 /// `GET /events`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventList {
@@ -372,18 +385,7 @@ pub(crate) async fn list_events(
     let page = state.cores.events(count.page(start)).await?;
     let source = state.event_source.clone();
     Ok(Cdf(EventList {
-        events: page
-            .items
-            .into_iter()
-            .map(|e: StoredEvent| EventResource {
-                id: e.id,
-                sequence: e.sequence,
-                source: source.clone(),
-                detail_type: e.event.detail_type,
-                detail: e.event.detail,
-                time: e.time,
-            })
-            .collect(),
+        events: page.items.into_iter().map(|e: StoredEvent| EventResource::new(e, source.clone())).collect(),
         pagination: Pagination::form_a(&count, page.last_evaluated.map(|sequence| LastEvaluatedSequence { sequence })),
     }))
 }

@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod health;
 mod idempotency;
+mod live;
 mod media;
 mod openapi;
 mod ops;
@@ -22,6 +23,7 @@ mod router;
 mod software;
 mod state;
 mod templates;
+mod ui;
 
 /// The CDF versioned media type, used for every response body of the CDF routes.
 pub const CDF_MEDIA_TYPE: &str = "application/vnd.aws-cdf-v1.0+json";

@@ -103,7 +103,9 @@ pub(crate) async fn authenticate(
 ) -> Response {
     let Some(auth) = auth else { return next.run(request).await };
     // CORS preflights carry no credentials by design.
-    if request.method() == Method::OPTIONS || is_open(request.uri().path()) {
+    // The dashboard's static files hold no data; its API calls carry the credentials.
+    if request.method() == Method::OPTIONS || is_open(request.uri().path()) || crate::ui::is_asset(request.uri().path())
+    {
         return next.run(request).await;
     }
     let write = !matches!(*request.method(), Method::GET | Method::HEAD);

@@ -74,7 +74,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(provisioning_templates::routes())
         .merge(software::routes())
         .route_layer(middleware::from_fn(require_acceptable));
-    OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes())
+    OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes()).merge(crate::live::routes())
 }
 
 /// The complete HTTP application, ready for `axum::serve`.
@@ -98,6 +98,7 @@ pub fn app(
         .route("/metrics", axum::routing::get(crate::ops::metrics))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api))
+        .merge(crate::ui::router())
         .merge(extra)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -34,6 +34,8 @@ pub struct App {
     pub gauges: Option<Arc<dyn Gauges>>,
     /// Where `Idempotency-Key`s of POST requests are recorded (none: the header is ignored).
     pub idempotency: Option<Arc<dyn ggprov_domain::ports::IdempotencyRecords>>,
+    /// Set to `true` when the server stops: open event streams end so shutdown need not wait.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Figures read when `/metrics` is scraped (queue depth, outbox backlog).

@@ -183,7 +183,8 @@ pub(crate) struct Query<'a> {
     pub prefix: Option<String>,
     /// Only sort keys strictly greater than this.
     pub after: Option<String>,
-    /// Only sort keys strictly less than this (newest-first reads).
+    /// Only sort keys strictly less than this (newest-first reads). With `after` too, both
+    /// bounds are inclusive (`BETWEEN`): callers pass bounds no sort key equals.
     pub before: Option<String>,
     pub forward: bool,
     /// Stop once this many items are collected (all pages otherwise).
@@ -323,7 +324,13 @@ impl DynamoStore {
         let mut condition = "#pk = :pk".to_owned();
         let mut values: Item = HashMap::from([(":pk".to_owned(), s(q.pk.clone()))]);
         match (&q.after, &q.before, &q.prefix) {
-            (Some(after), _, _) => {
+            // Both bounds: inclusive, so callers pass bounds no sort key equals.
+            (Some(after), Some(before), _) => {
+                condition.push_str(" AND #sk BETWEEN :after AND :before");
+                values.insert(":after".into(), s(after.clone()));
+                values.insert(":before".into(), s(before.clone()));
+            }
+            (Some(after), None, _) => {
                 condition.push_str(" AND #sk > :after");
                 values.insert(":after".into(), s(after.clone()));
             }

@@ -109,4 +109,14 @@ impl CoreService {
     pub async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError> {
         self.store.events(page).await
     }
+
+    /// Events after a sequence, oldest first (see [`crate::ports::Outbox::events_after`]).
+    pub async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store.events_after(after, limit).await
+    }
+
+    /// See [`crate::ports::Outbox::stream_settle`].
+    pub fn stream_settle(&self) -> std::time::Duration {
+        self.store.stream_settle()
+    }
 }

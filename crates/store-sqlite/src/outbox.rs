@@ -25,6 +25,19 @@ impl Outbox for SqliteStore {
         Ok(Page::from_overfetch(events, page.limit, |e| e.sequence))
     }
 
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        // Sequences are assigned by the one writer SQLite allows at a time, so they follow
+        // commit order: nothing can appear later below a sequence already seen.
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = sqlx::query("SELECT sequence, id, detail_type, detail, created_at FROM outbox WHERE sequence > ? ORDER BY sequence LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError> {
         let now = Timestamp::now().as_millis();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));

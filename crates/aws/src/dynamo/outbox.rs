@@ -11,6 +11,9 @@ use ggprov_domain::{Page, PageRequest, Timestamp};
 
 use super::{DynamoStore, Item, Query, SHARDS, doc, get_n, get_s, key, n, s, shard_of, store_error, to_doc};
 
+/// How long an event write may take to become visible (a transaction's retries included).
+const STREAM_SETTLE: Duration = Duration::from_secs(3);
+
 fn event_sk(sequence: u64, id: &str) -> String {
     format!("{sequence:020}#{id}")
 }
@@ -60,6 +63,34 @@ impl Outbox for DynamoStore {
         events.sort_by_key(|e| std::cmp::Reverse(e.sequence));
         events.truncate(page.limit as usize + 1);
         Ok(Page::from_overfetch(events, page.limit, |e| e.sequence))
+    }
+
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        // Sequences are write times: an event written a moment ago may still be in flight
+        // with a lower sequence than one already visible, so only settled events are read.
+        let settled = (Timestamp::now().as_millis().max(0) as u64)
+            .saturating_sub(self.stream_settle().as_millis() as u64)
+            .saturating_mul(1000);
+        if settled <= after {
+            return Ok(Vec::new());
+        }
+        let mut events = Vec::new();
+        for shard in 0..SHARDS {
+            let mut query = Query::partition(None, format!("EVENTS#{shard}"));
+            query.after = Some(format!("{after:020}#~"));
+            query.before = Some(format!("{settled:020}"));
+            query.limit = Some(limit as usize);
+            for item in self.query(query).await? {
+                events.push(stored_event(&item)?);
+            }
+        }
+        events.sort_by_key(|e| e.sequence);
+        events.truncate(limit as usize);
+        Ok(events)
+    }
+
+    fn stream_settle(&self) -> Duration {
+        STREAM_SETTLE
     }
 
     async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError> {

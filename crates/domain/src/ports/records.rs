@@ -173,6 +173,15 @@ pub trait ProvisioningJournals: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Outbox events, newest first.
     async fn events(&self, page: PageRequest<u64>) -> Result<Page<StoredEvent, u64>, StoreError>;
+    /// Up to `limit` events with a sequence above `after`, oldest first, for live streams.
+    /// Only events at least [`Outbox::stream_settle`] old are returned, so that a reader that
+    /// resumes after the last sequence it saw misses none that became visible later.
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// How long after its time an event may still become visible with a lower sequence than
+    /// one already visible: zero where sequences follow commit order (SQLite, one writer).
+    fn stream_settle(&self) -> Duration {
+        Duration::ZERO
+    }
     /// Up to `limit` unpublished events, oldest first, each claimed for `lease` so that
     /// concurrent relays do not publish the same event twice.
     async fn claim_unpublished_events(&self, limit: u32, lease: Duration) -> Result<Vec<StoredEvent>, StoreError>;
