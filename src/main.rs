@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use ggprov::cli::{CaCommand, LocalCloudCommand};
+use ggprov::client::{self, ClientCommand};
 use ggprov::config::{self, Config};
 use ggprov::{Application, shutdown_signal, telemetry};
 
@@ -49,6 +50,60 @@ enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Templates over the API: create, update, get, list, versions, diff.
+    Templates {
+        #[command(subcommand)]
+        command: client::TemplatesCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Cores over the API: provision from a CSV (with --wait), list, get, delete.
+    Cores {
+        #[command(subcommand)]
+        command: client::CoresCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client devices over the API: create, get, list, delete.
+    Devices {
+        #[command(subcommand)]
+        command: client::DevicesCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Deploy a template to cores, groups or a query, optionally in waves (`--waves 1,10,100`).
+    Deploy {
+        #[command(flatten)]
+        args: client::DeployArgs,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Tasks of any kind: get, watch (progress until done), retry the failed items.
+    Tasks {
+        #[command(subcommand)]
+        command: client::TasksCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// The fleet summary per template version (`--software`: per nucleus version and platform).
+    Fleet {
+        #[arg(long)]
+        software: bool,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Lifecycle events: `tail` follows them live.
+    Events {
+        #[command(subcommand)]
+        command: client::EventsCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Print a shell completion script, e.g. `ggprov completions bash > /etc/bash_completion.d/ggprov`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print the OpenAPI document of the API (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output, e.g. `openapi/openapi.json`.
@@ -83,7 +138,25 @@ fn main() -> ExitCode {
         Command::Openapi { out } => openapi(out.as_deref()),
         Command::Ca { command, config } => with_config(config.as_deref(), |c| ggprov::cli::run_ca(c, command)),
         Command::LocalCloud { command, url } => with_config(None, |c| ggprov::cli::run_local_cloud(c, url, &command)),
+        Command::Templates { command, conn } => exit(client::run(conn, ClientCommand::Templates(command))),
+        Command::Cores { command, conn } => exit(client::run(conn, ClientCommand::Cores(command))),
+        Command::Devices { command, conn } => exit(client::run(conn, ClientCommand::Devices(command))),
+        Command::Deploy { args, conn } => exit(client::run(conn, ClientCommand::Deploy(args))),
+        Command::Tasks { command, conn } => exit(client::run(conn, ClientCommand::Tasks(command))),
+        Command::Fleet { software, conn } => exit(client::run(conn, ClientCommand::Fleet { software })),
+        Command::Events { command, conn } => exit(client::run(conn, ClientCommand::Events(command))),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ggprov", &mut script);
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
     }
+}
+
+fn exit(code: client::Exit) -> ExitCode {
+    ExitCode::from(code as u8)
 }
 
 fn serve(config_file: Option<&std::path::Path>, role: Option<&str>) -> ExitCode {

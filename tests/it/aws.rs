@@ -85,7 +85,7 @@ fn greengrass_and_job_status_events_become_outcomes_and_hints() {
         (outcome.core_name.as_str(), outcome.deployment_id.as_str(), outcome.succeeded),
         ("core-1", "d-1", false)
     );
-    assert_eq!(outcome.detailed_status, "FAILED_FAILED");
+    assert_eq!(outcome.detailed_status, "FAILED");
     assert_eq!(outcome.reason.as_deref(), Some("DEPLOYMENT_FAILURE > ARTIFACT_DOWNLOAD_ERROR"));
     assert_eq!(outcome.time.to_string(), "2026-11-22T10:00:00.999Z", "the last millisecond of EventBridge's second");
 

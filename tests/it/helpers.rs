@@ -222,7 +222,8 @@ impl Drop for ServedProcess {
 }
 
 impl ServedProcess {
-    /// Starts `ggprov serve <args>` on a free port with its state in `data` and `env` added;
+    /// Starts `ggprov serve <args>` on a free port (unless `env` sets `GGPROV_LISTEN`) with its
+    /// state in `data` and `env` added;
     /// returns once it printed its address.
     pub(crate) fn start<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
         data: &std::path::Path,
@@ -233,11 +234,12 @@ impl ServedProcess {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ggprov"))
             .arg("serve")
             .args(args)
-            .envs(env)
             .env("GGPROV_LISTEN", "127.0.0.1:0")
             .env("GGPROV_DATA_DIR", data)
             .env("GGPROV_LOG", "warn")
             .env_remove("GGPROV_TEST_MOTO_URL")
+            // The caller's settings win (a fixed GGPROV_LISTEN to restart on the same port).
+            .envs(env)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

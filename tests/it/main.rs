@@ -14,6 +14,7 @@ mod http_limits;
 mod idempotency;
 mod local_cloud;
 mod openapi;
+mod operator;
 mod ops;
 mod ownership;
 mod resilience;

@@ -65,7 +65,7 @@ pub fn parse_status_message(body: &str) -> Option<StatusSignal> {
                 core_name: core,
                 deployment_id: detail.get("deploymentId").and_then(Value::as_str)?.to_owned(),
                 succeeded,
-                detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { format!("FAILED_{status}") },
+                detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { status.to_owned() },
                 reason: detail
                     .get("reason")
                     .and_then(Value::as_str)

@@ -484,7 +484,7 @@ impl Deployer {
             core_name: core.name.as_str().to_owned(),
             deployment_id: desired.clone(),
             succeeded,
-            detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { format!("FAILED_{status}") },
+            detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { status.to_owned() },
             reason: execution.reason.clone(),
             time: Timestamp::now(),
             nucleus: None,

@@ -248,7 +248,7 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
         core_name: core.into(),
         deployment_id: "dep-1".into(),
         succeeded,
-        detailed_status: if succeeded { "SUCCESSFUL".into() } else { "FAILED_FAILED".into() },
+        detailed_status: if succeeded { "SUCCESSFUL".into() } else { "FAILED".into() },
         reason: None,
         time,
         nucleus: Some(nucleus.clone()),
