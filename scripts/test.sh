@@ -14,7 +14,9 @@
 #   5. every Rust test (nextest): unit tests, the store and queue conformance suites on SQLite,
 #      DynamoDB and SQS, end-to-end API tests, and AWS mode end to end. AWS mode runs against
 #      moto_server (PyPI moto[server], installed into target/moto-venv and started on a free
-#      loopback port by scripts/moto.sh) and the test kit's Greengrass V2 fake.
+#      loopback port by scripts/moto.sh) and the test kit's Greengrass V2 fake. The dashboard's
+#      browser tests drive headless Chromium through chromedriver (Debian's chromium and
+#      chromium-driver, installed here when absent).
 # The Rust tests run last so that their summary is the closing line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +58,15 @@ target/moto-venv/bin/cfn-lint infra/*.yaml
 
 step "OpenAPI contract (schemathesis, generated client)"
 scripts/contract.sh
+
+step "Chromium for the dashboard's browser tests"
+if [[ ! -x "${GGPROV_TEST_CHROMEDRIVER:-/usr/bin/chromedriver}" || ! -x "${GGPROV_TEST_CHROMIUM:-/usr/bin/chromium}" ]]; then
+  SUDO=""
+  if [[ "$(id -u)" != 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+"${GGPROV_TEST_CHROMEDRIVER:-/usr/bin/chromedriver}" --version
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

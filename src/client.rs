@@ -293,7 +293,7 @@ impl Client {
     }
 }
 
-/// "400 VALIDATION_FAILED: message (field: problem)".
+/// `400 VALIDATION_FAILED: message (field: problem)`.
 fn api_message(status: u16, body: &Value) -> String {
     let code = body.get("error").and_then(Value::as_str).unwrap_or("");
     let message = body.get("message").and_then(Value::as_str).map_or_else(|| body.to_string(), str::to_owned);
@@ -915,7 +915,8 @@ async fn tasks(client: &Client, output: Output, command: TasksCommand) -> Result
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
                 .unwrap_or_else(|| s(&body, "/id"));
-            report(output, &json!({"taskId": if new.is_empty() { id.clone() } else { new.clone() }}), || {
+            let shown = if new.is_empty() { id.as_str() } else { new.as_str() };
+            report(output, &json!({"taskId": shown}), || {
                 println!(
                     "retrying the failed items of {id}{}",
                     if new.is_empty() || new == id { String::new() } else { format!(" as task {new}") }

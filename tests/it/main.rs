@@ -3,6 +3,7 @@
 
 mod applications;
 mod aws;
+mod browser;
 mod cli;
 mod cores;
 mod deployments;

@@ -114,7 +114,7 @@ pub(crate) async fn event_stream(
                         Ok(events) if !events.is_empty() => {
                             for event in events {
                                 after = event.sequence;
-                                if types.as_ref().is_some_and(|t| !t.iter().any(|t| *t == event.event.detail_type)) {
+                                if types.as_ref().is_some_and(|t| !t.contains(&event.event.detail_type)) {
                                     continue;
                                 }
                                 let sequence = event.sequence;

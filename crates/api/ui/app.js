@@ -61,7 +61,12 @@ function toast(message, ok) {
   setTimeout(() => box.remove(), 6000);
 }
 function fmtTime(t) { return t ? new Date(t).toLocaleString() : ''; }
-function statusCell(s) { return el('td', { class: 'status-' + (s || 'None') }, s || '—'); }
+function statusCell(s) {
+  // Task states have classes of their own; Greengrass's deployment statuses are SUCCESSFUL,
+  // IN_PROGRESS, None, or a failure of any other name.
+  const cls = /^(SUCCESSFUL|COMPLETED|HEALTHY)$/.test(s || '') ? 's-ok' : /^(FAILED|REJECTED|TIMED_OUT|CANCELED|ABORTED|UNHEALTHY)/.test(s || '') ? 's-bad' : 'status-' + (s || 'None');
+  return el('td', { class: cls }, s || '—');
+}
 function countBy(items, key) {
   const counts = {};
   for (const item of items || []) counts[item[key] || 'None'] = (counts[item[key] || 'None'] || 0) + 1;
@@ -98,7 +103,12 @@ function q(params) {
 }
 function setMain(...nodes) {
   const main = document.getElementById('main');
-  main.replaceChildren(...nodes);
+  // A refresh that changes nothing leaves the page alone: focus, selection and the element
+  // under the pointer stay where they are.
+  const next = document.createElement('div');
+  next.append(...nodes);
+  if (next.innerHTML === main.innerHTML) return;
+  main.replaceChildren(...next.childNodes);
 }
 
 // ---- pages -----------------------------------------------------------------------------
@@ -287,7 +297,8 @@ async function coresPage(params) {
   el('button', { type: 'submit', class: 'primary' }, 'Apply'));
   const page = (extra) => '#/cores' + q(Object.assign({}, filters, { count }, extra));
   const pager = el('nav', { class: 'pager', 'aria-label': 'Pages' },
-    el('a', { href: prev.length || start ? page({ start: prev.length ? prev[prev.length - 1] : '', prev: prev.slice(0, -1).join(',') }) : null, id: 'prev-page', 'aria-disabled': !(prev.length || start) }, '← Previous'),
+    start ? el('a', { href: page({ start: prev.length ? prev[prev.length - 1] : '', prev: prev.slice(0, -1).join(',') }), id: 'prev-page' }, '← Previous')
+      : el('span', { class: 'muted', id: 'no-prev' }, 'first page'),
     el('span', { class: 'muted' }, `page ${prev.length + (start ? 2 : 1)}`),
     next ? el('a', { href: page({ start: next, prev: start ? prev.concat(start).join(',') : (prev.length ? prev.join(',') : '') }), id: 'next-page' }, 'Next →') : el('span', { class: 'muted', id: 'no-next' }, 'last page'));
   const rows = cores.map((c) => {
@@ -324,7 +335,9 @@ async function corePage(name) {
   nodes.push(el('h2', {}, 'Greengrass device'));
   if (dev) {
     nodes.push(kv([['Status', dev.status], ['Core version', dev.coreVersion], ['Platform', `${dev.platform || ''} ${dev.architecture || ''}`], ['Last status update', fmtTime(dev.lastStatusUpdateTimestamp)]], 'Device'),
+      el('h3', {}, 'Installed components'),
       table(['Component', 'Version', 'State'], (dev.installedComponents || []).map((c) => el('tr', {}, el('td', {}, c.name), el('td', {}, c.version), el('td', {}, c.lifecycleState))), 'Installed components'),
+      el('h3', {}, 'Effective deployments'),
       table(['Deployment', 'Target', 'Execution', 'Updated'], (dev.effectiveDeployments || []).map((e) => el('tr', {}, el('td', {}, e.deploymentName || e.deploymentId),
         el('td', { class: 'mono' }, e.targetArn), el('td', {}, e.coreDeviceExecutionStatus), el('td', {}, fmtTime(e.updatedAt)))), 'Effective deployments'));
   } else nodes.push(el('p', { class: 'muted' }, 'Greengrass does not know this core yet (it has not connected).'));
