@@ -213,11 +213,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// A server that is restarting or briefly overloaded: worth waiting out.
+    /// A server that is restarting, briefly overloaded or asking to slow down: worth waiting out.
     fn is_transient(&self) -> bool {
         match self {
             Self::Unreachable { .. } => true,
-            Self::Api { status, .. } => *status >= 500,
+            Self::Api { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
     }

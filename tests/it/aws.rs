@@ -514,6 +514,24 @@ async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
         let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
         let core = unique("devcore");
         api.provision_core(&core).await;
+        // The event stream reads DynamoDB's outbox (settled events, so a resume misses none),
+        // and the dashboard is served in AWS mode too.
+        let stream = api.http.get(format!("{}/events/stream?after=0", api.base)).send().await.unwrap();
+        let events = crate::operator::read_events(stream, 1).await;
+        assert_eq!(
+            (events[0].1["detailType"].as_str(), events[0].1["detail"]["coreName"].as_str()),
+            (Some("Core Created Event"), Some(core.as_str()))
+        );
+        let resumed = api
+            .http
+            .get(format!("{}/events/stream", api.base))
+            .header("last-event-id", events[0].0.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resumed.status(), 200);
+        let ui = api.http.get(format!("{}/ui/", api.base)).send().await.unwrap();
+        assert_eq!(ui.status(), 200);
         ssm.get_parameter().name(&marker).send().await.expect("the CA is remembered").parameter.unwrap().value.unwrap()
     };
     let key = ssm

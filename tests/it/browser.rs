@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::os::unix::process::CommandExt as _;
+
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -32,8 +34,11 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every browser process it started: they share a process group of
+    /// their own, so a test that fails midway leaves no browser behind either.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
@@ -44,6 +49,7 @@ impl Browser {
         let chromium = tool("GGPROV_TEST_CHROMIUM", "/usr/bin/chromium");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = std::process::Command::new(driver_path)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -12,7 +12,7 @@ use crate::helpers::{ServedProcess, create_cores, names, spawn_app, spawn_app_wi
 const BIN: &str = env!("CARGO_BIN_EXE_ggprov");
 
 /// Reads SSE events (id, data) from a response until `n` arrived.
-async fn read_events(response: reqwest::Response, n: usize) -> Vec<(u64, Value)> {
+pub(crate) async fn read_events(response: reqwest::Response, n: usize) -> Vec<(u64, Value)> {
     use futures::StreamExt as _;
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
@@ -291,12 +291,13 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rec
 
 fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
             Ok(line) if pred(&line) => return line,
-            Ok(_) => {}
-            Err(err) => panic!("no line with {what}: {err}"),
+            Ok(line) => seen.push(line),
+            Err(err) => panic!("no line with {what} ({err}); the command said:\n{}", seen.join("\n")),
         }
     }
 }

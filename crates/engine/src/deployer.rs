@@ -336,10 +336,20 @@ impl Deployer {
                 Err(StepError::Transient { message, .. }) => return Err(StepError::transient(message.clone())),
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
             };
+            // Taken before the move: a simulated core can finish the deployment (and report
+            // it, timestamped) within the call that moves it.
+            let moved_at = Timestamp::now();
             match self.move_core(name, target_group.as_deref()).await {
                 Ok(()) => {
                     self.store
-                        .complete_deployment_item(&task.id, name, &spec.template, deployment_id, nucleus.as_ref())
+                        .complete_deployment_item(
+                            &task.id,
+                            name,
+                            &spec.template,
+                            deployment_id,
+                            nucleus.as_ref(),
+                            moved_at,
+                        )
                         .await?
                 }
                 Err(StepError::Permanent { message, .. }) => {

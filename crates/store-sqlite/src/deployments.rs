@@ -225,9 +225,10 @@ impl DeploymentRecords for SqliteStore {
         template: &TemplateRef,
         deployment_id: &str,
         nucleus: Option<&Nucleus>,
+        moved_at: Timestamp,
     ) -> Result<(), StoreError> {
         end_deployment_item(self, task, core, TaskStatus::Success, None, |c, now| {
-            c.assign_deployment(template, deployment_id, nucleus, now);
+            c.assign_deployment(template, deployment_id, nucleus, moved_at.min(now));
         })
         .await
     }

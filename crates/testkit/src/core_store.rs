@@ -235,7 +235,10 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
 
     for core in &cores {
         assert!(store.start_item(&deployment.id, core, "job-d", Duration::from_secs(60)).await.unwrap().unwrap().won);
-        store.complete_deployment_item(&deployment.id, core, &template, "dep-1", Some(&nucleus)).await.unwrap();
+        store
+            .complete_deployment_item(&deployment.id, core, &template, "dep-1", Some(&nucleus), Timestamp::now())
+            .await
+            .unwrap();
     }
     assert_eq!(store.task_header(&deployment.id).await.unwrap().unwrap().status, TaskStatus::Success);
     assert_eq!(store.cores_in_progress().await.unwrap().len(), 3);
@@ -501,7 +504,7 @@ pub async fn rollout_state_changes_are_conditional_and_items_keep_their_waves(st
     assert!(store.save_rollout(&deployment.id, &mut running, None, None).await.unwrap());
     for core in &cores[..2] {
         assert!(store.start_item(&deployment.id, core, "job", Duration::from_secs(60)).await.unwrap().unwrap().won);
-        store.complete_deployment_item(&deployment.id, core, &template, "dep-2", None).await.unwrap();
+        store.complete_deployment_item(&deployment.id, core, &template, "dep-2", None, Timestamp::now()).await.unwrap();
     }
     store.save_item_reports(&deployment.id, &[(cores[0].clone(), ItemReport::Succeeded)]).await.unwrap();
     store.save_item_reports(&deployment.id, &[(cores[0].clone(), ItemReport::Failed)]).await.unwrap();

@@ -216,10 +216,11 @@ impl DeploymentRecords for DynamoStore {
         template: &TemplateRef,
         deployment_id: &str,
         nucleus: Option<&Nucleus>,
+        moved_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.end_item_with_core(task, core, TaskStatus::Success, None, None, |before, now| {
             let mut after = before?.core.clone();
-            after.assign_deployment(template, deployment_id, nucleus, now);
+            after.assign_deployment(template, deployment_id, nucleus, moved_at.min(now));
             Some(Some(after))
         })
         .await

@@ -232,7 +232,10 @@ pub trait DeploymentRecords: Send + Sync {
 
     /// Ends a deployment item with success and applies [`Core::assign_deployment`], counters
     /// moving in the same transaction; the item keeps the template the core desired before
-    /// (for a rollback).
+    /// (for a rollback). `moved_at` is when the move began (before the call that moved the
+    /// core): the assignment is recorded at that time, because the core may report the
+    /// deployment's outcome before this write, and a report older than the assignment would be
+    /// ignored as stale.
     async fn complete_deployment_item(
         &self,
         task: &TaskId,
@@ -240,6 +243,7 @@ pub trait DeploymentRecords: Send + Sync {
         template: &TemplateRef,
         deployment_id: &str,
         nucleus: Option<&Nucleus>,
+        moved_at: Timestamp,
     ) -> Result<(), StoreError>;
     /// Ends a deployment item with failure and applies [`Core::record_deployment_failure`] to
     /// the core (if any).
