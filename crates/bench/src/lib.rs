@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod goals;
 pub mod race;
 pub mod rollout;
 pub mod server;

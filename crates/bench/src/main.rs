@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use ggprov_bench::goals::{Better, Goal};
 use ggprov_bench::server::locate_ggprov;
 use ggprov_bench::verify::verify;
 use ggprov_bench::{Api, Server, names, quantile_ms};
@@ -20,6 +21,10 @@ struct Cli {
     /// Where JSON results go.
     #[arg(long, global = true, default_value = "target/bench")]
     out: PathBuf,
+    /// Fail when a ratio misses its issue-18 goal by more than 5 % (absolute figures are only
+    /// reported).
+    #[arg(long, global = true)]
+    check: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -217,6 +222,14 @@ async fn main() -> anyhow::Result<()> {
                 ],
             );
             save(&cli.out, "throughput", &result)?;
+            ggprov_bench::goals::report(
+                &[
+                    Goal::absolute("cores/s", cores as f64 / seconds, Better::Higher, 1000.0),
+                    Goal::absolute("CPU ms per core", cpu * 1000.0 / cores as f64, Better::Lower, 2.0),
+                    Goal::absolute("peak RSS MiB", peak, Better::Lower, 100.0),
+                ],
+                cli.check,
+            )?;
         }
         Scenario::Quota { cores, quota_scale } => {
             let rate_limit = if quota_scale > 1.0 {
@@ -261,6 +274,10 @@ async fn main() -> anyhow::Result<()> {
                 ],
             );
             save(&cli.out, &format!("quota-x{quota_scale}"), &result)?;
+            ggprov_bench::goals::report(
+                &[Goal::ratio("fraction of the binding quota", rate / binding, Better::Higher, 0.9)],
+                cli.check,
+            )?;
         }
         Scenario::Latency { concurrency, requests } => {
             let (server, _dir) = start(&binary, &[])?;
@@ -318,6 +335,25 @@ async fn main() -> anyhow::Result<()> {
                 "latency",
                 &json!({"scenario": "latency", "profile": profile, "concurrency": concurrency, "routes": results}),
             )?;
+            let mut goals = Vec::new();
+            for r in &results {
+                let route = r["route"].as_str().unwrap_or("");
+                if ["GET /cores/{name}", "GET /templates/lat", "GET /fleet/summary"].contains(&route) {
+                    goals.push(Goal::ratio(
+                        format!("{route}: share of /health"),
+                        r["ofHealth"].as_f64().unwrap_or(0.0),
+                        Better::Higher,
+                        0.8,
+                    ));
+                    goals.push(Goal::absolute(
+                        format!("{route}: p99 ms"),
+                        r["p99Ms"].as_f64().unwrap_or(f64::MAX),
+                        Better::Lower,
+                        5.0,
+                    ));
+                }
+            }
+            ggprov_bench::goals::report(&goals, cli.check)?;
         }
         Scenario::Software { cores, concurrency, requests } => {
             let dir = tempfile::tempdir()?;
@@ -415,6 +451,10 @@ async fn main() -> anyhow::Result<()> {
                 &json!({"scenario": "fanout", "profile": profile, "cores": cores, "taskSeconds": assigned,
                 "reportedSeconds": reported, "awsCallsPerCore": per_core, "deployments": deployments}),
             )?;
+            ggprov_bench::goals::report(
+                &[Goal::ratio("AWS calls per core moved", per_core, Better::Lower, 2.0)],
+                cli.check,
+            )?;
         }
         Scenario::Idle => {
             let started = Instant::now();
@@ -479,6 +519,10 @@ async fn main() -> anyhow::Result<()> {
             if !problems.is_empty() {
                 bail!("the fault run lost or duplicated something");
             }
+            ggprov_bench::goals::report(
+                &[Goal::ratio("fault time / clean time", faulty / clean, Better::Lower, 1.5)],
+                cli.check,
+            )?;
         }
         Scenario::Race { pairs, claims } => {
             let report = ggprov_bench::race::race(&binary, pairs, claims).await?;
@@ -548,6 +592,14 @@ async fn main() -> anyhow::Result<()> {
             if figures.moved_after_abort > 0 {
                 bail!("{} cores moved after the abort", figures.moved_after_abort);
             }
+            ggprov_bench::goals::report(
+                &[
+                    Goal::ratio("AWS calls per core moved", figures.aws_calls_per_core, Better::Lower, 2.0),
+                    Goal::absolute("largest wave gap s", max_gap, Better::Lower, 1.0),
+                    Goal::absolute("abort reaction s", figures.abort_reaction, Better::Lower, 1.0),
+                ],
+                cli.check,
+            )?;
         }
         Scenario::Crash { cores, kills } => {
             let env =
