@@ -157,6 +157,21 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text}))).await;
     }
 
+    /// Presses keys (WebDriver key codes, e.g. Tab `\u{E004}`, Enter `\u{E007}`) on whatever
+    /// has the focus, as a person at the keyboard would.
+    async fn keys(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})])
+            .collect();
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
     async fn enabled(&self, selector: &str) -> bool {
         let id = self.element(selector).await;
         self.call(reqwest::Method::GET, &format!("/element/{id}/enabled"), None).await == true
@@ -196,6 +211,25 @@ impl Browser {
                 for (const a of document.querySelectorAll('a')) if (!a.getAttribute('href') && a.getAttribute('aria-disabled') !== 'true') problems.push('link without href: ' + a.textContent);
                 for (const t of document.querySelectorAll('[tabindex]')) if (Number(t.getAttribute('tabindex')) > 0) problems.push('positive tabindex');
                 if (!document.documentElement.lang) problems.push('no lang');
+                // WCAG contrast of every piece of text against the background it is drawn on
+                // (4.5:1; 3:1 for large or bold-large text; disabled controls are exempt).
+                const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+                const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); })
+                  .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+                const background = (e) => {
+                  for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3); }
+                  return [255, 255, 255];
+                };
+                for (const e of document.querySelectorAll('body *')) {
+                  if (e.closest('[disabled], svg, #toast, .skip')) continue;
+                  if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+                  const style = getComputedStyle(e);
+                  if (style.display === 'none' || style.visibility === 'hidden') continue;
+                  const [l1, l2] = [lum(rgb(style.color).slice(0, 3)), lum(background(e))].sort((a, b) => b - a);
+                  const ratio = (l1 + 0.05) / (l2 + 0.05);
+                  const large = parseFloat(style.fontSize) >= 24 || (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+                  if (ratio < (large ? 3 : 4.5)) problems.push(`contrast ${ratio.toFixed(2)} of "${e.textContent.trim().slice(0, 30)}"`);
+                }
                 return problems;"#,
                 json!([]),
             )
@@ -237,7 +271,10 @@ async fn dashboard_shows_the_fleet_follows_a_task_live_and_pages_the_cores() {
     let app = app_with_worker(&[]).await;
     let browser = Browser::start().await;
     let cores = names("ui", 30);
-    app.provision(&cores).await;
+    // The worker runs in the background here: wait for the task rather than draining.
+    let refs: Vec<&str> = cores.iter().map(String::as_str).collect();
+    let provisioning = app.submit_core_task(&crate::helpers::create_cores(&refs)).await;
+    until(&app, &format!("/coreTasks/{provisioning}"), "30 cores provisioned", |t| t["taskStatus"] == "Success").await;
     app.create_template("cams", &[("aws.greengrass.Cli", "2.12.0")]).await;
     deploy(&app, json!({"template": {"name": "cams"}, "targets": {"thingNames": &cores[..12]}})).await;
     until(&app, "/fleet/summary", "12 cores on cams v1", |s| {
@@ -261,6 +298,21 @@ async fn dashboard_shows_the_fleet_follows_a_task_live_and_pages_the_cores() {
     assert_eq!(browser.text("#live").await, "● live", "the event stream is connected");
     browser.assert_accessible("fleet").await;
     browser.screenshot("fleet").await;
+    // The keyboard alone: the skip link moves the focus to the content without leaving the
+    // page; Tab goes on from there; a focused section link opens with Enter.
+    browser.js("document.querySelector('a.skip').focus()", json!([])).await;
+    browser.keys(&["\u{E007}"]).await;
+    assert_eq!(
+        browser.js("return [document.activeElement.id, location.hash]", json!([])).await,
+        json!(["main", "#/fleet"])
+    );
+    browser.keys(&["\u{E004}"]).await;
+    assert_eq!(browser.js("return document.activeElement.tagName", json!([])).await, "A", "Tab reaches the first link");
+    browser.js("document.querySelector('header nav a[data-nav=templates]').focus()", json!([])).await;
+    browser.keys(&["\u{E007}"]).await;
+    browser
+        .wait_for("the templates page by keyboard", "return document.querySelector('h1').textContent === 'Templates'")
+        .await;
 
     // A task followed live: a manual-approval rollout stops after its first core; Resume
     // moves the rest while the page stays the same page (its marker survives).

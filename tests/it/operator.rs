@@ -374,6 +374,16 @@ fn cli_watch_survives_a_server_restart_and_ctrl_c_leaves_the_task_running() {
     let said = wait_for_line(&lines, "how to watch again", |l| l.contains("stopped watching"));
     assert!(said.contains(&format!("ggprov tasks watch {deployment}")), "{said}");
     assert_eq!(watch.wait().unwrap().code(), Some(130));
-    let task: Value = client.get(format!("{base}/deploymentTasks/{deployment}")).send().unwrap().json().unwrap();
-    assert_eq!(task["rollout"]["state"], "Paused", "the task goes on without the watcher: {task}");
+    // The task goes on without the watcher: its rollout comes to wait for approval, wave 2
+    // unmoved.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let task: Value = client.get(format!("{base}/deploymentTasks/{deployment}")).send().unwrap().json().unwrap();
+        if task["rollout"]["state"] == "Paused" {
+            assert_eq!(task["rollout"]["waves"][1]["moved"], 0, "{task}");
+            break;
+        }
+        assert!(Instant::now() < deadline && task["rollout"]["state"] == "Running", "{task}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -503,6 +503,11 @@ document.addEventListener('DOMContentLoaded', async () => {
     route();
   });
   window.addEventListener('hashchange', () => route());
+  // The skip link moves the focus; following its `#main` would leave the page (hash routes).
+  document.querySelector('a.skip').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    document.getElementById('main').focus();
+  });
   await refreshAccess();
   stream(null);
   route();
