@@ -157,7 +157,7 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text}))).await;
     }
 
-    /// Presses keys (WebDriver key codes, e.g. Tab `\u{E004}`, Enter `\u{E007}`) on whatever
+    /// Presses keys (`WebDriver` key codes, e.g. Tab `\u{E004}`, Enter `\u{E007}`) on whatever
     /// has the focus, as a person at the keyboard would.
     async fn keys(&self, keys: &[&str]) {
         let actions: Vec<Value> = keys
