@@ -79,4 +79,23 @@ async fn summaries_see_every_other_writers_commit() {
             assert_eq!(reader.fleet_counters().await.unwrap(), reader.recount_fleet().await.unwrap());
         }
     }
+
+    // Templates are read from memory too: another writer's new version shows at once, and so
+    // does a template that did not exist when it was first asked for.
+    use ggprov_domain::ports::TemplateStore as _;
+    let name = ggprov_domain::TemplateName::parse("cached").unwrap();
+    for _ in 0..2 {
+        assert!(reader.latest_template(&name).await.unwrap().is_none());
+    }
+    let mut template = ggprov_testkit::builders::template("cached");
+    writer.create_template(&template).await.unwrap();
+    for version in 1..=3 {
+        if version > 1 {
+            template = template.next(template.spec.clone(), Timestamp::now());
+            writer.append_template_version(&template).await.unwrap();
+        }
+        for _ in 0..2 {
+            assert_eq!(reader.latest_template(&name).await.unwrap().map(|t| t.version), Some(version));
+        }
+    }
 }

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -151,10 +150,10 @@ pub(crate) struct WhoAmI {
 /// What the caller's credentials allow: the dashboard disables actions for read-only callers.
 #[utoipa::path(
     get, path = "/whoami", tag = "Operations", operation_id = "whoami",
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody))
+    responses((status = 200, body = WhoAmI, content_type = "application/vnd.aws-cdf-v1.0+json"), (status = 401, body = ErrorBody))
 )]
-pub(crate) async fn whoami(access: Option<axum::Extension<crate::ops::Access>>) -> Json<WhoAmI> {
-    Json(match access {
+pub(crate) async fn whoami(access: Option<axum::Extension<crate::ops::Access>>) -> crate::media::Cdf<WhoAmI> {
+    crate::media::Cdf(match access {
         Some(axum::Extension(access)) => WhoAmI { authentication: true, can_write: access.can_write },
         None => WhoAmI { authentication: false, can_write: true },
     })

@@ -31,7 +31,13 @@ pub(crate) struct ReadModels {
     software: Cached<BTreeMap<SoftwareKey, SoftwareCounts>>,
     /// Every template's latest version number (the fleet summary's `latestVersion`).
     latest_versions: Cached<Arc<BTreeMap<String, u32>>>,
+    /// Latest template versions by name (`GET /templates/{name}`, and every deployment's
+    /// template lookup), all read at one database state: the map is emptied when it moves.
+    templates: Cached<std::collections::HashMap<String, Option<Arc<ggprov_domain::Template>>>>,
 }
+
+/// Templates kept per database state at most (a bound, not a working-set estimate).
+const MAX_CACHED_TEMPLATES: usize = 4_096;
 
 /// A value and the database state it was read at.
 type Cached<T> = Mutex<Option<(DbState, T)>>;
@@ -49,11 +55,44 @@ impl ReadModels {
 
     /// The database's state now; `None` when it cannot be told (then nothing is cached), or
     /// while a writer is between the header's two copies.
-    fn current(&self) -> Option<DbState> {
+    pub(crate) fn current(&self) -> Option<DbState> {
         use std::os::unix::fs::FileExt as _;
         let mut header = [0u8; 96];
         self.shm.as_ref()?.read_exact_at(&mut header, 0).ok()?;
         (header[..48] == header[48..]).then_some(header)
+    }
+}
+
+impl ReadModels {
+    /// The latest version of template `name` as read at the database state `now`, if known
+    /// (`Some(None)`: known not to exist).
+    pub(crate) fn template(
+        &self,
+        now: Option<DbState>,
+        name: &str,
+    ) -> Option<Option<Arc<ggprov_domain::Template>>> {
+        let now = now?;
+        let slot = self.templates.lock().expect("read model lock");
+        slot.as_ref().filter(|(at, _)| *at == now).and_then(|(_, map)| map.get(name).cloned())
+    }
+
+    /// Remembers a template read at the state `at` (the state before the read).
+    pub(crate) fn remember_template(
+        &self,
+        at: Option<DbState>,
+        name: &str,
+        template: Option<Arc<ggprov_domain::Template>>,
+    ) {
+        let Some(at) = at else { return };
+        let mut slot = self.templates.lock().expect("read model lock");
+        match slot.as_mut() {
+            Some((state, map)) if *state == at => {
+                if map.len() < MAX_CACHED_TEMPLATES {
+                    map.insert(name.to_owned(), template);
+                }
+            }
+            _ => *slot = Some((at, std::collections::HashMap::from([(name.to_owned(), template)]))),
+        }
     }
 }
 
