@@ -66,11 +66,7 @@ impl ReadModels {
 impl ReadModels {
     /// The latest version of template `name` as read at the database state `now`, if known
     /// (`Some(None)`: known not to exist).
-    pub(crate) fn template(
-        &self,
-        now: Option<DbState>,
-        name: &str,
-    ) -> Option<Option<Arc<ggprov_domain::Template>>> {
+    pub(crate) fn template(&self, now: Option<DbState>, name: &str) -> Option<Option<Arc<ggprov_domain::Template>>> {
         let now = now?;
         let slot = self.templates.lock().expect("read model lock");
         slot.as_ref().filter(|(at, _)| *at == now).and_then(|(_, map)| map.get(name).cloned())
