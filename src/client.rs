@@ -247,7 +247,11 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self.http.request(method, self.url(path)).header("accept", CDF);
+        self.authorize(self.http.request(method, self.url(path)).header("accept", CDF))
+    }
+
+    /// Adds the caller's credentials (`x-api-key` or a bearer token).
+    fn authorize(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(key) = &self.conn.api_key {
             request = request.header("x-api-key", key);
         }
@@ -569,15 +573,12 @@ struct CsvCore {
 /// Reads and checks a cores CSV; the first problem names its line.
 fn read_cores_csv(
     path: &Path,
+    text: &[u8],
     provisioning_template: &str,
     config_generator: Option<&str>,
 ) -> Result<Vec<CsvCore>, ClientError> {
     let bad = |line: u64, problem: String| ClientError::BadInput(format!("{}:{line}: {problem}", path.display()));
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_path(path)
-        .map_err(|e| ClientError::BadInput(format!("{}: {e}", path.display())))?;
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(text);
     let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
     let name_column = headers
         .iter()
@@ -644,10 +645,11 @@ async fn cores(client: &Client, output: Output, command: CoresCommand) -> Result
                     "give --core-version (e.g. 2.12.0) or --template (its nucleus version is used)".into(),
                 ));
             }
-            let rows = read_cores_csv(&csv, &provisioning_template, config_generator.as_deref())?;
+            let text = std::fs::read(&csv).map_err(|e| ClientError::BadInput(format!("{}: {e}", csv.display())))?;
+            let rows = read_cores_csv(&csv, &text, &provisioning_template, config_generator.as_deref())?;
             // Same file, same chunk: same Idempotency-Key, so a resubmission after a lost answer
             // does not provision twice.
-            let digest = fnv(&std::fs::read(&csv).unwrap_or_default());
+            let digest = ggprov_domain::hash::fnv1a(&text);
             let mut task_ids = Vec::new();
             for (index, chunk) in rows.chunks(CORES_PER_TASK).enumerate() {
                 let mut body =
@@ -772,10 +774,6 @@ fn template_ref(core: &Value, which: &str) -> String {
     } else {
         format!("{name} v{}", s(core, &format!("/template/{which}/version")))
     }
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 async fn devices(client: &Client, output: Output, command: DevicesCommand) -> Result<Exit, ClientError> {
@@ -1210,13 +1208,8 @@ async fn tail(
         if let Some(t) = detail_type {
             path.push_str(&format!("?detailType={}", enc(t)));
         }
-        let mut request = stream_client.get(client.url(&path)).header("accept", "text/event-stream");
-        if let Some(key) = &client.conn.api_key {
-            request = request.header("x-api-key", key);
-        }
-        if let Some(token) = &client.conn.token {
-            request = request.bearer_auth(token);
-        }
+        // Its own HTTP client: the API client's 60 s timeout would cut a stream that stays open.
+        let mut request = client.authorize(stream_client.get(client.url(&path)).header("accept", "text/event-stream"));
         if let Some(last) = last {
             request = request.header("last-event-id", last.to_string());
         }

@@ -289,6 +289,19 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rec
     receive
 }
 
+/// `ggprov tasks watch ID` against `base`, with its stderr lines (stdout stays piped).
+fn watch_task(base: &str, id: &str) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut watch = Command::new(BIN)
+        .args(["tasks", "watch", id])
+        .env("GGPROV_URL", base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(watch.stderr.take().unwrap());
+    (watch, lines)
+}
+
 fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = Vec::new();
@@ -323,14 +336,7 @@ fn cli_watch_survives_a_server_restart_and_ctrl_c_leaves_the_task_running() {
     assert_eq!(response.status(), 202);
     let id = response.headers()["x-taskid"].to_str().unwrap().to_owned();
 
-    let mut watch = Command::new(BIN)
-        .args(["tasks", "watch", &id])
-        .env("GGPROV_URL", &base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(watch.stderr.take().unwrap());
+    let (mut watch, lines) = watch_task(&base, &id);
     wait_for_line(&lines, "progress", |l| l.contains(" done: "));
     let status = first.terminate();
     assert!(status.success(), "{status:?}");
@@ -361,14 +367,7 @@ fn cli_watch_survives_a_server_restart_and_ctrl_c_leaves_the_task_running() {
         .unwrap();
     assert_eq!(response.status(), 202);
     let deployment = response.headers()["x-taskid"].to_str().unwrap().to_owned();
-    let mut watch = Command::new(BIN)
-        .args(["tasks", "watch", &deployment])
-        .env("GGPROV_URL", &base)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(watch.stderr.take().unwrap());
+    let (mut watch, lines) = watch_task(&base, &deployment);
     wait_for_line(&lines, "the first wave done", |l| l.starts_with("1/3 done"));
     assert!(Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap().success());
     let said = wait_for_line(&lines, "how to watch again", |l| l.contains("stopped watching"));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -92,48 +92,45 @@ pub(crate) async fn event_stream(
     }
     let stopping = state.stopping.subscribe();
     let poll = POLL.max(state.cores.stream_settle() / 4);
-    let stream = futures::stream::unfold(
-        (state, after, std::collections::VecDeque::<SseEvent>::new(), stopping, true),
-        move |(state, mut after, mut ready, mut stopping, first)| {
-            let types = types.clone();
-            async move {
-                loop {
-                    if let Some(event) = ready.pop_front() {
-                        return Some((Ok(event), (state, after, ready, stopping, false)));
-                    }
-                    if *stopping.borrow() {
-                        return None;
-                    }
-                    if first {
-                        // Tell the browser how soon to reconnect after a drop.
-                        ready.push_back(SseEvent::default().retry(Duration::from_secs(2)).comment("ggprov events"));
-                        continue;
-                    }
-                    match state.cores.events_after(after, PAGE).await {
-                        Ok(events) if !events.is_empty() => {
-                            for event in events {
-                                after = event.sequence;
-                                if types.as_ref().is_some_and(|t| !t.contains(&event.event.detail_type)) {
-                                    continue;
-                                }
-                                let sequence = event.sequence;
+    // Each step reads the events after the last one seen (waiting `poll` while there are
+    // none) and hands them on as one batch; the stream ends when the server stops.
+    let batches = futures::stream::unfold((state, after, stopping), move |(state, mut after, mut stopping)| {
+        let types = types.clone();
+        async move {
+            loop {
+                if *stopping.borrow() {
+                    return None;
+                }
+                match state.cores.events_after(after, PAGE).await {
+                    Ok(events) if !events.is_empty() => {
+                        after = events.last().map_or(after, |e| e.sequence);
+                        let batch: Vec<SseEvent> = events
+                            .into_iter()
+                            .filter(|e| types.as_ref().is_none_or(|t| t.contains(&e.event.detail_type)))
+                            .map(|event| {
+                                let id = event.sequence.to_string();
                                 let resource = EventResource::new(event, state.event_source.clone());
-                                let data = serde_json::to_string(&resource).unwrap_or_default();
-                                ready.push_back(SseEvent::default().id(sequence.to_string()).data(data));
-                            }
-                            continue;
-                        }
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!(error = %err, "event stream: cannot read the outbox; trying again"),
+                                SseEvent::default().id(id).data(serde_json::to_string(&resource).unwrap_or_default())
+                            })
+                            .collect();
+                        return Some((batch, (state, after, stopping)));
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(poll) => {}
-                        _ = stopping.changed() => {}
-                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "event stream: cannot read the outbox; trying again"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(poll) => {}
+                    _ = stopping.changed() => {}
                 }
             }
-        },
-    );
+        }
+    });
+    // First, how soon a browser should reconnect after a drop.
+    let hint = SseEvent::default().retry(Duration::from_secs(2)).comment("ggprov events");
+    let stream = futures::stream::once(async move { vec![hint] })
+        .chain(batches)
+        .flat_map(futures::stream::iter)
+        .map(Ok::<_, Infallible>);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -39,8 +39,8 @@ pub(crate) fn is_asset(path: &str) -> bool {
 }
 
 fn etag(body: &str) -> String {
-    // FNV-1a: the files change only with the binary; any stable digest will do.
-    let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    // The files change only with the binary; any stable digest will do.
+    let hash = ggprov_domain::hash::fnv1a(body.as_bytes());
     format!("\"{hash:016x}\"")
 }
 

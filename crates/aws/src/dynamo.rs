@@ -104,8 +104,7 @@ pub(crate) fn to_doc<T: serde::Serialize>(value: &T) -> Av {
 
 /// A stable shard for a key (FNV-1a), so one core always moves the same counter items.
 pub(crate) fn shard_of(key: &str) -> u64 {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    hash % SHARDS
+    ggprov_domain::hash::fnv1a(key.as_bytes()) % SHARDS
 }
 
 /// `key = value` pairs of a primary key.

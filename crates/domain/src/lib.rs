@@ -10,6 +10,7 @@ pub mod deployment_service;
 pub mod deployment_state;
 pub mod device_service;
 pub mod error_chain;
+pub mod hash;
 pub mod jobs;
 pub mod metrics;
 pub mod pagination;

@@ -50,16 +50,12 @@ pub struct CoreBehavior {
 /// The platforms simulated cores get unless told otherwise, by a hash of the name (FNV-1a):
 /// 60 % linux/amd64, 25 % linux/aarch64, 10 % linux/arm, 5 % windows/amd64.
 pub(crate) fn default_platform(name: &str) -> (&'static str, &'static str) {
-    match fnv(name) % 100 {
+    match ggprov_domain::hash::fnv1a(name.as_bytes()) % 100 {
         0..60 => ("linux", "amd64"),
         60..85 => ("linux", "aarch64"),
         85..95 => ("linux", "arm"),
         _ => ("windows", "amd64"),
     }
-}
-
-fn fnv(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// A thing as the simulated registry holds it (`GET /local-cloud/things/{name}`).
@@ -215,7 +211,7 @@ impl LocalCloud {
             .fetch_all(self.pool())
             .await
             .map_err(db("CoreShare"))?;
-        let picked = |name: &str| ((fnv(name) % 10_000) as f64) < share * 10_000.0;
+        let picked = |name: &str| ((ggprov_domain::hash::fnv1a(name.as_bytes()) % 10_000) as f64) < share * 10_000.0;
         Ok(rows
             .iter()
             .map(|r| r.get::<String, _>("name"))

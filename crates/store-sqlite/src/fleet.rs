@@ -61,9 +61,28 @@ impl ReadModels {
         self.shm.as_ref()?.read_exact_at(&mut header, 0).ok()?;
         (header[..48] == header[48..]).then_some(header)
     }
-}
 
-impl ReadModels {
+    /// The value of `slot` at the database state now: from memory when it was read at this
+    /// state, otherwise from `read`, remembered with the state taken *before* the read (a
+    /// commit during the read makes it stale at once).
+    async fn read_through<T: Clone>(
+        &self,
+        slot: &Cached<T>,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let at = self.current();
+        if let Some(at) = at
+            && let Some((_, value)) = slot.lock().expect("read model lock").as_ref().filter(|(state, _)| *state == at)
+        {
+            return Ok(value.clone());
+        }
+        let value = read.await?;
+        if let Some(at) = at {
+            *slot.lock().expect("read model lock") = Some((at, value.clone()));
+        }
+        Ok(value)
+    }
+
     /// The latest version of template `name` as read at the database state `now`, if known
     /// (`Some(None)`: known not to exist).
     pub(crate) fn template(&self, now: Option<DbState>, name: &str) -> Option<Option<Arc<ggprov_domain::Template>>> {
@@ -89,18 +108,6 @@ impl ReadModels {
             }
             _ => *slot = Some((at, std::collections::HashMap::from([(name.to_owned(), template)]))),
         }
-    }
-}
-
-/// The cached value of `slot` if it was read at the database state `now`.
-fn cached<T: Clone>(slot: &Cached<T>, now: Option<DbState>) -> Option<T> {
-    let now = now?;
-    slot.lock().expect("read model lock").as_ref().filter(|(at, _)| *at == now).map(|(_, v)| v.clone())
-}
-
-fn remember<T>(slot: &Cached<T>, at: Option<DbState>, value: T) {
-    if let Some(at) = at {
-        *slot.lock().expect("read model lock") = Some((at, value));
     }
 }
 
@@ -171,15 +178,13 @@ fn counts_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> BTreeMap<(String, u32),
 #[async_trait]
 impl FleetCounters for SqliteStore {
     async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
-        // The state before the read: a commit during the read makes this one stale at once.
-        let at = self.read_models.current();
-        if let Some(counts) = cached(&self.read_models.fleet, at) {
-            return Ok(counts);
-        }
-        let rows = sqlx::query("SELECT * FROM fleet_counters").fetch_all(&self.pool).await.map_err(unavailable)?;
-        let counts = counts_from_rows(&rows);
-        remember(&self.read_models.fleet, at, counts.clone());
-        Ok(counts)
+        self.read_models
+            .read_through(&self.read_models.fleet, async {
+                let rows =
+                    sqlx::query("SELECT * FROM fleet_counters").fetch_all(&self.pool).await.map_err(unavailable)?;
+                Ok(counts_from_rows(&rows))
+            })
+            .await
     }
 
     async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
@@ -200,28 +205,26 @@ impl FleetCounters for SqliteStore {
     }
 
     async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
-        let at = self.read_models.current();
-        if let Some(counts) = cached(&self.read_models.software, at) {
-            return Ok(counts);
-        }
-        let rows = sqlx::query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        let counts: BTreeMap<SoftwareKey, SoftwareCounts> = rows
-            .iter()
-            .map(|r| {
-                let key = SoftwareKey {
-                    nucleus: r.get("nucleus"),
-                    version: r.get("version"),
-                    os: r.get("os"),
-                    architecture: r.get("architecture"),
-                };
-                (key, SoftwareCounts { cores: r.get("cores"), updating: r.get("updating") })
+        self.read_models
+            .read_through(&self.read_models.software, async {
+                let rows = sqlx::query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        let key = SoftwareKey {
+                            nucleus: r.get("nucleus"),
+                            version: r.get("version"),
+                            os: r.get("os"),
+                            architecture: r.get("architecture"),
+                        };
+                        (key, SoftwareCounts { cores: r.get("cores"), updating: r.get("updating") })
+                    })
+                    .collect())
             })
-            .collect();
-        remember(&self.read_models.software, at, counts.clone());
-        Ok(counts)
+            .await
     }
 
     async fn recount_software(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
@@ -235,19 +238,19 @@ impl SqliteStore {
     /// Every template's latest version number, answered from memory while the database does
     /// not change (like the summaries).
     pub(crate) async fn all_latest_versions(&self) -> Result<Arc<BTreeMap<String, u32>>, StoreError> {
-        let at = self.read_models.current();
-        if let Some(versions) = cached(&self.read_models.latest_versions, at) {
-            return Ok(versions);
-        }
-        let rows = sqlx::query("SELECT name, latest_version FROM template_heads")
-            .fetch_all(&self.pool)
+        self.read_models
+            .read_through(&self.read_models.latest_versions, async {
+                let rows = sqlx::query("SELECT name, latest_version FROM template_heads")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(Arc::new(
+                    rows.iter()
+                        .map(|r| (r.get::<String, _>("name"), r.get::<i64, _>("latest_version") as u32))
+                        .collect(),
+                ))
+            })
             .await
-            .map_err(unavailable)?;
-        let versions: Arc<BTreeMap<String, u32>> = Arc::new(
-            rows.iter().map(|r| (r.get::<String, _>("name"), r.get::<i64, _>("latest_version") as u32)).collect(),
-        );
-        remember(&self.read_models.latest_versions, at, versions.clone());
-        Ok(versions)
     }
 
     /// Inserts `cores` cores spread over `versions` template versions, 8 nucleus versions and
