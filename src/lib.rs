@@ -246,6 +246,10 @@ impl Application {
             ),
             cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
             devices: DeviceService::new(store.clone(), worker_iot.clone(), worker_greengrass, artifacts),
+            certificates: ggprov_domain::certificate_service::CertificateService::new(
+                store.clone(),
+                worker_iot.clone(),
+            ),
             deployments,
             software_updates,
             rollouts: Rollouts::new(store.clone(), queue, config.worker.deployment_batch_size as usize),

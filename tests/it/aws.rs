@@ -532,6 +532,32 @@ async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
         assert_eq!(resumed.status(), 200);
         let ui = api.http.get(format!("{}/ui/", api.base)).send().await.unwrap();
         assert_eq!(ui.status(), 200);
+        // The certificate inventory on DynamoDB, and a revocation IoT keeps.
+        let record = api.get(&format!("/cores/{core}")).await;
+        let certificate = record["certificate"].clone();
+        assert_eq!(
+            (certificate["status"].as_str(), certificate["keyAlgorithm"].as_str()),
+            (Some("ACTIVE"), Some("EC_P256"))
+        );
+        let summary = api.get("/fleet/certificates").await;
+        assert_eq!((summary["active"].as_i64(), summary["buckets"]["later"].as_i64()), (Some(1), Some(1)), "{summary}");
+        let id = certificate["certificateId"].as_str().unwrap();
+        let (status, revoked) = api.post(&format!("/certificates/{id}/revoke"), &json!({})).await;
+        assert_eq!((status, revoked["status"].as_str()), (200, Some("REVOKED")), "{revoked}");
+        let iot = aws_sdk_iot::Client::new(&config);
+        let described = iot.describe_certificate().certificate_id(id).send().await.unwrap();
+        assert_eq!(described.certificate_description.unwrap().status.unwrap().as_str(), "REVOKED");
+        assert!(
+            iot.list_thing_principals()
+                .thing_name(&core)
+                .send()
+                .await
+                .unwrap()
+                .principals
+                .unwrap_or_default()
+                .is_empty()
+        );
+        assert_eq!(api.get("/fleet/certificates").await["active"], 0);
         ssm.get_parameter().name(&marker).send().await.expect("the CA is remembered").parameter.unwrap().value.unwrap()
     };
     let key = ssm

@@ -4,6 +4,7 @@
 mod applications;
 mod aws;
 mod browser;
+mod certificates;
 mod cli;
 mod cores;
 mod deployments;

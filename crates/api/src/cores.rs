@@ -96,6 +96,10 @@ pub(crate) struct CoreResource {
     template: CoreTemplate,
     /// The nucleus and platform the core runs, as far as ggprov knows (ggprov extension).
     software: ggprov_domain::software::CoreSoftware,
+    /// The certificate the core's thing holds: id, CA, validity, key algorithm, status (ggprov
+    /// extension; absent for cores provisioned before the inventory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<ggprov_domain::certificates::CertificateInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     artifacts: Option<BTreeMap<String, ArtifactResource>>,
     /// Only on `GET /cores/{name}`.
@@ -125,6 +129,7 @@ impl CoreResource {
                 },
             },
             software: core.software,
+            certificate: core.certificate,
             artifacts,
             device: device.map(|d| {
                 let live = d.device.unwrap_or_else(|| ggprov_domain::ports::CoreDevice {

@@ -125,6 +125,10 @@ pub(crate) struct DeviceResource {
     /// The core it is associated with.
     core_name: String,
     provisioning_template: String,
+    /// The certificate the device's thing holds (ggprov extension; absent for devices
+    /// provisioned before the inventory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<ggprov_domain::certificates::CertificateInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     artifacts: Option<BTreeMap<String, ArtifactResource>>,
     #[schema(value_type = String)]
@@ -139,6 +143,7 @@ impl DeviceResource {
             name: device.name.as_str().to_owned(),
             core_name: device.core_name.as_str().to_owned(),
             provisioning_template: device.provisioning_template,
+            certificate: device.certificate,
             artifacts: (!device.artifacts.is_empty())
                 .then(|| device.artifacts.into_iter().map(|(k, v)| (k, ArtifactResource::from(v))).collect()),
             created_at: device.created_at,

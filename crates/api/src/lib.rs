@@ -2,6 +2,7 @@
 
 mod applications;
 mod body_schema;
+mod certificates;
 mod core_tasks;
 mod cores;
 mod cors;

@@ -25,6 +25,7 @@ use crate::router::api_router;
         (name = "Client devices", description = "Provision client devices in bulk and associate them with their core"),
         (name = "Deployment tasks", description = "Roll template versions out to cores: one Greengrass deployment per template version"),
         (name = "Fleet", description = "Desired, reported and failed template versions across the fleet"),
+        (name = "Certificates", description = "Every core's and client device's certificate: expiry you can see, revocation that sticks (ggprov extension)"),
         (name = "Core software", description = "Which nucleus each core runs on which platform, and nucleus updates through templates"),
         (name = "Provisioning templates", description = "CDF provisioning templates used to provision cores and devices"),
         (name = "Events", description = "Lifecycle events (what is published to EventBridge)"),

@@ -20,8 +20,8 @@ use crate::media::{MAX_BODY_BYTES, require_acceptable};
 use crate::paths::normalize_request;
 use crate::state::AppState;
 use crate::{
-    applications, core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates, software,
-    templates,
+    applications, certificates, core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates,
+    software, templates,
 };
 
 /// HTTP settings of the API.
@@ -73,6 +73,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(deployment_tasks::routes())
         .merge(provisioning_templates::routes())
         .merge(software::routes())
+        .merge(certificates::routes())
         .route_layer(middleware::from_fn(require_acceptable));
     OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes()).merge(crate::live::routes())
 }

@@ -18,6 +18,8 @@ pub struct App {
     pub core_tasks: CoreTaskService,
     pub cores: CoreService,
     pub devices: DeviceService,
+    /// The certificate inventory and revocation.
+    pub certificates: ggprov_domain::certificate_service::CertificateService,
     pub deployments: DeploymentService,
     /// Software update tasks.
     pub software_updates: ggprov_domain::software_update::SoftwareUpdateService,

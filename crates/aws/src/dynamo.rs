@@ -159,6 +159,7 @@ macro_rules! retry_tx {
 }
 
 mod applications;
+mod certificates;
 mod claims;
 mod cores;
 mod cursors;

@@ -215,6 +215,17 @@ impl IotRegistry for AwsIot {
         Ok(())
     }
 
+    async fn revoke_certificate(&self, certificate_id: &str) -> Result<(), CloudError> {
+        self.client
+            .update_certificate()
+            .certificate_id(certificate_id)
+            .new_status(IotStatus::Revoked)
+            .send()
+            .await
+            .map_err(|e| cloud_error("UpdateCertificate", &e))?;
+        Ok(())
+    }
+
     async fn delete_certificate(&self, certificate_id: &str) -> Result<(), CloudError> {
         self.client
             .delete_certificate()

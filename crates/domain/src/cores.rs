@@ -246,6 +246,9 @@ pub struct Core {
     /// The nucleus and platform the core runs, as far as ggprov knows ([`crate::software`]).
     #[serde(default)]
     pub software: crate::software::CoreSoftware,
+    /// The certificate the core's thing holds (absent for cores recorded before the inventory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::certificates::CertificateInfo>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }
@@ -282,6 +285,7 @@ impl Core {
             desired_deployment_id: None,
             status_at: None,
             software: crate::software::CoreSoftware::default(),
+            certificate: None,
             created_at: now,
             updated_at: Some(now),
         }
@@ -295,6 +299,9 @@ pub struct Device {
     pub core_name: ThingName,
     pub provisioning_template: String,
     pub artifacts: BTreeMap<String, Artifact>,
+    /// The certificate the device's thing holds (absent for devices recorded before the inventory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::certificates::CertificateInfo>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }

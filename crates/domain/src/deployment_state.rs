@@ -119,6 +119,7 @@ impl Core {
         let mut after = existing.cloned().unwrap_or_else(|| provisioned.clone());
         after.provisioning_template = provisioned.provisioning_template.clone();
         after.artifacts = provisioned.artifacts.clone();
+        after.certificate = provisioned.certificate.clone();
         after.updated_at = Some(now);
         after
     }

@@ -3,6 +3,8 @@
 pub mod application;
 pub mod application_service;
 pub mod backend;
+pub mod certificate_service;
+pub mod certificates;
 pub mod core_service;
 pub mod core_task_service;
 pub mod cores;

@@ -32,8 +32,8 @@ pub use cloud::{
 pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};
 pub use records::{
-    CoreFilter, CoreRecords, CoreStore, DeploymentRecords, DeviceRecords, FleetCounters, IngestCursors, Outbox,
-    ProvisioningJournals, RolloutRecords, SoftwareUpdateRecords, StartedItem, TaskStore,
+    CertificateInventory, CoreFilter, CoreRecords, CoreStore, DeploymentRecords, DeviceRecords, FleetCounters,
+    IngestCursors, Outbox, ProvisioningJournals, RolloutRecords, SoftwareUpdateRecords, StartedItem, TaskStore,
 };
 pub use status::{DeploymentOutcome, EventPublisher, PositionedStatusFeed, ReceivedStatus, StatusFeed, StatusSignal};
 

@@ -46,6 +46,26 @@ pub struct CertInfo {
     pub key_algorithm: Option<KeyAlgorithm>,
 }
 
+impl CertInfo {
+    /// These settings, with `defaults`' where these say nothing (a request's `certInfo` over
+    /// its provisioning template's `CDF.certInfo`).
+    pub fn or_defaults(self, defaults: Option<&CertInfo>) -> CertInfo {
+        let Some(d) = defaults else { return self };
+        let d = d.clone();
+        CertInfo {
+            common_name: self.common_name.or(d.common_name),
+            organization: self.organization.or(d.organization),
+            organizational_unit: self.organizational_unit.or(d.organizational_unit),
+            locality: self.locality.or(d.locality),
+            state_name: self.state_name.or(d.state_name),
+            country: self.country.or(d.country),
+            email_address: self.email_address.or(d.email_address),
+            days_expiry: self.days_expiry.or(d.days_expiry),
+            key_algorithm: self.key_algorithm.or(d.key_algorithm),
+        }
+    }
+}
+
 /// Key type of a minted key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -90,6 +110,9 @@ pub struct ProvisioningJournal {
     /// The CA certificate it chains to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate_pem: Option<String>,
+    /// The ggprov CA that signed it, if any (journals written before the inventory lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_id: Option<String>,
     /// Artifact key of the certs bundle, once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certs_key: Option<String>,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::provisioning::CertificateStatus;
+use crate::provisioning::{CertInfo, CertificateStatus};
 
 /// A parsed template, ready to render with parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,7 @@ pub struct ProvisioningTemplate {
     certificate_status: Option<CertificateStatus>,
     policies: Vec<PolicyResource>,
     additional_policies: Vec<PolicyResource>,
+    cert_info: Option<CertInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,9 @@ pub struct RenderedTemplate {
     pub policies: Vec<(String, Option<String>)>,
     /// `CDF.attachAdditionalPolicies`: with a document, a policy is created for this thing.
     pub additional_policies: Vec<(String, Option<String>)>,
+    /// `CDF.certInfo`: the subject, validity (`daysExpiry`) and key algorithm of certificates
+    /// minted for the template's things, where the request's `certInfo` does not say.
+    pub cert_info: Option<CertInfo>,
 }
 
 /// Names of the templates ggprov ships.
@@ -93,6 +97,7 @@ impl ProvisioningTemplate {
             certificate_status: None,
             policies: Vec::new(),
             additional_policies: Vec::new(),
+            cert_info: None,
         };
         if let Some(resources) = root.get("Resources") {
             let resources = resources.as_object().ok_or("Resources must be an object")?;
@@ -124,6 +129,14 @@ impl ProvisioningTemplate {
                             }
                             template.additional_policies.push(PolicyResource { name, document });
                         }
+                    }
+                    "certInfo" => {
+                        let info: CertInfo = serde_json::from_value(value.clone())
+                            .map_err(|e| format!("CDF.certInfo: {e} (fields: commonName, organization, organizationalUnit, locality, stateName, country, emailAddress, daysExpiry, keyAlgorithm)"))?;
+                        if let Some(days) = info.days_expiry.filter(|d| !(1..=36_500).contains(d)) {
+                            return Err(format!("CDF.certInfo.daysExpiry {days} must be between 1 and 36500"));
+                        }
+                        template.cert_info = Some(info);
                     }
                     other => return Err(format!("unsupported CDF setting '{other}'")),
                 }
@@ -247,6 +260,7 @@ impl ProvisioningTemplate {
             certificate_status: self.certificate_status.unwrap_or_default(),
             policies: Vec::new(),
             additional_policies: Vec::new(),
+            cert_info: self.cert_info.clone(),
         };
         if let Some(thing) = &self.thing {
             rendered.thing_name = Some(eval(&thing.name)?);

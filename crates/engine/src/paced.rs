@@ -182,6 +182,9 @@ impl IotRegistry for Paced {
     async fn delete_certificate(&self, id: &str) -> Result<(), CloudError> {
         paced!(self, "DeleteCertificate", self.iot.delete_certificate(id))
     }
+    async fn revoke_certificate(&self, id: &str) -> Result<(), CloudError> {
+        paced!(self, "UpdateCertificate", self.iot.revoke_certificate(id))
+    }
     async fn policy_exists(&self, name: &str) -> Result<bool, CloudError> {
         paced!(self, "GetPolicy", self.iot.policy_exists(name))
     }

@@ -227,8 +227,34 @@ impl IotRegistry for LocalCloud {
     ) -> Result<(), CloudError> {
         const API: &str = "UpdateCertificate";
         self.admit(API)?;
-        let updated = sqlx::query("UPDATE certificates SET status = ? WHERE id = ?")
+        match self.certificate_exists(certificate_id, API).await? {
+            None => return Err(not_found(API, format!("certificate {certificate_id} does not exist"))),
+            // A revoked certificate stays revoked: it cannot authenticate again, and as far as
+            // deactivating goes it is inactive already.
+            Some(current) if current == "REVOKED" => {
+                return match status {
+                    CertificateStatus::Active => Err(rejected(
+                        API,
+                        format!("certificate {certificate_id} is REVOKED and cannot be activated again"),
+                    )),
+                    CertificateStatus::Inactive => Ok(()),
+                };
+            }
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE certificates SET status = ? WHERE id = ? AND status <> 'REVOKED'")
             .bind(status.as_str())
+            .bind(certificate_id)
+            .execute(self.pool())
+            .await
+            .map_err(db(API))?;
+        Ok(())
+    }
+
+    async fn revoke_certificate(&self, certificate_id: &str) -> Result<(), CloudError> {
+        const API: &str = "UpdateCertificate";
+        self.admit(API)?;
+        let updated = sqlx::query("UPDATE certificates SET status = 'REVOKED' WHERE id = ?")
             .bind(certificate_id)
             .execute(self.pool())
             .await

@@ -148,6 +148,41 @@ fn pem_der(certificate_pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(pem.contents)
 }
 
+/// What the inventory keeps of a certificate: validity (epoch milliseconds) and key algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateDetails {
+    pub not_before_millis: i64,
+    pub not_after_millis: i64,
+    /// `EC_P256`, `EC_P384`, `RSA_2048`, ... (`EC` / `RSA_<bits>` / the OID when unknown).
+    pub key_algorithm: String,
+}
+
+/// Reads a certificate's validity and key algorithm.
+pub fn describe(certificate_pem: &str) -> Result<CertificateDetails, PkiError> {
+    use x509_parser::public_key::PublicKey;
+    let der = pem_der(certificate_pem)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    let validity = cert.validity();
+    let millis = |t: &x509_parser::time::ASN1Time| t.timestamp() * 1000;
+    let spki = cert.public_key();
+    let key_algorithm = match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => format!("RSA_{}", rsa.key_size()),
+        Ok(PublicKey::EC(point)) => match point.key_size() {
+            256 => "EC_P256".to_owned(),
+            384 => "EC_P384".to_owned(),
+            521 => "EC_P521".to_owned(),
+            bits => format!("EC_{bits}"),
+        },
+        _ => spki.algorithm.algorithm.to_id_string(),
+    };
+    Ok(CertificateDetails {
+        not_before_millis: millis(&validity.not_before),
+        not_after_millis: millis(&validity.not_after),
+        key_algorithm,
+    })
+}
+
 /// Whether `certificate_pem` is signed by the CA in `ca_certificate_pem`.
 pub fn is_signed_by(certificate_pem: &str, ca_certificate_pem: &str) -> Result<bool, PkiError> {
     let cert_der = pem_der(certificate_pem)?;

@@ -4,6 +4,7 @@
 //! and move the fleet counters by the domain's `FleetDelta` in the same transaction.
 
 use async_trait::async_trait;
+use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Core, Event};
 use ggprov_domain::deployment_state::FleetDelta;
 use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
@@ -36,8 +37,8 @@ pub(crate) async fn write_core(
             sqlx::query(
                 "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
                  deployment_status, deployment_status_message, deployment_state, artifacts, desired_deployment_id, status_at, created_at, updated_at, \
-                 software, nucleus_version, os, architecture) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 software, nucleus_version, os, architecture, certificate) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (name) DO UPDATE SET provisioning_template = excluded.provisioning_template, \
                  desired_name = excluded.desired_name, desired_version = excluded.desired_version, \
                  reported_name = excluded.reported_name, reported_version = excluded.reported_version, \
@@ -45,7 +46,8 @@ pub(crate) async fn write_core(
                  deployment_state = excluded.deployment_state, artifacts = excluded.artifacts, \
                  desired_deployment_id = excluded.desired_deployment_id, status_at = excluded.status_at, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, software = excluded.software, \
-                 nucleus_version = excluded.nucleus_version, os = excluded.os, architecture = excluded.architecture",
+                 nucleus_version = excluded.nucleus_version, os = excluded.os, architecture = excluded.architecture, \
+                 certificate = excluded.certificate",
             )
             .bind(core.name.as_str())
             .bind(&core.provisioning_template)
@@ -65,6 +67,7 @@ pub(crate) async fn write_core(
             .bind(&core.software.nucleus_version)
             .bind(&core.software.os)
             .bind(&core.software.architecture)
+            .bind(core.certificate.as_ref().map(|c| serde_json::to_string(c).expect("certificates serialise")))
             .execute(&mut **tx)
             .await
             .map_err(unavailable)?;
@@ -77,6 +80,12 @@ pub(crate) async fn write_core(
                 .map_err(unavailable)?;
         }
         (None, None) => {}
+    }
+    let (cert_before, cert_after) =
+        (before.and_then(|c| c.certificate.as_ref()), after.and_then(|c| c.certificate.as_ref()));
+    if cert_before != cert_after {
+        let name = before.or(after).map(|c| c.name.as_str()).unwrap_or_default();
+        crate::certificates::index(tx, ThingKind::Core, name, cert_after).await?;
     }
     crate::fleet::apply_delta(tx, &FleetDelta::between(before, after)).await?;
     crate::fleet::apply_software_delta(tx, &SoftwareDelta::between(before, after)).await?;

@@ -1,6 +1,7 @@
 //! `DeviceRecords` on SQLite: client devices in `devices`, by core.
 
 use async_trait::async_trait;
+use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Device, Event};
 use ggprov_domain::ports::{DeviceRecords, StoreError};
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
@@ -21,9 +22,9 @@ impl DeviceRecords for SqliteStore {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO devices (name, core_name, provisioning_template, artifacts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO devices (name, core_name, provisioning_template, artifacts, created_at, updated_at, certificate) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET core_name = excluded.core_name, provisioning_template = excluded.provisioning_template, \
-             artifacts = excluded.artifacts, updated_at = excluded.updated_at",
+             artifacts = excluded.artifacts, updated_at = excluded.updated_at, certificate = excluded.certificate",
         )
         .bind(device.name.as_str())
         .bind(device.core_name.as_str())
@@ -31,9 +32,12 @@ impl DeviceRecords for SqliteStore {
         .bind(serde_json::to_string(&device.artifacts).expect("artifacts serialise"))
         .bind(device.created_at.as_millis())
         .bind(now.as_millis())
+        .bind(device.certificate.as_ref().map(|c| serde_json::to_string(c).expect("certificates serialise")))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        crate::certificates::index(&mut tx, ThingKind::Device, device.name.as_str(), device.certificate.as_ref())
+            .await?;
         write_event(&mut tx, event, now).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -56,6 +60,7 @@ impl DeviceRecords for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        crate::certificates::index(&mut tx, ThingKind::Device, name.as_str(), None).await?;
         sqlx::query("DELETE FROM provisioning_journals WHERE name = ?")
             .bind(name.as_str())
             .execute(&mut *tx)

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod applications;
+mod certificates;
 mod cores;
 mod cursors;
 mod deployments;

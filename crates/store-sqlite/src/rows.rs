@@ -66,6 +66,7 @@ pub(crate) fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
         desired_deployment_id: row.try_get("desired_deployment_id").map_err(unavailable)?,
         status_at: opt_ts(row.try_get("status_at").map_err(unavailable)?)?,
         software: serde_json::from_str(&get_str("software")?).map_err(corrupt)?,
+        certificate: certificate_column(row)?,
         created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
         updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
     })
@@ -78,9 +79,17 @@ pub(crate) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
         core_name: thing(&get_str("core_name")?)?,
         provisioning_template: get_str("provisioning_template")?,
         artifacts: serde_json::from_str(&get_str("artifacts")?).map_err(corrupt)?,
+        certificate: certificate_column(row)?,
         created_at: ts(row.try_get("created_at").map_err(unavailable)?)?,
         updated_at: opt_ts(row.try_get("updated_at").map_err(unavailable)?)?,
     })
+}
+
+fn certificate_column(row: &SqliteRow) -> Result<Option<ggprov_domain::certificates::CertificateInfo>, StoreError> {
+    row.try_get::<Option<String>, _>("certificate")
+        .map_err(unavailable)?
+        .map(|text| serde_json::from_str(&text).map_err(corrupt))
+        .transpose()
 }
 
 pub(crate) fn event_from_row(r: &SqliteRow) -> Result<StoredEvent, StoreError> {

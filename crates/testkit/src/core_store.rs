@@ -16,8 +16,10 @@ use ggprov_domain::cores::{Core, Device, Event, NewCore, Task, TaskFamily, TaskI
 use ggprov_domain::ports::{CoreFilter, CoreStore, DeploymentOutcome};
 use ggprov_domain::{PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
 
+mod certificates;
 mod concurrency;
 
+pub use certificates::*;
 pub use concurrency::*;
 
 /// Generates the suite's tests for one adapter; the expression builds a fresh, empty store.
@@ -41,6 +43,7 @@ macro_rules! core_store_conformance {
             rollout_state_changes_are_conditional_and_items_keep_their_waves,
             core_software_is_observed_counted_and_filtered,
             software_update_tasks_are_conditional_and_found_by_token,
+            certificate_inventory_counts_equal_a_recount_and_revocation_sticks,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -105,7 +108,7 @@ pub(crate) fn event(kind: &str, n: usize) -> Event {
     Event { detail_type: kind.into(), detail: serde_json::json!({"n": n}) }
 }
 
-async fn event_count(store: &Arc<dyn CoreStore>) -> usize {
+pub(crate) async fn event_count(store: &Arc<dyn CoreStore>) -> usize {
     store.events(PageRequest::first(1000)).await.expect("events").items.len()
 }
 
@@ -296,6 +299,7 @@ pub async fn devices_list_by_core_and_delete_once(store: Arc<dyn CoreStore>) {
             core_name: thing("core-e"),
             provisioning_template: "greengrass2_client_device".into(),
             artifacts: Default::default(),
+            certificate: None,
             created_at: Timestamp::now(),
             updated_at: None,
         };

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Core, DeploymentState, Event};
 use ggprov_domain::deployment_state::FleetDelta;
 use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
@@ -99,6 +100,14 @@ impl DynamoStore {
             None => {}
         }
         let before_core = before.map(|b| &b.core);
+        if let Some(thing) = before_core.or(after).map(|c| &c.name) {
+            writes.extend(self.certificate_writes(
+                ThingKind::Core,
+                thing,
+                before_core.and_then(|c| c.certificate.as_ref()),
+                after.and_then(|c| c.certificate.as_ref()),
+            ));
+        }
         writes.extend(self.fleet_writes(name, &FleetDelta::between(before_core, after)));
         writes.extend(self.software_writes(name, &SoftwareDelta::between(before_core, after)));
         if let Some(event) = Core::software_event(before_core, after) {

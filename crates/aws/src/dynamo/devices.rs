@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Device, Event};
 use ggprov_domain::ports::{DeviceRecords, StoreError};
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
@@ -14,7 +15,7 @@ impl DynamoStore {
         self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await?.as_ref().map(doc).transpose()
     }
 
-    fn device_put(&self, device: &Device) -> TransactWriteItem {
+    pub(crate) fn device_put(&self, device: &Device) -> TransactWriteItem {
         let mut item = key(format!("DEVICE#{}", device.name.as_str()), "#DEVICE");
         item.insert("doc".into(), to_doc(device));
         item.insert("gsi2pk".into(), s(format!("DEVICES#{}", device.core_name.as_str())));
@@ -47,11 +48,18 @@ impl DeviceRecords for DynamoStore {
                 return Ok(None);
             };
             let mut stored = device.clone();
-            if let Some(existing) = self.device_item(&device.name).await? {
+            let existing = self.device_item(&device.name).await?;
+            if let Some(existing) = &existing {
                 stored.created_at = existing.created_at;
             }
             stored.updated_at = Some(now);
             writes.push(self.device_put(&stored));
+            writes.extend(self.certificate_writes(
+                ThingKind::Device,
+                &device.name,
+                existing.as_ref().and_then(|d| d.certificate.as_ref()),
+                stored.certificate.as_ref(),
+            ));
             writes.push(self.event_put(event, now));
             Ok(Some(writes))
         })
@@ -72,7 +80,11 @@ impl DeviceRecords for DynamoStore {
                     None => return Ok(None),
                 }
             }
-            let exists = self.device_item(name).await?.is_some();
+            let existing = self.device_item(name).await?;
+            let exists = existing.is_some();
+            if let Some(cert) = existing.as_ref().and_then(|d| d.certificate.as_ref()) {
+                writes.extend(self.certificate_writes(ThingKind::Device, name, Some(cert), None));
+            }
             writes.push(self.delete_write(format!("DEVICE#{}", name.as_str()), "#DEVICE"));
             writes.push(self.delete_write(journal_pk(name), "#JOURNAL"));
             // A direct delete of a device that is already gone changes nothing and says nothing.

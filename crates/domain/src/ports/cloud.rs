@@ -258,6 +258,9 @@ pub trait IotRegistry: Send + Sync {
         status: CertificateStatus,
     ) -> Result<(), CloudError>;
     async fn delete_certificate(&self, certificate_id: &str) -> Result<(), CloudError>;
+    /// Sets the certificate `REVOKED` (`UpdateCertificate`): it can never be made ACTIVE
+    /// again. Revoking a revoked certificate is fine; `NotFound` when absent.
+    async fn revoke_certificate(&self, certificate_id: &str) -> Result<(), CloudError>;
 
     async fn policy_exists(&self, name: &str) -> Result<bool, CloudError>;
     async fn create_policy(&self, name: &str, document: &str) -> Result<(), CloudError>;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{CoreDevice, DeploymentOutcome, IdempotencyRecords, StoreError};
+use crate::certificates::{CaCounts, CertificateEntry, CertificateState, ExpiryKey};
 use crate::cores::{Core, Device, Event, NewCore, StoredEvent, Task, TaskFamily, TaskItem, TemplateRef, VersionCounts};
 use crate::pagination::{Page, PageRequest};
 use crate::provisioning::ProvisioningJournal;
@@ -311,6 +312,33 @@ pub trait IngestCursors: Send + Sync {
     async fn save_ingest_cursor(&self, feed: &str, position: u64) -> Result<(), StoreError>;
 }
 
+/// The certificate inventory ([`crate::certificates`]): every recorded certificate by id, the
+/// ACTIVE ones by expiry, and their counts, kept in the transactions that write the records.
+#[async_trait]
+pub trait CertificateInventory: Send + Sync {
+    /// A recorded certificate (any status) with its thing.
+    async fn certificate(&self, id: &str) -> Result<Option<CertificateEntry>, StoreError>;
+    /// ACTIVE certificates whose `notAfter` is before `before`, soonest first (then by id).
+    async fn expiring_certificates(
+        &self,
+        before: Timestamp,
+        page: PageRequest<ExpiryKey>,
+    ) -> Result<Page<CertificateEntry, ExpiryKey>, StoreError>;
+    /// ACTIVE certificates by CA (`""`: none): in all, and how many end before each bound;
+    /// exact (read in one consistent view, or from counters moved with every record write).
+    async fn certificate_counts(&self, bounds: &[Timestamp]) -> Result<BTreeMap<String, CaCounts>, StoreError>;
+    /// Applies [`crate::certificates::CertificateInfo::changed_to`] to the record that holds certificate `id`, with
+    /// `event`, in one transaction. The entry afterwards (unchanged when there was nothing to
+    /// change, then without the event); `None` when no record holds it.
+    async fn set_certificate_status(
+        &self,
+        id: &str,
+        status: CertificateState,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<Option<CertificateEntry>, StoreError>;
+}
+
 /// Every record port of one backend, for wiring; consumers ask for the narrow ones they use.
 pub trait CoreStore:
     TaskStore
@@ -324,6 +352,7 @@ pub trait CoreStore:
     + IngestCursors
     + IdempotencyRecords
     + SoftwareUpdateRecords
+    + CertificateInventory
 {
 }
 
@@ -339,5 +368,6 @@ impl<T> CoreStore for T where
         + IngestCursors
         + IdempotencyRecords
         + SoftwareUpdateRecords
+        + CertificateInventory
 {
 }

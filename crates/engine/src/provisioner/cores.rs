@@ -70,7 +70,7 @@ impl CoreProvisioner {
     pub(super) async fn create(&self, task: &Task, item: &TaskItem<NewCore>) -> Result<(), StepError> {
         let name = &item.name;
         let request = &item.request;
-        let mut artifacts = self.provision_thing(item).await?;
+        let (mut artifacts, certificate) = self.provision_thing(item).await?;
 
         // 6. Installer config.
         let now = Timestamp::now();
@@ -112,6 +112,7 @@ impl CoreProvisioner {
         // 7. Record the core, the item's success and the event in one write.
         let mut core = Core::new(name.clone(), request.provisioning_template.clone(), now);
         core.artifacts = artifacts;
+        core.certificate = Some(certificate);
         core.software = ggprov_domain::software::CoreSoftware::installed(&task.core_version);
         self.store
             .complete_core_create(&task.id, &core, &Event::core(CORE_CREATED_EVENT, name, &task.id, None))

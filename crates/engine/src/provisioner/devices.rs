@@ -15,7 +15,7 @@ use crate::StepError;
 use crate::jobs::JobContext;
 
 /// A device item whose thing is provisioned, with its certs artifact.
-type Provisioned = (TaskItem<NewCore>, BTreeMap<String, Artifact>);
+type Provisioned = (TaskItem<NewCore>, BTreeMap<String, Artifact>, ggprov_domain::certificates::CertificateInfo);
 
 impl CoreProvisioner {
     /// A batch of a device `Create` task: provision each device, associate those provisioned
@@ -39,8 +39,8 @@ impl CoreProvisioner {
                             return Ok(None);
                         }
                         let item = started.item;
-                        let artifacts = self.provision_thing(&item).await?;
-                        Ok(Some((item, artifacts)))
+                        let (artifacts, certificate) = self.provision_thing(&item).await?;
+                        Ok(Some((item, artifacts, certificate)))
                     }
                     .await;
                     (name, result)
@@ -63,12 +63,12 @@ impl CoreProvisioner {
         first_error(errors)?;
         self.failpoints.check("device.after_provisioning")?;
         let mut failed: BTreeMap<ThingName, String> = BTreeMap::new();
-        let ready: Vec<ThingName> = provisioned.iter().map(|(item, _)| item.name.clone()).collect();
+        let ready: Vec<ThingName> = provisioned.iter().map(|(item, _, _)| item.name.clone()).collect();
         for chunk in ready.chunks(100) {
             failed.extend(self.greengrass.associate_client_devices(core, chunk).await?);
         }
         self.failpoints.check("device.after_associate")?;
-        for (item, artifacts) in provisioned {
+        for (item, artifacts, certificate) in provisioned {
             if let Some(reason) = failed.get(&item.name) {
                 let message = format!("Client device cannot be associated with core {core}: {reason}");
                 self.fail_device(task, &item.name, DEVICE_CREATED_EVENT, &message).await?;
@@ -80,6 +80,7 @@ impl CoreProvisioner {
                 core_name: core.clone(),
                 provisioning_template: item.request.provisioning_template.clone(),
                 artifacts,
+                certificate: Some(certificate),
                 created_at: now,
                 updated_at: Some(now),
             };

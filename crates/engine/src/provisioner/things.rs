@@ -3,21 +3,51 @@
 
 use std::collections::BTreeMap;
 
+use ggprov_domain::certificates::{CertificateInfo, CertificateState};
 use ggprov_domain::cores::{Artifact, Device, NewCore, TaskItem};
 use ggprov_domain::ports::{CloudError, StoreError};
-use ggprov_domain::provisioning::ProvisioningJournal;
+use ggprov_domain::provisioning::{CertificateStatus, ProvisioningJournal};
 use ggprov_domain::{ThingName, Timestamp, thing_lifecycle};
 
 use super::{CoreProvisioner, permanent};
 use crate::StepError;
 
+/// The inventory's view of the journaled certificate: validity and key read from the PEM.
+fn inventory_entry(
+    journal: &ProvisioningJournal,
+    requested_ca: Option<&str>,
+    status: CertificateStatus,
+) -> Result<CertificateInfo, StepError> {
+    let pem = journal.certificate_pem.as_deref().expect("journaled before registration");
+    let details = ggprov_pki::describe(pem).map_err(|e| permanent(e.to_string()))?;
+    let at =
+        |ms| Timestamp::from_millis(ms).ok_or_else(|| permanent(format!("certificate validity out of range: {ms}")));
+    Ok(CertificateInfo {
+        certificate_id: journal.certificate_id.clone().expect("registered before"),
+        // A journal from before the inventory names no CA: the request's, when it signed.
+        ca_id: journal
+            .ca_id
+            .clone()
+            .or_else(|| journal.ca_certificate_pem.as_ref().and(requested_ca.map(str::to_owned))),
+        not_before: at(details.not_before_millis)?,
+        not_after: at(details.not_after_millis)?,
+        key_algorithm: details.key_algorithm,
+        status: match status {
+            CertificateStatus::Active => CertificateState::Active,
+            CertificateStatus::Inactive => CertificateState::Inactive,
+        },
+        revoked_at: None,
+    })
+}
+
 impl CoreProvisioner {
     /// The steps every thing goes through, core or client device: thing, key and certificate
-    /// (bundle stored first), registration, policies, attachment. Returns the certs artifact.
+    /// (bundle stored first), registration, policies, attachment. Returns the certs artifact
+    /// and the certificate for the inventory.
     pub(super) async fn provision_thing(
         &self,
         item: &TaskItem<NewCore>,
-    ) -> Result<BTreeMap<String, Artifact>, StepError> {
+    ) -> Result<(BTreeMap<String, Artifact>, CertificateInfo), StepError> {
         let name = &item.name;
         let request = &item.request;
         self.failpoints.check("create.after_start")?;
@@ -56,6 +86,7 @@ impl CoreProvisioner {
         //    certificate's bundle is ever published.
         let cdf = request.cdf_provisioning_parameters.clone().unwrap_or_default();
         if journal.certificate_pem.is_none() {
+            let mut signed_by = None;
             let (certificate_pem, private_key, ca_pem) = match &cdf.certificate_pem {
                 Some(pem) => {
                     ggprov_pki::fingerprint(pem)
@@ -70,7 +101,8 @@ impl CoreProvisioner {
                         .ok_or_else(|| permanent("no CA is configured; create one with `ggprov ca create`"))?;
                     let ca =
                         self.cas.ca(&ca_id).await?.ok_or_else(|| permanent(format!("ggprov holds no CA '{ca_id}'")))?;
-                    let info = cdf.cert_info.clone().unwrap_or_default();
+                    let info = cdf.cert_info.clone().unwrap_or_default().or_defaults(rendered.cert_info.as_ref());
+                    signed_by = Some(ca_id.clone());
                     match &cdf.csr {
                         Some(csr) => {
                             let pem = ggprov_pki::sign_csr(&ca, name.as_str(), csr, &info)
@@ -91,6 +123,7 @@ impl CoreProvisioner {
             self.failpoints.check("create.after_certs_bundle")?;
             journal.certificate_pem = Some(certificate_pem);
             journal.ca_certificate_pem = ca_pem;
+            journal.ca_id = signed_by;
             journal.certs_key = Some(self.key(name, "certs.zip"));
             if let Err(err) = self.store.save_journal(name, &mut journal).await {
                 if matches!(err, StoreError::Conflict) {
@@ -113,6 +146,17 @@ impl CoreProvisioner {
             let status = cdf.certificate_status.unwrap_or(rendered.certificate_status);
             let pem = journal.certificate_pem.as_deref().expect("set above");
             let registered = self.iot.register_certificate(pem, journal.ca_certificate_pem.as_deref(), status).await?;
+            // A certificate ggprov revoked, given again as `certificatePem`, is never used again
+            // (minted and CSR-signed certificates are new, so only given ones are looked up).
+            if cdf.certificate_pem.is_some()
+                && let Some(known) = self.store.certificate(&registered.id).await?
+                && known.certificate.status == CertificateState::Revoked
+            {
+                return Err(permanent(format!(
+                    "certificate {} was revoked (it belongs to {}); a revoked certificate is never used again",
+                    registered.id, known.thing_name
+                )));
+            }
             self.failpoints.check("create.after_register")?;
             journal.certificate_id = Some(registered.id);
             journal.certificate_arn = Some(registered.arn);
@@ -141,7 +185,8 @@ impl CoreProvisioner {
                 Artifact { bucket: self.artifacts.bucket().to_owned(), key: key.clone(), created_at: Timestamp::now() },
             );
         }
-        Ok(artifacts)
+        let status = cdf.certificate_status.unwrap_or(rendered.certificate_status);
+        Ok((artifacts, inventory_entry(&journal, cdf.ca_id.as_deref(), status)?))
     }
 
     /// Where a freshly minted bundle waits until its certificate is journaled.
