@@ -65,6 +65,9 @@ pub enum LocalCloudCommand {
         /// Deployments that change the nucleus version fail; the core rolls back.
         #[arg(long)]
         nucleus_update_fails: bool,
+        /// Certificate rotations fail: the core keeps its old certificate.
+        #[arg(long)]
+        rotation_fails: bool,
     },
     /// Set the platform a simulated core reports to Greengrass.
     Platform {
@@ -150,13 +153,21 @@ pub fn run_local_cloud(config: &Config, url: Option<String>, command: &LocalClou
             check(name)?;
             (reqwest::Method::POST, format!("/local-cloud/cores/{name}/disconnect"), serde_json::Value::Null)
         }
-        LocalCloudCommand::Behavior { name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails } => {
+        LocalCloudCommand::Behavior {
+            name,
+            deployment_outcome,
+            delay_ms,
+            image_pull_error,
+            nucleus_update_fails,
+            rotation_fails,
+        } => {
             check(name)?;
             (
                 reqwest::Method::PUT,
                 format!("/local-cloud/cores/{name}/behavior"),
                 serde_json::json!({"deploymentOutcome": deployment_outcome, "delayMs": delay_ms,
-                                   "imagePullError": image_pull_error, "nucleusUpdateFails": nucleus_update_fails}),
+                                   "imagePullError": image_pull_error, "nucleusUpdateFails": nucleus_update_fails,
+                                   "rotationFails": rotation_fails}),
             )
         }
         LocalCloudCommand::Platform { name, os, architecture } => {

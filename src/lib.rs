@@ -137,6 +137,7 @@ impl Application {
             cas,
             feed,
             observer,
+            rotation,
             publisher,
             readiness,
             store_calls,
@@ -167,23 +168,26 @@ impl Application {
         // IoT and Greengrass clients make one attempt per call (decision 44).
         let api_greengrass: Arc<dyn Greengrass> =
             Arc::new(Paced { iot: iot.clone(), greengrass: greengrass.clone(), pacer: None, retry, metrics: None });
-        let provisioner = Arc::new(CoreProvisioner::new(
-            store.clone(),
-            worker_iot.clone(),
-            worker_greengrass.clone(),
-            cas.clone(),
-            artifacts.clone(),
-            observer,
-            failpoints.clone(),
-            ProvisionerSettings {
-                region: config.provisioning.region.clone(),
-                role_alias: config.provisioning.role_alias.clone(),
-                device_root_path: config.provisioning.device_root_path.clone(),
-                artifacts_prefix: config.provisioning.artifacts_prefix.clone(),
-                keep_artifacts: config.provisioning.keep_artifacts,
-                concurrency: config.worker.item_concurrency,
-            },
-        ));
+        let provisioner = Arc::new(
+            CoreProvisioner::new(
+                store.clone(),
+                worker_iot.clone(),
+                worker_greengrass.clone(),
+                cas.clone(),
+                artifacts.clone(),
+                observer,
+                failpoints.clone(),
+                ProvisionerSettings {
+                    region: config.provisioning.region.clone(),
+                    role_alias: config.provisioning.role_alias.clone(),
+                    device_root_path: config.provisioning.device_root_path.clone(),
+                    artifacts_prefix: config.provisioning.artifacts_prefix.clone(),
+                    keep_artifacts: config.provisioning.keep_artifacts,
+                    concurrency: config.worker.item_concurrency,
+                },
+            )
+            .with_rotation(rotation.clone()),
+        );
         let deployer = Arc::new(Deployer::new(
             store.clone(),
             templates.clone(),
@@ -226,6 +230,14 @@ impl Application {
             worker_iot.clone(),
             deployments.clone(),
         );
+        let core_tasks = CoreTaskService::new(
+            store.clone(),
+            queue.clone(),
+            provisioning_templates.clone(),
+            cas.clone(),
+            api_greengrass.clone(),
+            config.worker.core_batch_size,
+        );
         let app = App {
             templates: TemplateService::new(templates.clone(), api_greengrass.clone()),
             applications: ApplicationService::new(
@@ -236,20 +248,16 @@ impl Application {
                 region,
                 config.provisioning.application_prefix.clone(),
             ),
-            core_tasks: CoreTaskService::new(
-                store.clone(),
-                queue.clone(),
-                provisioning_templates.clone(),
-                cas,
-                api_greengrass.clone(),
-                config.worker.core_batch_size,
-            ),
+            core_tasks: core_tasks.clone(),
             cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
             devices: DeviceService::new(store.clone(), worker_iot.clone(), worker_greengrass, artifacts),
             certificates: ggprov_domain::certificate_service::CertificateService::new(
                 store.clone(),
                 worker_iot.clone(),
-            ),
+                cas,
+                core_tasks,
+            )
+            .without_rotation(rotation.unavailable().map(str::to_owned)),
             deployments,
             software_updates,
             rollouts: Rollouts::new(store.clone(), queue, config.worker.deployment_batch_size as usize),

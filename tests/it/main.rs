@@ -21,6 +21,7 @@ mod ops;
 mod ownership;
 mod resilience;
 mod rollouts;
+mod rotation;
 mod software;
 mod store_conformance;
 mod templates;

@@ -191,9 +191,9 @@ pub(crate) struct CoreTaskList {
 pub(crate) struct ListTasksQuery {
     /// Page size, 1 to 1000 (default 1000).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    count: Option<String>,
+    pub(crate) count: Option<String>,
     /// `pagination.lastEvaluated.taskId` of the previous page.
-    exclusive_start_task_id: Option<String>,
+    pub(crate) exclusive_start_task_id: Option<String>,
 }
 
 /// Submit a core task. Everything is validated first (400 with `details`, nothing stored);

@@ -100,7 +100,7 @@ impl DeviceTaskResource {
     fn from_task(task: Task) -> Self {
         let core_name = match &task.kind {
             TaskKind::Device { core_name } => core_name.as_str().to_owned(),
-            TaskKind::Core | TaskKind::Deployment(_) => String::new(),
+            TaskKind::Core | TaskKind::Deployment(_) | TaskKind::Rotation(_) => String::new(),
         };
         Self {
             id: task.id.as_str().to_owned(),

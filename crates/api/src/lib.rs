@@ -20,6 +20,7 @@ mod pagination;
 mod paths;
 mod provisioning_templates;
 mod records;
+mod rotation_tasks;
 mod router;
 mod software;
 mod state;

@@ -21,7 +21,7 @@ use crate::paths::normalize_request;
 use crate::state::AppState;
 use crate::{
     applications, certificates, core_tasks, cores, deployment_tasks, devices, health, openapi, provisioning_templates,
-    software, templates,
+    rotation_tasks, software, templates,
 };
 
 /// HTTP settings of the API.
@@ -74,6 +74,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(provisioning_templates::routes())
         .merge(software::routes())
         .merge(certificates::routes())
+        .merge(rotation_tasks::routes())
         .route_layer(middleware::from_fn(require_acceptable));
     OpenApiRouter::with_openapi(openapi::base()).merge(cdf).merge(health::routes()).merge(crate::live::routes())
 }

@@ -127,6 +127,9 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
         cas,
         feed,
         observer: Arc::new(NoObserver),
+        rotation: Arc::new(ggprov_domain::backend::NoRotationChannel(
+            "certificate rotation needs ggprov's rotation component on the core, which AWS mode cannot reach yet (the embedded default's local cloud simulates it)",
+        )),
         publisher,
         readiness: vec![store, queue],
         store_calls: Some(counter.0),

@@ -32,12 +32,52 @@ pub struct Adapters {
     pub feed: Arc<dyn StatusFeed>,
     /// Told when a core is provisioned (the local cloud powers simulated cores on).
     pub observer: Arc<dyn ProvisioningObserver>,
+    /// The cores' certificate-rotation component (the local cloud simulates it).
+    pub rotation: Arc<dyn crate::ports::RotationChannel>,
     /// Publishes the outbox, when the backend has somewhere to publish to.
     pub publisher: Option<Arc<dyn EventPublisher>>,
     /// What `GET /ready` checks.
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     /// The store, queue and bucket calls the backend's clients made, when it counts them.
     pub store_calls: Option<Arc<crate::metrics::StoreCalls>>,
+}
+
+/// A backend that cannot reach a rotation component on the cores yet: every rotation item
+/// fails with the reason, and nothing is changed on the thing.
+pub struct NoRotationChannel(pub &'static str);
+
+#[async_trait::async_trait]
+impl crate::ports::RotationChannel for NoRotationChannel {
+    async fn csr(
+        &self,
+        _core: &crate::thing::ThingName,
+        _request: &str,
+        _key_algorithm: crate::provisioning::KeyAlgorithm,
+    ) -> Result<Option<String>, crate::ports::CloudError> {
+        Err(crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() })
+    }
+
+    async fn deliver(
+        &self,
+        _core: &crate::thing::ThingName,
+        _request: &str,
+        _certificate_pem: &str,
+        _ca_certificate_pem: Option<&str>,
+    ) -> Result<(), crate::ports::CloudError> {
+        Err(crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() })
+    }
+
+    async fn outcome(
+        &self,
+        _core: &crate::thing::ThingName,
+        _request: &str,
+    ) -> Result<crate::rotation::RotationOutcome, crate::ports::CloudError> {
+        Err(crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() })
+    }
+
+    fn unavailable(&self) -> Option<&str> {
+        Some(self.0)
+    }
 }
 
 /// Nobody powers on a real core but a person: a backend without simulated cores tells no one.

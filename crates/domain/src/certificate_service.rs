@@ -6,7 +6,7 @@
 //! notes it with its event in one write. Until the last step the inventory still shows ACTIVE,
 //! and the caller got an error it can retry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -14,11 +14,16 @@ use serde::Serialize;
 use crate::certificates::{
     CERTIFICATE_REVOKED_EVENT, CaCounts, CertificateEntry, CertificateState, ExpiryBuckets, ExpiryKey, bucket_bounds,
 };
-use crate::cores::Event;
+use crate::core_task_service::{CoreTaskError, CoreTaskService};
+use crate::cores::{Event, Task};
 use crate::pagination::{Page, PageRequest};
-use crate::ports::{CloudError, CoreStore, IotRegistry, StoreError};
+use crate::ports::{CertificateAuthorities, CloudError, CoreStore, IotRegistry, StoreError};
+use crate::provisioning::KeyAlgorithm;
+use crate::rotation::{RevokeOld, RotationSpec};
+use crate::thing::ThingKind;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
+use crate::validation::Problems;
 
 /// Errors of certificate operations.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +97,175 @@ pub struct RevocationOutcome {
 pub struct CertificateService {
     store: Arc<dyn CoreStore>,
     iot: Arc<dyn IotRegistry>,
+    cas: Arc<dyn CertificateAuthorities>,
+    tasks: CoreTaskService,
+    /// Why rotation tasks cannot run on this backend, if they cannot.
+    rotation_unavailable: Option<String>,
+}
+
+/// The most cores one rotation task takes.
+pub const MAX_ROTATION_CORES: usize = 10_000;
+
+/// Which cores a rotation task rotates: the union of what each names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotationTargets {
+    /// Cores by name (each must be a core ggprov provisioned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_names: Option<Vec<String>>,
+    /// Every ggprov core in these thing groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_group_names: Option<Vec<String>>,
+    /// Every ggprov core a fleet-indexing query selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_index_query: Option<String>,
+    /// Every core whose ACTIVE certificate ends within this many days (expired ones too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiring_within_days: Option<u32>,
+}
+
+/// A rotation request as the API received it.
+#[derive(Debug, Clone, Default)]
+pub struct NewRotation {
+    pub targets: RotationTargets,
+    pub ca_id: Option<String>,
+    pub key_algorithm: Option<KeyAlgorithm>,
+    pub days_expiry: Option<u32>,
+    pub revoke_old: Option<RevokeOld>,
 }
 
 impl CertificateService {
-    pub fn new(store: Arc<dyn CoreStore>, iot: Arc<dyn IotRegistry>) -> Self {
-        Self { store, iot }
+    pub fn new(
+        store: Arc<dyn CoreStore>,
+        iot: Arc<dyn IotRegistry>,
+        cas: Arc<dyn CertificateAuthorities>,
+        tasks: CoreTaskService,
+    ) -> Self {
+        Self { store, iot, cas, tasks, rotation_unavailable: None }
+    }
+
+    /// Refuses rotation tasks with `reason` (a backend that cannot reach the cores' component).
+    #[must_use]
+    pub fn without_rotation(mut self, reason: Option<String>) -> Self {
+        self.rotation_unavailable = reason;
+        self
+    }
+
+    /// Validates a rotation, resolves its targets to ggprov cores, stores and queues the task.
+    /// Everything wrong is reported at once, by field.
+    pub async fn submit_rotation(&self, request: NewRotation) -> Result<Task, CoreTaskError> {
+        if let Some(reason) = &self.rotation_unavailable {
+            return Err(CoreTaskError::Conflict { code: "ROTATION_UNAVAILABLE", message: reason.clone() });
+        }
+        let mut problems = Problems::new();
+        let t = &request.targets;
+        if t.thing_names.is_none()
+            && t.thing_group_names.is_none()
+            && t.thing_index_query.is_none()
+            && t.expiring_within_days.is_none()
+        {
+            problems.add("targets", "name thingNames, thingGroupNames, thingIndexQuery or expiringWithinDays");
+        }
+        let ca_id = match request.ca_id.clone().or_else(|| self.cas.default_ca_id()) {
+            None => {
+                problems.add("caId", "no CA is configured: name one with caId, or create one with `ggprov ca create`");
+                String::new()
+            }
+            Some(ca_id) => {
+                if self.cas.ca(&ca_id).await.map_err(CoreTaskError::Cloud)?.is_none() {
+                    problems.add("caId", format!("ggprov holds no CA '{ca_id}'; create or import it with `ggprov ca create` / `ggprov ca import`"));
+                }
+                ca_id
+            }
+        };
+        if let Some(days) = request.days_expiry.filter(|d| !(1..=36_500).contains(d)) {
+            problems.add("daysExpiry", format!("{days} must be between 1 and 36500"));
+        }
+        let mut chosen: BTreeSet<ThingName> = BTreeSet::new();
+        let mut candidates: Vec<ThingName> = Vec::new();
+        for (i, name) in t.thing_names.iter().flatten().enumerate() {
+            match ThingName::parse(name) {
+                Ok(thing) => {
+                    if !chosen.insert(thing.clone()) {
+                        problems.add(format!("targets.thingNames[{i}]"), format!("'{name}' is listed more than once"));
+                    }
+                }
+                Err(err) => problems.add(format!("targets.thingNames[{i}]"), err.to_string()),
+            }
+        }
+        let named: Vec<ThingName> = chosen.iter().cloned().collect();
+        let cores = self.store.existing_cores(&named).await?;
+        for (i, name) in t.thing_names.iter().flatten().enumerate() {
+            if let Ok(thing) = ThingName::parse(name)
+                && !cores.contains(&thing)
+            {
+                problems.add(
+                    format!("targets.thingNames[{i}]"),
+                    format!("'{name}' is not a core ggprov provisioned (client devices rotate by CSR through the API)"),
+                );
+            }
+        }
+        for (i, group) in t.thing_group_names.iter().flatten().enumerate() {
+            match self.iot.list_things_in_thing_group(group).await {
+                Ok(things) => candidates.extend(things),
+                Err(err) if err.is_not_found() => problems
+                    .add(format!("targets.thingGroupNames[{i}]"), format!("thing group '{group}' does not exist")),
+                Err(err) => return Err(CoreTaskError::Cloud(err)),
+            }
+        }
+        if let Some(query) = &t.thing_index_query {
+            match self.iot.check_thing_query(query).await {
+                Ok(()) => candidates.extend(self.iot.search_things(query).await.map_err(CoreTaskError::Cloud)?),
+                Err(why) => problems.add("targets.thingIndexQuery", why),
+            }
+        }
+        if let Some(days) = t.expiring_within_days {
+            let within = i64::from(days.min(36_500)) * 86_400_000;
+            let mut page = PageRequest::first(1000);
+            loop {
+                let result = self.expiring(within, page).await.map_err(|e| match e {
+                    CertificateError::Store(store) => CoreTaskError::Store(store),
+                    other => CoreTaskError::Conflict { code: "INVENTORY_UNAVAILABLE", message: other.to_string() },
+                })?;
+                candidates.extend(
+                    result.page.items.into_iter().filter(|e| e.thing_kind == ThingKind::Core).map(|e| e.thing_name),
+                );
+                match result.page.last_evaluated {
+                    Some(last) => page = PageRequest::after(1000, last),
+                    None => break,
+                }
+            }
+        }
+        // Groups, queries and expiry select among ggprov's cores; other things are not ours.
+        candidates.retain(|c| !chosen.contains(c));
+        candidates.sort();
+        candidates.dedup();
+        for chunk in candidates.chunks(1000) {
+            chosen.extend(self.store.existing_cores(chunk).await?);
+        }
+        if problems.is_empty() && chosen.is_empty() {
+            problems.add("targets", "the targets select no core ggprov provisioned");
+        }
+        if chosen.len() > MAX_ROTATION_CORES {
+            problems.add(
+                "targets",
+                format!("the targets select {} cores; one task rotates at most {MAX_ROTATION_CORES}", chosen.len()),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(CoreTaskError::Invalid(problems.into_vec()));
+        }
+        // A rotation item needs only its core's name: the journal and record say the rest.
+        let items = chosen.into_iter().map(|name| crate::cores::NewCore::for_thing(name, String::new())).collect();
+        let spec = RotationSpec {
+            targets: serde_json::to_value(&request.targets).expect("targets serialise"),
+            ca_id,
+            key_algorithm: request.key_algorithm.unwrap_or_default(),
+            revoke_old: request.revoke_old.unwrap_or_default(),
+            days_expiry: request.days_expiry,
+        };
+        self.tasks.submit_rotation(spec, items).await
     }
 
     pub async fn get(&self, id: &str) -> Result<CertificateEntry, CertificateError> {

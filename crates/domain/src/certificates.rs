@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::thing::ThingKind;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
 
@@ -93,32 +94,6 @@ impl CertificateInfo {
     /// The key the CA is counted under (`""` for certificates without a ggprov CA).
     pub fn ca_key(&self) -> &str {
         self.ca_id.as_deref().unwrap_or("")
-    }
-}
-
-/// What kind of thing holds a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
-pub enum ThingKind {
-    Core,
-    Device,
-}
-
-impl ThingKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Core => "core",
-            Self::Device => "device",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "core" => Some(Self::Core),
-            "device" => Some(Self::Device),
-            _ => None,
-        }
     }
 }
 

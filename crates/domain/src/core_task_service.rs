@@ -283,6 +283,16 @@ impl CoreTaskService {
         Ok(())
     }
 
+    /// Stores a certificate rotation task of `cores` (validated by the caller) and queues it.
+    pub async fn submit_rotation(
+        &self,
+        spec: crate::rotation::RotationSpec,
+        cores: Vec<NewCore>,
+    ) -> Result<Task, CoreTaskError> {
+        self.store_and_queue(TaskKind::Rotation(spec), TaskType::Create, String::new(), cores, None, Problems::new())
+            .await
+    }
+
     /// A new task of the same kind holding only the items of a finished task that failed.
     pub async fn retry(&self, id: &TaskId, family: TaskFamily) -> Result<Task, CoreTaskError> {
         let task = self.get(id, family).await?;

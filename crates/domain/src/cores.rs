@@ -28,6 +28,19 @@ pub struct NewCore {
     pub config_file_generator: Option<String>,
 }
 
+impl NewCore {
+    /// An item naming only its thing and provisioning template.
+    pub fn for_thing(name: ThingName, provisioning_template: String) -> Self {
+        Self {
+            name,
+            provisioning_template,
+            provisioning_parameters: BTreeMap::new(),
+            cdf_provisioning_parameters: None,
+            config_file_generator: None,
+        }
+    }
+}
+
 /// Options of a core task (`Delete` uses them; `Create` stores them as given).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -59,6 +72,8 @@ pub enum TaskKind {
     /// A deployment task (`POST /deploymentTasks`); its items (cores) exist once its targets
     /// are expanded.
     Deployment(DeploymentSpec),
+    /// A certificate rotation task (`POST /certificateRotationTasks`); its items are cores.
+    Rotation(crate::rotation::RotationSpec),
 }
 
 /// What a deployment task deploys where.
@@ -99,6 +114,7 @@ pub enum TaskFamily {
     Core,
     Device,
     Deployment,
+    Rotation,
 }
 
 impl TaskFamily {
@@ -107,6 +123,7 @@ impl TaskFamily {
             Self::Core => "core",
             Self::Device => "device",
             Self::Deployment => "deployment",
+            Self::Rotation => "rotation",
         }
     }
 }
@@ -116,7 +133,7 @@ impl TaskKind {
     /// move existing cores between groups).
     pub fn owns(&self) -> Option<crate::thing::ThingKind> {
         match self {
-            Self::Core => Some(crate::thing::ThingKind::Core),
+            Self::Core | Self::Rotation(_) => Some(crate::thing::ThingKind::Core),
             Self::Device { .. } => Some(crate::thing::ThingKind::Device),
             Self::Deployment(_) => None,
         }
@@ -127,6 +144,7 @@ impl TaskKind {
             Self::Core => TaskFamily::Core,
             Self::Device { .. } => TaskFamily::Device,
             Self::Deployment(_) => TaskFamily::Deployment,
+            Self::Rotation(_) => TaskFamily::Rotation,
         }
     }
 }

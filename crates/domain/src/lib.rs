@@ -23,6 +23,7 @@ pub mod provisioning_templates;
 pub mod quotas;
 pub mod rollout;
 pub mod rollout_service;
+pub mod rotation;
 pub mod software;
 pub mod software_update;
 pub mod task;

@@ -130,6 +130,12 @@ pub struct ProvisioningJournal {
     /// The certificate is attached to the thing.
     #[serde(default)]
     pub principal_attached: bool,
+    /// Earlier certificates a rotation left ACTIVE (`revokeOld: never`): retired with the thing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_certificates: Vec<crate::ports::CertificateRef>,
+    /// A certificate rotation in progress (or the last one, finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::RotationJournal>,
     /// The revision the journal was read at (kept by the store beside the document, not in it):
     /// saves are conditional on it, so two writers never overwrite each other's steps.
     #[serde(skip)]

@@ -66,7 +66,9 @@ mod tests {
 }
 
 /// What a thing ggprov provisioned is: a Greengrass core or a client device, never both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
 pub enum ThingKind {
     Core,
     Device,

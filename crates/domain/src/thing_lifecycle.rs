@@ -12,22 +12,37 @@ fn done_if_absent(result: Result<(), CloudError>) -> Result<(), CloudError> {
     }
 }
 
-/// Detaches the journaled certificate from its policies and the thing, deactivates it and
-/// deletes it.
+/// Detaches the journaled certificate (and any older one a rotation kept) from its policies and
+/// the thing, deactivates it and deletes it.
 pub async fn retire_certificate(
     iot: &dyn IotRegistry,
     name: &ThingName,
     journal: &ProvisioningJournal,
 ) -> Result<(), CloudError> {
     if let (Some(id), Some(arn)) = (&journal.certificate_id, &journal.certificate_arn) {
-        for policy in &journal.attached_policies {
-            done_if_absent(iot.detach_policy(policy, arn).await)?;
-        }
-        done_if_absent(iot.detach_thing_principal(name, arn).await)?;
-        done_if_absent(iot.update_certificate_status(id, CertificateStatus::Inactive).await)?;
-        done_if_absent(iot.delete_certificate(id).await)?;
+        retire(iot, name, id, arn, &journal.attached_policies).await?;
+    }
+    for kept in &journal.kept_certificates {
+        retire(iot, name, &kept.id, &kept.arn, &journal.attached_policies).await?;
     }
     Ok(())
+}
+
+/// Detaches one certificate from `policies` and the thing, deactivates it and deletes it;
+/// whatever is gone already counts as done.
+pub async fn retire(
+    iot: &dyn IotRegistry,
+    name: &ThingName,
+    id: &str,
+    arn: &str,
+    policies: &[String],
+) -> Result<(), CloudError> {
+    for policy in policies {
+        done_if_absent(iot.detach_policy(policy, arn).await)?;
+    }
+    done_if_absent(iot.detach_thing_principal(name, arn).await)?;
+    done_if_absent(iot.update_certificate_status(id, CertificateStatus::Inactive).await)?;
+    done_if_absent(iot.delete_certificate(id).await)
 }
 
 /// Deletes the policies created for the thing, then the thing.

@@ -107,3 +107,37 @@ impl CertificateAuthorities for FileCertificateAuthorities {
         self.configured_default.clone().or_else(|| self.default_from_disk())
     }
 }
+
+/// The CAs on disk as the local cloud sees them: a CA added while the service runs (`ggprov ca
+/// create|import`) is registered with the local cloud's IoT the first time it signs, as one
+/// registered with AWS IoT before use. Registration is remembered for the process.
+pub(crate) struct RegisteredCas {
+    files: FileCertificateAuthorities,
+    cloud: ggprov_local_cloud::LocalCloud,
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RegisteredCas {
+    /// Over `files` whose CAs are all registered already (at start-up).
+    pub(crate) fn new(files: FileCertificateAuthorities, cloud: ggprov_local_cloud::LocalCloud) -> Self {
+        let registered = std::sync::Mutex::new(files.ids().into_iter().collect());
+        Self { files, cloud, registered }
+    }
+}
+
+#[async_trait]
+impl CertificateAuthorities for RegisteredCas {
+    async fn ca(&self, ca_id: &str) -> Result<Option<CaMaterial>, CloudError> {
+        let Some(ca) = self.files.ca(ca_id).await? else { return Ok(None) };
+        let known = self.registered.lock().expect("registered CAs").contains(ca_id);
+        if !known {
+            self.cloud.register_ca_certificate(&ca.certificate_pem).await?;
+            self.registered.lock().expect("registered CAs").insert(ca_id.to_owned());
+        }
+        Ok(Some(ca))
+    }
+
+    fn default_ca_id(&self) -> Option<String> {
+        self.files.default_ca_id()
+    }
+}

@@ -65,6 +65,7 @@ pub async fn open(settings: &EmbeddedSettings) -> anyhow::Result<EmbeddedBackend
     let cloud = open_local_cloud(settings).await?;
     let cas = Arc::new(FileCertificateAuthorities::new(&settings.data_dir, settings.default_ca.clone()));
     ensure_cas(&cas, &cloud).await?;
+    let cas = Arc::new(ca::RegisteredCas::new((*cas).clone(), cloud.clone()));
     let shared_cloud = Arc::new(cloud.clone());
     let adapters = Adapters {
         templates: store.clone(),
@@ -77,6 +78,7 @@ pub async fn open(settings: &EmbeddedSettings) -> anyhow::Result<EmbeddedBackend
         greengrass: shared_cloud.clone(),
         cas,
         feed: Arc::new(CursorFeed::new(shared_cloud.clone(), store.clone(), "deployment-status")),
+        rotation: shared_cloud.clone(),
         observer: shared_cloud,
         publisher: None,
         readiness: vec![store],

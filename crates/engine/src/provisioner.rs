@@ -4,6 +4,7 @@
 
 mod cores;
 mod devices;
+mod rotation;
 mod things;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use ggprov_domain::cores::TaskKind;
 use ggprov_domain::jobs::TaskBatch;
 use ggprov_domain::ports::{
     ArtifactStore, CertificateAuthorities, CloudError, CoreStore, Greengrass, IotRegistry, ProvisioningObserver,
+    RotationChannel,
 };
 use ggprov_domain::provisioning_templates::ProvisioningTemplates;
 use ggprov_domain::{TaskType, ThingName};
@@ -36,6 +38,13 @@ pub const STEPS: &[&str] = &[
     "device.after_provisioning",
     "device.after_associate",
     "device.after_disassociate",
+    "rotate.after_start",
+    "rotate.after_sign",
+    "rotate.after_register",
+    "rotate.after_attach",
+    "rotate.after_deliver",
+    "rotate.after_retire",
+    "rotate.after_journal",
 ];
 
 /// Settings of the provisioning steps.
@@ -67,6 +76,8 @@ pub struct CoreProvisioner {
     settings: ProvisionerSettings,
     /// The account's IoT endpoints (data, credentials): asked once, they never change.
     endpoints: tokio::sync::OnceCell<(String, String)>,
+    /// The cores' rotation component.
+    rotation: Arc<dyn RotationChannel>,
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
@@ -105,7 +116,17 @@ impl CoreProvisioner {
             failpoints,
             settings,
             endpoints: tokio::sync::OnceCell::new(),
+            rotation: Arc::new(ggprov_domain::backend::NoRotationChannel(
+                "no certificate-rotation channel is configured",
+            )),
         }
+    }
+
+    /// Reaches the cores' rotation component through `channel`.
+    #[must_use]
+    pub fn with_rotation(mut self, channel: Arc<dyn RotationChannel>) -> Self {
+        self.rotation = channel;
+        self
     }
 
     fn key(&self, name: &ThingName, file: &str) -> String {
@@ -126,6 +147,7 @@ impl CoreProvisioner {
         };
         match task.kind.clone() {
             TaskKind::Core => self.run_core_items(&task, &batch.items, ctx).await,
+            TaskKind::Rotation(spec) => self.run_rotation_items(&task, &spec, &batch.items, ctx).await,
             TaskKind::Deployment(spec) => deployer.deploy_batch(&task, &spec, &batch.items, ctx).await,
             TaskKind::Device { core_name } => match task.task_type {
                 TaskType::Create => self.create_devices(&task, &core_name, &batch.items, ctx).await,

@@ -25,6 +25,7 @@ pub fn control_router(cloud: LocalCloud) -> Router {
         .route("/local-cloud/things/{name}/attributes", put(attributes))
         .route("/local-cloud/faults", put(set_faults).get(get_faults))
         .route("/local-cloud/things/{name}", get(thing))
+        .route("/local-cloud/cores/{name}/credentials", get(credentials))
         .route("/local-cloud/inventory", get(inventory))
         .route("/local-cloud/calls", get(calls))
         .with_state(cloud)
@@ -121,6 +122,8 @@ struct BehaviorsBody {
     image_pull_error: bool,
     #[serde(default)]
     nucleus_update_fails: bool,
+    #[serde(default)]
+    rotation_fails: bool,
 }
 
 /// `PUT /local-cloud/cores/{name}/platform`: the platform the core reports to Greengrass.
@@ -163,6 +166,7 @@ async fn behaviors(
         delay_ms: body.delay_ms,
         image_pull_error: body.image_pull_error,
         nucleus_update_fails: body.nucleus_update_fails,
+        rotation_fails: body.rotation_fails,
     };
     for name in &names {
         cloud.set_core_behavior(name, behavior).await?;
@@ -192,6 +196,22 @@ async fn set_faults(State(cloud): State<LocalCloud>, bytes: axum::body::Bytes) -
 
 async fn get_faults(State(cloud): State<LocalCloud>) -> Json<FaultSettings> {
     Json(cloud.faults())
+}
+
+/// `GET /local-cloud/cores/{name}/credentials`: the certificate a rotated core connects with and
+/// the digest of the public key it generated (404 before its first rotation).
+async fn credentials(
+    State(cloud): State<LocalCloud>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::DeviceCredentials>, ControlError> {
+    let name = thing_name(&name)?;
+    match cloud.device_credentials(&name).await? {
+        Some(credentials) => Ok(Json(credentials)),
+        None => Err(ControlError::from(crate::not_found(
+            "Credentials",
+            format!("core {name} has not rotated its certificate"),
+        ))),
+    }
 }
 
 async fn thing(

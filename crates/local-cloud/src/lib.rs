@@ -6,6 +6,7 @@ mod deployments;
 mod faults;
 mod greengrass;
 mod iot;
+mod rotation;
 mod simulation;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use catalogue::ComponentCatalogue;
 pub use control::control_router;
 pub use deployments::{DeployedComponent, DeploymentStatusEvent};
 pub use faults::{FaultSettings, quota};
+pub use rotation::DeviceCredentials;
 pub use simulation::{CoreBehavior, DeploymentOutcome, Inventory, PrincipalView, ThingView};
 
 /// The account id the local cloud's ARNs carry (moto's default, too).

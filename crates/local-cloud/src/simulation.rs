@@ -45,6 +45,9 @@ pub struct CoreBehavior {
     /// nucleus it ran.
     #[serde(default)]
     pub nucleus_update_fails: bool,
+    /// Certificate rotations fail: the core cannot use the new certificate and keeps its old one.
+    #[serde(default)]
+    pub rotation_fails: bool,
 }
 
 /// The platforms simulated cores get unless told otherwise, by a hash of the name (FNV-1a):
@@ -77,9 +80,12 @@ pub struct ThingView {
 pub struct PrincipalView {
     pub arn: String,
     pub certificate_id: String,
-    /// `ACTIVE`, `INACTIVE`, or `DELETED` when the certificate no longer exists.
+    /// `ACTIVE`, `INACTIVE`, `REVOKED`, or `DELETED` when the certificate no longer exists.
     pub status: String,
     pub policies: Vec<String>,
+    /// SHA-256 of the certificate's public key (compare with a rotated core's credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_sha256: Option<String>,
 }
 
 const DEFAULT_NUCLEUS: &str = "2.12.0";
@@ -222,15 +228,16 @@ impl LocalCloud {
 
     pub async fn set_core_behavior(&self, name: &ThingName, behavior: CoreBehavior) -> Result<(), CloudError> {
         sqlx::query(
-            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails) VALUES (?, ?, ?, ?, ?) \
+            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails, rotation_fails) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms, \
-             image_pull_error = excluded.image_pull_error, nucleus_update_fails = excluded.nucleus_update_fails",
+             image_pull_error = excluded.image_pull_error, nucleus_update_fails = excluded.nucleus_update_fails, rotation_fails = excluded.rotation_fails",
         )
         .bind(name.as_str())
         .bind(behavior.deployment_outcome.as_str())
         .bind(i64::try_from(behavior.delay_ms).unwrap_or(i64::MAX))
         .bind(behavior.image_pull_error)
         .bind(behavior.nucleus_update_fails)
+        .bind(behavior.rotation_fails)
         .execute(self.pool())
         .await
         .map_err(db("SetBehavior"))?;
@@ -290,12 +297,14 @@ impl LocalCloud {
         for row in rows {
             let arn: String = row.get("principal");
             let certificate_id = arn.rsplit_once(":cert/").map_or_else(String::new, |(_, id)| id.to_owned());
-            let status = sqlx::query("SELECT status FROM certificates WHERE id = ?")
+            let certificate = sqlx::query("SELECT status, pem FROM certificates WHERE id = ?")
                 .bind(&certificate_id)
                 .fetch_optional(pool)
                 .await
-                .map_err(db(API))?
-                .map_or_else(|| "DELETED".to_owned(), |r| r.get("status"));
+                .map_err(db(API))?;
+            let status = certificate.as_ref().map_or_else(|| "DELETED".to_owned(), |r| r.get("status"));
+            let public_key_sha256 =
+                certificate.and_then(|r| ggprov_pki::public_key_sha256(r.get::<&str, _>("pem")).ok());
             let policies = sqlx::query("SELECT policy_name FROM policy_targets WHERE target = ? ORDER BY policy_name")
                 .bind(&arn)
                 .fetch_all(pool)
@@ -304,7 +313,7 @@ impl LocalCloud {
                 .iter()
                 .map(|r| r.get("policy_name"))
                 .collect();
-            principals.push(PrincipalView { arn, certificate_id, status, policies });
+            principals.push(PrincipalView { arn, certificate_id, status, policies, public_key_sha256 });
         }
         Ok(Some(ThingView {
             name: name.as_str().to_owned(),

@@ -66,6 +66,37 @@ pub fn mint(ca: &CaMaterial, thing_name: &str, info: &CertInfo) -> Result<Minted
     Ok(Minted { certificate_pem: cert.pem(), private_key: SecretPem::new(key.serialize_pem()) })
 }
 
+/// What a device does to rotate: a new key of `algorithm` and a CSR for it (subject: the thing
+/// name). The key stays with the caller.
+pub fn make_csr(thing_name: &str, algorithm: KeyAlgorithm) -> Result<(SecretPem, String), PkiError> {
+    let key = match algorithm {
+        KeyAlgorithm::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlgorithm::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
+    }
+    .map_err(|e| PkiError::Generation(e.to_string()))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, thing_name);
+    let csr = params.serialize_request(&key).map_err(|e| PkiError::Generation(e.to_string()))?;
+    let pem = csr.pem().map_err(|e| PkiError::Generation(e.to_string()))?;
+    Ok((SecretPem::new(key.serialize_pem()), pem))
+}
+
+/// SHA-256 of a certificate's public key (its `SubjectPublicKeyInfo`), lower-case hex: what a
+/// device's key and a certificate are compared by without showing either.
+pub fn public_key_sha256(certificate_pem: &str) -> Result<String, PkiError> {
+    let der = pem_der(certificate_pem)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    Ok(hex(&Sha256::digest(cert.public_key().raw)))
+}
+
+/// SHA-256 of a private key's public half (`SubjectPublicKeyInfo`), as [`public_key_sha256`].
+pub fn key_public_sha256(private_key: &SecretPem) -> Result<String, PkiError> {
+    let key = KeyPair::from_pem(private_key.expose()).map_err(|e| PkiError::Generation(e.to_string()))?;
+    Ok(hex(&Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&key))))
+}
+
 /// A certificate for the key in `csr_pem`, signed by `ca`. The subject comes from `info` (or
 /// the thing name), not from the CSR, so the device cannot choose its identity.
 pub fn sign_csr(ca: &CaMaterial, thing_name: &str, csr_pem: &str, info: &CertInfo) -> Result<String, PkiError> {

@@ -48,6 +48,11 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
                 revision: row.try_get("revision").map_err(unavailable)?,
             })
         }
+        "rotation" => {
+            let spec: Option<String> = row.try_get("targets").map_err(unavailable)?;
+            let spec = spec.ok_or_else(|| corrupt("rotation task without its spec"))?;
+            TaskKind::Rotation(serde_json::from_str(&spec).map_err(corrupt)?)
+        }
         other => return Err(corrupt(format!("task kind {other}"))),
     };
     let status_message: Option<String> = row.try_get("status_message").map_err(unavailable)?;
@@ -138,7 +143,10 @@ impl TaskStore for SqliteStore {
         .bind(core_name)
         .bind(deployment.map(|d| d.template.name.clone()))
         .bind(deployment.map(|d| i64::from(d.template.version)))
-        .bind(deployment.map(|d| d.targets.to_string()))
+        .bind(match &task.kind {
+            TaskKind::Rotation(spec) => Some(serde_json::to_string(spec).expect("specs serialise")),
+            _ => deployment.map(|d| d.targets.to_string()),
+        })
         .bind(deployment.and_then(|d| d.iot_job_config.as_ref()).map(ToString::to_string))
             .bind(task.task_type.as_str())
             .bind(&task.core_version)

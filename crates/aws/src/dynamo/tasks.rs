@@ -51,6 +51,7 @@ fn family_of(text: &str) -> Result<TaskFamily, StoreError> {
         "core" => Ok(TaskFamily::Core),
         "device" => Ok(TaskFamily::Device),
         "deployment" => Ok(TaskFamily::Deployment),
+        "rotation" => Ok(TaskFamily::Rotation),
         other => Err(corrupt(format!("task family {other}"))),
     }
 }
@@ -108,6 +109,10 @@ fn task_from_header(item: &Item) -> Result<Task, StoreError> {
             rollout: opt_s(item, "rollout").map(serde_json::from_str).transpose().map_err(corrupt)?,
             revision: opt_s(item, "revision").map(str::to_owned),
         }),
+        TaskFamily::Rotation => TaskKind::Rotation(
+            serde_json::from_value(d.targets.clone().ok_or_else(|| corrupt("rotation task without its spec"))?)
+                .map_err(corrupt)?,
+        ),
     };
     let count = |name: &str| -> Result<i64, StoreError> { Ok(opt_n(item, name)?.unwrap_or(0)) };
     let counts = ItemCounts {
@@ -241,7 +246,7 @@ impl DynamoStore {
 
     pub(crate) fn header_record(&self, task: &Task) -> Item {
         let (core_name, spec) = match &task.kind {
-            TaskKind::Core => (None, None),
+            TaskKind::Core | TaskKind::Rotation(_) => (None, None),
             TaskKind::Device { core_name } => (Some(core_name.clone()), None),
             TaskKind::Deployment(spec) => (None, Some(spec)),
         };
@@ -253,7 +258,10 @@ impl DynamoStore {
             core_version: task.core_version.clone(),
             options: task.options.clone(),
             template: spec.map(|s| s.template.clone()),
-            targets: spec.map(|s| s.targets.clone()),
+            targets: match &task.kind {
+                TaskKind::Rotation(rotation) => Some(serde_json::to_value(rotation).expect("specs serialise")),
+                _ => spec.map(|s| s.targets.clone()),
+            },
             iot_job_config: spec.and_then(|s| s.iot_job_config.clone()),
             created_at: task.created_at,
         };

@@ -315,6 +315,36 @@ pub async fn update_groups_call_by_call<I: IotRegistry + ?Sized>(
     }
 }
 
+/// The channel to a core's certificate-rotation component: the core makes its new key and a
+/// CSR itself (the key never leaves it), receives the signed certificate, installs it and
+/// restarts the nucleus with it. Every call is idempotent for one `request` (a task id).
+#[async_trait]
+pub trait RotationChannel: Send + Sync {
+    /// The core's CSR for `request`; asks for one the first time. `None` while the core has not
+    /// answered yet (ask again later).
+    async fn csr(
+        &self,
+        core: &ThingName,
+        request: &str,
+        key_algorithm: crate::provisioning::KeyAlgorithm,
+    ) -> Result<Option<String>, CloudError>;
+    /// Hands the signed certificate (with its CA's) to the core.
+    async fn deliver(
+        &self,
+        core: &ThingName,
+        request: &str,
+        certificate_pem: &str,
+        ca_certificate_pem: Option<&str>,
+    ) -> Result<(), CloudError>;
+    /// What the core reports about the certificate it was handed.
+    async fn outcome(&self, core: &ThingName, request: &str) -> Result<crate::rotation::RotationOutcome, CloudError>;
+
+    /// Why this channel cannot rotate at all (rotation tasks are then refused up front).
+    fn unavailable(&self) -> Option<&str> {
+        None
+    }
+}
+
 /// Private key material. Its `Debug` never prints the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretPem(String);

@@ -149,4 +149,20 @@ pub async fn certificate_inventory_counts_equal_a_recount_and_revocation_sticks(
     certs.retain(|c| !["cert-03", "cert-04"].contains(&c.certificate_id.as_str()));
     certs.push(core.certificate.unwrap());
     assert_eq!(store.certificate_counts(&bounds).await.unwrap(), recount(&certs, &bounds), "after changes");
+
+    // Rotation tasks are stored with what they do, and listed as their own family.
+    let spec = ggprov_domain::rotation::RotationSpec {
+        targets: serde_json::json!({"expiringWithinDays": 30}),
+        ca_id: "ca-one".into(),
+        key_algorithm: ggprov_domain::provisioning::KeyAlgorithm::Rsa2048,
+        revoke_old: ggprov_domain::rotation::RevokeOld::Never,
+        days_expiry: Some(90),
+    };
+    let rotation = task(TaskKind::Rotation(spec), &["inv-00", "inv-01"]);
+    store.create_task(&rotation).await.unwrap();
+    let stored = store.task(&rotation.id).await.unwrap().unwrap();
+    assert_eq!(stored.kind, rotation.kind);
+    assert_eq!(stored.items.len(), 2);
+    let listed = store.list_tasks(ggprov_domain::cores::TaskFamily::Rotation, PageRequest::first(10)).await.unwrap();
+    assert_eq!(listed.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![rotation.id.clone()]);
 }

@@ -1,0 +1,355 @@
+//! Certificate rotation tasks: keys born on the core, one new certificate per core per task,
+//! the old one retired as `revokeOld` says, a core that cannot use the new one keeping its old
+//! one, every step resumable, a SIGKILL in the middle of 200 cores losing and duplicating
+//! nothing, and a rotation onto a new CA.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ServedProcess, TestApp, cdf_json, error_of, header, names, spawn_app};
+
+async fn submit_rotation(app: &TestApp, body: &Value) -> String {
+    let response = app.post_json("/certificateRotationTasks", body).await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+    let id = header(&response, "x-taskid").unwrap().to_owned();
+    assert_eq!(header(&response, "location"), Some(format!("/certificateRotationTasks/{id}").as_str()));
+    id
+}
+
+async fn finished_rotation(app: &TestApp, id: &str) -> Value {
+    app.drain().await;
+    cdf_json(app.get(&format!("/certificateRotationTasks/{id}")).await).await
+}
+
+/// The thing's certificates as the local cloud's IoT holds them: `(id, status, key digest)`.
+async fn principals(app: &TestApp, name: &str) -> Vec<(String, String, String)> {
+    let thing = app.thing(name).await.unwrap();
+    thing["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["certificateId"].as_str().unwrap().to_owned(),
+                p["status"].as_str().unwrap().to_owned(),
+                p["publicKeySha256"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn credentials(client: &reqwest::Client, base: &str, name: &str) -> Value {
+    let response = client.get(format!("{base}/local-cloud/cores/{name}/credentials")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{name} has rotated");
+    response.json().await.unwrap()
+}
+
+async fn certificate_id(app: &TestApp, core: &str) -> String {
+    cdf_json(app.get(&format!("/cores/{core}")).await).await["certificate"]["certificateId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_rotation_gives_each_core_a_certificate_for_a_key_it_made_and_retires_the_old_one() {
+    let app = spawn_app().await;
+    let cores = names("rot", 6);
+    app.provision(&cores).await;
+    let before: Vec<String> = futures::future::join_all(cores.iter().map(|c| certificate_id(&app, c))).await;
+
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": &cores[..4]}, "daysExpiry": 30})).await;
+    let task = finished_rotation(&app, &id).await;
+    assert_eq!(task["taskStatus"], "Success", "{task}");
+    assert_eq!(task["counts"]["success"], 4);
+    assert_eq!(task["revokeOld"], "afterConfirm");
+    for (core, old) in cores.iter().zip(&before).take(4) {
+        // One certificate on the thing, ACTIVE, for the key the core generated; the old is gone.
+        let held = principals(&app, core).await;
+        assert_eq!(held.len(), 1, "{core}: {held:?}");
+        let (new_id, status, key) = &held[0];
+        assert_eq!(status, "ACTIVE");
+        assert_ne!(new_id, old);
+        let device = credentials(&app.client, &app.base, core).await;
+        assert_eq!(device["certificateId"], new_id.as_str(), "{core} connects with the new certificate");
+        assert_eq!(device["publicKeySha256"], key.as_str(), "{core}: the certificate is for the core's own key");
+        // The record and the inventory follow; the old certificate is out of both.
+        let record = cdf_json(app.get(&format!("/cores/{core}")).await).await;
+        assert_eq!(record["certificate"]["certificateId"], new_id.as_str());
+        let days = (record["certificate"]["notAfter"]
+            .as_str()
+            .unwrap()
+            .parse::<ggprov_domain::Timestamp>()
+            .unwrap()
+            .as_millis()
+            - record["certificate"]["notBefore"]
+                .as_str()
+                .unwrap()
+                .parse::<ggprov_domain::Timestamp>()
+                .unwrap()
+                .as_millis())
+            / 86_400_000;
+        assert_eq!(days, 30);
+        assert_eq!(app.get(&format!("/certificates/{old}")).await.status(), 404);
+    }
+    // Untouched cores keep theirs.
+    assert_eq!(principals(&app, &cores[5]).await[0].0, before[5]);
+    // The policies came along: a rotated core's certificate has the same policies.
+    let thing = app.thing(&cores[0]).await.unwrap();
+    let untouched = app.thing(&cores[5]).await.unwrap();
+    assert_eq!(thing["principals"][0]["policies"], untouched["principals"][0]["policies"]);
+    // No private key in any answer or event; one event per core.
+    let events = cdf_json(app.get("/events").await).await;
+    let rotated: Vec<&Value> =
+        events["events"].as_array().unwrap().iter().filter(|e| e["detailType"] == "Certificate Rotated").collect();
+    assert_eq!(rotated.len(), 4);
+    assert_eq!(rotated[0]["detail"]["status"], "success");
+    assert!(!events.to_string().contains("PRIVATE KEY"));
+    assert!(!task.to_string().contains("PRIVATE KEY"));
+    let summary = cdf_json(app.get("/fleet/certificates").await).await;
+    assert_eq!(summary["active"], 6);
+    assert_eq!(summary["buckets"]["within30Days"], 4, "{summary}");
+}
+
+#[tokio::test]
+async fn a_core_that_cannot_use_its_new_certificate_keeps_the_old_one_and_its_item_fails_until_retried() {
+    let app = spawn_app().await;
+    let cores = names("frail", 3);
+    app.provision(&cores).await;
+    let old = certificate_id(&app, &cores[1]).await;
+    let response = app
+        .client
+        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[1])))
+        .json(&json!({"rotationFails": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": cores}})).await;
+    let task = finished_rotation(&app, &id).await;
+    assert_eq!(task["taskStatus"], "Failure", "{task}");
+    let failed = task["cores"].as_array().unwrap().iter().find(|c| c["name"] == cores[1].as_str()).unwrap();
+    assert_eq!(failed["taskStatus"], "Failure");
+    assert!(failed["statusMessage"].as_str().unwrap().contains("keeps its old certificate"), "{failed}");
+    let held = principals(&app, &cores[1]).await;
+    assert_eq!(held, vec![(old.clone(), "ACTIVE".to_owned(), held[0].2.clone())], "only the old one, still ACTIVE");
+    assert_eq!(certificate_id(&app, &cores[1]).await, old);
+    let events = cdf_json(app.get("/events").await).await;
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["detailType"] == "Certificate Rotated"
+        && e["detail"]["status"] == "failed"
+        && e["detail"]["thingName"] == cores[1].as_str()));
+
+    // Fixed, the failed core is retried alone: a new task, one more certificate.
+    app.client
+        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[1])))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let response = app.post_json(&format!("/certificateRotationTasks/{id}/retry"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    let retry = header(&response, "x-taskid").unwrap().to_owned();
+    let task = finished_rotation(&app, &retry).await;
+    assert_eq!((task["taskStatus"].as_str(), task["counts"]["total"].as_u64()), (Some("Success"), Some(1)), "{task}");
+    let held = principals(&app, &cores[1]).await;
+    assert_eq!(held.len(), 1);
+    assert_ne!(held[0].0, old);
+}
+
+#[tokio::test]
+async fn revoke_old_never_keeps_the_old_certificate_until_the_core_is_deleted_and_immediately_retires_it_at_once() {
+    let app = spawn_app().await;
+    let cores = names("keep", 2);
+    app.provision(&cores).await;
+    let old = certificate_id(&app, &cores[0]).await;
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": [&cores[0]]}, "revokeOld": "never"})).await;
+    assert_eq!(finished_rotation(&app, &id).await["taskStatus"], "Success");
+    let held = principals(&app, &cores[0]).await;
+    assert_eq!(held.len(), 2, "old and new: {held:?}");
+    assert!(held.iter().all(|(_, status, _)| status == "ACTIVE"));
+    assert_ne!(certificate_id(&app, &cores[0]).await, old, "the record follows the new one");
+    // Deleting the core deprovisions both.
+    let delete = app.submit_core_task(&crate::helpers::delete_cores(&[&cores[0]], true)).await;
+    assert_eq!(app.finished_core_task(&delete).await["taskStatus"], "Success");
+    let inventory: Value =
+        app.client.get(app.url("/local-cloud/inventory")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(inventory["certificates"], 1, "only the other core's: {inventory}");
+
+    let old = certificate_id(&app, &cores[1]).await;
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": [&cores[1]]}, "revokeOld": "immediately"})).await;
+    assert_eq!(finished_rotation(&app, &id).await["taskStatus"], "Success");
+    let held = principals(&app, &cores[1]).await;
+    assert_eq!(held.len(), 1);
+    assert_ne!(held[0].0, old);
+}
+
+#[tokio::test]
+async fn every_rotation_step_resumes_after_a_crash_with_one_new_certificate() {
+    let app = spawn_app().await;
+    let steps: Vec<&'static str> = ggprov_engine::STEPS.iter().copied().filter(|s| s.starts_with("rotate.")).collect();
+    let cores = names("step", steps.len());
+    app.provision(&cores).await;
+    for (core, step) in cores.iter().zip(&steps) {
+        let old = certificate_id(&app, core).await;
+        app.failpoints.arm(step);
+        let id = submit_rotation(&app, &json!({"targets": {"thingNames": [core]}})).await;
+        let task = finished_rotation(&app, &id).await;
+        assert_eq!(task["taskStatus"], "Success", "after a crash at {step}: {task}");
+        let held = principals(&app, core).await;
+        assert_eq!(held.len(), 1, "{step}: {held:?}");
+        assert_ne!(held[0].0, old, "{step}");
+        assert_eq!(certificate_id(&app, core).await, held[0].0, "{step}");
+    }
+    let inventory: Value =
+        app.client.get(app.url("/local-cloud/inventory")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(inventory["certificates"], cores.len(), "no certificate left behind: {inventory}");
+}
+
+#[tokio::test]
+async fn rotation_requests_are_checked_whole_before_anything_is_stored() {
+    let app = spawn_app().await;
+    app.provision(&names("chk", 1)).await;
+    for (body, field) in [
+        (json!({"targets": {}}), "targets"),
+        (json!({"targets": {"thingNames": ["nobody"]}}), "targets.thingNames[0]"),
+        (json!({"targets": {"thingGroupNames": ["no-such-group"]}}), "targets.thingGroupNames[0]"),
+        (json!({"targets": {"thingIndexQuery": "thingName:("}}), "targets.thingIndexQuery"),
+        (json!({"targets": {"thingNames": ["chk-0000"]}, "caId": "0000"}), "caId"),
+        (json!({"targets": {"expiringWithinDays": 1}}), "targets"),
+    ] {
+        let (status, _, problem) = error_of(app.post_json("/certificateRotationTasks", &body).await).await;
+        assert_eq!(status, 422, "{body}: {problem}");
+        let fields: Vec<&str> =
+            problem["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+        assert!(fields.contains(&field), "{body}: {problem}");
+    }
+    for body in
+        [json!({"targets": {"thingNames": ["chk-0000"]}, "revokeOld": "sometimes"}), json!({"targets": {"things": []}})]
+    {
+        let (status, _, problem) = error_of(app.post_json("/certificateRotationTasks", &body).await).await;
+        assert_eq!(status, 400, "{body}: {problem}");
+    }
+    let list = cdf_json(app.get("/certificateRotationTasks").await).await;
+    assert!(list["tasks"].as_array().unwrap().is_empty(), "nothing stored: {list}");
+    let (status, code, _) = error_of(app.get("/certificateRotationTasks/nosuchtsk").await).await;
+    assert_eq!((status, code.as_str()), (404, "ROTATION_TASK_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn cores_rotate_onto_a_new_ca_in_one_task_selected_by_expiry() {
+    let app = spawn_app().await;
+    let cores = names("ca", 3);
+    app.provision(&cores).await;
+    let old_ca = cdf_json(app.get(&format!("/cores/{}", cores[0])).await).await["certificate"]["caId"].clone();
+    // `ggprov ca create` while the service runs: a new CA in the data directory.
+    let files = ggprov_embedded::FileCertificateAuthorities::new(app.data.path(), None);
+    let minted = ggprov_pki::create_ca("Fleet CA 2027", 3650).unwrap();
+    let new_ca = files.store(&minted.certificate_pem, &minted.private_key, false).unwrap();
+    assert_ne!(json!(new_ca), old_ca);
+    let id = submit_rotation(&app, &json!({"targets": {"expiringWithinDays": 400}, "caId": new_ca})).await;
+    let task = finished_rotation(&app, &id).await;
+    assert_eq!((task["taskStatus"].as_str(), task["counts"]["total"].as_u64()), (Some("Success"), Some(3)), "{task}");
+    let summary = cdf_json(app.get("/fleet/certificates").await).await;
+    let by_ca: BTreeSet<String> =
+        summary["byCa"].as_array().unwrap().iter().map(|c| c["caId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(by_ca, BTreeSet::from([new_ca.clone()]), "every core is off the old CA: {summary}");
+    assert_eq!(summary["active"], 3);
+}
+
+/// Polls `probe` until it answers `Some`, failing after `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkill_in_the_middle_of_rotating_200_cores_loses_nothing_and_makes_no_second_certificate() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [("GGPROV_WORKER_LEASE_MS", "500"), ("GGPROV_ITEM_CONCURRENCY", "2"), ("GGPROV_AUTH", "none")];
+    let client = reqwest::Client::new();
+    let cores = names("kill", 200);
+    let cdf = |request: reqwest::RequestBuilder| {
+        request.header("accept", crate::helpers::CDF).header("content-type", crate::helpers::CDF)
+    };
+    let json_of = |response: reqwest::Response| async move { response.json::<Value>().await.unwrap() };
+
+    let server = ServedProcess::start(data.path(), env, &[]);
+    let body = crate::helpers::create_cores(&cores.iter().map(String::as_str).collect::<Vec<_>>());
+    let response = cdf(client.post(format!("{}/coreTasks", server.base))).json(&body).send().await.unwrap();
+    let provision = response.headers()["x-taskid"].to_str().unwrap().to_owned();
+    eventually(Duration::from_secs(180), "provisioning", || async {
+        let task =
+            json_of(cdf(client.get(format!("{}/coreTasks/{provision}", server.base))).send().await.unwrap()).await;
+        (task["taskStatus"] == "Success").then_some(())
+    })
+    .await;
+    let response = cdf(client.post(format!("{}/certificateRotationTasks", server.base)))
+        .json(&json!({"targets": {"expiringWithinDays": 400}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.headers()["x-taskid"].to_str().unwrap().to_owned();
+    // SIGKILL once some cores are done and others are not; never more than two certificates a
+    // core (old and new) on the way.
+    let done_at_kill = eventually(Duration::from_secs(180), "a part of the rotation", || async {
+        let inventory: Value =
+            client.get(format!("{}/local-cloud/inventory", server.base)).send().await.unwrap().json().await.unwrap();
+        assert!(inventory["certificates"].as_u64().unwrap() <= 400, "{inventory}");
+        let task =
+            json_of(cdf(client.get(format!("{}/certificateRotationTasks/{id}", server.base))).send().await.unwrap())
+                .await;
+        let done = task["counts"]["success"].as_u64().unwrap();
+        (done >= 10).then_some(done)
+    })
+    .await;
+    drop(server); // SIGKILL
+    assert!(done_at_kill < 200, "the kill came after the last core ({done_at_kill})");
+    let server = ServedProcess::start(data.path(), env, &[]);
+    let task = eventually(Duration::from_secs(240), "the rotation after the restart", || async {
+        let task =
+            json_of(cdf(client.get(format!("{}/certificateRotationTasks/{id}", server.base))).send().await.unwrap())
+                .await;
+        (task["taskStatus"] == "Success" || task["taskStatus"] == "Failure").then_some(task)
+    })
+    .await;
+    assert_eq!(task["taskStatus"], "Success", "{task}");
+    assert_eq!(task["counts"]["success"], 200);
+    let inventory: Value =
+        client.get(format!("{}/local-cloud/inventory", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (inventory["certificates"].as_u64(), inventory["activeCertificates"].as_u64()),
+        (Some(200), Some(200)),
+        "{inventory}"
+    );
+    for core in &cores {
+        let thing: Value = client
+            .get(format!("{}/local-cloud/things/{core}", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let principals = thing["principals"].as_array().unwrap();
+        assert_eq!(principals.len(), 1, "{core}: {thing}");
+        let device = credentials(&client, &server.base, core).await;
+        assert_eq!(device["certificateId"], principals[0]["certificateId"], "{core}");
+        assert_eq!(device["publicKeySha256"], principals[0]["publicKeySha256"], "{core}: the core's own key");
+    }
+    let summary = json_of(cdf(client.get(format!("{}/fleet/certificates", server.base))).send().await.unwrap()).await;
+    assert_eq!(summary["active"], 200, "{summary}");
+}
