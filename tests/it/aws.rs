@@ -563,6 +563,14 @@ async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
         let (status, refused) =
             api.post("/certificateRotationTasks", &json!({"targets": {"thingNames": [core]}})).await;
         assert_eq!((status, refused["error"].as_str()), (409, Some("ROTATION_UNAVAILABLE")), "{refused}");
+        // The CAs from IoT, the default one refused for deletion.
+        let cas = api.get("/certificateAuthorities").await;
+        let ca = cas["certificateAuthorities"].as_array().unwrap().iter().find(|c| c["default"] == true).cloned();
+        let ca = ca.unwrap_or_else(|| panic!("the development CA is listed as the default: {cas}"));
+        let (status, body) = api
+            .send(reqwest::Method::DELETE, &format!("/certificateAuthorities/{}", ca["caId"].as_str().unwrap()), None)
+            .await;
+        assert_eq!((status, body["error"].as_str()), (409, Some("CA_IS_DEFAULT")), "{body}");
         ssm.get_parameter().name(&marker).send().await.expect("the CA is remembered").parameter.unwrap().value.unwrap()
     };
     let key = ssm

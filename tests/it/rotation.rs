@@ -249,14 +249,41 @@ async fn cores_rotate_onto_a_new_ca_in_one_task_selected_by_expiry() {
     let minted = ggprov_pki::create_ca("Fleet CA 2027", 3650).unwrap();
     let new_ca = files.store(&minted.certificate_pem, &minted.private_key, false).unwrap();
     assert_ne!(json!(new_ca), old_ca);
-    let id = submit_rotation(&app, &json!({"targets": {"expiringWithinDays": 400}, "caId": new_ca})).await;
+    let old_ca = old_ca.as_str().unwrap().to_owned();
+    let listed = cdf_json(app.get("/certificateAuthorities").await).await;
+    let view = |id: &str| {
+        listed["certificateAuthorities"].as_array().unwrap().iter().find(|c| c["caId"] == id).cloned().unwrap()
+    };
+    assert_eq!(
+        (view(&old_ca)["default"].as_bool(), view(&old_ca)["activeCertificates"].as_i64()),
+        (Some(true), Some(3))
+    );
+    assert_eq!(
+        (view(&new_ca)["default"].as_bool(), view(&new_ca)["activeCertificates"].as_i64()),
+        (Some(false), Some(0))
+    );
+    // The old CA can go only once it is neither the default nor signing ACTIVE certificates.
+    let (status, code, _) = error_of(app.delete(&format!("/certificateAuthorities/{old_ca}")).await).await;
+    assert_eq!((status, code.as_str()), (409, "CA_IS_DEFAULT"));
+    files.store(&minted.certificate_pem, &minted.private_key, true).unwrap(); // `ggprov ca create --default`
+    let (status, code, problem) = error_of(app.delete(&format!("/certificateAuthorities/{old_ca}")).await).await;
+    assert_eq!((status, code.as_str()), (409, "CA_IN_USE"));
+    assert!(problem["message"].as_str().unwrap().contains("3 ACTIVE"), "{problem}");
+    let id = submit_rotation(&app, &json!({"targets": {"expiringWithinDays": 400}})).await;
     let task = finished_rotation(&app, &id).await;
     assert_eq!((task["taskStatus"].as_str(), task["counts"]["total"].as_u64()), (Some("Success"), Some(3)), "{task}");
     let summary = cdf_json(app.get("/fleet/certificates").await).await;
+    assert_eq!(task["caId"], new_ca.as_str(), "the default CA signs when the request names none");
     let by_ca: BTreeSet<String> =
         summary["byCa"].as_array().unwrap().iter().map(|c| c["caId"].as_str().unwrap().to_owned()).collect();
     assert_eq!(by_ca, BTreeSet::from([new_ca.clone()]), "every core is off the old CA: {summary}");
     assert_eq!(summary["active"], 3);
+    let response = app.delete(&format!("/certificateAuthorities/{old_ca}")).await;
+    assert_eq!(response.status(), 204);
+    let listed = cdf_json(app.get("/certificateAuthorities").await).await;
+    assert_eq!(listed["certificateAuthorities"].as_array().unwrap().len(), 1, "{listed}");
+    let (status, code, _) = error_of(app.delete(&format!("/certificateAuthorities/{old_ca}")).await).await;
+    assert_eq!((status, code.as_str()), (404, "CA_NOT_FOUND"));
 }
 
 /// Polls `probe` until it answers `Some`, failing after `limit`.

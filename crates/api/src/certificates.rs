@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ggprov_domain::certificate_service::{CertificateError, CertificateSummary, RevocationOutcome};
+use ggprov_domain::certificate_service::{CaView, CertificateError, CertificateSummary, RevocationOutcome};
 use ggprov_domain::certificates::{CertificateEntry, CertificateInfo, ThingKind, parse_within};
 use ggprov_domain::{Problems, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,41 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_certificate))
         .routes(routes!(revoke_certificates_of_things))
         .routes(routes!(get_fleet_certificates))
+        .routes(routes!(list_cas))
+        .routes(routes!(delete_ca))
+}
+
+/// `GET /certificateAuthorities`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CaList {
+    certificate_authorities: Vec<CaView>,
+}
+
+/// The CAs ggprov signs with (`ggprov ca create|import` on the embedded default; IoT + SSM on
+/// AWS), which is the default, and how many ACTIVE certificates each signs.
+#[utoipa::path(
+    get, path = "/certificateAuthorities", tag = TAG, operation_id = "listCertificateAuthorities",
+    responses((status = 200, body = CaList, content_type = "application/vnd.aws-cdf-v1.0+json"))
+)]
+pub(crate) async fn list_cas(State(state): State<AppState>) -> Result<Cdf<CaList>, ApiError> {
+    Ok(Cdf(CaList { certificate_authorities: state.certificates.cas().await? }))
+}
+
+/// Forgets a CA: refused while it signs ACTIVE certificates (409 `CA_IN_USE` with the count)
+/// or is the default (409 `CA_IS_DEFAULT`).
+#[utoipa::path(
+    delete, path = "/certificateAuthorities/{caId}", tag = TAG, operation_id = "deleteCertificateAuthority",
+    params(("caId" = String, Path, description = "CA id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such CA", body = ErrorBody),
+        (status = 409, description = "CA_IN_USE or CA_IS_DEFAULT", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_ca(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.certificates.delete_ca(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 impl From<CertificateError> for ApiError {
@@ -41,6 +76,11 @@ impl From<CertificateError> for ApiError {
             CertificateError::NoCertificate(_) => Self::not_found("CERTIFICATE_NOT_FOUND", message),
             CertificateError::Cloud { source, .. } if source.is_transient() => Self::unavailable(message, source),
             CertificateError::Cloud { .. } => Self::new(StatusCode::CONFLICT, "REVOCATION_REFUSED", message),
+            CertificateError::CaNotFound(_) => Self::not_found("CA_NOT_FOUND", message),
+            CertificateError::CaSource(source) if source.is_transient() => Self::unavailable(message, source),
+            CertificateError::CaSource(_) => Self::new(StatusCode::CONFLICT, "CA_CHANGE_REFUSED", message),
+            CertificateError::CaInUse { .. } => Self::new(StatusCode::CONFLICT, "CA_IN_USE", message),
+            CertificateError::CaIsDefault(_) => Self::new(StatusCode::CONFLICT, "CA_IS_DEFAULT", message),
             CertificateError::Store(store) => store.into(),
         }
     }

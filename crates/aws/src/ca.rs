@@ -60,4 +60,58 @@ impl CertificateAuthorities for SsmCertificateAuthorities {
     fn default_ca_id(&self) -> Option<String> {
         self.default_ca.clone()
     }
+
+    /// The CAs whose key is in SSM (`cdf-ca-key-<caId>`): those ggprov can sign with, found by
+    /// name (`DescribeParameters`, every page) rather than by listing IoT's CA certificates.
+    async fn ca_ids(&self) -> Result<Vec<String>, CloudError> {
+        let filter = aws_sdk_ssm::types::ParameterStringFilter::builder()
+            .key("Name")
+            .option("BeginsWith")
+            .values(Self::key_parameter(""))
+            .build()
+            .expect("complete filter");
+        let mut ids = Vec::new();
+        let mut next = None;
+        loop {
+            let out = self
+                .ssm
+                .describe_parameters()
+                .parameter_filters(filter.clone())
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeParameters", &e))?;
+            ids.extend(
+                out.parameters
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| p.name)
+                    .filter_map(|name| name.strip_prefix(&Self::key_parameter("")).map(str::to_owned)),
+            );
+            match out.next_token {
+                Some(token) if !token.is_empty() => next = Some(token),
+                _ => break,
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Deactivates and deletes the CA certificate in IoT (IoT refuses while certificates it
+    /// signed are registered), then its key in SSM.
+    async fn delete_ca(&self, ca_id: &str) -> Result<(), CloudError> {
+        if self.iot.ca_certificate_pem(ca_id).await?.is_none() {
+            return Err(CloudError::NotFound { api: "DescribeCACertificate", message: format!("no CA '{ca_id}'") });
+        }
+        self.iot.delete_ca_certificate(ca_id).await?;
+        match self.ssm.delete_parameter().name(Self::key_parameter(ca_id)).send().await {
+            Ok(_) => {}
+            Err(err) => match cloud_error("DeleteParameter", &err) {
+                e if e.is_not_found() => {}
+                e => return Err(e),
+            },
+        }
+        self.cache.lock().await.remove(ca_id);
+        Ok(())
+    }
 }

@@ -39,6 +39,24 @@ impl AwsIot {
     }
 
     /// The CA certificate registered under `ca_id`.
+    /// Deactivates and deletes a CA certificate (`UpdateCACertificate`, `DeleteCACertificate`).
+    pub async fn delete_ca_certificate(&self, ca_id: &str) -> Result<(), CloudError> {
+        self.client
+            .update_ca_certificate()
+            .certificate_id(ca_id)
+            .new_status(aws_sdk_iot::types::CaCertificateStatus::Inactive)
+            .send()
+            .await
+            .map_err(|e| cloud_error("UpdateCACertificate", &e))?;
+        self.client
+            .delete_ca_certificate()
+            .certificate_id(ca_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DeleteCACertificate", &e))?;
+        Ok(())
+    }
+
     pub async fn ca_certificate_pem(&self, ca_id: &str) -> Result<Option<String>, CloudError> {
         match self.client.describe_ca_certificate().certificate_id(ca_id).send().await {
             Ok(out) => Ok(out.certificate_description.and_then(|d| d.certificate_pem)),

@@ -40,8 +40,30 @@ pub enum CertificateError {
         #[source]
         source: CloudError,
     },
+    #[error("ggprov holds no CA '{0}'")]
+    CaNotFound(String),
+    #[error("could not read or change the certificate authorities: {0}")]
+    CaSource(#[source] CloudError),
+    #[error(
+        "CA '{ca}' still signs {count} ACTIVE certificate(s); rotate them onto another CA first (POST /certificateRotationTasks with caId and targets selecting them)"
+    )]
+    CaInUse { ca: String, count: i64 },
+    #[error("CA '{0}' is the default CA; make another CA the default first (`ggprov ca create --default`)")]
+    CaIsDefault(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A CA ggprov holds, with what it signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CaView {
+    pub ca_id: String,
+    /// Signs the certificates of requests that name no CA.
+    pub default: bool,
+    /// ACTIVE certificates of cores and client devices it signed.
+    pub active_certificates: i64,
 }
 
 /// The inventory's counts: ACTIVE certificates by expiry bucket, in all and per CA.
@@ -150,6 +172,41 @@ impl CertificateService {
     pub fn without_rotation(mut self, reason: Option<String>) -> Self {
         self.rotation_unavailable = reason;
         self
+    }
+
+    /// Every CA ggprov holds, with its ACTIVE certificates.
+    pub async fn cas(&self) -> Result<Vec<CaView>, CertificateError> {
+        let counts = self.store.certificate_counts(&[]).await?;
+        let default = self.cas.default_ca_id();
+        let ids = self.cas.ca_ids().await.map_err(CertificateError::CaSource)?;
+        Ok(ids
+            .into_iter()
+            .map(|ca_id| CaView {
+                default: default.as_deref() == Some(ca_id.as_str()),
+                active_certificates: counts.get(&ca_id).map_or(0, |c| c.active),
+                ca_id,
+            })
+            .collect())
+    }
+
+    /// Forgets a CA that signs no ACTIVE certificate and is not the default.
+    pub async fn delete_ca(&self, ca_id: &str) -> Result<(), CertificateError> {
+        let ids = self.cas.ca_ids().await.map_err(CertificateError::CaSource)?;
+        if !ids.iter().any(|id| id == ca_id) {
+            return Err(CertificateError::CaNotFound(ca_id.to_owned()));
+        }
+        if self.cas.default_ca_id().as_deref() == Some(ca_id) {
+            return Err(CertificateError::CaIsDefault(ca_id.to_owned()));
+        }
+        let count = self.store.certificate_counts(&[]).await?.get(ca_id).map_or(0, |c| c.active);
+        if count > 0 {
+            return Err(CertificateError::CaInUse { ca: ca_id.to_owned(), count });
+        }
+        match self.cas.delete_ca(ca_id).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_not_found() => Err(CertificateError::CaNotFound(ca_id.to_owned())),
+            Err(source) => Err(CertificateError::CaSource(source)),
+        }
     }
 
     /// Validates a rotation, resolves its targets to ggprov cores, stores and queues the task.

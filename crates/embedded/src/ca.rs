@@ -106,6 +106,20 @@ impl CertificateAuthorities for FileCertificateAuthorities {
     fn default_ca_id(&self) -> Option<String> {
         self.configured_default.clone().or_else(|| self.default_from_disk())
     }
+
+    async fn ca_ids(&self) -> Result<Vec<String>, CloudError> {
+        Ok(self.ids())
+    }
+
+    async fn delete_ca(&self, ca_id: &str) -> Result<(), CloudError> {
+        let dir = self.dir.join(ca_id);
+        if !Self::valid_id(ca_id) || !dir.is_dir() {
+            return Err(CloudError::NotFound { api: "DeleteCA", message: format!("ggprov holds no CA '{ca_id}'") });
+        }
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(|e| CloudError::Unavailable { api: "DeleteCA", source: Box::new(e) })
+    }
 }
 
 /// The CAs on disk as the local cloud sees them: a CA added while the service runs (`ggprov ca
@@ -139,5 +153,15 @@ impl CertificateAuthorities for RegisteredCas {
 
     fn default_ca_id(&self) -> Option<String> {
         self.files.default_ca_id()
+    }
+
+    async fn ca_ids(&self) -> Result<Vec<String>, CloudError> {
+        self.files.ca_ids().await
+    }
+
+    async fn delete_ca(&self, ca_id: &str) -> Result<(), CloudError> {
+        self.files.delete_ca(ca_id).await?;
+        self.registered.lock().expect("registered CAs").remove(ca_id);
+        Ok(())
     }
 }

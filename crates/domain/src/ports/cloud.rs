@@ -381,4 +381,9 @@ pub trait CertificateAuthorities: Send + Sync {
     async fn ca(&self, ca_id: &str) -> Result<Option<CaMaterial>, CloudError>;
     /// The CA used when a request names none.
     fn default_ca_id(&self) -> Option<String>;
+    /// Every CA ggprov can sign with, by id.
+    async fn ca_ids(&self) -> Result<Vec<String>, CloudError>;
+    /// Forgets a CA: its key and its registration (`NotFound` when ggprov holds no such CA).
+    /// Callers check first that it signs no ACTIVE certificate and is not the default.
+    async fn delete_ca(&self, ca_id: &str) -> Result<(), CloudError>;
 }
