@@ -45,6 +45,7 @@ target/debug/ggprov-bench --out target/bench/ci race --pairs 30 --claims 10
 target/debug/ggprov-bench --out target/bench/ci --check rollout --cores 100 --waves 5
 target/debug/ggprov-bench --out target/bench/ci --check fanout --cores 100
 target/debug/ggprov-bench --out target/bench/ci software --cores 2000 --requests 500
+target/debug/ggprov-bench --out target/bench/ci rotation --cores 40
 
 step "moto (AWS wire protocols for the AWS-mode tests)"
 # Reuses GGPROV_TEST_MOTO_URL when it answers; otherwise installs moto into target/moto-venv

@@ -46,6 +46,15 @@ enum Scenario {
         #[arg(long, default_value_t = 1.0)]
         quota_scale: f64,
     },
+    /// A certificate rotation of N cores under AWS's default quotas (provisioned first without
+    /// them): cores/s as a fraction of the binding quota; exits non-zero unless every core ends
+    /// with one ACTIVE certificate. For analysis, `GGPROV_BENCH_RATE_LIMIT` replaces the
+    /// server's `GGPROV_RATE_LIMIT` (`aws`) and `GGPROV_BENCH_NO_QUOTAS` leaves the local cloud's
+    /// quotas off.
+    Rotation {
+        #[arg(long, default_value_t = 300)]
+        cores: usize,
+    },
     /// Latency and throughput of `/health` (the reference) and five routes (POST /applications
     /// with a 20-service Compose file).
     Latency {
@@ -274,6 +283,90 @@ async fn main() -> anyhow::Result<()> {
                 ],
             );
             save(&cli.out, &format!("quota-x{quota_scale}"), &result)?;
+            ggprov_bench::goals::report(
+                &[Goal::ratio("fraction of the binding quota", rate / binding, Better::Higher, 0.9)],
+                cli.check,
+            )?;
+        }
+        Scenario::Rotation { cores } => {
+            let (server, _dir) = start(
+                &binary,
+                &[
+                    ("GGPROV_MAX_ATTEMPTS", "100"),
+                    ("GGPROV_RETRY_BASE_MS", "100"),
+                    ("GGPROV_RATE_LIMIT", &std::env::var("GGPROV_BENCH_RATE_LIMIT").unwrap_or_else(|_| "aws".into())),
+                ],
+            )?;
+            let api = Api::new(&server.base);
+            provision(&api, cores, "r").await?;
+            if std::env::var_os("GGPROV_BENCH_NO_QUOTAS").is_none() {
+                api.faults(json!({"quotas": true})).await?;
+            }
+            let before: Value = api.get("/local-cloud/calls").await?;
+            let started = Instant::now();
+            let response = api
+                .send(
+                    reqwest::Method::POST,
+                    "/certificateRotationTasks",
+                    &json!({"targets": {"expiringWithinDays": 36500}}),
+                )
+                .await?;
+            let id = response.headers().get("x-taskid").context("x-taskid")?.to_str()?.to_owned();
+            let task = api.wait_task(&format!("/certificateRotationTasks/{id}"), Duration::from_secs(3_600)).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let after: Value = api.get("/local-cloud/calls").await?;
+            let calls = |api_name: &str| {
+                (after[api_name].as_f64().unwrap_or(0.0) - before[api_name].as_f64().unwrap_or(0.0)) / cores as f64
+            };
+            let inventory: Value = api.get("/local-cloud/inventory").await?;
+            let mut problems = Vec::new();
+            if task["taskStatus"] != "Success" {
+                problems.push(format!("task ended {}: {}", task["taskStatus"], task["counts"]));
+            }
+            if inventory["certificates"].as_u64() != Some(cores as u64)
+                || inventory["activeCertificates"].as_u64() != Some(cores as u64)
+            {
+                problems.push(format!("not one ACTIVE certificate a core: {inventory}"));
+            }
+            // Two AttachPolicy and two DetachPolicy calls a core at 15/s bind tighter than the
+            // one RegisterCertificate, UpdateCertificate and DeleteCertificate at 10/s.
+            let binding = 7.5;
+            let rate = cores as f64 / seconds;
+            let result = json!({"scenario": "rotation", "profile": profile, "cores": cores, "seconds": seconds,
+                "coresPerSecond": rate, "bindingCoresPerSecond": binding, "fractionOfQuota": rate / binding,
+                "problems": problems, "callsPerCore": {"AttachPolicy": calls("AttachPolicy"), "DetachPolicy": calls("DetachPolicy"),
+                "RegisterCertificate": calls("RegisterCertificate")}});
+            print_table(
+                &format!("certificate rotation under AWS default quotas ({profile})"),
+                &[
+                    ("cores", cores.to_string()),
+                    ("seconds", format!("{seconds:.1}")),
+                    ("cores/s", format!("{rate:.2}")),
+                    ("binding quota", format!("{binding} cores/s (AttachPolicy and DetachPolicy 15/s, 2 a core)")),
+                    ("fraction", format!("{:.2}", rate / binding)),
+                    ("AttachPolicy calls a core", format!("{:.2} (2.00 = none throttled)", calls("AttachPolicy"))),
+                    ("DetachPolicy calls a core", format!("{:.2}", calls("DetachPolicy"))),
+                    (
+                        "calls a core",
+                        after
+                            .as_object()
+                            .map(|all| {
+                                all.keys()
+                                    .map(|api| (api, calls(api)))
+                                    .filter(|(_, n)| *n > 0.0)
+                                    .map(|(api, n)| format!("{api} {n:.2}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .unwrap_or_default(),
+                    ),
+                    ("problems", problems.len().to_string()),
+                ],
+            );
+            save(&cli.out, "rotation", &result)?;
+            if !problems.is_empty() {
+                bail!("rotation: {}", problems.join("; "));
+            }
             ggprov_bench::goals::report(
                 &[Goal::ratio("fraction of the binding quota", rate / binding, Better::Higher, 0.9)],
                 cli.check,
