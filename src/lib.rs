@@ -256,6 +256,7 @@ impl Application {
                 worker_iot.clone(),
                 cas,
                 core_tasks,
+                Arc::new(ggprov_pki::Signer),
             )
             .without_rotation(rotation.unavailable().map(str::to_owned)),
             deployments,

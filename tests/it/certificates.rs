@@ -234,3 +234,79 @@ async fn client_device_certificates_are_in_the_inventory_and_go_with_the_device(
     );
     assert_eq!(cdf_json(app.get("/certificates/expiring?within=7d").await).await["total"], 0);
 }
+
+#[tokio::test]
+async fn a_client_device_rotates_by_csr_and_its_old_certificate_goes_when_it_confirms() {
+    let app = spawn_app().await;
+    provision_for(&app, &["gw-r"], None, "greengrass2_core").await;
+    let response = app
+        .post_json(
+            "/cores/gw-r/deviceTasks",
+            &json!({"type": "Create", "devices": [{"name": "meter-1", "provisioningTemplate": "greengrass2_client_device"},
+                                                   {"name": "meter-2", "provisioningTemplate": "greengrass2_client_device"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    app.drain().await;
+    let old =
+        cdf_json(app.get("/devices/meter-1").await).await["certificate"]["certificateId"].as_str().unwrap().to_owned();
+    let (status, code, _) =
+        error_of(app.post_json("/devices/meter-1/certificateRotation/confirm", &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "NOTHING_TO_CONFIRM"));
+
+    // The device makes its key and CSR; ggprov never sees the key.
+    let (key, csr) = ggprov_pki::make_csr("meter-1", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let first =
+        cdf_json(app.post_json("/devices/meter-1/certificateRotation", &json!({"csr": csr, "daysExpiry": 90})).await)
+            .await;
+    assert_eq!(first["status"], "AWAITING_CONFIRMATION", "{first}");
+    assert_eq!(first["oldCertificateId"], old.as_str());
+    let pem = first["certificatePem"].as_str().unwrap();
+    assert!(ggprov_pki::key_matches(pem, &key).unwrap(), "the certificate is for the device's own key");
+    assert!(!first.to_string().contains("PRIVATE KEY"));
+    let thing = app.thing("meter-1").await.unwrap();
+    let statuses: Vec<&str> =
+        thing["principals"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["ACTIVE", "ACTIVE"], "old and new while the device switches: {thing}");
+    assert_eq!(thing["principals"][0]["policies"], thing["principals"][1]["policies"]);
+    assert_eq!(cdf_json(app.get("/devices/meter-1").await).await["certificate"]["certificateId"], old.as_str());
+    // The same CSR again (a retry): the same certificate, not a second one.
+    let again = cdf_json(app.post_json("/devices/meter-1/certificateRotation", &json!({"csr": csr})).await).await;
+    assert_eq!(again["certificateId"], first["certificateId"]);
+    assert_eq!(app.thing("meter-1").await.unwrap()["principals"].as_array().unwrap().len(), 2);
+
+    let confirmed = cdf_json(app.post_json("/devices/meter-1/certificateRotation/confirm", &json!({})).await).await;
+    assert_eq!(confirmed["status"], "ROTATED");
+    let thing = app.thing("meter-1").await.unwrap();
+    assert_eq!(thing["principals"].as_array().unwrap().len(), 1, "{thing}");
+    assert_eq!(thing["principals"][0]["certificateId"], first["certificateId"]);
+    let device = cdf_json(app.get("/devices/meter-1").await).await;
+    assert_eq!(device["certificate"]["certificateId"], first["certificateId"]);
+    let days = (millis(&device["certificate"]["notAfter"]) - millis(&device["certificate"]["notBefore"])) / DAY_MS;
+    assert_eq!(days, 90);
+    assert_eq!(app.get(&format!("/certificates/{old}")).await.status(), 404);
+    let events = cdf_json(app.get("/events").await).await;
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["detailType"] == "Certificate Rotated"
+        && e["detail"]["thingKind"] == "device"
+        && e["detail"]["oldCertificateId"] == old.as_str()));
+
+    // `immediately`: the old one goes in the same call.
+    let (_, csr2) = ggprov_pki::make_csr("meter-2", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let rotated = cdf_json(
+        app.post_json("/devices/meter-2/certificateRotation", &json!({"csr": csr2, "revokeOld": "immediately"})).await,
+    )
+    .await;
+    assert_eq!(rotated["status"], "ROTATED");
+    assert_eq!(app.thing("meter-2").await.unwrap()["principals"].as_array().unwrap().len(), 1);
+    assert_eq!(cdf_json(app.get("/fleet/certificates").await).await["active"], 3, "gw-r, meter-1, meter-2");
+
+    // Bad input: a clear 4xx, nothing changed.
+    let (status, _, problem) =
+        error_of(app.post_json("/devices/meter-2/certificateRotation", &json!({"csr": "not a CSR"})).await).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem.to_string().contains("csr"), "{problem}");
+    let (status, _, _) =
+        error_of(app.post_json("/devices/nobody/certificateRotation", &json!({"csr": csr2})).await).await;
+    assert_eq!(status, 404);
+    assert_eq!(app.thing("meter-2").await.unwrap()["principals"].as_array().unwrap().len(), 1);
+}

@@ -4,7 +4,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ggprov_domain::certificate_service::{CaView, CertificateError, CertificateSummary, RevocationOutcome};
+use ggprov_domain::certificate_service::{
+    CaView, CertificateError, CertificateSummary, DeviceCsr, DeviceRotation, RevocationOutcome,
+};
 use ggprov_domain::certificates::{CertificateEntry, CertificateInfo, ThingKind, parse_within};
 use ggprov_domain::{Problems, ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,84 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_fleet_certificates))
         .routes(routes!(list_cas))
         .routes(routes!(delete_ca))
+        .routes(routes!(rotate_device_certificate))
+        .routes(routes!(confirm_device_certificate))
+}
+
+/// `POST /devices/{name}/certificateRotation`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct DeviceCsrBody {
+    /// The CSR the device made for its new key (PEM); the key stays on the device.
+    #[schema(required, nullable = false, min_length = 1, max_length = 16384)]
+    csr: Option<String>,
+    /// The CA that signs it (default: the default CA).
+    #[schema(nullable = false)]
+    ca_id: Option<String>,
+    /// Validity in days (default: as long as the old certificate).
+    #[schema(nullable = false, minimum = 1, maximum = 36500)]
+    days_expiry: Option<u32>,
+    /// When the old certificate goes: `afterConfirm` (default: when the device confirms),
+    /// `immediately`, `never`.
+    #[schema(nullable = false)]
+    revoke_old: Option<ggprov_domain::rotation::RevokeOld>,
+}
+
+impl crate::body_schema::BodySchema for DeviceCsrBody {
+    const SCHEMA: Option<&'static str> = Some("DeviceCsrBody");
+}
+
+fn device_name(name: &str) -> Result<ThingName, ApiError> {
+    ThingName::parse(name)
+        .map_err(|_| ApiError::not_found("DEVICE_NOT_FOUND", format!("client device '{name}' does not exist")))
+}
+
+/// A client device's new certificate for the CSR it sends (its key never leaves it): signed,
+/// registered and attached next to the old one with the same policies. The old one goes when
+/// the device confirms (`afterConfirm`, the default), at once, or never. Sending the same CSR
+/// again answers the same certificate.
+#[utoipa::path(
+    post, path = "/devices/{name}/certificateRotation", tag = TAG, operation_id = "rotateDeviceCertificate",
+    params(("name" = String, Path, description = "Client device (thing) name")),
+    request_body(content((DeviceCsrBody = "application/vnd.aws-cdf-v1.0+json"), (DeviceCsrBody = "application/json"))),
+    responses(
+        (status = 200, body = DeviceRotation, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 400, description = "No CSR, a CSR that cannot be signed, an unknown CA", body = ErrorBody),
+        (status = 404, description = "No such client device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rotate_device_certificate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    CdfJson(body): CdfJson<DeviceCsrBody>,
+) -> Result<Cdf<DeviceRotation>, ApiError> {
+    let name = device_name(&name)?;
+    let request = DeviceCsr {
+        csr: body.csr.unwrap_or_default(),
+        ca_id: body.ca_id,
+        days_expiry: body.days_expiry,
+        revoke_old: body.revoke_old,
+    };
+    Ok(Cdf(state.certificates.rotate_device(&name, request).await?))
+}
+
+/// The device runs with its new certificate: the old one is deactivated, detached and deleted,
+/// and the inventory names the new one (a `Certificate Rotated` event).
+#[utoipa::path(
+    post, path = "/devices/{name}/certificateRotation/confirm", tag = TAG, operation_id = "confirmDeviceCertificate",
+    params(("name" = String, Path, description = "Client device (thing) name")),
+    responses(
+        (status = 200, body = DeviceRotation, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, description = "No such client device", body = ErrorBody),
+        (status = 409, description = "NOTHING_TO_CONFIRM: no new certificate waits", body = ErrorBody),
+    )
+)]
+pub(crate) async fn confirm_device_certificate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Cdf<DeviceRotation>, ApiError> {
+    let name = device_name(&name)?;
+    Ok(Cdf(state.certificates.confirm_device(&name).await?))
 }
 
 /// `GET /certificateAuthorities`.
@@ -76,6 +156,10 @@ impl From<CertificateError> for ApiError {
             CertificateError::NoCertificate(_) => Self::not_found("CERTIFICATE_NOT_FOUND", message),
             CertificateError::Cloud { source, .. } if source.is_transient() => Self::unavailable(message, source),
             CertificateError::Cloud { .. } => Self::new(StatusCode::CONFLICT, "REVOCATION_REFUSED", message),
+            CertificateError::Invalid { field, problem } => {
+                Self::validation(vec![ggprov_domain::FieldProblem { field: field.to_owned(), problem }])
+            }
+            CertificateError::NothingToConfirm(_) => Self::new(StatusCode::CONFLICT, "NOTHING_TO_CONFIRM", message),
             CertificateError::CaNotFound(_) => Self::not_found("CA_NOT_FOUND", message),
             CertificateError::CaSource(source) if source.is_transient() => Self::unavailable(message, source),
             CertificateError::CaSource(_) => Self::new(StatusCode::CONFLICT, "CA_CHANGE_REFUSED", message),

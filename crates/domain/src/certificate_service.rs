@@ -12,14 +12,16 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::certificates::{
-    CERTIFICATE_REVOKED_EVENT, CaCounts, CertificateEntry, CertificateState, ExpiryBuckets, ExpiryKey, bucket_bounds,
+    CERTIFICATE_REVOKED_EVENT, CaCounts, CertificateEntry, CertificateInfo, CertificateState, ExpiryBuckets, ExpiryKey,
+    bucket_bounds,
 };
 use crate::core_task_service::{CoreTaskError, CoreTaskService};
 use crate::cores::{Event, Task};
 use crate::pagination::{Page, PageRequest};
-use crate::ports::{CertificateAuthorities, CloudError, CoreStore, IotRegistry, StoreError};
+use crate::ports::{CertificateAuthorities, CertificateRef, CloudError, CoreStore, CsrSigner, IotRegistry, StoreError};
 use crate::provisioning::KeyAlgorithm;
-use crate::rotation::{RevokeOld, RotationSpec};
+use crate::rotation::{RevokeOld, RotationJournal, RotationSpec};
+use crate::task::TaskId;
 use crate::thing::ThingKind;
 use crate::thing::ThingName;
 use crate::time::Timestamp;
@@ -40,6 +42,10 @@ pub enum CertificateError {
         #[source]
         source: CloudError,
     },
+    #[error("{field}: {problem}")]
+    Invalid { field: &'static str, problem: String },
+    #[error("{0}")]
+    NothingToConfirm(String),
     #[error("ggprov holds no CA '{0}'")]
     CaNotFound(String),
     #[error("could not read or change the certificate authorities: {0}")]
@@ -121,6 +127,7 @@ pub struct CertificateService {
     iot: Arc<dyn IotRegistry>,
     cas: Arc<dyn CertificateAuthorities>,
     tasks: CoreTaskService,
+    signer: Arc<dyn CsrSigner>,
     /// Why rotation tasks cannot run on this backend, if they cannot.
     rotation_unavailable: Option<String>,
 }
@@ -163,8 +170,9 @@ impl CertificateService {
         iot: Arc<dyn IotRegistry>,
         cas: Arc<dyn CertificateAuthorities>,
         tasks: CoreTaskService,
+        signer: Arc<dyn CsrSigner>,
     ) -> Self {
-        Self { store, iot, cas, tasks, rotation_unavailable: None }
+        Self { store, iot, cas, tasks, signer, rotation_unavailable: None }
     }
 
     /// Refuses rotation tasks with `reason` (a backend that cannot reach the cores' component).
@@ -422,6 +430,243 @@ impl CertificateService {
         let certificate = certificate.ok_or_else(|| CertificateError::NoCertificate(name.clone()))?;
         self.revoke(&certificate.certificate_id).await
     }
+}
+
+/// A client device's certificate rotation by CSR (`POST /devices/{name}/certificateRotation`).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceCsr {
+    pub csr: String,
+    pub ca_id: Option<String>,
+    pub days_expiry: Option<u32>,
+    pub revoke_old: Option<RevokeOld>,
+}
+
+/// What a client device gets back: its new certificate (public), and whether the old one waits
+/// for its confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRotation {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub thing_name: ThingName,
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_certificate_pem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_certificate_id: Option<String>,
+    /// `ROTATED` (the inventory names the new certificate) or `AWAITING_CONFIRMATION` (both
+    /// are ACTIVE until `POST /devices/{name}/certificateRotation/confirm`).
+    pub status: &'static str,
+}
+
+impl CertificateService {
+    /// Signs a client device's CSR (its key stays on the device), registers the certificate
+    /// and attaches it next to the old one with the same policies; the old one goes now
+    /// (`immediately`), never, or when the device confirms (`afterConfirm`, the default).
+    /// The same CSR sent again answers the same certificate (every step is journaled).
+    pub async fn rotate_device(
+        &self,
+        name: &ThingName,
+        request: DeviceCsr,
+    ) -> Result<DeviceRotation, CertificateError> {
+        let device = self.store.device(name).await?.ok_or_else(|| CertificateError::UnknownThing(name.clone()))?;
+        if request.csr.trim().is_empty() {
+            return Err(CertificateError::Invalid { field: "csr", problem: "give the device's CSR (PEM)".into() });
+        }
+        let revoke_old = request.revoke_old.unwrap_or_default();
+        let request_id = TaskId::from_text(&format!("csr-{:016x}", crate::hash::fnv1a(request.csr.trim().as_bytes())));
+        let mut journal = self.store.journal(name).await?;
+        if let Some(previous) = journal.rotation.clone().filter(|r| r.task_id != request_id && !r.finished) {
+            // A newer CSR replaces a rotation the device never confirmed: its certificate goes.
+            if previous.failed.is_none()
+                && let (Some(id), Some(arn)) = (&previous.certificate_id, &previous.certificate_arn)
+            {
+                crate::thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies)
+                    .await
+                    .map_err(|source| CertificateError::Cloud { id: id.clone(), source })?;
+            }
+            journal.rotation = None;
+        }
+        if journal.rotation.as_ref().is_none_or(|r| r.task_id != request_id) {
+            if journal.certificate_arn.is_none() {
+                return Err(CertificateError::NoCertificate(name.clone()));
+            }
+            // Saved with the signed certificate below: a CSR that cannot be signed leaves nothing.
+            journal.rotation = Some(RotationJournal::new(
+                request_id.clone(),
+                journal.certificate_id.clone(),
+                journal.certificate_arn.clone(),
+            ));
+        }
+        let cloud = |id: &str| {
+            let id = id.to_owned();
+            move |source| CertificateError::Cloud { id, source }
+        };
+        if rotation(&journal).certificate_pem.is_none() {
+            let ca_id =
+                request.ca_id.clone().or_else(|| self.cas.default_ca_id()).ok_or(CertificateError::Invalid {
+                    field: "caId",
+                    problem: "no CA is configured: name one with caId, or create one with `ggprov ca create`".into(),
+                })?;
+            let ca = self.cas.ca(&ca_id).await.map_err(CertificateError::CaSource)?.ok_or_else(|| {
+                CertificateError::Invalid { field: "caId", problem: format!("ggprov holds no CA '{ca_id}'") }
+            })?;
+            let days = request.days_expiry.unwrap_or_else(|| lifetime_days(device.certificate.as_ref()));
+            let pem = self
+                .signer
+                .sign(&ca, name, &request.csr, days)
+                .map_err(|problem| CertificateError::Invalid { field: "csr", problem })?;
+            let r = rotation_mut(&mut journal);
+            r.certificate_pem = Some(pem);
+            r.ca_certificate_pem = Some(ca.certificate_pem);
+            journal.ca_id = Some(ca_id);
+            self.store.save_journal(name, &mut journal).await?;
+        }
+        if rotation(&journal).certificate_id.is_none() {
+            let r = rotation(&journal);
+            let pem = r.certificate_pem.clone().expect("signed above");
+            let registered = self
+                .iot
+                .register_certificate(
+                    &pem,
+                    r.ca_certificate_pem.as_deref(),
+                    crate::provisioning::CertificateStatus::Active,
+                )
+                .await
+                .map_err(cloud("new"))?;
+            let r = rotation_mut(&mut journal);
+            r.certificate_id = Some(registered.id);
+            r.certificate_arn = Some(registered.arn);
+            self.store.save_journal(name, &mut journal).await?;
+        }
+        let new_id = rotation(&journal).certificate_id.clone().expect("registered above");
+        if !rotation(&journal).attached {
+            let arn = rotation(&journal).certificate_arn.clone().expect("registered above");
+            for policy in &journal.attached_policies {
+                self.iot.attach_policy(policy, &arn).await.map_err(cloud(&new_id))?;
+            }
+            self.iot.attach_thing_principal(name, &arn).await.map_err(cloud(&new_id))?;
+            let r = rotation_mut(&mut journal);
+            r.attached = true;
+            r.delivered = true;
+            self.store.save_journal(name, &mut journal).await?;
+        }
+        let finished = rotation(&journal).finished;
+        if !finished {
+            match revoke_old {
+                RevokeOld::AfterConfirm => return Ok(answer(name, &journal, "AWAITING_CONFIRMATION")),
+                RevokeOld::Immediately => self.finish_device(name, &mut journal, true).await?,
+                RevokeOld::Never => self.finish_device(name, &mut journal, false).await?,
+            }
+        }
+        Ok(answer(name, &journal, "ROTATED"))
+    }
+
+    /// The device runs with its new certificate: the old one is retired and the inventory
+    /// names the new one.
+    pub async fn confirm_device(&self, name: &ThingName) -> Result<DeviceRotation, CertificateError> {
+        self.store.device(name).await?.ok_or_else(|| CertificateError::UnknownThing(name.clone()))?;
+        let mut journal = self.store.journal(name).await?;
+        let Some(r) = journal.rotation.clone().filter(|r| r.failed.is_none() && r.attached) else {
+            return Err(CertificateError::NothingToConfirm(format!(
+                "client device {name} has no new certificate waiting; send its CSR with POST /devices/{name}/certificateRotation first"
+            )));
+        };
+        if !r.finished {
+            self.finish_device(name, &mut journal, true).await?;
+        }
+        Ok(answer(name, &journal, "ROTATED"))
+    }
+
+    /// Retires the old certificate (when asked), makes the journal and the record name the new
+    /// one, with its event.
+    async fn finish_device(
+        &self,
+        name: &ThingName,
+        journal: &mut crate::provisioning::ProvisioningJournal,
+        retire_old: bool,
+    ) -> Result<(), CertificateError> {
+        let r = rotation(journal).clone();
+        if let (Some(id), Some(arn)) = (r.old_certificate_id.clone(), r.old_certificate_arn.clone()) {
+            if retire_old {
+                if !r.old_retired {
+                    crate::thing_lifecycle::retire(self.iot.as_ref(), name, &id, &arn, &journal.attached_policies)
+                        .await
+                        .map_err(|source| CertificateError::Cloud { id: id.clone(), source })?;
+                    rotation_mut(journal).old_retired = true;
+                    self.store.save_journal(name, journal).await?;
+                }
+            } else if !journal.kept_certificates.iter().any(|k| k.id == id) {
+                journal.kept_certificates.push(CertificateRef { id, arn });
+            }
+        }
+        let r = rotation(journal).clone();
+        journal.certificate_pem = r.certificate_pem.clone();
+        journal.ca_certificate_pem = r.ca_certificate_pem.clone();
+        journal.certificate_id = r.certificate_id.clone();
+        journal.certificate_arn = r.certificate_arn.clone();
+        journal.principal_attached = true;
+        rotation_mut(journal).finished = true;
+        self.store.save_journal(name, journal).await?;
+        let pem = r.certificate_pem.clone().expect("signed");
+        let (not_before, not_after, key_algorithm) =
+            self.signer.describe(&pem).map_err(|problem| CertificateError::Invalid { field: "csr", problem })?;
+        let at = |ms: i64| Timestamp::from_millis(ms).unwrap_or_else(Timestamp::now);
+        let info = CertificateInfo {
+            certificate_id: r.certificate_id.clone().expect("registered"),
+            ca_id: journal.ca_id.clone(),
+            not_before: at(not_before),
+            not_after: at(not_after),
+            key_algorithm,
+            status: CertificateState::Active,
+            revoked_at: None,
+        };
+        let event = Event {
+            detail_type: crate::rotation::CERTIFICATE_ROTATED_EVENT.to_owned(),
+            detail: serde_json::json!({
+                "thingName": name.as_str(),
+                "thingKind": "device",
+                "oldCertificateId": r.old_certificate_id,
+                "certificateId": r.certificate_id,
+                "status": "success",
+            }),
+        };
+        self.store.replace_device_certificate(name, &info, Timestamp::now(), &event).await?;
+        Ok(())
+    }
+}
+
+fn rotation(journal: &crate::provisioning::ProvisioningJournal) -> &RotationJournal {
+    journal.rotation.as_ref().expect("a rotation journal is started first")
+}
+
+fn rotation_mut(journal: &mut crate::provisioning::ProvisioningJournal) -> &mut RotationJournal {
+    journal.rotation.as_mut().expect("a rotation journal is started first")
+}
+
+fn answer(
+    name: &ThingName,
+    journal: &crate::provisioning::ProvisioningJournal,
+    status: &'static str,
+) -> DeviceRotation {
+    let r = rotation(journal);
+    DeviceRotation {
+        thing_name: name.clone(),
+        certificate_id: r.certificate_id.clone().unwrap_or_default(),
+        certificate_pem: r.certificate_pem.clone().unwrap_or_default(),
+        ca_certificate_pem: r.ca_certificate_pem.clone(),
+        old_certificate_id: r.old_certificate_id.clone(),
+        status,
+    }
+}
+
+/// Whole days a certificate was valid (365 when unknown).
+fn lifetime_days(old: Option<&CertificateInfo>) -> u32 {
+    old.map(|c| (c.not_after.as_millis() - c.not_before.as_millis()) / 86_400_000)
+        .and_then(|days| u32::try_from(days).ok())
+        .filter(|d| (1..=36_500).contains(d))
+        .unwrap_or(365)
 }
 
 /// The summary of per-CA counts before [`bucket_bounds`]`(now)`.

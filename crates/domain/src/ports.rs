@@ -26,8 +26,8 @@ use crate::thing::{ThingKind, ThingName};
 pub use artifacts::ArtifactStore;
 pub use cloud::{
     CaMaterial, CertificateAuthorities, CertificateRef, CloudError, ComponentSpec, ContainerStatus, CoreDevice,
-    DeploymentRequest, EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry, RotationChannel,
-    SecretPem, ThingDescription, update_groups_call_by_call,
+    CsrSigner, DeploymentRequest, EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry,
+    RotationChannel, SecretPem, ThingDescription, update_groups_call_by_call,
 };
 pub use idempotency::{IdempotencyClaim, IdempotencyRecords, RecordedResponse};
 pub use queue::{Delivery, Job, QueueDepth, WorkQueue};

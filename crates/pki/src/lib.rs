@@ -266,6 +266,28 @@ pub fn read_zip_entry(bundle: &[u8], name: &str) -> Option<String> {
     Some(text)
 }
 
+/// The PKI behind the domain's [`ggprov_domain::ports::CsrSigner`] port.
+pub struct Signer;
+
+impl ggprov_domain::ports::CsrSigner for Signer {
+    fn sign(
+        &self,
+        ca: &CaMaterial,
+        thing: &ggprov_domain::ThingName,
+        csr_pem: &str,
+        days: u32,
+    ) -> Result<String, String> {
+        let info = CertInfo { days_expiry: Some(days), ..CertInfo::default() };
+        sign_csr(ca, thing.as_str(), csr_pem, &info).map_err(|e| e.to_string())
+    }
+
+    fn describe(&self, certificate_pem: &str) -> Result<(i64, i64, String), String> {
+        describe(certificate_pem)
+            .map(|d| (d.not_before_millis, d.not_after_millis, d.key_algorithm))
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

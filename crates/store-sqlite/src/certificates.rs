@@ -11,7 +11,7 @@ use ggprov_domain::certificates::{
 };
 use ggprov_domain::cores::Event;
 use ggprov_domain::ports::{CertificateInventory, StoreError};
-use ggprov_domain::{Page, PageRequest, Timestamp};
+use ggprov_domain::{Page, PageRequest, ThingName, Timestamp};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -152,5 +152,29 @@ impl CertificateInventory for SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         entry.certificate = after;
         Ok(Some(entry))
+    }
+
+    async fn replace_device_certificate(
+        &self,
+        name: &ThingName,
+        certificate: &CertificateInfo,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE devices SET certificate = ?, updated_at = ? WHERE name = ?")
+            .bind(serde_json::to_string(certificate).expect("certificates serialise"))
+            .bind(at.as_millis())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        index(&mut tx, ThingKind::Device, name.as_str(), Some(certificate)).await?;
+        write_event(&mut tx, event, at).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 }

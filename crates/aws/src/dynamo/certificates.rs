@@ -204,4 +204,35 @@ impl CertificateInventory for DynamoStore {
         entry.certificate = after;
         Ok(Some(entry))
     }
+
+    async fn replace_device_certificate(
+        &self,
+        name: &ThingName,
+        certificate: &CertificateInfo,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
+        let mut found = false;
+        retry_tx!(self, {
+            let Some(item) = self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await? else {
+                found = false;
+                return Ok(None);
+            };
+            found = true;
+            let before: Device = doc(&item)?;
+            let mut device = before.clone();
+            device.certificate = Some(certificate.clone());
+            device.updated_at = Some(at);
+            let mut writes = vec![self.device_put(&device)];
+            writes.extend(self.certificate_writes(
+                ThingKind::Device,
+                name,
+                before.certificate.as_ref(),
+                device.certificate.as_ref(),
+            ));
+            writes.push(self.event_put(event, at));
+            Ok(Some(writes))
+        })?;
+        Ok(found)
+    }
 }

@@ -345,6 +345,16 @@ pub trait RotationChannel: Send + Sync {
     }
 }
 
+/// Signs device CSRs with a CA and reads certificates (the PKI, for use cases outside the
+/// workers: a client device's certificate by CSR through the API).
+pub trait CsrSigner: Send + Sync {
+    /// A certificate for the CSR's key, subject the thing name, valid `days`, signed by `ca`;
+    /// the error says what is wrong with the CSR.
+    fn sign(&self, ca: &CaMaterial, thing: &ThingName, csr_pem: &str, days: u32) -> Result<String, String>;
+    /// The certificate's validity (epoch milliseconds) and key algorithm.
+    fn describe(&self, certificate_pem: &str) -> Result<(i64, i64, String), String>;
+}
+
 /// Private key material. Its `Debug` never prints the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretPem(String);

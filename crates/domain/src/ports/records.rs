@@ -337,6 +337,15 @@ pub trait CertificateInventory: Send + Sync {
         at: Timestamp,
         event: &Event,
     ) -> Result<Option<CertificateEntry>, StoreError>;
+    /// Gives a client device its new certificate (a rotation by CSR), with `event`, in one
+    /// transaction; `false` when there is no such device.
+    async fn replace_device_certificate(
+        &self,
+        name: &ThingName,
+        certificate: &crate::certificates::CertificateInfo,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Every record port of one backend, for wiring; consumers ask for the narrow ones they use.
