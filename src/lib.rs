@@ -51,6 +51,8 @@ pub struct Application {
     local_cloud: Option<LocalCloud>,
     failpoints: Failpoints,
     limits: serve::ConnectionLimits,
+    /// The backend's records (the worker role fills in the certificates of older things).
+    store: Arc<dyn ggprov_domain::ports::CoreStore>,
 }
 
 /// Queue depth and outbox backlog, read when `/metrics` is scraped.
@@ -292,6 +294,7 @@ impl Application {
             grace: config.http.shutdown_grace,
             local_cloud,
             failpoints,
+            store,
         })
     }
 
@@ -323,6 +326,19 @@ impl Application {
             let stopped = stopped.clone();
             tokio::spawn(async move { worker.run(stopped).await })
         });
+        if self.run_worker {
+            // Once per start, beside the work: things from before the certificate inventory.
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                match ggprov_engine::backfill_certificates(store.as_ref()).await {
+                    Ok(0) => {}
+                    Ok(filled) => tracing::info!(filled, "certificates of earlier things added to the inventory"),
+                    Err(err) => {
+                        tracing::warn!(error = %ggprov_domain::ErrorChain(&err), "filling in earlier certificates failed; the next start tries again")
+                    }
+                }
+            });
+        }
         let extra = self.local_cloud.clone().map(ggprov_local_cloud::control_router).unwrap_or_default();
         let streams = self.state.stopping.clone();
         let mut make = ggprov_api::app(self.state, &self.http, extra);

@@ -99,3 +99,71 @@ async fn summaries_see_every_other_writers_commit() {
         }
     }
 }
+
+/// A core and a client device recorded before the certificate inventory (no `certificate` on
+/// their records, the PEM in their journals) get theirs from the journal, once, with counts.
+#[tokio::test]
+async fn things_recorded_before_the_inventory_get_their_certificates_from_their_journals() {
+    use ggprov_domain::cores::{Core, Device, TaskKind};
+    use ggprov_domain::ports::{
+        CertificateInventory as _, CoreRecords as _, DeviceRecords as _, ProvisioningJournals as _, TaskStore as _,
+    };
+    use ggprov_domain::{ThingName, Timestamp};
+
+    let store = sqlite_store().await;
+    let ca = ggprov_pki::create_ca("old CA", 3650).unwrap();
+    let ca_material = ggprov_domain::ports::CaMaterial {
+        ca_id: ggprov_pki::fingerprint(&ca.certificate_pem).unwrap(),
+        certificate_pem: ca.certificate_pem.clone(),
+        private_key: ca.private_key.clone(),
+    };
+    let thing = |n: &str| ThingName::parse(n).unwrap();
+    let core_task = ggprov_testkit::core_store::task(TaskKind::Core, &["old-core", "no-journal"]);
+    store.create_task(&core_task).await.unwrap();
+    for name in ["old-core", "no-journal"] {
+        let core = Core::new(thing(name), "greengrass2_core".into(), Timestamp::now());
+        store
+            .complete_core_create(&core_task.id, &core, &ggprov_testkit::core_store::event("Core Created Event", 0))
+            .await
+            .unwrap();
+    }
+    let device_task =
+        ggprov_testkit::core_store::task(TaskKind::Device { core_name: thing("old-core") }, &["old-sensor"]);
+    store.create_task(&device_task).await.unwrap();
+    let device = Device {
+        name: thing("old-sensor"),
+        core_name: thing("old-core"),
+        provisioning_template: "greengrass2_client_device".into(),
+        artifacts: Default::default(),
+        certificate: None,
+        created_at: Timestamp::now(),
+        updated_at: None,
+    };
+    store
+        .complete_device_create(&device_task.id, &device, &ggprov_testkit::core_store::event("Device Created Event", 0))
+        .await
+        .unwrap();
+    for (name, days) in [("old-core", 20), ("old-sensor", 200)] {
+        let info = ggprov_domain::provisioning::CertInfo { days_expiry: Some(days), ..Default::default() };
+        let minted = ggprov_pki::mint(&ca_material, name, &info).unwrap();
+        let mut journal = store.journal(&thing(name)).await.unwrap();
+        journal.certificate_id = Some(ggprov_pki::fingerprint(&minted.certificate_pem).unwrap());
+        journal.certificate_arn =
+            Some(format!("arn:aws:iot:us-east-1:123456789012:cert/{}", journal.certificate_id.clone().unwrap()));
+        journal.certificate_pem = Some(minted.certificate_pem);
+        journal.ca_certificate_pem = Some(ca.certificate_pem.clone());
+        store.save_journal(&thing(name), &mut journal).await.unwrap();
+    }
+
+    assert_eq!(ggprov_engine::backfill_certificates(store.as_ref()).await.unwrap(), 2);
+    let core = store.core(&thing("old-core")).await.unwrap().unwrap().certificate.unwrap();
+    assert_eq!(core.ca_id.as_deref(), Some(ca_material.ca_id.as_str()));
+    assert_eq!((core.not_after.as_millis() - core.not_before.as_millis()) / 86_400_000, 20);
+    assert!(store.device(&thing("old-sensor")).await.unwrap().unwrap().certificate.is_some());
+    assert!(store.core(&thing("no-journal")).await.unwrap().unwrap().certificate.is_none());
+    let bound = Timestamp::from_millis(Timestamp::now().as_millis() + 30 * 86_400_000).unwrap();
+    let counts = store.certificate_counts(&[bound]).await.unwrap();
+    assert_eq!((counts[&ca_material.ca_id].active, counts[&ca_material.ca_id].before[0]), (2, 1));
+    // A second run finds nothing left to do.
+    assert_eq!(ggprov_engine::backfill_certificates(store.as_ref()).await.unwrap(), 0);
+}

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod backfill;
 mod deployer;
 mod failpoints;
 pub mod jobs;
@@ -11,6 +12,7 @@ mod worker;
 
 use ggprov_domain::ports::BoxError;
 
+pub use backfill::backfill_certificates;
 pub use deployer::Deployer;
 pub use failpoints::Failpoints;
 pub use jobs::{JobContext, JobHandler, JobOutcome, JobRegistry};

@@ -7,6 +7,8 @@ mod devices;
 mod rotation;
 mod things;
 
+pub(crate) use things::inventory_entry;
+
 use std::sync::Arc;
 
 use ggprov_domain::cores::TaskKind;

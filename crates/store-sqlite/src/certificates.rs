@@ -177,4 +177,38 @@ impl CertificateInventory for SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
+
+    async fn fill_missing_certificate(
+        &self,
+        kind: ThingKind,
+        name: &ThingName,
+        certificate: &CertificateInfo,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        match kind {
+            ThingKind::Core => {
+                let Some(before) = crate::cores::read_core(&mut tx, name.as_str()).await? else { return Ok(false) };
+                if before.certificate.is_some() {
+                    return Ok(false);
+                }
+                let mut after = before.clone();
+                after.certificate = Some(certificate.clone());
+                crate::cores::write_core(&mut tx, Some(&before), Some(&after)).await?;
+            }
+            ThingKind::Device => {
+                let updated = sqlx::query("UPDATE devices SET certificate = ? WHERE name = ? AND certificate IS NULL")
+                    .bind(serde_json::to_string(certificate).expect("certificates serialise"))
+                    .bind(name.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if updated.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                index(&mut tx, ThingKind::Device, name.as_str(), Some(certificate)).await?;
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
 }

@@ -66,7 +66,8 @@ fn request(name: &str) -> NewCore {
         .expect("request")
 }
 
-pub(crate) fn task(kind: TaskKind, names: &[&str]) -> Task {
+/// A task of `kind` with a waiting item per name (for suites and tests outside this crate too).
+pub fn task(kind: TaskKind, names: &[&str]) -> Task {
     let now = Timestamp::now();
     Task {
         id: TaskId::generate(),
@@ -104,7 +105,8 @@ fn deployment_task(template: TemplateRef, names: &[&str]) -> Task {
     )
 }
 
-pub(crate) fn event(kind: &str, n: usize) -> Event {
+/// An event of `kind` numbered `n`.
+pub fn event(kind: &str, n: usize) -> Event {
     Event { detail_type: kind.into(), detail: serde_json::json!({"n": n}) }
 }
 

@@ -235,4 +235,46 @@ impl CertificateInventory for DynamoStore {
         })?;
         Ok(found)
     }
+
+    async fn fill_missing_certificate(
+        &self,
+        kind: ThingKind,
+        name: &ThingName,
+        certificate: &CertificateInfo,
+    ) -> Result<bool, StoreError> {
+        match kind {
+            ThingKind::Core => {
+                self.change_core(name.as_str(), |before| {
+                    let core = &before?.core;
+                    if core.certificate.is_some() {
+                        return None;
+                    }
+                    let mut core = core.clone();
+                    core.certificate = Some(certificate.clone());
+                    Some((Some(core), Vec::new()))
+                })
+                .await
+            }
+            ThingKind::Device => {
+                let mut filled = false;
+                retry_tx!(self, {
+                    filled = false;
+                    let Some(item) = self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await? else {
+                        return Ok(None);
+                    };
+                    let before: Device = doc(&item)?;
+                    if before.certificate.is_some() {
+                        return Ok(None);
+                    }
+                    let mut device = before;
+                    device.certificate = Some(certificate.clone());
+                    let mut writes = vec![self.device_put(&device)];
+                    writes.extend(self.certificate_writes(ThingKind::Device, name, None, Some(certificate)));
+                    filled = true;
+                    Ok(Some(writes))
+                })?;
+                Ok(filled)
+            }
+        }
+    }
 }

@@ -346,6 +346,14 @@ pub trait CertificateInventory: Send + Sync {
         at: Timestamp,
         event: &Event,
     ) -> Result<bool, StoreError>;
+    /// Records `certificate` on a core or device that has none yet (things recorded before the
+    /// inventory), without an event; `false` when the record is gone or has one already.
+    async fn fill_missing_certificate(
+        &self,
+        kind: crate::thing::ThingKind,
+        name: &ThingName,
+        certificate: &crate::certificates::CertificateInfo,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Every record port of one backend, for wiring; consumers ask for the narrow ones they use.

@@ -13,7 +13,7 @@ use super::{CoreProvisioner, permanent};
 use crate::StepError;
 
 /// The inventory's view of the journaled certificate: validity and key read from the PEM.
-pub(super) fn inventory_entry(
+pub(crate) fn inventory_entry(
     journal: &ProvisioningJournal,
     requested_ca: Option<&str>,
     status: CertificateStatus,
