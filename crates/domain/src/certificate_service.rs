@@ -503,7 +503,7 @@ impl CertificateService {
             let id = id.to_owned();
             move |source| CertificateError::Cloud { id, source }
         };
-        if rotation(&journal).certificate_pem.is_none() {
+        if journal.rotation().certificate_pem.is_none() {
             let ca_id =
                 request.ca_id.clone().or_else(|| self.cas.default_ca_id()).ok_or(CertificateError::Invalid {
                     field: "caId",
@@ -512,19 +512,20 @@ impl CertificateService {
             let ca = self.cas.ca(&ca_id).await.map_err(CertificateError::CaSource)?.ok_or_else(|| {
                 CertificateError::Invalid { field: "caId", problem: format!("ggprov holds no CA '{ca_id}'") }
             })?;
-            let days = request.days_expiry.unwrap_or_else(|| lifetime_days(device.certificate.as_ref()));
+            let days =
+                request.days_expiry.unwrap_or_else(|| crate::certificates::lifetime_days(device.certificate.as_ref()));
             let pem = self
                 .signer
                 .sign(&ca, name, &request.csr, days)
                 .map_err(|problem| CertificateError::Invalid { field: "csr", problem })?;
-            let r = rotation_mut(&mut journal);
+            let r = journal.rotation_mut();
             r.certificate_pem = Some(pem);
             r.ca_certificate_pem = Some(ca.certificate_pem);
             journal.ca_id = Some(ca_id);
             self.store.save_journal(name, &mut journal).await?;
         }
-        if rotation(&journal).certificate_id.is_none() {
-            let r = rotation(&journal);
+        if journal.rotation().certificate_id.is_none() {
+            let r = journal.rotation();
             let pem = r.certificate_pem.clone().expect("signed above");
             let registered = self
                 .iot
@@ -535,24 +536,24 @@ impl CertificateService {
                 )
                 .await
                 .map_err(cloud("new"))?;
-            let r = rotation_mut(&mut journal);
+            let r = journal.rotation_mut();
             r.certificate_id = Some(registered.id);
             r.certificate_arn = Some(registered.arn);
             self.store.save_journal(name, &mut journal).await?;
         }
-        let new_id = rotation(&journal).certificate_id.clone().expect("registered above");
-        if !rotation(&journal).attached {
-            let arn = rotation(&journal).certificate_arn.clone().expect("registered above");
+        let new_id = journal.rotation().certificate_id.clone().expect("registered above");
+        if !journal.rotation().attached {
+            let arn = journal.rotation().certificate_arn.clone().expect("registered above");
             for policy in &journal.attached_policies {
                 self.iot.attach_policy(policy, &arn).await.map_err(cloud(&new_id))?;
             }
             self.iot.attach_thing_principal(name, &arn).await.map_err(cloud(&new_id))?;
-            let r = rotation_mut(&mut journal);
+            let r = journal.rotation_mut();
             r.attached = true;
             r.delivered = true;
             self.store.save_journal(name, &mut journal).await?;
         }
-        let finished = rotation(&journal).finished;
+        let finished = journal.rotation().finished;
         if !finished {
             match revoke_old {
                 RevokeOld::AfterConfirm => return Ok(answer(name, &journal, "AWAITING_CONFIRMATION")),
@@ -587,27 +588,27 @@ impl CertificateService {
         journal: &mut crate::provisioning::ProvisioningJournal,
         retire_old: bool,
     ) -> Result<(), CertificateError> {
-        let r = rotation(journal).clone();
+        let r = journal.rotation().clone();
         if let (Some(id), Some(arn)) = (r.old_certificate_id.clone(), r.old_certificate_arn.clone()) {
             if retire_old {
                 if !r.old_retired {
                     crate::thing_lifecycle::retire(self.iot.as_ref(), name, &id, &arn, &journal.attached_policies)
                         .await
                         .map_err(|source| CertificateError::Cloud { id: id.clone(), source })?;
-                    rotation_mut(journal).old_retired = true;
+                    journal.rotation_mut().old_retired = true;
                     self.store.save_journal(name, journal).await?;
                 }
             } else if !journal.kept_certificates.iter().any(|k| k.id == id) {
                 journal.kept_certificates.push(CertificateRef { id, arn });
             }
         }
-        let r = rotation(journal).clone();
+        let r = journal.rotation().clone();
         journal.certificate_pem = r.certificate_pem.clone();
         journal.ca_certificate_pem = r.ca_certificate_pem.clone();
         journal.certificate_id = r.certificate_id.clone();
         journal.certificate_arn = r.certificate_arn.clone();
         journal.principal_attached = true;
-        rotation_mut(journal).finished = true;
+        journal.rotation_mut().finished = true;
         self.store.save_journal(name, journal).await?;
         let pem = r.certificate_pem.clone().expect("signed");
         let (not_before, not_after, key_algorithm) =
@@ -637,20 +638,12 @@ impl CertificateService {
     }
 }
 
-fn rotation(journal: &crate::provisioning::ProvisioningJournal) -> &RotationJournal {
-    journal.rotation.as_ref().expect("a rotation journal is started first")
-}
-
-fn rotation_mut(journal: &mut crate::provisioning::ProvisioningJournal) -> &mut RotationJournal {
-    journal.rotation.as_mut().expect("a rotation journal is started first")
-}
-
 fn answer(
     name: &ThingName,
     journal: &crate::provisioning::ProvisioningJournal,
     status: &'static str,
 ) -> DeviceRotation {
-    let r = rotation(journal);
+    let r = journal.rotation();
     DeviceRotation {
         thing_name: name.clone(),
         certificate_id: r.certificate_id.clone().unwrap_or_default(),
@@ -659,14 +652,6 @@ fn answer(
         old_certificate_id: r.old_certificate_id.clone(),
         status,
     }
-}
-
-/// Whole days a certificate was valid (365 when unknown).
-fn lifetime_days(old: Option<&CertificateInfo>) -> u32 {
-    old.map(|c| (c.not_after.as_millis() - c.not_before.as_millis()) / 86_400_000)
-        .and_then(|days| u32::try_from(days).ok())
-        .filter(|d| (1..=36_500).contains(d))
-        .unwrap_or(365)
 }
 
 /// The summary of per-CA counts before [`bucket_bounds`]`(now)`.

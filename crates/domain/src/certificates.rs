@@ -107,6 +107,16 @@ pub struct CertificateEntry {
     pub certificate: CertificateInfo,
 }
 
+/// Whole days `certificate` is valid, for a new certificate that replaces it (365 when there is
+/// none, or its validity is out of range).
+pub fn lifetime_days(certificate: Option<&CertificateInfo>) -> u32 {
+    certificate
+        .map(|c| (c.not_after.as_millis() - c.not_before.as_millis()) / DAY_MILLIS)
+        .and_then(|days| u32::try_from(days).ok())
+        .filter(|d| (1..=36_500).contains(d))
+        .unwrap_or(365)
+}
+
 /// Where a page of the expiry index starts after: `(notAfter, certificateId)`.
 pub type ExpiryKey = (Timestamp, String);
 

@@ -46,6 +46,17 @@ pub struct CertInfo {
     pub key_algorithm: Option<KeyAlgorithm>,
 }
 
+impl ProvisioningJournal {
+    /// The rotation under way; callers start one first.
+    pub fn rotation(&self) -> &crate::rotation::RotationJournal {
+        self.rotation.as_ref().expect("a rotation journal is started first")
+    }
+
+    pub fn rotation_mut(&mut self) -> &mut crate::rotation::RotationJournal {
+        self.rotation.as_mut().expect("a rotation journal is started first")
+    }
+}
+
 impl CertInfo {
     /// These settings, with `defaults`' where these say nothing (a request's `certInfo` over
     /// its provisioning template's `CDF.certInfo`).

@@ -48,6 +48,33 @@ pub(crate) async fn index(
     Ok(())
 }
 
+/// Sets a device's certificate (only while it has none, when `only_if_absent`) and indexes it;
+/// `false` when nothing was written.
+async fn write_device_certificate(
+    tx: &mut Transaction<'static, Sqlite>,
+    name: &str,
+    certificate: &CertificateInfo,
+    at: Option<Timestamp>,
+    only_if_absent: bool,
+) -> Result<bool, StoreError> {
+    let condition = if only_if_absent { " AND certificate IS NULL" } else { "" };
+    // Only a fixed condition is formatted in; the values are bound.
+    let sql =
+        format!("UPDATE devices SET certificate = ?, updated_at = COALESCE(?, updated_at) WHERE name = ?{condition}");
+    let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(serde_json::to_string(certificate).expect("certificates serialise"))
+        .bind(at.map(|t| t.as_millis()))
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    index(tx, ThingKind::Device, name, Some(certificate)).await?;
+    Ok(true)
+}
+
 fn entry_from_row(row: &SqliteRow) -> Result<CertificateEntry, StoreError> {
     let kind: String = row.try_get("thing_kind").map_err(unavailable)?;
     Ok(CertificateEntry {
@@ -138,14 +165,7 @@ impl CertificateInventory for SqliteStore {
                 crate::cores::write_core(&mut tx, Some(&before), Some(&core)).await?;
             }
             ThingKind::Device => {
-                sqlx::query("UPDATE devices SET certificate = ?, updated_at = ? WHERE name = ?")
-                    .bind(serde_json::to_string(&after).expect("certificates serialise"))
-                    .bind(at.as_millis())
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                index(&mut tx, ThingKind::Device, name, Some(&after)).await?;
+                write_device_certificate(&mut tx, name, &after, Some(at), false).await?;
             }
         }
         write_event(&mut tx, event, at).await?;
@@ -162,17 +182,9 @@ impl CertificateInventory for SqliteStore {
         event: &Event,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query("UPDATE devices SET certificate = ?, updated_at = ? WHERE name = ?")
-            .bind(serde_json::to_string(certificate).expect("certificates serialise"))
-            .bind(at.as_millis())
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if updated.rows_affected() == 0 {
+        if !write_device_certificate(&mut tx, name.as_str(), certificate, Some(at), false).await? {
             return Ok(false);
         }
-        index(&mut tx, ThingKind::Device, name.as_str(), Some(certificate)).await?;
         write_event(&mut tx, event, at).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
@@ -196,16 +208,9 @@ impl CertificateInventory for SqliteStore {
                 crate::cores::write_core(&mut tx, Some(&before), Some(&after)).await?;
             }
             ThingKind::Device => {
-                let updated = sqlx::query("UPDATE devices SET certificate = ? WHERE name = ? AND certificate IS NULL")
-                    .bind(serde_json::to_string(certificate).expect("certificates serialise"))
-                    .bind(name.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                if updated.rows_affected() == 0 {
+                if !write_device_certificate(&mut tx, name.as_str(), certificate, None, true).await? {
                     return Ok(false);
                 }
-                index(&mut tx, ThingKind::Device, name.as_str(), Some(certificate)).await?;
             }
         }
         tx.commit().await.map_err(unavailable)?;

@@ -73,6 +73,44 @@ impl DynamoStore {
         writes
     }
 
+    /// Gives a device the certificate `change` picks from it (none: leave it), with `event`, in
+    /// one transaction; whether it was written.
+    async fn change_device_certificate(
+        &self,
+        name: &ThingName,
+        at: Option<Timestamp>,
+        event: Option<&Event>,
+        change: impl Fn(&Device) -> Option<CertificateInfo>,
+    ) -> Result<bool, StoreError> {
+        let mut written = false;
+        retry_tx!(self, {
+            written = false;
+            let Some(item) = self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await? else {
+                return Ok(None);
+            };
+            let before: Device = doc(&item)?;
+            let Some(certificate) = change(&before) else { return Ok(None) };
+            let mut device = before.clone();
+            device.certificate = Some(certificate);
+            if let Some(at) = at {
+                device.updated_at = Some(at);
+            }
+            let mut writes = vec![self.device_put(&device)];
+            writes.extend(self.certificate_writes(
+                ThingKind::Device,
+                name,
+                before.certificate.as_ref(),
+                device.certificate.as_ref(),
+            ));
+            if let Some(event) = event {
+                writes.push(self.event_put(event, at.unwrap_or_else(Timestamp::now)));
+            }
+            written = true;
+            Ok(Some(writes))
+        })?;
+        Ok(written)
+    }
+
     /// ACTIVE certificates of every shard with `notAfter` in `[from, to)`, as raw items.
     async fn active_between(&self, from: &str, to: &str, limit: Option<usize>) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
@@ -176,27 +214,13 @@ impl CertificateInventory for DynamoStore {
                 }
             }
             ThingKind::Device => {
-                let mut stored = None;
-                retry_tx!(self, {
-                    let Some(item) = self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await? else {
-                        return Ok(None);
-                    };
-                    let before: Device = doc(&item)?;
-                    let mut device = before.clone();
-                    device.certificate = Some(after.clone());
-                    device.updated_at = Some(at);
-                    let mut writes = vec![self.device_put(&device)];
-                    writes.extend(self.certificate_writes(
-                        ThingKind::Device,
-                        &name,
-                        before.certificate.as_ref(),
-                        device.certificate.as_ref(),
-                    ));
-                    writes.push(self.event_put(event, at));
-                    stored = Some(device);
-                    Ok(Some(writes))
-                })?;
-                if stored.is_none() {
+                let changed = self
+                    .change_device_certificate(&name, Some(at), Some(event), |device| {
+                        (device.certificate.as_ref().map(|c| c.certificate_id.as_str()) == Some(id))
+                            .then(|| after.clone())
+                    })
+                    .await?;
+                if !changed {
                     return Ok(None);
                 }
             }
@@ -212,28 +236,7 @@ impl CertificateInventory for DynamoStore {
         at: Timestamp,
         event: &Event,
     ) -> Result<bool, StoreError> {
-        let mut found = false;
-        retry_tx!(self, {
-            let Some(item) = self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await? else {
-                found = false;
-                return Ok(None);
-            };
-            found = true;
-            let before: Device = doc(&item)?;
-            let mut device = before.clone();
-            device.certificate = Some(certificate.clone());
-            device.updated_at = Some(at);
-            let mut writes = vec![self.device_put(&device)];
-            writes.extend(self.certificate_writes(
-                ThingKind::Device,
-                name,
-                before.certificate.as_ref(),
-                device.certificate.as_ref(),
-            ));
-            writes.push(self.event_put(event, at));
-            Ok(Some(writes))
-        })?;
-        Ok(found)
+        self.change_device_certificate(name, Some(at), Some(event), |_| Some(certificate.clone())).await
     }
 
     async fn fill_missing_certificate(
@@ -256,24 +259,10 @@ impl CertificateInventory for DynamoStore {
                 .await
             }
             ThingKind::Device => {
-                let mut filled = false;
-                retry_tx!(self, {
-                    filled = false;
-                    let Some(item) = self.get(&format!("DEVICE#{}", name.as_str()), "#DEVICE").await? else {
-                        return Ok(None);
-                    };
-                    let before: Device = doc(&item)?;
-                    if before.certificate.is_some() {
-                        return Ok(None);
-                    }
-                    let mut device = before;
-                    device.certificate = Some(certificate.clone());
-                    let mut writes = vec![self.device_put(&device)];
-                    writes.extend(self.certificate_writes(ThingKind::Device, name, None, Some(certificate)));
-                    filled = true;
-                    Ok(Some(writes))
-                })?;
-                Ok(filled)
+                self.change_device_certificate(name, None, None, |device| {
+                    device.certificate.is_none().then(|| certificate.clone())
+                })
+                .await
             }
         }
     }

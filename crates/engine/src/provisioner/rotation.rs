@@ -5,7 +5,6 @@
 //! next, so a crash resumes where it stopped and a task makes one certificate per core.
 
 use futures::StreamExt as _;
-use ggprov_domain::certificates::CertificateInfo;
 use ggprov_domain::cores::{Event, Task};
 use ggprov_domain::ports::{CertificateRef, CloudError};
 use ggprov_domain::provisioning::{CertInfo, CertificateStatus, ProvisioningJournal};
@@ -16,8 +15,6 @@ use super::things::inventory_entry;
 use super::{CoreProvisioner, first_error, permanent};
 use crate::StepError;
 use crate::jobs::JobContext;
-
-const DAY_MS: i64 = 86_400_000;
 
 fn rotated_event(core: &ThingName, task: &Task, journal: Option<&RotationJournal>, failure: Option<&str>) -> Event {
     let mut detail = serde_json::json!({
@@ -98,7 +95,7 @@ impl CoreProvisioner {
 
         // 1. The core's CSR, signed with the task's CA (journaled on the journal's revision:
         //    one certificate per core per task, however many holders get here).
-        if rotation(&journal).certificate_pem.is_none() {
+        if journal.rotation().certificate_pem.is_none() {
             let csr = self
                 .rotation
                 .csr(name, request, spec.key_algorithm)
@@ -109,11 +106,13 @@ impl CoreProvisioner {
                 .ca(&spec.ca_id)
                 .await?
                 .ok_or_else(|| permanent(format!("ggprov holds no CA '{}'", spec.ca_id)))?;
-            let days = spec.days_expiry.unwrap_or_else(|| lifetime_days(&core.certificate));
+            let days = spec
+                .days_expiry
+                .unwrap_or_else(|| ggprov_domain::certificates::lifetime_days(core.certificate.as_ref()));
             let info = CertInfo { days_expiry: Some(days), ..CertInfo::default() };
             let pem = ggprov_pki::sign_csr(&ca, name.as_str(), &csr, &info)
                 .map_err(|e| permanent(format!("the core's CSR cannot be signed: {e}")))?;
-            let r = rotation_mut(&mut journal);
+            let r = journal.rotation_mut();
             r.certificate_pem = Some(pem);
             r.ca_certificate_pem = Some(ca.certificate_pem);
             self.store.save_journal(name, &mut journal).await?;
@@ -121,36 +120,36 @@ impl CoreProvisioner {
         self.failpoints.check("rotate.after_sign")?;
 
         // 2. Registered with IoT (a second registration answers the same id).
-        if rotation(&journal).certificate_id.is_none() {
-            let r = rotation(&journal);
+        if journal.rotation().certificate_id.is_none() {
+            let r = journal.rotation();
             let pem = r.certificate_pem.as_deref().expect("signed above");
             let registered =
                 self.iot.register_certificate(pem, r.ca_certificate_pem.as_deref(), CertificateStatus::Active).await?;
-            let r = rotation_mut(&mut journal);
+            let r = journal.rotation_mut();
             r.certificate_id = Some(registered.id);
             r.certificate_arn = Some(registered.arn);
             self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("rotate.after_register")?;
-        let new_arn = rotation(&journal).certificate_arn.clone().expect("registered above");
+        let new_arn = journal.rotation().certificate_arn.clone().expect("registered above");
 
         // 3. Next to the old one: the same policies, on the same thing.
-        if !rotation(&journal).attached {
+        if !journal.rotation().attached {
             for policy in &journal.attached_policies {
                 self.iot.attach_policy(policy, &new_arn).await?;
             }
             self.iot.attach_thing_principal(name, &new_arn).await?;
-            rotation_mut(&mut journal).attached = true;
+            journal.rotation_mut().attached = true;
             self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("rotate.after_attach")?;
 
         // 4. To the core.
-        if !rotation(&journal).delivered {
-            let r = rotation(&journal);
+        if !journal.rotation().delivered {
+            let r = journal.rotation();
             let pem = r.certificate_pem.as_deref().expect("signed above");
             self.rotation.deliver(name, request, pem, r.ca_certificate_pem.as_deref()).await?;
-            rotation_mut(&mut journal).delivered = true;
+            journal.rotation_mut().delivered = true;
             self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("rotate.after_deliver")?;
@@ -159,11 +158,11 @@ impl CoreProvisioner {
         }
 
         // 5. The core's word; then the old certificate goes and the journal names the new one.
-        if !rotation(&journal).finished {
-            if let Some(reason) = rotation(&journal).failed.clone() {
+        if !journal.rotation().finished {
+            if let Some(reason) = journal.rotation().failed.clone() {
                 return Err(permanent(reason));
             }
-            let new_id = rotation(&journal).certificate_id.clone().expect("registered above");
+            let new_id = journal.rotation().certificate_id.clone().expect("registered above");
             let refused = match self.rotation.outcome(name, request).await? {
                 RotationOutcome::Pending => {
                     return Err(StepError::transient(format!(
@@ -183,7 +182,7 @@ impl CoreProvisioner {
                 self.retire_old(name, &mut journal).await?;
             }
             self.failpoints.check("rotate.after_retire")?;
-            let r = rotation(&journal).clone();
+            let r = journal.rotation().clone();
             if !r.old_retired
                 && let (Some(id), Some(arn)) = (r.old_certificate_id.clone(), r.old_certificate_arn.clone())
                 && !journal.kept_certificates.iter().any(|k| k.id == id)
@@ -196,7 +195,7 @@ impl CoreProvisioner {
             journal.certificate_id = r.certificate_id.clone();
             journal.certificate_arn = r.certificate_arn.clone();
             journal.principal_attached = true;
-            rotation_mut(&mut journal).finished = true;
+            journal.rotation_mut().finished = true;
             self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("rotate.after_journal")?;
@@ -212,14 +211,14 @@ impl CoreProvisioner {
 
     /// Retires the certificate the rotation replaces (once).
     async fn retire_old(&self, name: &ThingName, journal: &mut ProvisioningJournal) -> Result<(), StepError> {
-        let r = rotation(journal).clone();
+        let r = journal.rotation().clone();
         if r.old_retired {
             return Ok(());
         }
         if let (Some(id), Some(arn)) = (&r.old_certificate_id, &r.old_certificate_arn) {
             thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies).await?;
         }
-        rotation_mut(journal).old_retired = true;
+        journal.rotation_mut().old_retired = true;
         self.store.save_journal(name, journal).await?;
         Ok(())
     }
@@ -232,7 +231,7 @@ impl CoreProvisioner {
         journal: &mut ProvisioningJournal,
         reason: &str,
     ) -> Result<StepError, StepError> {
-        let r = rotation(journal).clone();
+        let r = journal.rotation().clone();
         if let (Some(id), Some(arn)) = (&r.certificate_id, &r.certificate_arn) {
             match thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies).await {
                 Ok(()) | Err(CloudError::NotFound { .. }) => {}
@@ -245,25 +244,8 @@ impl CoreProvisioner {
             "it keeps its old certificate"
         };
         let message = format!("core {name} could not use the new certificate: {reason}; {kept}");
-        rotation_mut(journal).failed = Some(message.clone());
+        journal.rotation_mut().failed = Some(message.clone());
         self.store.save_journal(name, journal).await?;
         Ok(permanent(message))
     }
-}
-
-fn rotation(journal: &ProvisioningJournal) -> &RotationJournal {
-    journal.rotation.as_ref().expect("a rotation journal is started first")
-}
-
-fn rotation_mut(journal: &mut ProvisioningJournal) -> &mut RotationJournal {
-    journal.rotation.as_mut().expect("a rotation journal is started first")
-}
-
-/// Whole days the old certificate was valid (365 when unknown).
-fn lifetime_days(old: &Option<CertificateInfo>) -> u32 {
-    old.as_ref()
-        .map(|c| (c.not_after.as_millis() - c.not_before.as_millis()) / DAY_MS)
-        .and_then(|days| u32::try_from(days).ok())
-        .filter(|d| (1..=36_500).contains(d))
-        .unwrap_or(365)
 }
