@@ -219,6 +219,7 @@ async fn rotation_requests_are_checked_whole_before_anything_is_stored() {
         (json!({"targets": {"thingIndexQuery": "thingName:("}}), "targets.thingIndexQuery"),
         (json!({"targets": {"thingNames": ["chk-0000"]}, "caId": "0000"}), "caId"),
         (json!({"targets": {"expiringWithinDays": 1}}), "targets"),
+        (json!({"targets": {"signedByCaId": "0000"}}), "targets"),
     ] {
         let (status, _, problem) = error_of(app.post_json("/certificateRotationTasks", &body).await).await;
         assert_eq!(status, 422, "{body}: {problem}");
@@ -239,7 +240,7 @@ async fn rotation_requests_are_checked_whole_before_anything_is_stored() {
 }
 
 #[tokio::test]
-async fn cores_rotate_onto_a_new_ca_in_one_task_selected_by_expiry() {
+async fn cores_rotate_onto_a_new_ca_in_one_task_selected_by_their_old_ca() {
     let app = spawn_app().await;
     let cores = names("ca", 3);
     app.provision(&cores).await;
@@ -269,7 +270,7 @@ async fn cores_rotate_onto_a_new_ca_in_one_task_selected_by_expiry() {
     let (status, code, problem) = error_of(app.delete(&format!("/certificateAuthorities/{old_ca}")).await).await;
     assert_eq!((status, code.as_str()), (409, "CA_IN_USE"));
     assert!(problem["message"].as_str().unwrap().contains("3 ACTIVE"), "{problem}");
-    let id = submit_rotation(&app, &json!({"targets": {"expiringWithinDays": 400}})).await;
+    let id = submit_rotation(&app, &json!({"targets": {"signedByCaId": old_ca}})).await;
     let task = finished_rotation(&app, &id).await;
     assert_eq!((task["taskStatus"].as_str(), task["counts"]["total"].as_u64()), (Some("Success"), Some(3)), "{task}");
     let summary = cdf_json(app.get("/fleet/certificates").await).await;

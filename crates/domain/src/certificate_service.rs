@@ -152,6 +152,10 @@ pub struct RotationTargets {
     /// Every core whose ACTIVE certificate ends within this many days (expired ones too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiring_within_days: Option<u32>,
+    /// Every core whose ACTIVE certificate this CA signed: moving the fleet off a CA is one
+    /// task with this and `caId` naming the new CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by_ca_id: Option<String>,
 }
 
 /// A rotation request as the API received it.
@@ -229,8 +233,12 @@ impl CertificateService {
             && t.thing_group_names.is_none()
             && t.thing_index_query.is_none()
             && t.expiring_within_days.is_none()
+            && t.signed_by_ca_id.is_none()
         {
-            problems.add("targets", "name thingNames, thingGroupNames, thingIndexQuery or expiringWithinDays");
+            problems.add(
+                "targets",
+                "name thingNames, thingGroupNames, thingIndexQuery, expiringWithinDays or signedByCaId",
+            );
         }
         let ca_id = match request.ca_id.clone().or_else(|| self.cas.default_ca_id()) {
             None => {
@@ -285,7 +293,10 @@ impl CertificateService {
                 Err(why) => problems.add("targets.thingIndexQuery", why),
             }
         }
-        if let Some(days) = t.expiring_within_days {
+        if t.expiring_within_days.is_some() || t.signed_by_ca_id.is_some() {
+            // Expiry and CA read the same index: every ACTIVE certificate ending within the days
+            // given (all of them for a CA alone), kept when the CA matches too.
+            let days = t.expiring_within_days.unwrap_or(36_500);
             let within = i64::from(days.min(36_500)) * 86_400_000;
             let mut page = PageRequest::first(1000);
             loop {
@@ -294,7 +305,15 @@ impl CertificateService {
                     other => CoreTaskError::Conflict { code: "INVENTORY_UNAVAILABLE", message: other.to_string() },
                 })?;
                 candidates.extend(
-                    result.page.items.into_iter().filter(|e| e.thing_kind == ThingKind::Core).map(|e| e.thing_name),
+                    result
+                        .page
+                        .items
+                        .into_iter()
+                        .filter(|e| e.thing_kind == ThingKind::Core)
+                        .filter(|e| {
+                            t.signed_by_ca_id.as_ref().is_none_or(|ca| e.certificate.ca_id.as_ref() == Some(ca))
+                        })
+                        .map(|e| e.thing_name),
                 );
                 match result.page.last_evaluated {
                     Some(last) => page = PageRequest::after(1000, last),
