@@ -46,6 +46,12 @@ pub struct Adapters {
 /// fails with the reason, and nothing is changed on the thing.
 pub struct NoRotationChannel(pub &'static str);
 
+impl NoRotationChannel {
+    fn refuse(&self) -> crate::ports::CloudError {
+        crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() }
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::ports::RotationChannel for NoRotationChannel {
     async fn csr(
@@ -54,7 +60,7 @@ impl crate::ports::RotationChannel for NoRotationChannel {
         _request: &str,
         _key_algorithm: crate::provisioning::KeyAlgorithm,
     ) -> Result<Option<String>, crate::ports::CloudError> {
-        Err(crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() })
+        Err(self.refuse())
     }
 
     async fn deliver(
@@ -64,7 +70,7 @@ impl crate::ports::RotationChannel for NoRotationChannel {
         _certificate_pem: &str,
         _ca_certificate_pem: Option<&str>,
     ) -> Result<(), crate::ports::CloudError> {
-        Err(crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() })
+        Err(self.refuse())
     }
 
     async fn outcome(
@@ -72,7 +78,7 @@ impl crate::ports::RotationChannel for NoRotationChannel {
         _core: &crate::thing::ThingName,
         _request: &str,
     ) -> Result<crate::rotation::RotationOutcome, crate::ports::CloudError> {
-        Err(crate::ports::CloudError::Rejected { api: "RotationChannel", message: self.0.to_owned() })
+        Err(self.refuse())
     }
 
     fn unavailable(&self) -> Option<&str> {

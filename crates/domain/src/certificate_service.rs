@@ -18,7 +18,7 @@ use crate::certificates::{
 use crate::core_task_service::{CoreTaskError, CoreTaskService};
 use crate::cores::{Event, Task};
 use crate::pagination::{Page, PageRequest};
-use crate::ports::{CertificateAuthorities, CertificateRef, CloudError, CoreStore, CsrSigner, IotRegistry, StoreError};
+use crate::ports::{CertificateAuthorities, CloudError, CoreStore, CsrSigner, IotRegistry, StoreError};
 use crate::provisioning::KeyAlgorithm;
 use crate::rotation::{RevokeOld, RotationJournal, RotationSpec};
 use crate::task::TaskId;
@@ -540,7 +540,7 @@ impl CertificateService {
             let r = journal.rotation_mut();
             r.certificate_pem = Some(pem);
             r.ca_certificate_pem = Some(ca.certificate_pem);
-            journal.ca_id = Some(ca_id);
+            r.ca_id = Some(ca_id);
             self.store.save_journal(name, &mut journal).await?;
         }
         if journal.rotation().certificate_id.is_none() {
@@ -608,40 +608,28 @@ impl CertificateService {
         retire_old: bool,
     ) -> Result<(), CertificateError> {
         let r = journal.rotation().clone();
-        if let (Some(id), Some(arn)) = (r.old_certificate_id.clone(), r.old_certificate_arn.clone()) {
-            if retire_old {
-                if !r.old_retired {
-                    crate::thing_lifecycle::retire(self.iot.as_ref(), name, &id, &arn, &journal.attached_policies)
-                        .await
-                        .map_err(|source| CertificateError::Cloud { id: id.clone(), source })?;
-                    journal.rotation_mut().old_retired = true;
-                    self.store.save_journal(name, journal).await?;
-                }
-            } else if !journal.kept_certificates.iter().any(|k| k.id == id) {
-                journal.kept_certificates.push(CertificateRef { id, arn });
-            }
+        if retire_old
+            && !r.old_retired
+            && let (Some(id), Some(arn)) = (&r.old_certificate_id, &r.old_certificate_arn)
+        {
+            crate::thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies)
+                .await
+                .map_err(|source| CertificateError::Cloud { id: id.clone(), source })?;
+            journal.rotation_mut().old_retired = true;
+            self.store.save_journal(name, journal).await?;
         }
-        let r = journal.rotation().clone();
-        journal.certificate_pem = r.certificate_pem.clone();
-        journal.ca_certificate_pem = r.ca_certificate_pem.clone();
-        journal.certificate_id = r.certificate_id.clone();
-        journal.certificate_arn = r.certificate_arn.clone();
-        journal.principal_attached = true;
-        journal.rotation_mut().finished = true;
+        journal.adopt_rotation();
         self.store.save_journal(name, journal).await?;
         let pem = r.certificate_pem.clone().expect("signed");
-        let (not_before, not_after, key_algorithm) =
+        let details =
             self.signer.describe(&pem).map_err(|problem| CertificateError::Invalid { field: "csr", problem })?;
-        let at = |ms: i64| Timestamp::from_millis(ms).unwrap_or_else(Timestamp::now);
-        let info = CertificateInfo {
-            certificate_id: r.certificate_id.clone().expect("registered"),
-            ca_id: journal.ca_id.clone(),
-            not_before: at(not_before),
-            not_after: at(not_after),
-            key_algorithm,
-            status: CertificateState::Active,
-            revoked_at: None,
-        };
+        let info = CertificateInfo::issued(
+            r.certificate_id.clone().expect("registered"),
+            journal.ca_id.clone(),
+            details,
+            CertificateState::Active,
+        )
+        .map_err(|problem| CertificateError::Invalid { field: "csr", problem })?;
         let event = Event {
             detail_type: crate::rotation::CERTIFICATE_ROTATED_EVENT.to_owned(),
             detail: serde_json::json!({

@@ -67,6 +67,26 @@ pub struct CertificateInfo {
 }
 
 impl CertificateInfo {
+    /// A certificate as issued: its validity (epoch milliseconds) and key algorithm as read
+    /// from the PEM; the error names a validity out of range.
+    pub fn issued(
+        certificate_id: String,
+        ca_id: Option<String>,
+        (not_before_millis, not_after_millis, key_algorithm): (i64, i64, String),
+        status: CertificateState,
+    ) -> Result<Self, String> {
+        let at = |ms| Timestamp::from_millis(ms).ok_or_else(|| format!("certificate validity out of range: {ms}"));
+        Ok(Self {
+            certificate_id,
+            ca_id,
+            not_before: at(not_before_millis)?,
+            not_after: at(not_after_millis)?,
+            key_algorithm,
+            status,
+            revoked_at: None,
+        })
+    }
+
     /// Whether it counts in the expiry index (ACTIVE certificates only).
     pub fn is_active(&self) -> bool {
         self.status == CertificateState::Active
@@ -155,18 +175,6 @@ impl ExpiryBuckets {
             within30_days: at(2) - at(1),
             within90_days: at(3) - at(2),
             later: counts.active - at(3),
-        }
-    }
-
-    /// The bucket of one certificate ending at `not_after`.
-    pub fn add(&mut self, not_after: Timestamp, now: Timestamp) {
-        let bounds = bucket_bounds(now);
-        match bounds.iter().position(|b| not_after < *b) {
-            Some(0) => self.expired += 1,
-            Some(1) => self.within7_days += 1,
-            Some(2) => self.within30_days += 1,
-            Some(_) => self.within90_days += 1,
-            None => self.later += 1,
         }
     }
 }
@@ -273,6 +281,17 @@ mod tests {
         }
     }
 
+    /// The bucket of one certificate ending at `not_after`, counted on its own.
+    fn add(buckets: &mut ExpiryBuckets, not_after: Timestamp, now: Timestamp) {
+        match bucket_bounds(now).iter().position(|b| not_after < *b) {
+            Some(0) => buckets.expired += 1,
+            Some(1) => buckets.within7_days += 1,
+            Some(2) => buckets.within30_days += 1,
+            Some(_) => buckets.within90_days += 1,
+            None => buckets.later += 1,
+        }
+    }
+
     #[test]
     fn buckets_from_cumulative_counts_equal_buckets_counted_one_by_one() {
         let now: Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
@@ -289,7 +308,7 @@ mod tests {
         let buckets = ExpiryBuckets::from_cumulative(&counts["a"]);
         let mut one_by_one = ExpiryBuckets::default();
         for c in certs.iter().filter(|c| c.is_active()) {
-            one_by_one.add(c.not_after, now);
+            add(&mut one_by_one, c.not_after, now);
         }
         assert_eq!(buckets, one_by_one);
         assert_eq!(

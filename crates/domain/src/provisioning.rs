@@ -55,6 +55,25 @@ impl ProvisioningJournal {
     pub fn rotation_mut(&mut self) -> &mut crate::rotation::RotationJournal {
         self.rotation.as_mut().expect("a rotation journal is started first")
     }
+
+    /// The rotation's certificate becomes the thing's; the old one is remembered, to be
+    /// retired with the thing, unless the rotation retired it.
+    pub fn adopt_rotation(&mut self) {
+        let r = self.rotation().clone();
+        if !r.old_retired
+            && let (Some(id), Some(arn)) = (r.old_certificate_id, r.old_certificate_arn)
+            && !self.kept_certificates.iter().any(|k| k.id == id)
+        {
+            self.kept_certificates.push(crate::ports::CertificateRef { id, arn });
+        }
+        self.certificate_pem = r.certificate_pem;
+        self.ca_certificate_pem = r.ca_certificate_pem;
+        self.ca_id = r.ca_id;
+        self.certificate_id = r.certificate_id;
+        self.certificate_arn = r.certificate_arn;
+        self.principal_attached = true;
+        self.rotation_mut().finished = true;
+    }
 }
 
 impl CertInfo {

@@ -62,6 +62,9 @@ pub struct RotationJournal {
     pub certificate_pem: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate_pem: Option<String>,
+    /// The ggprov CA that signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +94,7 @@ impl RotationJournal {
             old_certificate_arn: old_arn,
             certificate_pem: None,
             ca_certificate_pem: None,
+            ca_id: None,
             certificate_id: None,
             certificate_arn: None,
             attached: false,

@@ -1,6 +1,6 @@
 //! Things recorded before the certificate inventory existed get their certificate on their
-//! record from their provisioning journal (which holds the PEM IoT registered), once, when a
-//! worker starts: an upgraded fleet's expiry counts are complete instead of silently empty.
+//! record from their provisioning journal (which holds the PEM IoT registered), once per store,
+//! when a worker starts: an upgraded fleet's expiry counts are complete instead of silently empty.
 
 use ggprov_domain::PageRequest;
 use ggprov_domain::ThingName;
@@ -8,10 +8,23 @@ use ggprov_domain::ports::{CoreFilter, CoreStore, StoreError};
 use ggprov_domain::provisioning::CertificateStatus;
 use ggprov_domain::thing::ThingKind;
 
+/// Marks the backfill done (an ingestion cursor at 1): later starts read one item, not the fleet.
+const DONE: &str = "certificate-backfill";
+
 /// Fills in the certificate of every core and client device that has none but whose journal
-/// names one; returns how many records it filled. Safe to run again and beside live work
-/// (a record that got a certificate meanwhile is left alone).
+/// names one; returns how many records it filled. Runs to the end once per store (every thing
+/// provisioned since gets its certificate on its record); safe beside live work and on two
+/// workers at once (a record that got a certificate meanwhile is left alone).
 pub async fn backfill_certificates(store: &dyn CoreStore) -> Result<usize, StoreError> {
+    if store.ingest_cursor(DONE).await? >= 1 {
+        return Ok(0);
+    }
+    let filled = fill_all(store).await?;
+    store.save_ingest_cursor(DONE, 1).await?;
+    Ok(filled)
+}
+
+async fn fill_all(store: &dyn CoreStore) -> Result<usize, StoreError> {
     let mut filled = 0;
     let mut page = PageRequest::first(1000);
     loop {

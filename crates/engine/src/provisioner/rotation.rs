@@ -6,7 +6,7 @@
 
 use futures::StreamExt as _;
 use ggprov_domain::cores::{Event, Task};
-use ggprov_domain::ports::{CertificateRef, CloudError};
+use ggprov_domain::ports::CloudError;
 use ggprov_domain::provisioning::{CertInfo, CertificateStatus, ProvisioningJournal};
 use ggprov_domain::rotation::{CERTIFICATE_ROTATED_EVENT, RevokeOld, RotationJournal, RotationOutcome, RotationSpec};
 use ggprov_domain::{ThingName, thing_lifecycle};
@@ -115,6 +115,7 @@ impl CoreProvisioner {
             let r = journal.rotation_mut();
             r.certificate_pem = Some(pem);
             r.ca_certificate_pem = Some(ca.certificate_pem);
+            r.ca_id = Some(spec.ca_id.clone());
             self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("rotate.after_sign")?;
@@ -182,20 +183,7 @@ impl CoreProvisioner {
                 self.retire_old(name, &mut journal).await?;
             }
             self.failpoints.check("rotate.after_retire")?;
-            let r = journal.rotation().clone();
-            if !r.old_retired
-                && let (Some(id), Some(arn)) = (r.old_certificate_id.clone(), r.old_certificate_arn.clone())
-                && !journal.kept_certificates.iter().any(|k| k.id == id)
-            {
-                journal.kept_certificates.push(CertificateRef { id, arn });
-            }
-            journal.certificate_pem = r.certificate_pem.clone();
-            journal.ca_certificate_pem = r.ca_certificate_pem.clone();
-            journal.ca_id = Some(spec.ca_id.clone());
-            journal.certificate_id = r.certificate_id.clone();
-            journal.certificate_arn = r.certificate_arn.clone();
-            journal.principal_attached = true;
-            journal.rotation_mut().finished = true;
+            journal.adopt_rotation();
             self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("rotate.after_journal")?;

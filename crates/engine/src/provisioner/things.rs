@@ -20,24 +20,20 @@ pub(crate) fn inventory_entry(
 ) -> Result<CertificateInfo, StepError> {
     let pem = journal.certificate_pem.as_deref().expect("journaled before registration");
     let details = ggprov_pki::describe(pem).map_err(|e| permanent(e.to_string()))?;
-    let at =
-        |ms| Timestamp::from_millis(ms).ok_or_else(|| permanent(format!("certificate validity out of range: {ms}")));
-    Ok(CertificateInfo {
-        certificate_id: journal.certificate_id.clone().expect("registered before"),
-        // A journal from before the inventory names no CA: the request's, when it signed.
-        ca_id: journal
-            .ca_id
-            .clone()
-            .or_else(|| journal.ca_certificate_pem.as_ref().and(requested_ca.map(str::to_owned))),
-        not_before: at(details.not_before_millis)?,
-        not_after: at(details.not_after_millis)?,
-        key_algorithm: details.key_algorithm,
-        status: match status {
-            CertificateStatus::Active => CertificateState::Active,
-            CertificateStatus::Inactive => CertificateState::Inactive,
-        },
-        revoked_at: None,
-    })
+    // A journal from before the inventory names no CA: the request's, when it signed.
+    let ca_id =
+        journal.ca_id.clone().or_else(|| journal.ca_certificate_pem.as_ref().and(requested_ca.map(str::to_owned)));
+    let status = match status {
+        CertificateStatus::Active => CertificateState::Active,
+        CertificateStatus::Inactive => CertificateState::Inactive,
+    };
+    CertificateInfo::issued(
+        journal.certificate_id.clone().expect("registered before"),
+        ca_id,
+        (details.not_before_millis, details.not_after_millis, details.key_algorithm),
+        status,
+    )
+    .map_err(permanent)
 }
 
 impl CoreProvisioner {
