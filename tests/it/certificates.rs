@@ -310,3 +310,40 @@ async fn a_client_device_rotates_by_csr_and_its_old_certificate_goes_when_it_con
     assert_eq!(status, 404);
     assert_eq!(app.thing("meter-2").await.unwrap()["principals"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clients_sending_one_csr_at_once_get_the_same_certificate() {
+    let app = spawn_app().await;
+    provision_for(&app, &["gw-c"], None, "greengrass2_core").await;
+    let response = app
+        .post_json(
+            "/cores/gw-c/deviceTasks",
+            &json!({"type": "Create", "devices": [{"name": "twin-1", "provisioningTemplate": "greengrass2_client_device"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    app.drain().await;
+    for round in 0..5 {
+        let (_, csr) = ggprov_pki::make_csr("twin-1", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+        let body = json!({"csr": csr});
+        let (a, b) = tokio::join!(
+            app.post_json("/devices/twin-1/certificateRotation", &body),
+            app.post_json("/devices/twin-1/certificateRotation", &body)
+        );
+        assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200), "round {round}");
+        let (a, b) = (cdf_json(a).await, cdf_json(b).await);
+        assert_eq!(a["certificateId"], b["certificateId"], "round {round}: one certificate for one CSR");
+        let principals = app.thing("twin-1").await.unwrap()["principals"].as_array().unwrap().len();
+        assert_eq!(principals, 2, "round {round}: old and new, no third");
+        let empty = json!({});
+        let (c, d) = tokio::join!(
+            app.post_json("/devices/twin-1/certificateRotation/confirm", &empty),
+            app.post_json("/devices/twin-1/certificateRotation/confirm", &empty)
+        );
+        assert_eq!((c.status().as_u16(), d.status().as_u16()), (200, 200), "round {round}");
+        let thing = app.thing("twin-1").await.unwrap();
+        assert_eq!(thing["principals"].as_array().unwrap().len(), 1, "round {round}: {thing}");
+        assert_eq!(thing["principals"][0]["certificateId"], a["certificateId"]);
+    }
+    assert_eq!(cdf_json(app.get("/fleet/certificates").await).await["active"], 2);
+}

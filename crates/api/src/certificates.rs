@@ -78,6 +78,7 @@ fn device_name(name: &str) -> Result<ThingName, ApiError> {
         (status = 200, body = DeviceRotation, content_type = "application/vnd.aws-cdf-v1.0+json"),
         (status = 400, description = "No CSR, a CSR that cannot be signed, an unknown CA", body = ErrorBody),
         (status = 404, description = "No such client device", body = ErrorBody),
+        (status = 409, description = "CHANGED_CONCURRENTLY: other requests kept changing the device's certificate; send again", body = ErrorBody),
     )
 )]
 pub(crate) async fn rotate_device_certificate(
@@ -103,7 +104,7 @@ pub(crate) async fn rotate_device_certificate(
     responses(
         (status = 200, body = DeviceRotation, content_type = "application/vnd.aws-cdf-v1.0+json"),
         (status = 404, description = "No such client device", body = ErrorBody),
-        (status = 409, description = "NOTHING_TO_CONFIRM: no new certificate waits", body = ErrorBody),
+        (status = 409, description = "NOTHING_TO_CONFIRM: no new certificate waits; CHANGED_CONCURRENTLY: send again", body = ErrorBody),
     )
 )]
 pub(crate) async fn confirm_device_certificate(
@@ -165,6 +166,11 @@ impl From<CertificateError> for ApiError {
             CertificateError::CaSource(_) => Self::new(StatusCode::CONFLICT, "CA_CHANGE_REFUSED", message),
             CertificateError::CaInUse { .. } => Self::new(StatusCode::CONFLICT, "CA_IN_USE", message),
             CertificateError::CaIsDefault(_) => Self::new(StatusCode::CONFLICT, "CA_IS_DEFAULT", message),
+            CertificateError::Store(ggprov_domain::ports::StoreError::Conflict) => Self::new(
+                StatusCode::CONFLICT,
+                "CHANGED_CONCURRENTLY",
+                "another request kept changing this thing's certificate; send the request again".to_owned(),
+            ),
             CertificateError::Store(store) => store.into(),
         }
     }

@@ -489,6 +489,14 @@ impl CertificateService {
         name: &ThingName,
         request: DeviceCsr,
     ) -> Result<DeviceRotation, CertificateError> {
+        until_no_conflict(|| self.rotate_device_once(name, &request)).await
+    }
+
+    async fn rotate_device_once(
+        &self,
+        name: &ThingName,
+        request: &DeviceCsr,
+    ) -> Result<DeviceRotation, CertificateError> {
         let device = self.store.device(name).await?.ok_or_else(|| CertificateError::UnknownThing(name.clone()))?;
         if request.csr.trim().is_empty() {
             return Err(CertificateError::Invalid { field: "csr", problem: "give the device's CSR (PEM)".into() });
@@ -586,6 +594,10 @@ impl CertificateService {
     /// The device runs with its new certificate: the old one is retired and the inventory
     /// names the new one.
     pub async fn confirm_device(&self, name: &ThingName) -> Result<DeviceRotation, CertificateError> {
+        until_no_conflict(|| self.confirm_device_once(name)).await
+    }
+
+    async fn confirm_device_once(&self, name: &ThingName) -> Result<DeviceRotation, CertificateError> {
         self.store.device(name).await?.ok_or_else(|| CertificateError::UnknownThing(name.clone()))?;
         let mut journal = self.store.journal(name).await?;
         let Some(r) = journal.rotation.clone().filter(|r| r.failed.is_none() && r.attached) else {
@@ -642,6 +654,23 @@ impl CertificateService {
         };
         self.store.replace_device_certificate(name, &info, Timestamp::now(), &event).await?;
         Ok(())
+    }
+}
+
+/// Runs a journaled device step again while another request saved the journal in between (two
+/// clients sending the same CSR, or a CSR and a confirmation at once): each run resumes from the
+/// journal it reads, so both end with the same answer.
+async fn until_no_conflict<T, F, Fut>(mut run: F) -> Result<T, CertificateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CertificateError>>,
+{
+    let mut attempts = 0;
+    loop {
+        match run().await {
+            Err(CertificateError::Store(StoreError::Conflict)) if attempts < 8 => attempts += 1,
+            other => return other,
+        }
     }
 }
 
