@@ -355,9 +355,27 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
     let described = iot.describe_certificate().certificate_id(&certificate_id).send().await.unwrap();
     let description = described.certificate_description.unwrap();
     assert_eq!(description.status.unwrap().as_str(), "ACTIVE");
+    // The bundled template's shared policies are on a thing group the core joined (inherited),
+    // not on each certificate.
     let policies =
         iot.list_attached_policies().target(&principals[0]).send().await.unwrap().policies.unwrap_or_default();
-    assert!(!policies.is_empty(), "the template's policies are attached to the certificate");
+    assert!(policies.is_empty(), "nothing attached to the certificate itself: {policies:?}");
+    let groups =
+        iot.list_thing_groups_for_thing().thing_name(&core).send().await.unwrap().thing_groups.unwrap_or_default();
+    let groups: Vec<&str> = groups.iter().filter_map(|g| g.group_name.as_deref()).collect();
+    assert_eq!(groups, ["ggprov-greengrass2-core-policies"]);
+    let group_arn = iot
+        .describe_thing_group()
+        .thing_group_name("ggprov-greengrass2-core-policies")
+        .send()
+        .await
+        .unwrap()
+        .thing_group_arn
+        .unwrap();
+    let policies = iot.list_attached_policies().target(&group_arn).send().await.unwrap().policies.unwrap_or_default();
+    let mut policies: Vec<&str> = policies.iter().filter_map(|p| p.policy_name.as_deref()).collect();
+    policies.sort_unstable();
+    assert_eq!(policies, ["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"]);
     let bucket = format!("{table}-artifacts");
     let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap().contents.unwrap_or_default();
     let keys: Vec<String> = objects.into_iter().filter_map(|o| o.key).collect();
@@ -411,7 +429,7 @@ async fn the_whole_service_runs_on_aws_as_an_api_process_and_two_workers() {
     let deployment_id = deployments[0]["deploymentId"].as_str().unwrap().to_owned();
     let groups =
         iot.list_thing_groups_for_thing().thing_name(&core).send().await.unwrap().thing_groups.unwrap_or_default();
-    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups.len(), 2, "its policy group and one deployment group: {groups:?}");
 
     // The core reports success: Greengrass's event reaches the ingest queue through EventBridge.
     // (The reconciler would find it too, but only after its 30 s period; this takes < 1 s.)

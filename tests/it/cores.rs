@@ -60,15 +60,49 @@ async fn a_core_task_is_stored_waiting_then_provisions_every_core() {
 #[tokio::test]
 async fn provisioned_cores_have_a_thing_an_active_certificate_and_the_policies() {
     let app = spawn_app().await;
-    let id = app.submit_core_task(&create_cores(&["core-1"])).await;
+    // The bundled template puts its two shared policies on one thing group the cores join.
+    let id = app.submit_core_task(&create_cores(&["core-1", "core-2"])).await;
     assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
-    let thing = app.thing("core-1").await.expect("thing exists");
-    let principals = thing["principals"].as_array().unwrap();
-    assert_eq!(principals.len(), 1, "{thing}");
-    assert_eq!(principals[0]["status"], "ACTIVE");
-    assert_eq!(
-        principals[0]["policies"],
-        json!(["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"])
+    let greengrass = json!(["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"]);
+    for core in ["core-1", "core-2"] {
+        let thing = app.thing(core).await.expect("thing exists");
+        let principals = thing["principals"].as_array().unwrap();
+        assert_eq!(principals.len(), 1, "{thing}");
+        assert_eq!(principals[0]["status"], "ACTIVE");
+        assert_eq!(principals[0]["policies"], json!([]), "nothing on the certificate: {thing}");
+        assert_eq!(thing["groups"], json!(["ggprov-greengrass2-core-policies"]));
+        assert_eq!(thing["inheritedPolicies"], greengrass, "{thing}");
+    }
+    // The per-certificate path (as in the original), for a template that does not opt in or
+    // names a policy per thing: the policies are on each certificate and no group is joined.
+    let mut template: Value =
+        serde_json::from_str(ggprov_domain::provisioning_template::BUNDLED[0].1).expect("bundled template");
+    template["CDF"]["attachPoliciesToThingGroup"] = json!(false);
+    assert_eq!(app.put_json("/provisioningTemplates/per_certificate", &template).await.status(), 204);
+    let mut per_site = template.clone();
+    per_site["CDF"]["attachPoliciesToThingGroup"] = json!(true);
+    per_site["Parameters"]["Site"] = json!({"Type": "String", "Default": "berlin"});
+    per_site["Resources"]["site"] = json!({"Type": "AWS::IoT::Policy", "Properties": {
+        "PolicyName": {"Fn::Sub": "GreengrassV2IoTThingPolicy${Site}"},
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]}
+    }});
+    assert_eq!(app.put_json("/provisioningTemplates/per_site", &per_site).await.status(), 204);
+    let body = json!({"type": "Create", "coreVersion": "2.12.0", "cores": [
+        {"name": "old-style", "provisioningTemplate": "per_certificate"},
+        {"name": "site-core", "provisioningTemplate": "per_site"}
+    ]});
+    let id = app.submit_core_task(&body).await;
+    let done = app.finished_core_task(&id).await;
+    assert_eq!(done["taskStatus"], "Success", "{done}");
+    let thing = app.thing("old-style").await.unwrap();
+    assert_eq!((&thing["principals"][0]["policies"], &thing["groups"]), (&greengrass, &json!([])), "{thing}");
+    let thing = app.thing("site-core").await.unwrap();
+    assert_eq!(thing["principals"][0]["policies"], json!(["GreengrassV2IoTThingPolicyberlin"]), "{thing}");
+    assert_eq!(thing["inheritedPolicies"], greengrass, "{thing}");
+    assert_ne!(
+        thing["groups"],
+        json!(["ggprov-greengrass2-core-policies"]),
+        "its own group, named after its shared policies"
     );
 }
 

@@ -54,6 +54,31 @@ async fn certificate_id(app: &TestApp, core: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_rotation_attaches_the_policies_of_a_per_certificate_template_to_the_new_certificate() {
+    let app = spawn_app().await;
+    let mut template: Value =
+        serde_json::from_str(ggprov_domain::provisioning_template::BUNDLED[0].1).expect("bundled template");
+    template["CDF"]["attachPoliciesToThingGroup"] = json!(false);
+    assert_eq!(app.put_json("/provisioningTemplates/per_certificate", &template).await.status(), 204);
+    let body = json!({"type": "Create", "coreVersion": "2.12.0",
+        "cores": [{"name": "pc-1", "provisioningTemplate": "per_certificate"}]});
+    let id = app.submit_core_task(&body).await;
+    assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
+    let old = certificate_id(&app, "pc-1").await;
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": ["pc-1"]}})).await;
+    assert_eq!(finished_rotation(&app, &id).await["taskStatus"], "Success");
+    let thing = app.thing("pc-1").await.unwrap();
+    assert_eq!(thing["principals"].as_array().map(Vec::len), Some(1), "{thing}");
+    assert_ne!(thing["principals"][0]["certificateId"], old.as_str());
+    assert_eq!(
+        thing["principals"][0]["policies"],
+        json!(["GreengrassV2IoTThingPolicy", "GreengrassV2TokenExchangeRoleAliasPolicy"]),
+        "{thing}"
+    );
+    assert_eq!(thing["inheritedPolicies"], json!([]));
+}
+
+#[tokio::test]
 async fn a_rotation_gives_each_core_a_certificate_for_a_key_it_made_and_retires_the_old_one() {
     let app = spawn_app().await;
     let cores = names("rot", 6);
@@ -96,10 +121,13 @@ async fn a_rotation_gives_each_core_a_certificate_for_a_key_it_made_and_retires_
     }
     // Untouched cores keep theirs.
     assert_eq!(principals(&app, &cores[5]).await[0].0, before[5]);
-    // The policies came along: a rotated core's certificate has the same policies.
+    // The policies came along: a rotated core has the same policies as an untouched one (the
+    // bundled template's come from its thing group, so no AttachPolicy for the new certificate).
     let thing = app.thing(&cores[0]).await.unwrap();
     let untouched = app.thing(&cores[5]).await.unwrap();
     assert_eq!(thing["principals"][0]["policies"], untouched["principals"][0]["policies"]);
+    assert_eq!(thing["inheritedPolicies"], untouched["inheritedPolicies"]);
+    assert_eq!(thing["inheritedPolicies"].as_array().map(Vec::len), Some(2), "{thing}");
     // No private key in any answer or event; one event per core.
     let events = cdf_json(app.get("/events").await).await;
     let rotated: Vec<&Value> =

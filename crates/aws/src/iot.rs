@@ -287,6 +287,11 @@ impl IotRegistry for AwsIot {
         )
     }
 
+    async fn attach_policy_to_thing_group(&self, name: &str, group: &str) -> Result<(), CloudError> {
+        let arn = self.thing_group_arn(group).await?;
+        self.attach_policy(name, &arn).await
+    }
+
     async fn attach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError> {
         self.client
             .attach_policy()

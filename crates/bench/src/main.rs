@@ -186,6 +186,41 @@ async fn load(
 }
 
 /// Provisions `n` cores and returns (seconds, task).
+/// The rate the AWS default quotas (times `scale`) allow: the lowest quota divided by the whole
+/// number of calls each core needs of that API (calls made once per run, such as a policy
+/// group's set-up, round to none; throttled calls counted in `per_core` round away too).
+/// Returns the rate and what binds.
+fn binding_quota(calls: &Value, per_core: &dyn Fn(&str) -> f64, scale: f64) -> (f64, String) {
+    let mut binding = (f64::INFINITY, String::from("nothing"));
+    for api in calls.as_object().into_iter().flat_map(|all| all.keys()) {
+        let needed = per_core(api).round();
+        if needed < 1.0 {
+            continue;
+        }
+        let quota = ggprov_domain::quotas::aws_default_rate(api) * scale;
+        let rate = quota / needed;
+        if rate < binding.0 {
+            binding = (rate, format!("{api} {quota}/s, {needed} a core"));
+        }
+    }
+    binding
+}
+
+/// `API n.nn, ...` for every API the run called.
+fn calls_a_core(calls: &Value, per_core: &dyn Fn(&str) -> f64) -> String {
+    calls
+        .as_object()
+        .map(|all| {
+            all.keys()
+                .map(|api| (api, per_core(api)))
+                .filter(|(_, n)| *n > 0.0)
+                .map(|(api, n)| format!("{api} {n:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 async fn provision(api: &Api, n: usize, prefix: &str) -> anyhow::Result<(f64, String, Vec<String>)> {
     let cores = names(prefix, n);
     let started = Instant::now();
@@ -257,28 +292,22 @@ async fn main() -> anyhow::Result<()> {
             let api = Api::new(&server.base);
             api.faults(json!({"quotas": true, "quotaScale": quota_scale})).await?;
             let (seconds, task, names) = provision(&api, cores, "q").await?;
-            // Two AttachPolicy calls per core at 15/s bind tighter than RegisterCertificate at 10/s.
             let calls: Value = api.get("/local-cloud/calls").await?;
-            let binding = 7.5 * quota_scale;
+            let per_core = |api_name: &str| calls[api_name].as_f64().unwrap_or(0.0) / cores as f64;
+            let (binding, binding_api) = binding_quota(&calls, &per_core, quota_scale);
             let rate = cores as f64 / seconds;
             let problems = verify(&api, server.data_dir(), &task, &names).await?;
             let result = json!({"scenario": "quota", "profile": profile, "cores": cores, "quotaScale": quota_scale, "seconds": seconds, "coresPerSecond": rate,
-                "bindingCoresPerSecond": binding, "fractionOfQuota": rate / binding, "failedCores": problems.len(), "apiCalls": calls});
+                "bindingCoresPerSecond": binding, "bindingApi": binding_api, "fractionOfQuota": rate / binding, "failedCores": problems.len(), "apiCalls": calls});
             print_table(
                 &format!("provisioning under AWS default quotas x {quota_scale} ({profile})"),
                 &[
                     ("cores", cores.to_string()),
                     ("seconds", format!("{seconds:.1}")),
                     ("cores/s", format!("{rate:.2}")),
-                    ("binding quota", format!("{binding} cores/s (AttachPolicy {} /s, 2 a core)", 15.0 * quota_scale)),
+                    ("binding quota", format!("{binding:.2} cores/s ({binding_api})")),
                     ("fraction", format!("{:.2}", rate / binding)),
-                    (
-                        "AttachPolicy calls a core",
-                        format!(
-                            "{:.2} (2.00 = none throttled)",
-                            calls["AttachPolicy"].as_f64().unwrap_or(0.0) / cores as f64
-                        ),
-                    ),
+                    ("calls a core", calls_a_core(&calls, &per_core)),
                     ("problems", problems.len().to_string()),
                 ],
             );
@@ -328,12 +357,10 @@ async fn main() -> anyhow::Result<()> {
             {
                 problems.push(format!("not one ACTIVE certificate a core: {inventory}"));
             }
-            // Two AttachPolicy and two DetachPolicy calls a core at 15/s bind tighter than the
-            // one RegisterCertificate, UpdateCertificate and DeleteCertificate at 10/s.
-            let binding = 7.5;
+            let (binding, binding_api) = binding_quota(&after, &calls, 1.0);
             let rate = cores as f64 / seconds;
             let result = json!({"scenario": "rotation", "profile": profile, "cores": cores, "seconds": seconds,
-                "coresPerSecond": rate, "bindingCoresPerSecond": binding, "fractionOfQuota": rate / binding,
+                "coresPerSecond": rate, "bindingCoresPerSecond": binding, "bindingApi": binding_api, "fractionOfQuota": rate / binding,
                 "problems": problems, "callsPerCore": {"AttachPolicy": calls("AttachPolicy"), "DetachPolicy": calls("DetachPolicy"),
                 "RegisterCertificate": calls("RegisterCertificate")}});
             print_table(
@@ -342,24 +369,9 @@ async fn main() -> anyhow::Result<()> {
                     ("cores", cores.to_string()),
                     ("seconds", format!("{seconds:.1}")),
                     ("cores/s", format!("{rate:.2}")),
-                    ("binding quota", format!("{binding} cores/s (AttachPolicy and DetachPolicy 15/s, 2 a core)")),
+                    ("binding quota", format!("{binding:.2} cores/s ({binding_api})")),
                     ("fraction", format!("{:.2}", rate / binding)),
-                    ("AttachPolicy calls a core", format!("{:.2} (2.00 = none throttled)", calls("AttachPolicy"))),
-                    ("DetachPolicy calls a core", format!("{:.2}", calls("DetachPolicy"))),
-                    (
-                        "calls a core",
-                        after
-                            .as_object()
-                            .map(|all| {
-                                all.keys()
-                                    .map(|api| (api, calls(api)))
-                                    .filter(|(_, n)| *n > 0.0)
-                                    .map(|(api, n)| format!("{api} {n:.2}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            })
-                            .unwrap_or_default(),
-                    ),
+                    ("calls a core", calls_a_core(&after, &calls)),
                     ("problems", problems.len().to_string()),
                 ],
             );

@@ -157,6 +157,10 @@ pub struct ProvisioningJournal {
     /// Policies attached to the certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_policies: Vec<String>,
+    /// The thing group carrying the template's shared policies, once the thing joined it
+    /// (`CDF.attachPoliciesToThingGroup`): every certificate of the thing inherits them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_group: Option<String>,
     /// The certificate is attached to the thing.
     #[serde(default)]
     pub principal_attached: bool,

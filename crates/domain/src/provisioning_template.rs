@@ -22,7 +22,27 @@ pub struct ProvisioningTemplate {
     policies: Vec<PolicyResource>,
     additional_policies: Vec<PolicyResource>,
     cert_info: Option<CertInfo>,
+    policy_group: Option<PolicyGroupSetting>,
 }
+
+/// `CDF.attachPoliciesToThingGroup`: `true` (a group named after the policies) or a group name.
+#[derive(Debug, Clone, PartialEq)]
+enum PolicyGroupSetting {
+    Derived,
+    Named(String),
+}
+
+/// Where a thing's shared policies come from when its template attaches them to a thing group:
+/// the thing joins `group`, which carries `policies` (AWS IoT policy inheritance).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyGroup {
+    pub group: String,
+    /// `(name, document to create it with if absent)`, as [`RenderedTemplate::policies`].
+    pub policies: Vec<(String, Option<String>)>,
+}
+
+/// The prefix of thing groups named after the policies they carry.
+pub const POLICY_GROUP_PREFIX: &str = "ggprov-policies-";
 
 #[derive(Debug, Clone, PartialEq)]
 struct ThingResource {
@@ -53,6 +73,9 @@ pub struct RenderedTemplate {
     /// `CDF.certInfo`: the subject, validity (`daysExpiry`) and key algorithm of certificates
     /// minted for the template's things, where the request's `certInfo` does not say.
     pub cert_info: Option<CertInfo>,
+    /// `CDF.attachPoliciesToThingGroup`: the shared policies live on a thing group the thing
+    /// joins, not on each certificate (then absent from `policies`/`additional_policies`).
+    pub policy_group: Option<PolicyGroup>,
 }
 
 /// Names of the templates ggprov ships.
@@ -98,6 +121,7 @@ impl ProvisioningTemplate {
             policies: Vec::new(),
             additional_policies: Vec::new(),
             cert_info: None,
+            policy_group: None,
         };
         if let Some(resources) = root.get("Resources") {
             let resources = resources.as_object().ok_or("Resources must be an object")?;
@@ -137,6 +161,21 @@ impl ProvisioningTemplate {
                             return Err(format!("CDF.certInfo.daysExpiry {days} must be between 1 and 36500"));
                         }
                         template.cert_info = Some(info);
+                    }
+                    "attachPoliciesToThingGroup" => {
+                        template.policy_group = match value {
+                            Value::Bool(false) => None,
+                            Value::Bool(true) => Some(PolicyGroupSetting::Derived),
+                            Value::String(group) => {
+                                check_policy_group_name(group)?;
+                                Some(PolicyGroupSetting::Named(group.clone()))
+                            }
+                            _ => {
+                                return Err(
+                                    "CDF.attachPoliciesToThingGroup must be true, false or a thing group name".into()
+                                );
+                            }
+                        };
                     }
                     other => return Err(format!("unsupported CDF setting '{other}'")),
                 }
@@ -261,6 +300,7 @@ impl ProvisioningTemplate {
             policies: Vec::new(),
             additional_policies: Vec::new(),
             cert_info: self.cert_info.clone(),
+            policy_group: None,
         };
         if let Some(thing) = &self.thing {
             rendered.thing_name = Some(eval(&thing.name)?);
@@ -272,18 +312,59 @@ impl ProvisioningTemplate {
                 rendered.thing_groups.push(eval(g)?);
             }
         }
+        // With a policy group, a policy whose name is fixed in the template is shared by every
+        // thing of the template and goes on the group; a name made from parameters, or an
+        // additional policy with a document (created per thing), stays on the certificate.
+        let mut shared = Vec::new();
         for p in &self.policies {
-            rendered
-                .policies
-                .push((eval(&p.name)?, p.document.as_ref().map(|d| policy_document(d, &values)).transpose()?));
+            let policy = (eval(&p.name)?, p.document.as_ref().map(|d| policy_document(d, &values)).transpose()?);
+            if self.policy_group.is_some() && p.name.is_string() {
+                shared.push(policy);
+            } else {
+                rendered.policies.push(policy);
+            }
         }
         for p in &self.additional_policies {
-            rendered
-                .additional_policies
-                .push((eval(&p.name)?, p.document.as_ref().map(|d| policy_document(d, &values)).transpose()?));
+            let policy = (eval(&p.name)?, p.document.as_ref().map(|d| policy_document(d, &values)).transpose()?);
+            if self.policy_group.is_some() && p.name.is_string() && p.document.is_none() {
+                shared.push(policy);
+            } else {
+                rendered.additional_policies.push(policy);
+            }
+        }
+        if let Some(setting) = &self.policy_group
+            && !shared.is_empty()
+        {
+            let group = match setting {
+                PolicyGroupSetting::Named(group) => group.clone(),
+                PolicyGroupSetting::Derived => {
+                    let mut names: Vec<&str> = shared.iter().map(|(n, _)| n.as_str()).collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    format!("{POLICY_GROUP_PREFIX}{:016x}", crate::hash::fnv1a(names.join("\n").as_bytes()))
+                }
+            };
+            rendered.policy_group = Some(PolicyGroup { group, policies: shared });
         }
         Ok(rendered)
     }
+}
+
+/// A thing group name IoT accepts, and not one of ggprov's deployment groups.
+fn check_policy_group_name(group: &str) -> Result<(), String> {
+    let valid = (1..=128).contains(&group.len())
+        && group.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'));
+    if !valid {
+        return Err(format!(
+            "CDF.attachPoliciesToThingGroup '{group}' is not a thing group name: 1-128 letters, digits, ':', '_' or '-'"
+        ));
+    }
+    if group.starts_with(crate::template::DEPLOYMENT_GROUP_PREFIX) {
+        return Err(format!(
+            "CDF.attachPoliciesToThingGroup '{group}' would be one of ggprov's deployment groups; choose another name"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that `value` is an expression `evaluate` can work with once the parameters are known:
@@ -455,6 +536,57 @@ mod tests {
                 Ok(t) => t.render(&BTreeMap::new()).unwrap_err(),
             };
             assert!(err.contains(named), "{err} should name {named}");
+        }
+    }
+
+    #[test]
+    fn fixed_policies_go_on_a_thing_group_and_per_thing_ones_stay_on_the_certificate() {
+        let document = |setting: Value| {
+            json!({
+                "Parameters": {"ThingName": {"Type": "String"}, "Site": {"Type": "String", "Default": "berlin"}},
+                "Resources": {
+                    "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}}},
+                    "shared": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "Core"}},
+                    "site": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": {"Fn::Sub": "site-${Site}"}}}
+                },
+                "CDF": {"attachPoliciesToThingGroup": setting, "attachAdditionalPolicies": [
+                    {"name": "Tes"}, {"name": "own", "document": {"Version": "2012-10-17", "Statement": []}}
+                ]}
+            })
+        };
+        let rendered = ProvisioningTemplate::parse(&document(json!(true)))
+            .unwrap()
+            .render(&params(&[("ThingName", "c1")]))
+            .unwrap();
+        let group = rendered.policy_group.clone().expect("a policy group");
+        assert!(group.group.starts_with(POLICY_GROUP_PREFIX), "{}", group.group);
+        assert_eq!(group.policies, vec![("Core".to_owned(), None), ("Tes".to_owned(), None)]);
+        assert_eq!(rendered.policies, vec![("site-berlin".to_owned(), None)]);
+        assert_eq!(rendered.additional_policies.len(), 1);
+        // The same policies give the same group, whatever the thing; others another one.
+        let again = ProvisioningTemplate::parse(&document(json!(true)))
+            .unwrap()
+            .render(&params(&[("ThingName", "c2"), ("Site", "paris")]))
+            .unwrap();
+        assert_eq!(again.policy_group.unwrap().group, group.group);
+        let named = ProvisioningTemplate::parse(&document(json!("fleet-policies")))
+            .unwrap()
+            .render(&params(&[("ThingName", "c1")]))
+            .unwrap();
+        assert_eq!(named.policy_group.unwrap().group, "fleet-policies");
+        // Off: every policy on the certificate, as in the original.
+        let off = ProvisioningTemplate::parse(&document(json!(false)))
+            .unwrap()
+            .render(&params(&[("ThingName", "c1")]))
+            .unwrap();
+        assert_eq!((off.policy_group, off.policies.len(), off.additional_policies.len()), (None, 2, 2));
+        for (bad, named) in [
+            (json!("has space"), "not a thing group name"),
+            (json!("cdf_ggv2_deploymentForTemplate_x"), "deployment groups"),
+            (json!(3), "true, false or a thing group name"),
+        ] {
+            let err = ProvisioningTemplate::parse(&document(bad)).unwrap_err();
+            assert!(err.contains(named), "{err}");
         }
     }
 

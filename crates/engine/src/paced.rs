@@ -19,7 +19,9 @@ use tokio::time::Instant;
 /// Paces calls per API, adapting to throttling (AIMD): each API starts at `share` of its quota
 /// (the account's, or AWS's default); a throttled call cuts its rate to [`Pacer::DECREASE`] of
 /// what it was (down to [`Pacer::FLOOR`] of the start), and every call that is not throttled
-/// adds [`Pacer::INCREASE`] of the start back, up to the start. An account whose real quota is
+/// adds [`Pacer::INCREASE`] of the start back, up to the start. One overload cuts once: a call
+/// sent before the last cut was paced at the old rate, so its throttling says nothing new (as
+/// TCP cuts once per round trip). An account whose real quota is
 /// lower than configured (or shared with other clients) settles just under it instead of being
 /// throttled on every other call; when the pressure goes, the rate recovers.
 pub struct Pacer {
@@ -38,13 +40,15 @@ struct ApiPace {
     rate: f64,
     /// When the next call may start.
     next_free: Instant,
+    /// When the rate was last cut for throttling.
+    cut_at: Option<Instant>,
 }
 
 impl Pacer {
     /// The factor a throttled call multiplies its API's rate by.
-    pub const DECREASE: f64 = 0.85;
+    pub const DECREASE: f64 = 0.9;
     /// The share of the configured rate that a call not throttled adds back.
-    pub const INCREASE: f64 = 0.01;
+    pub const INCREASE: f64 = 0.03;
     /// The lowest rate, as a share of the configured one.
     pub const FLOOR: f64 = 0.05;
 
@@ -61,12 +65,12 @@ impl Pacer {
         apis.entry(api).or_insert_with(|| {
             let quota = self.quotas.get(api).copied().unwrap_or_else(|| ggprov_domain::quotas::aws_default_rate(api));
             let ceiling = quota * self.share;
-            ApiPace { ceiling, rate: ceiling, next_free: Instant::now() }
+            ApiPace { ceiling, rate: ceiling, next_free: Instant::now(), cut_at: None }
         })
     }
 
-    /// Waits for this call's slot.
-    async fn slot(&self, api: &'static str) {
+    /// Waits for this call's slot; returns when the call is sent.
+    async fn slot(&self, api: &'static str) -> Instant {
         let at = {
             let mut apis = self.apis.lock().expect("pacer lock");
             let pace = self.pace(&mut apis, api);
@@ -76,17 +80,21 @@ impl Pacer {
             slot
         };
         tokio::time::sleep_until(at).await;
+        at
     }
 
-    /// Adapts the API's rate to how its call went.
-    fn observe(&self, api: &'static str, throttled: bool) {
+    /// Adapts the API's rate to how its call, sent at `sent`, went.
+    fn observe(&self, api: &'static str, throttled: bool, sent: Instant) {
         let mut apis = self.apis.lock().expect("pacer lock");
         let pace = self.pace(&mut apis, api);
-        pace.rate = if throttled {
-            (pace.rate * Self::DECREASE).max(pace.ceiling * Self::FLOOR)
+        if throttled {
+            if pace.cut_at.is_none_or(|cut| sent >= cut) {
+                pace.rate = (pace.rate * Self::DECREASE).max(pace.ceiling * Self::FLOOR);
+                pace.cut_at = Some(Instant::now());
+            }
         } else {
-            (pace.rate + pace.ceiling * Self::INCREASE).min(pace.ceiling)
-        };
+            pace.rate = (pace.rate + pace.ceiling * Self::INCREASE).min(pace.ceiling);
+        }
     }
 
     /// The API's rate now (calls per second), for tests and figures.
@@ -124,13 +132,14 @@ macro_rules! paced {
     ($self:ident, $api:literal, $call:expr) => {{
         let mut attempt = 1;
         loop {
-            if let Some(pacer) = &$self.pacer {
-                pacer.slot($api).await;
-            }
+            let sent = match &$self.pacer {
+                Some(pacer) => pacer.slot($api).await,
+                None => Instant::now(),
+            };
             let result = $call.await;
             $self.count($api, result.as_ref().map(|_| ()));
             if let Some(pacer) = &$self.pacer {
-                pacer.observe($api, matches!(result, Err(CloudError::Throttled { .. })));
+                pacer.observe($api, matches!(result, Err(CloudError::Throttled { .. })), sent);
             }
             match result {
                 Err(err) if err.is_transient() && attempt < $self.retry.attempts => {
@@ -196,6 +205,9 @@ impl IotRegistry for Paced {
     }
     async fn attach_policy(&self, name: &str, target: &str) -> Result<(), CloudError> {
         paced!(self, "AttachPolicy", self.iot.attach_policy(name, target))
+    }
+    async fn attach_policy_to_thing_group(&self, name: &str, group: &str) -> Result<(), CloudError> {
+        paced!(self, "AttachPolicy", self.iot.attach_policy_to_thing_group(name, group))
     }
     async fn detach_policy(&self, name: &str, target: &str) -> Result<(), CloudError> {
         paced!(self, "DetachPolicy", self.iot.detach_policy(name, target))
@@ -327,16 +339,20 @@ mod tests {
     fn throttling_cuts_the_rate_and_calls_that_pass_bring_it_back_to_the_configured_one() {
         let pacer = Pacer::new(1.0);
         assert_eq!(pacer.rate("RegisterCertificate"), 10.0);
-        pacer.observe("RegisterCertificate", true);
-        assert!((pacer.rate("RegisterCertificate") - 8.5).abs() < 1e-9, "multiplicative decrease");
+        let before = Instant::now();
+        pacer.observe("RegisterCertificate", true, Instant::now());
+        assert!((pacer.rate("RegisterCertificate") - 9.0).abs() < 1e-9, "multiplicative decrease");
+        // Calls sent before the cut went out at the old rate: their throttling cuts no further.
+        pacer.observe("RegisterCertificate", true, before);
+        assert!((pacer.rate("RegisterCertificate") - 9.0).abs() < 1e-9, "one cut per overload");
         for _ in 0..1_000 {
-            pacer.observe("RegisterCertificate", true);
+            pacer.observe("RegisterCertificate", true, Instant::now());
         }
         assert!((pacer.rate("RegisterCertificate") - 0.5).abs() < 1e-9, "never below the floor");
-        pacer.observe("RegisterCertificate", false);
-        assert!((pacer.rate("RegisterCertificate") - 0.6).abs() < 1e-9, "additive increase");
+        pacer.observe("RegisterCertificate", false, Instant::now());
+        assert!((pacer.rate("RegisterCertificate") - 0.8).abs() < 1e-9, "additive increase");
         for _ in 0..1_000 {
-            pacer.observe("RegisterCertificate", false);
+            pacer.observe("RegisterCertificate", false, Instant::now());
         }
         assert_eq!(pacer.rate("RegisterCertificate"), 10.0, "never above the configured rate");
         assert_eq!(pacer.rate("CreateThing"), 100.0, "APIs adapt independently");
@@ -345,8 +361,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_throttled_api_is_paced_at_its_reduced_rate() {
         let pacer = Pacer::with_quotas(1.0, BTreeMap::from([("RegisterCertificate".to_owned(), 4.0)]));
-        pacer.observe("RegisterCertificate", true);
-        pacer.observe("RegisterCertificate", true);
+        pacer.observe("RegisterCertificate", true, Instant::now());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        pacer.observe("RegisterCertificate", true, Instant::now());
         let rate = pacer.rate("RegisterCertificate");
         let start = Instant::now();
         for _ in 0..3 {

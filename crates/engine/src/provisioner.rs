@@ -80,6 +80,9 @@ pub struct CoreProvisioner {
     endpoints: tokio::sync::OnceCell<(String, String)>,
     /// The cores' rotation component.
     rotation: Arc<dyn RotationChannel>,
+    /// Policy groups this process has seen carry their policies (group and policy names):
+    /// each is set up once per process, not once per thing.
+    policy_groups: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
@@ -121,6 +124,7 @@ impl CoreProvisioner {
             rotation: Arc::new(ggprov_domain::backend::NoRotationChannel(
                 "no certificate-rotation channel is configured",
             )),
+            policy_groups: std::sync::Mutex::default(),
         }
     }
 

@@ -61,7 +61,7 @@ impl LocalCloud {
         sqlx::query("INSERT INTO deployments (id, name, target_arn, group_name, components, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(&id)
             .bind(name)
-            .bind(format!("arn:aws:iot:{}:{}:thinggroup/{group}", self.region(), crate::ACCOUNT_ID))
+            .bind(crate::thing_group_arn(self.region(), group))
             .bind(group)
             .bind(serde_json::to_string(components).expect("components serialise"))
             .bind(uuid::Uuid::new_v4().simple().to_string())

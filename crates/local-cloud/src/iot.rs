@@ -372,6 +372,18 @@ impl IotRegistry for LocalCloud {
         Ok(())
     }
 
+    async fn attach_policy_to_thing_group(&self, name: &str, group: &str) -> Result<(), CloudError> {
+        let exists = sqlx::query("SELECT 1 FROM thing_groups WHERE name = ?")
+            .bind(group)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db("AttachPolicy"))?;
+        if exists.is_none() {
+            return Err(not_found("AttachPolicy", format!("thing group {group} does not exist")));
+        }
+        self.attach_policy(name, &crate::thing_group_arn(self.region(), group)).await
+    }
+
     async fn detach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError> {
         const API: &str = "DetachPolicy";
         self.admit(API)?;

@@ -29,6 +29,11 @@ pub use simulation::{CoreBehavior, DeploymentOutcome, Inventory, PrincipalView, 
 /// The account id the local cloud's ARNs carry (moto's default, too).
 pub const ACCOUNT_ID: &str = "123456789012";
 
+/// The ARN of a thing group (`AttachPolicy` and deployments target it).
+pub(crate) fn thing_group_arn(region: &str, group: &str) -> String {
+    format!("arn:aws:iot:{region}:{ACCOUNT_ID}:thinggroup/{group}")
+}
+
 /// Settings of the local cloud.
 #[derive(Debug, Clone)]
 pub struct LocalCloudSettings {

@@ -71,6 +71,10 @@ pub struct ThingView {
     pub thing_type: Option<String>,
     pub attributes: serde_json::Value,
     pub groups: Vec<String>,
+    /// Policies attached to its thing groups: every certificate of the thing has them too
+    /// (policy inheritance, for a device whose client id is the thing name).
+    #[serde(default)]
+    pub inherited_policies: Vec<String>,
     pub principals: Vec<PrincipalView>,
 }
 
@@ -158,17 +162,22 @@ impl LocalCloud {
     }
 
     /// Simulated devices boot on their own, whatever happens to ggprov: every thing provisioned
-    /// as a core (the core policy on an ACTIVE certificate attached to it) that has not
+    /// as a core (the core policy on an ACTIVE certificate attached to it, or on one of its
+    /// thing groups) that has not
     /// registered with Greengrass yet connects now. Called when the local cloud opens, so a
     /// ggprov that died between recording a core and "powering it on" loses nothing.
     pub(crate) async fn power_on_provisioned_cores(&self) -> Result<(), CloudError> {
         let rows = sqlx::query(
             "SELECT DISTINCT p.thing_name FROM thing_principals p \
              JOIN certificates c ON p.principal = ? || c.id AND c.status = 'ACTIVE' \
-             JOIN policy_targets t ON t.target = p.principal AND t.policy_name = ? \
-             WHERE p.thing_name NOT IN (SELECT name FROM core_devices)",
+             WHERE p.thing_name NOT IN (SELECT name FROM core_devices) AND ( \
+               EXISTS (SELECT 1 FROM policy_targets t WHERE t.target = p.principal AND t.policy_name = ?) \
+               OR EXISTS (SELECT 1 FROM thing_group_members m JOIN policy_targets t ON t.target = ? || m.group_name \
+                          WHERE m.thing_name = p.thing_name AND t.policy_name = ?))",
         )
         .bind(format!("arn:aws:iot:{}:{}:cert/", self.region(), crate::ACCOUNT_ID))
+        .bind(crate::CORE_POLICY)
+        .bind(crate::thing_group_arn(self.region(), ""))
         .bind(crate::CORE_POLICY)
         .fetch_all(self.pool())
         .await
@@ -288,6 +297,19 @@ impl LocalCloud {
             .iter()
             .map(|r| r.get("group_name"))
             .collect();
+        let inherited_policies = sqlx::query(
+            "SELECT DISTINCT t.policy_name FROM thing_group_members m \
+             JOIN policy_targets t ON t.target = ? || m.group_name \
+             WHERE m.thing_name = ? ORDER BY t.policy_name",
+        )
+        .bind(crate::thing_group_arn(self.region(), ""))
+        .bind(name.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(db(API))?
+        .iter()
+        .map(|r| r.get("policy_name"))
+        .collect();
         let mut principals = Vec::new();
         let rows = sqlx::query("SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal")
             .bind(name.as_str())
@@ -321,6 +343,7 @@ impl LocalCloud {
             thing_type: thing.get("thing_type"),
             attributes: serde_json::from_str(thing.get::<&str, _>("attributes")).unwrap_or_default(),
             groups,
+            inherited_policies,
             principals,
         }))
     }

@@ -267,6 +267,9 @@ pub trait IotRegistry: Send + Sync {
     async fn delete_policy(&self, name: &str) -> Result<(), CloudError>;
     async fn attach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError>;
     async fn detach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError>;
+    /// Attaches a policy to a thing group (`AttachPolicy` with the group's ARN): every thing in
+    /// the group inherits it. Idempotent; `NotFound` when the group or policy is absent.
+    async fn attach_policy_to_thing_group(&self, name: &str, group: &str) -> Result<(), CloudError>;
 
     async fn list_thing_groups_for_thing(&self, name: &ThingName) -> Result<Vec<String>, CloudError>;
     /// Creates a thing group if it does not exist.

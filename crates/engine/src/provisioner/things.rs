@@ -7,6 +7,7 @@ use ggprov_domain::certificates::{CertificateInfo, CertificateState};
 use ggprov_domain::cores::{Artifact, Device, NewCore, TaskItem};
 use ggprov_domain::ports::{CloudError, StoreError};
 use ggprov_domain::provisioning::{CertificateStatus, ProvisioningJournal};
+use ggprov_domain::provisioning_template::PolicyGroup;
 use ggprov_domain::{ThingName, Timestamp, thing_lifecycle};
 
 use super::{CoreProvisioner, permanent};
@@ -160,9 +161,16 @@ impl CoreProvisioner {
         }
         let arn = journal.certificate_arn.clone().expect("set above");
 
-        // 4. Policies on the certificate.
+        // 4. Policies on the certificate, and the shared ones through the template's policy
+        //    group (set up once per process; the thing joins it: one call per thing).
         self.attach_policies(name, &arn, &rendered.policies, false, &mut journal).await?;
         self.attach_policies(name, &arn, &rendered.additional_policies, true, &mut journal).await?;
+        if let Some(policy_group) = &rendered.policy_group
+            && journal.policy_group.as_deref() != Some(policy_group.group.as_str())
+        {
+            self.join_policy_group(name, policy_group).await?;
+            journal.policy_group = Some(policy_group.group.clone());
+        }
         self.store.save_journal(name, &mut journal).await?;
         self.failpoints.check("create.after_policies")?;
 
@@ -212,6 +220,51 @@ impl CoreProvisioner {
         Ok(())
     }
 
+    /// Puts the thing into the group that carries its template's shared policies, after making
+    /// sure (once per process) that the group exists and carries them. Idempotent.
+    async fn join_policy_group(&self, name: &ThingName, policy_group: &PolicyGroup) -> Result<(), StepError> {
+        let mut key = policy_group.group.clone();
+        for (policy, _) in &policy_group.policies {
+            key.push('\n');
+            key.push_str(policy);
+        }
+        let ready = self.policy_groups.lock().expect("not poisoned").contains(&key);
+        if !ready {
+            self.iot.ensure_thing_group(&policy_group.group).await?;
+            for (policy, document) in &policy_group.policies {
+                self.ensure_shared_policy(policy, document.as_deref()).await?;
+                self.iot.attach_policy_to_thing_group(policy, &policy_group.group).await?;
+            }
+            self.policy_groups.lock().expect("not poisoned").insert(key.clone());
+        }
+        match self.iot.add_thing_to_thing_group(&policy_group.group, name).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                // The group may have been deleted behind ggprov's back: set it up again next time.
+                if err.is_not_found() {
+                    self.policy_groups.lock().expect("not poisoned").remove(&key);
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Makes sure a shared policy exists, creating it from its document when it does not.
+    async fn ensure_shared_policy(&self, policy: &str, document: Option<&str>) -> Result<(), StepError> {
+        if self.iot.policy_exists(policy).await? {
+            return Ok(());
+        }
+        let Some(document) = document else {
+            return Err(permanent(format!(
+                "IoT policy '{policy}' does not exist; create it, or give the provisioning template a policy document"
+            )));
+        };
+        match self.iot.create_policy(policy, document).await {
+            Ok(()) | Err(CloudError::AlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     pub(super) async fn attach_policies(
         &self,
         name: &ThingName,
@@ -224,24 +277,14 @@ impl CoreProvisioner {
             // A policy with a document in `attachAdditionalPolicies` is created for this thing
             // and deleted with it; other policies are shared and must exist or be creatable.
             let policy_name = if per_thing && document.is_some() { format!("{policy}_{name}") } else { policy.clone() };
-            if !self.iot.policy_exists(&policy_name).await? {
-                let Some(document) = document else {
-                    return Err(permanent(format!(
-                        "IoT policy '{policy_name}' does not exist; create it, or give the provisioning template a policy document"
-                    )));
-                };
-                // A per-thing policy is journaled before it is created, so that a crash right
-                // after creating it cannot leak it: deleting the thing deletes every journaled
-                // policy (absent ones are fine).
-                if per_thing && !journal.created_policies.contains(&policy_name) {
-                    journal.created_policies.push(policy_name.clone());
-                    self.store.save_journal(name, journal).await?;
-                }
-                match self.iot.create_policy(&policy_name, document).await {
-                    Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
-                    Err(err) => return Err(err.into()),
-                }
+            // A per-thing policy is journaled before it is created, so that a crash right after
+            // creating it cannot leak it: deleting the thing deletes every journaled policy
+            // (absent ones are fine).
+            if per_thing && document.is_some() && !journal.created_policies.contains(&policy_name) {
+                journal.created_policies.push(policy_name.clone());
+                self.store.save_journal(name, journal).await?;
             }
+            self.ensure_shared_policy(&policy_name, document.as_deref()).await?;
             self.iot.attach_policy(&policy_name, certificate_arn).await?;
             if !journal.attached_policies.contains(&policy_name) {
                 journal.attached_policies.push(policy_name);
