@@ -409,3 +409,195 @@ async fn a_sigkill_in_the_middle_of_rotating_200_cores_loses_nothing_and_makes_n
     let summary = json_of(cdf(client.get(format!("{}/fleet/certificates", server.base))).send().await.unwrap()).await;
     assert_eq!(summary["active"], 200, "{summary}");
 }
+
+/// Runs the worker's loop by hand (jobs, rollout steps) until `done` holds for the rotation.
+async fn rotate_until(app: &TestApp, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        app.drain().await;
+        app.worker.advance_rollouts().await.unwrap();
+        app.drain().await;
+        let task = cdf_json(app.get(&format!("/certificateRotationTasks/{id}")).await).await;
+        if done(&task) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {task}");
+    }
+}
+
+async fn event_types(app: &TestApp) -> Vec<String> {
+    let events = cdf_json(app.get("/events?count=1000").await).await;
+    events["events"].as_array().unwrap().iter().map(|e| e["detailType"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_rotation_in_waves_rotates_one_wave_at_a_time_and_waits_for_approval() {
+    let app = spawn_app().await;
+    let cores = names("wave", 6);
+    app.provision(&cores).await;
+    let before: Vec<String> = futures::future::join_all(cores.iter().map(|c| certificate_id(&app, c))).await;
+    // Submitted in reverse: waves follow the names.
+    let reversed: Vec<&String> = cores.iter().rev().collect();
+    let body = json!({"targets": {"thingNames": reversed},
+        "rollout": {"waves": [{"count": 2}, {"percent": 100}], "approval": "manual"}});
+    let id = submit_rotation(&app, &body).await;
+
+    // Wave 1 only: the first two cores by name rotate, the others wait.
+    app.drain().await;
+    let rotated = |task: &Value| -> Vec<String> {
+        task["cores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["taskStatus"] == "Success")
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let task = cdf_json(app.get(&format!("/certificateRotationTasks/{id}")).await).await;
+    assert_eq!(rotated(&task), cores[..2].to_vec(), "{task}");
+    assert_eq!(task["counts"]["waiting"], 4);
+    assert_eq!(task["taskStatus"], "InProgress");
+    assert_eq!(
+        (task["rollout"]["state"].as_str(), task["rollout"]["currentWave"].as_u64()),
+        (Some("Running"), Some(1))
+    );
+    for (core, old) in cores.iter().zip(&before).skip(2) {
+        assert_eq!(&certificate_id(&app, core).await, old, "{core} waits for its wave");
+    }
+
+    // The wave met its threshold: manual approval pauses before wave 2.
+    let task = rotate_until(&app, &id, "approval", |t| t["rollout"]["awaitingApproval"] == true).await;
+    assert_eq!(task["rollout"]["state"], "Paused");
+    assert_eq!(task["rollout"]["waves"][0]["succeeded"], 2, "{task}");
+    assert_eq!(task["rollout"]["waves"][1]["planned"], 4);
+    app.drain().await;
+    assert_eq!(rotated(&cdf_json(app.get(&format!("/certificateRotationTasks/{id}")).await).await).len(), 2);
+
+    let response = app.post_json(&format!("/certificateRotationTasks/{id}/resume"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    let task = rotate_until(&app, &id, "the end", |t| t["taskStatus"] != "InProgress").await;
+    assert_eq!(task["taskStatus"], "Success", "{task}");
+    assert_eq!((task["rollout"]["state"].as_str(), task["counts"]["success"].as_u64()), (Some("Completed"), Some(6)));
+    for (core, old) in cores.iter().zip(&before) {
+        let held = principals(&app, core).await;
+        assert_eq!(held.len(), 1, "{core}: {held:?}");
+        assert_ne!(&held[0].0, old, "{core} rotated");
+    }
+    let kinds = event_types(&app).await;
+    for kind in [
+        "CertificateRotationTask Paused Event",
+        "CertificateRotationTask Wave Started Event",
+        "CertificateRotationTask Completed Event",
+    ] {
+        assert_eq!(kinds.iter().filter(|k| *k == kind).count(), 1, "one {kind}: {kinds:?}");
+    }
+    assert!(!kinds.iter().any(|k| k.starts_with("DeploymentTask")), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn a_failing_first_wave_aborts_the_rotation_and_the_rest_keep_their_certificates() {
+    let app = spawn_app().await;
+    let cores = names("brake", 5);
+    app.provision(&cores).await;
+    let before: Vec<String> = futures::future::join_all(cores.iter().map(|c| certificate_id(&app, c))).await;
+    let response = app
+        .client
+        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[0])))
+        .json(&json!({"rotationFails": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let body = json!({"targets": {"thingNames": cores},
+        "rollout": {"waves": [{"count": 2}, {"percent": 100}], "failureThreshold": {"count": 0}}});
+    let id = submit_rotation(&app, &body).await;
+    let task = rotate_until(&app, &id, "the abort", |t| t["taskStatus"] != "InProgress").await;
+    assert_eq!((task["taskStatus"].as_str(), task["rollout"]["state"].as_str()), (Some("Failure"), Some("Aborted")));
+    assert!(task["statusMessage"].as_str().unwrap_or_default().contains("failure threshold"), "{task}");
+    let by_name = |name: &str| task["cores"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    assert_eq!(by_name(&cores[0])["taskStatus"], "Failure");
+    assert_eq!(by_name(&cores[1])["taskStatus"], "Success", "wave 1's other core rotated");
+    for (core, old) in cores.iter().zip(&before).skip(2) {
+        let item = by_name(core);
+        assert_eq!(item["taskStatus"], "Failure");
+        assert_eq!(item["statusMessage"], "Not rotated: the rollout was aborted");
+        assert_eq!(principals(&app, core).await.len(), 1);
+        assert_eq!(&certificate_id(&app, core).await, old, "{core} keeps its certificate");
+    }
+    assert!(event_types(&app).await.iter().any(|k| k == "CertificateRotationTask Aborted Event"));
+
+    // Fixed, a retry rolls out again over what did not rotate: the failed core and the skipped.
+    app.client
+        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[0])))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let response = app.post_json(&format!("/certificateRotationTasks/{id}/retry"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    let retry = header(&response, "x-taskid").unwrap().to_owned();
+    let task = rotate_until(&app, &retry, "the retry", |t| t["taskStatus"] != "InProgress").await;
+    assert_eq!(task["taskStatus"], "Success", "{task}");
+    assert_eq!(task["counts"]["total"], 4);
+    assert_eq!(task["rollout"]["waves"][0]["planned"], 2, "the same waves over the retried cores");
+    for (core, old) in cores.iter().zip(&before) {
+        assert_ne!(&certificate_id(&app, core).await, old, "{core} rotated in the end");
+    }
+}
+
+#[tokio::test]
+async fn rotation_waves_are_validated_and_actions_follow_the_state() {
+    let app = spawn_app().await;
+    let cores = names("gate", 3);
+    app.provision(&cores).await;
+    for (rollout, field) in [
+        (json!({"waves": [{"count": 1}, {"count": 2}]}), "rollout.waves[1]"),
+        (json!({"waves": [{"percent": 100}], "onAbort": "rollback"}), "rollout.onAbort"),
+        (json!({"waves": [{"percent": 50}, {"percent": 40}, {"percent": 100}]}), "rollout.waves[1]"),
+    ] {
+        let (status, code, body) = error_of(
+            app.post_json("/certificateRotationTasks", &json!({"targets": {"thingNames": cores}, "rollout": rollout}))
+                .await,
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (422, "VALIDATION_FAILED"), "{body}");
+        assert!(body["details"].as_array().unwrap().iter().any(|d| d["field"] == field), "{field}: {body}");
+    }
+    let listed = cdf_json(app.get("/certificateRotationTasks").await).await;
+    assert_eq!(listed["tasks"], json!([]), "nothing stored");
+
+    // Actions on a task without waves, on no task, and on a cancelled rollout.
+    let plain = submit_rotation(&app, &json!({"targets": {"thingNames": [&cores[0]]}})).await;
+    let (status, code, _) =
+        error_of(app.post_json(&format!("/certificateRotationTasks/{plain}/pause"), &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "NO_ROLLOUT"));
+    let (status, code, _) = error_of(app.post_json("/certificateRotationTasks/nope/pause", &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (404, "ROTATION_TASK_NOT_FOUND"));
+    app.drain().await;
+    let body = json!({"targets": {"thingNames": &cores[1..]}, "rollout": {"waves": [{"count": 1}, {"percent": 100}], "approval": "manual"}});
+    let id = submit_rotation(&app, &body).await;
+    let paused = app.post_json(&format!("/certificateRotationTasks/{id}/pause"), &json!({})).await;
+    assert_eq!(paused.status(), 202);
+    let paused = cdf_json(paused).await;
+    assert_eq!(paused["rollout"]["state"], "Paused");
+    // Paused before its first core ran: nothing rotates.
+    app.drain().await;
+    let task = cdf_json(app.get(&format!("/certificateRotationTasks/{id}")).await).await;
+    assert_eq!(task["counts"]["waiting"], 2, "{task}");
+    let cancelled = app.post_json(&format!("/certificateRotationTasks/{id}/cancel"), &json!({})).await;
+    assert_eq!(cancelled.status(), 202);
+    let task = cdf_json(app.get(&format!("/certificateRotationTasks/{id}")).await).await;
+    assert_eq!((task["taskStatus"].as_str(), task["rollout"]["state"].as_str()), (Some("Failure"), Some("Cancelled")));
+    assert!(
+        task["cores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["statusMessage"] == "Not rotated: the rollout was cancelled")
+    );
+    let (status, code, _) =
+        error_of(app.post_json(&format!("/certificateRotationTasks/{id}/resume"), &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "ROLLOUT_STATE"));
+    // Cancelling again is idempotent.
+    assert_eq!(app.post_json(&format!("/certificateRotationTasks/{id}/cancel"), &json!({})).await.status(), 202);
+}

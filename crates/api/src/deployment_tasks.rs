@@ -204,7 +204,7 @@ pub(crate) struct RollbackView {
 }
 
 impl RolloutView {
-    fn of(state: &RolloutState, tallies: Option<Vec<WaveTally>>, expanded: bool) -> Self {
+    pub(crate) fn of(state: &RolloutState, tallies: Option<Vec<WaveTally>>, expanded: bool) -> Self {
         let waves = tallies
             .map(|tallies| {
                 tallies
@@ -371,7 +371,7 @@ impl From<RolloutError> for ApiError {
 }
 
 async fn act(state: &AppState, id: &str, action: RolloutAction) -> Result<Response, ApiError> {
-    let task = state.rollouts.act(&TaskId::from_text(id), action).await?;
+    let task = state.rollouts.act(&TaskId::from_text(id), TaskFamily::Deployment, action).await?;
     let tallies = state.rollouts.waves(&task).await?;
     let resource = DeploymentTaskResource::from_task(task, false, tallies);
     Ok((StatusCode::ACCEPTED, Cdf(resource)).into_response())

@@ -1,6 +1,7 @@
 //! Certificate rotation tasks (ggprov extension): `POST /certificateRotationTasks`,
 //! `GET /certificateRotationTasks`, `GET /certificateRotationTasks/{taskId}`,
-//! `POST /certificateRotationTasks/{taskId}/retry`.
+//! `POST /certificateRotationTasks/{taskId}/retry`, and for one with waves
+//! `POST /certificateRotationTasks/{taskId}/pause|resume|cancel`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +10,8 @@ use ggprov_domain::certificate_service::{NewRotation, RotationTargets};
 use ggprov_domain::core_task_service::CoreTaskError;
 use ggprov_domain::cores::{Task, TaskFamily, TaskKind};
 use ggprov_domain::provisioning::KeyAlgorithm;
+use ggprov_domain::rollout::{RolloutAction, RolloutSpec, RolloutState, WaveTally};
+use ggprov_domain::rollout_service::RolloutError;
 use ggprov_domain::rotation::RevokeOld;
 use ggprov_domain::{TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::core_tasks::ListTasksQuery;
+use crate::deployment_tasks::RolloutView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::media::{Cdf, CdfJson};
@@ -32,6 +36,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_rotation_task, list_rotation_tasks))
         .routes(routes!(get_rotation_task))
         .routes(routes!(retry_rotation_task))
+        .routes(routes!(pause_rotation_task))
+        .routes(routes!(resume_rotation_task))
+        .routes(routes!(cancel_rotation_task))
+}
+
+fn rollout_error(err: RolloutError) -> ApiError {
+    match err {
+        RolloutError::NotFound(id) => rotation_error(CoreTaskError::NotFound(id)),
+        other => other.into(),
+    }
 }
 
 fn rotation_error(err: CoreTaskError) -> ApiError {
@@ -64,6 +78,11 @@ pub(crate) struct NewRotationBody {
     /// When the old certificate goes: `afterConfirm` (default), `immediately`, `never`.
     #[schema(nullable = false)]
     revoke_old: Option<RevokeOld>,
+    /// Waves, as for deployment tasks: the cores (in name order) rotate wave by wave, each wave
+    /// when the previous one met `successThreshold`; `failureThreshold` aborts the rest; with
+    /// `approval: manual` each wave waits for `POST .../resume`. `onAbort` must be `stop`.
+    #[schema(nullable = false)]
+    rollout: Option<RolloutSpec>,
 }
 
 impl crate::body_schema::BodySchema for NewRotationBody {
@@ -98,6 +117,9 @@ pub(crate) struct RotationTaskResource {
     #[serde(skip_serializing_if = "Option::is_none")]
     days_expiry: Option<u32>,
     counts: RotationCounts,
+    /// The waves, when the task has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutView>,
     /// Each core's outcome (`GET /certificateRotationTasks/{taskId}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     cores: Option<Vec<TaskCoreResource>>,
@@ -108,8 +130,11 @@ pub(crate) struct RotationTaskResource {
 }
 
 impl RotationTaskResource {
-    fn from_task(task: Task, with_cores: bool) -> Option<Self> {
+    fn from_task(task: Task, with_cores: bool, tallies: Option<Vec<WaveTally>>) -> Option<Self> {
         let TaskKind::Rotation(spec) = task.kind else { return None };
+        let rollout = spec.rollout.as_deref().map(|state| RolloutView::of(state, tallies, true));
+        let status_message =
+            task.status_message.or_else(|| spec.rollout.as_deref().and_then(RolloutState::status_message));
         let count = |s: ggprov_domain::TaskStatus| task.items.iter().filter(|i| i.status == s).count();
         let counts = RotationCounts {
             total: task.items.len(),
@@ -121,13 +146,14 @@ impl RotationTaskResource {
         Some(Self {
             task_id: task.id.as_str().to_owned(),
             task_status: task.status.as_str().to_owned(),
-            status_message: task.status_message,
+            status_message,
             targets: spec.targets,
             ca_id: spec.ca_id,
             key_algorithm: spec.key_algorithm,
             revoke_old: spec.revoke_old,
             days_expiry: spec.days_expiry,
             counts,
+            rollout,
             cores: with_cores.then(|| task.items.into_iter().map(TaskCoreResource::from_item).collect()),
             created_at: task.created_at,
             updated_at: task.updated_at,
@@ -164,6 +190,7 @@ pub(crate) async fn create_rotation_task(
         key_algorithm: body.key_algorithm,
         days_expiry: body.days_expiry,
         revoke_old: body.revoke_old,
+        rollout: body.rollout,
     };
     let task = state.certificates.submit_rotation(request).await.map_err(rotation_error)?;
     Ok((StatusCode::ACCEPTED, task_headers(PATH, &task.id)).into_response())
@@ -197,7 +224,7 @@ pub(crate) async fn list_rotation_tasks(
         .await
         .map_err(rotation_error)?;
     Ok(Cdf(RotationTaskList {
-        tasks: page.items.into_iter().filter_map(|t| RotationTaskResource::from_task(t, false)).collect(),
+        tasks: page.items.into_iter().filter_map(|t| RotationTaskResource::from_task(t, false, None)).collect(),
         pagination: Pagination::form_a(&count, page.last_evaluated.map(|id| LastEvaluatedTaskId::new(id.as_str()))),
     }))
 }
@@ -217,7 +244,73 @@ pub(crate) async fn get_rotation_task(
 ) -> Result<Cdf<RotationTaskResource>, ApiError> {
     let id = TaskId::from_text(&id);
     let task = state.core_tasks.get(&id, TaskFamily::Rotation).await.map_err(rotation_error)?;
-    RotationTaskResource::from_task(task, true).map(Cdf).ok_or_else(|| rotation_error(CoreTaskError::NotFound(id)))
+    let tallies = state.rollouts.waves(&task).await?;
+    RotationTaskResource::from_task(task, true, tallies)
+        .map(Cdf)
+        .ok_or_else(|| rotation_error(CoreTaskError::NotFound(id)))
+}
+
+async fn act(state: &AppState, id: &str, action: RolloutAction) -> Result<Response, ApiError> {
+    let task = state.rollouts.act(&TaskId::from_text(id), TaskFamily::Rotation, action).await.map_err(rollout_error)?;
+    let tallies = state.rollouts.waves(&task).await?;
+    let resource = RotationTaskResource::from_task(task, false, tallies)
+        .ok_or_else(|| rotation_error(CoreTaskError::NotFound(TaskId::from_text(id))))?;
+    Ok((StatusCode::ACCEPTED, Cdf(resource)).into_response())
+}
+
+/// Pause a rotation's waves: no further core starts rotating until it is resumed (cores
+/// already rotating finish). Idempotent.
+#[utoipa::path(
+    post, path = "/certificateRotationTasks/{taskId}/pause", tag = TAG, operation_id = "pauseCertificateRotationTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollout is paused; the task with its rollout", body = RotationTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: the rollout's state does not allow it (the message names it)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn pause_rotation_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Pause).await
+}
+
+/// Resume a paused rotation; after a wave that waits for manual approval, the next wave
+/// starts. Idempotent.
+#[utoipa::path(
+    post, path = "/certificateRotationTasks/{taskId}/resume", tag = TAG, operation_id = "resumeCertificateRotationTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollout runs; the task with its rollout", body = RotationTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: the rollout's state does not allow it (the message names it)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume_rotation_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Resume).await
+}
+
+/// Cancel a rotation's waves: cores not started keep their certificates (items `Failure`,
+/// "Not rotated"); cores already rotated keep their new ones. The task ends `Failure`.
+/// Idempotent.
+#[utoipa::path(
+    post, path = "/certificateRotationTasks/{taskId}/cancel", tag = TAG, operation_id = "cancelCertificateRotationTask",
+    params(("taskId" = String, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "The rollout is cancelled; the task with its rollout", body = RotationTaskResource, content_type = "application/vnd.aws-cdf-v1.0+json"),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "NO_ROLLOUT, or ROLLOUT_STATE: the rollout's state does not allow it (the message names it)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel_rotation_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&state, &id, RolloutAction::Cancel).await
 }
 
 /// Retry only what failed: a new rotation task (same CA, key, validity and `revokeOld`) of the

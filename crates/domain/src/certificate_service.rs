@@ -166,6 +166,9 @@ pub struct NewRotation {
     pub key_algorithm: Option<KeyAlgorithm>,
     pub days_expiry: Option<u32>,
     pub revoke_old: Option<RevokeOld>,
+    /// Waves, as a deployment task's `rollout` (a rollback is not offered: a rotated core
+    /// keeps working with its new certificate).
+    pub rollout: Option<crate::rollout::RolloutSpec>,
 }
 
 impl CertificateService {
@@ -331,6 +334,19 @@ impl CertificateService {
         if problems.is_empty() && chosen.is_empty() {
             problems.add("targets", "the targets select no core ggprov provisioned");
         }
+        if let Some(rollout) = &request.rollout {
+            if let Err(found) = rollout.check(Some(chosen.len())) {
+                for p in found.into_vec() {
+                    problems.add(p.field, p.problem);
+                }
+            }
+            if rollout.on_abort == crate::rollout::OnAbort::Rollback {
+                problems.add(
+                    "rollout.onAbort",
+                    "a rotation cannot be rolled back (a rotated core runs with its new certificate); use \"stop\"",
+                );
+            }
+        }
         if chosen.len() > MAX_ROTATION_CORES {
             problems.add(
                 "targets",
@@ -341,6 +357,7 @@ impl CertificateService {
             return Err(CoreTaskError::Invalid(problems.into_vec()));
         }
         // A rotation item needs only its core's name: the journal and record say the rest.
+        let chosen_count = chosen.len();
         let items = chosen.into_iter().map(|name| crate::cores::NewCore::for_thing(name, String::new())).collect();
         let spec = RotationSpec {
             targets: serde_json::to_value(&request.targets).expect("targets serialise"),
@@ -348,6 +365,10 @@ impl CertificateService {
             key_algorithm: request.key_algorithm.unwrap_or_default(),
             revoke_old: request.revoke_old.unwrap_or_default(),
             days_expiry: request.days_expiry,
+            rollout: request.rollout.map(|rollout| {
+                let planned = rollout.plan(chosen_count);
+                Box::new(crate::rollout::RolloutState::start(rollout, &planned, Timestamp::now()))
+            }),
         };
         self.tasks.submit_rotation(spec, items).await
     }

@@ -215,12 +215,20 @@ impl CoreTaskService {
             }
             Err(other) => return Err(other.into()),
         }
-        let jobs: Vec<_> = task
+        // A rollout's later waves wait: the rollout controller queues each when it starts.
+        let waves = task.item_waves();
+        let ready: Vec<ThingName> = task
             .items
-            .chunks(self.batch_size)
-            .map(|chunk| {
-                TaskBatch { task_id: task.id.clone(), items: chunk.iter().map(|i| i.name.clone()).collect() }.job()
+            .iter()
+            .filter(|i| match (&waves, task.rollout()) {
+                (Some(waves), Some(state)) => state.may_move(waves.get(&i.name).copied().unwrap_or(0)),
+                _ => true,
             })
+            .map(|i| i.name.clone())
+            .collect();
+        let jobs: Vec<_> = ready
+            .chunks(self.batch_size)
+            .map(|chunk| TaskBatch { task_id: task.id.clone(), items: chunk.to_vec() }.job())
             .collect();
         // If this fails the task is stored but not queued: the sweeper enqueues it later.
         if let Err(err) = self.queue.enqueue(&jobs).await {
@@ -304,13 +312,21 @@ impl CoreTaskService {
         }
         let failed: Vec<NewCore> =
             task.items.into_iter().filter(|i| i.status == TaskStatus::Failure).map(|i| i.request).collect();
+        // A retried rotation with waves rolls out again over the failed cores, from its first wave.
+        let mut kind = task.kind;
+        if let TaskKind::Rotation(spec) = &mut kind
+            && let Some(state) = spec.rollout.take()
+        {
+            let planned = state.spec.plan(failed.len());
+            spec.rollout = Some(Box::new(crate::rollout::RolloutState::start(state.spec, &planned, Timestamp::now())));
+        }
         if failed.is_empty() {
             return Err(CoreTaskError::Conflict {
                 code: "NOTHING_TO_RETRY",
                 message: format!("no item of task {id} failed; there is nothing to retry"),
             });
         }
-        self.store_and_queue(task.kind, task.task_type, task.core_version, failed, task.options, Problems::new()).await
+        self.store_and_queue(kind, task.task_type, task.core_version, failed, task.options, Problems::new()).await
     }
 
     /// A task of the family.

@@ -201,11 +201,32 @@ impl Task {
     /// A task's status, the one rule every store applies: a deployment task whose targets are
     /// not expanded yet is `Waiting`; a task that ended with a message and no items (targets
     /// that matched nothing) is `Failure`; otherwise its items decide.
+    /// The rollout state of a task that has one (a deployment or certificate rotation task).
+    pub fn rollout(&self) -> Option<&crate::rollout::RolloutState> {
+        match &self.kind {
+            TaskKind::Deployment(spec) => spec.rollout.as_deref(),
+            TaskKind::Rotation(spec) => spec.rollout.as_deref(),
+            TaskKind::Core | TaskKind::Device { .. } => None,
+        }
+    }
+
+    /// The wave of each item of a task whose waves are decided when it is stored (a
+    /// certificate rotation task with a rollout: items in name order, by its plan).
+    pub fn item_waves(&self) -> Option<std::collections::BTreeMap<ThingName, u32>> {
+        match &self.kind {
+            TaskKind::Rotation(spec) => {
+                spec.rollout.as_ref().map(|state| state.spec.assign_by_name(self.items.iter().map(|i| &i.name)))
+            }
+            _ => None,
+        }
+    }
+
     pub fn derive_status(kind: &TaskKind, counts: &ItemCounts, status_message: Option<&str>) -> TaskStatus {
         match kind {
             TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,
             _ if counts.total == 0 && status_message.is_some() => TaskStatus::Failure,
-            TaskKind::Deployment(DeploymentSpec { rollout: Some(rollout), .. }) => {
+            TaskKind::Deployment(DeploymentSpec { rollout: Some(rollout), .. })
+            | TaskKind::Rotation(crate::rotation::RotationSpec { rollout: Some(rollout), .. }) => {
                 rollout.task_status(counts.task_status())
             }
             _ => counts.task_status(),

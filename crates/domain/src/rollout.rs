@@ -204,6 +204,18 @@ impl RolloutSpec {
         planned
     }
 
+    /// The wave of each of `names` (in name order, so every reader assigns the same).
+    pub fn assign_by_name<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a ThingName>,
+    ) -> std::collections::BTreeMap<ThingName, u32> {
+        let mut sorted: Vec<&ThingName> = names.into_iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let waves = self.assign(sorted.len());
+        sorted.into_iter().cloned().zip(waves).collect()
+    }
+
     /// The wave of each of `targets` cores, in their order.
     pub fn assign(&self, targets: usize) -> Vec<u32> {
         self.plan(targets)
@@ -453,12 +465,43 @@ pub struct WaveTally {
     pub pending: u32,
 }
 
+impl RolloutItem {
+    /// The report of an item whose own outcome is the result (a certificate rotation: the item
+    /// succeeds once the core confirmed its new certificate): its stored report (`SKIPPED`), its
+    /// status when it ended, or timed out past `deadline` while it runs.
+    pub fn classify_own(&self, deadline: Option<Timestamp>, now: Timestamp) -> Option<ItemReport> {
+        if self.report.is_some() {
+            return self.report;
+        }
+        match self.status {
+            TaskStatus::Success => Some(ItemReport::Succeeded),
+            TaskStatus::Failure => Some(ItemReport::Failed),
+            TaskStatus::InProgress if deadline.is_some_and(|d| now >= d) => Some(ItemReport::TimedOut),
+            TaskStatus::Waiting | TaskStatus::InProgress => None,
+        }
+    }
+}
+
+/// Per-wave counts of a rollout whose items' own outcomes are the results (see
+/// [`RolloutItem::classify_own`]); nothing to record.
+pub fn tally_own(state: &RolloutState, items: &[RolloutItem], now: Timestamp) -> Vec<WaveTally> {
+    tally_by(state, items, |item| item.classify_own(state.deadline(item.wave), now)).0
+}
+
 /// Reports newly established and per-wave counts, from the items.
 pub fn tally(
     state: &RolloutState,
     template: &TemplateRef,
     items: &[RolloutItem],
     now: Timestamp,
+) -> (Vec<WaveTally>, Vec<(ThingName, ItemReport)>) {
+    tally_by(state, items, |item| item.classify(template, state.deadline(item.wave), now))
+}
+
+fn tally_by(
+    state: &RolloutState,
+    items: &[RolloutItem],
+    classify: impl Fn(&RolloutItem) -> Option<ItemReport>,
 ) -> (Vec<WaveTally>, Vec<(ThingName, ItemReport)>) {
     let mut tallies: Vec<WaveTally> =
         state.waves.iter().map(|w| WaveTally { planned: w.planned, ..Default::default() }).collect();
@@ -468,7 +511,7 @@ pub fn tally(
         if wave >= tallies.len() {
             continue;
         }
-        let report = item.classify(template, state.deadline(item.wave), now);
+        let report = classify(item);
         if item.report.is_none()
             && let Some(r) = report
             && item.status == TaskStatus::Success

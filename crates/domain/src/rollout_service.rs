@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cores::{DeploymentSpec, DeploymentState, Event, NO_TEMPLATE, Task, TaskKind, TemplateRef};
+use crate::cores::{DeploymentSpec, DeploymentState, Event, NO_TEMPLATE, Task, TaskFamily, TaskKind, TemplateRef};
 use crate::jobs::{DeploymentExpand, JobPayload as _, TaskBatch};
 use crate::ports::{CoreStore, StoreError, WorkQueue};
 use crate::rollout::{self, ItemReport, RolloutAction, RolloutItem, RolloutPhase, RolloutState, Transition, WaveTally};
@@ -49,65 +49,120 @@ fn spec_of(task: &Task) -> Option<&DeploymentSpec> {
     }
 }
 
-fn event(detail_type: &str, task: &TaskId, spec: &DeploymentSpec, extra: serde_json::Value) -> Event {
-    let mut detail = serde_json::json!({
-        "taskId": task.as_str(),
-        "templateName": spec.template.name,
-        "templateVersion": spec.template.version,
-    });
-    if let (Some(d), serde_json::Value::Object(e)) = (detail.as_object_mut(), extra) {
-        d.extend(e);
-    }
-    Event { detail_type: detail_type.to_owned(), detail }
+/// What a rollout rolls out: a deployment (its waves move cores to a template version, whose
+/// deployment reports decide) or a certificate rotation (its waves rotate cores, whose items'
+/// own outcomes decide).
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Deployment(&'a DeploymentSpec),
+    Rotation,
 }
 
-/// The event that reports a state change, if any.
-fn event_for(task: &TaskId, spec: &DeploymentSpec, before: &RolloutState, after: &RolloutState) -> Option<Event> {
-    let waves = after.waves.len();
-    let wave_event = |n: u32| {
-        event(
-            rollout::WAVE_STARTED_EVENT,
-            task,
-            spec,
-            serde_json::json!({"wave": n + 1, "waves": waves, "planned": after.waves.get(n as usize).map_or(0, |w| w.planned)}),
-        )
-    };
-    match (before.phase, after.phase) {
-        (_, RolloutPhase::Aborted) if before.phase != RolloutPhase::Aborted => Some(event(
-            rollout::ROLLOUT_ABORTED_EVENT,
-            task,
-            spec,
-            serde_json::json!({"wave": after.current_wave + 1, "reason": after.reason, "rollback": after.rollback.is_some()}),
-        )),
-        (_, RolloutPhase::Cancelled) if before.phase != RolloutPhase::Cancelled => Some(event(
-            rollout::ROLLOUT_CANCELLED_EVENT,
-            task,
-            spec,
-            serde_json::json!({"wave": after.current_wave + 1}),
-        )),
-        (_, RolloutPhase::Completed) if before.phase != RolloutPhase::Completed => {
-            Some(event(rollout::TASK_COMPLETED_EVENT, task, spec, serde_json::json!({"waves": waves})))
-        }
-        _ if after.current_wave != before.current_wave => Some(wave_event(after.current_wave)),
-        (RolloutPhase::Running, RolloutPhase::Paused) => Some(event(
-            rollout::ROLLOUT_PAUSED_EVENT,
-            task,
-            spec,
-            serde_json::json!({"wave": after.current_wave + 1, "awaitingApproval": after.awaiting_approval}),
-        )),
-        (RolloutPhase::Paused, RolloutPhase::Running) => {
-            Some(event(rollout::ROLLOUT_RESUMED_EVENT, task, spec, serde_json::json!({"wave": after.current_wave + 1})))
-        }
-        // A rollback's event is written when its tasks are (with their ids).
+fn owner_of(task: &Task) -> Option<Owner<'_>> {
+    match &task.kind {
+        TaskKind::Deployment(spec) => Some(Owner::Deployment(spec)),
+        TaskKind::Rotation(_) => Some(Owner::Rotation),
         _ => None,
     }
 }
 
-/// Items that never moved when a rollout stops.
-fn skip_message(phase: RolloutPhase) -> Option<&'static str> {
-    match phase {
-        RolloutPhase::Aborted => Some("Not moved: the rollout was aborted"),
-        RolloutPhase::Cancelled => Some("Not moved: the rollout was cancelled"),
+impl Owner<'_> {
+    /// Whether the task's items exist (a deployment task's targets are expanded later).
+    fn expanded(self) -> bool {
+        match self {
+            Self::Deployment(spec) => spec.expanded,
+            Self::Rotation => true,
+        }
+    }
+
+    fn tally(
+        self,
+        state: &RolloutState,
+        items: &[RolloutItem],
+        now: Timestamp,
+    ) -> (Vec<WaveTally>, Vec<(ThingName, ItemReport)>) {
+        match self {
+            Self::Deployment(spec) => rollout::tally(state, &spec.template, items, now),
+            Self::Rotation => (rollout::tally_own(state, items, now), Vec::new()),
+        }
+    }
+
+    fn skip_message(self, phase: RolloutPhase) -> Option<&'static str> {
+        match (self, phase) {
+            (Self::Deployment(_), RolloutPhase::Aborted) => Some("Not moved: the rollout was aborted"),
+            (Self::Deployment(_), RolloutPhase::Cancelled) => Some("Not moved: the rollout was cancelled"),
+            (Self::Rotation, RolloutPhase::Aborted) => Some("Not rotated: the rollout was aborted"),
+            (Self::Rotation, RolloutPhase::Cancelled) => Some("Not rotated: the rollout was cancelled"),
+            _ => None,
+        }
+    }
+
+    fn batch_size(self, default: usize) -> usize {
+        match self {
+            Self::Deployment(spec) => spec.batch_size.map_or(default, |b| b.max(1) as usize),
+            Self::Rotation => default,
+        }
+    }
+
+    fn event(self, detail_type: &str, task: &TaskId, extra: serde_json::Value) -> Event {
+        let (detail_type, mut detail) = match self {
+            Self::Deployment(spec) => (
+                detail_type.to_owned(),
+                serde_json::json!({
+                    "taskId": task.as_str(),
+                    "templateName": spec.template.name,
+                    "templateVersion": spec.template.version,
+                }),
+            ),
+            Self::Rotation => {
+                (crate::rotation::rollout_event(detail_type), serde_json::json!({"taskId": task.as_str()}))
+            }
+        };
+        if let (Some(d), serde_json::Value::Object(e)) = (detail.as_object_mut(), extra) {
+            d.extend(e);
+        }
+        Event { detail_type, detail }
+    }
+}
+
+fn event(detail_type: &str, task: &TaskId, spec: &DeploymentSpec, extra: serde_json::Value) -> Event {
+    Owner::Deployment(spec).event(detail_type, task, extra)
+}
+
+/// The event that reports a state change, if any.
+fn event_for(task: &TaskId, owner: Owner<'_>, before: &RolloutState, after: &RolloutState) -> Option<Event> {
+    let waves = after.waves.len();
+    let wave_event = |n: u32| {
+        owner.event(
+            rollout::WAVE_STARTED_EVENT,
+            task,
+            serde_json::json!({"wave": n + 1, "waves": waves, "planned": after.waves.get(n as usize).map_or(0, |w| w.planned)}),
+        )
+    };
+    match (before.phase, after.phase) {
+        (_, RolloutPhase::Aborted) if before.phase != RolloutPhase::Aborted => Some(owner.event(
+            rollout::ROLLOUT_ABORTED_EVENT,
+            task,
+            serde_json::json!({"wave": after.current_wave + 1, "reason": after.reason, "rollback": after.rollback.is_some()}),
+        )),
+        (_, RolloutPhase::Cancelled) if before.phase != RolloutPhase::Cancelled => Some(owner.event(
+            rollout::ROLLOUT_CANCELLED_EVENT,
+            task,
+            serde_json::json!({"wave": after.current_wave + 1}),
+        )),
+        (_, RolloutPhase::Completed) if before.phase != RolloutPhase::Completed => {
+            Some(owner.event(rollout::TASK_COMPLETED_EVENT, task, serde_json::json!({"waves": waves})))
+        }
+        _ if after.current_wave != before.current_wave => Some(wave_event(after.current_wave)),
+        (RolloutPhase::Running, RolloutPhase::Paused) => Some(owner.event(
+            rollout::ROLLOUT_PAUSED_EVENT,
+            task,
+            serde_json::json!({"wave": after.current_wave + 1, "awaitingApproval": after.awaiting_approval}),
+        )),
+        (RolloutPhase::Paused, RolloutPhase::Running) => {
+            Some(owner.event(rollout::ROLLOUT_RESUMED_EVENT, task, serde_json::json!({"wave": after.current_wave + 1})))
+        }
+        // A rollback's event is written when its tasks are (with their ids).
         _ => None,
     }
 }
@@ -135,12 +190,12 @@ impl Rollouts {
     /// the decision (next wave, approval, completion, abort) with one conditional write.
     pub async fn advance(&self, id: &TaskId) -> Result<bool, StoreError> {
         let Some(task) = self.store.task_header(id).await? else { return Ok(false) };
-        let Some(spec) = spec_of(&task) else { return Ok(false) };
-        let Some(mut state) = spec.rollout.as_deref().cloned() else { return Ok(false) };
-        if !spec.expanded {
+        let Some(owner) = owner_of(&task) else { return Ok(false) };
+        let Some(mut state) = task.rollout().cloned() else { return Ok(false) };
+        if !owner.expanded() {
             return Ok(false);
         }
-        if let Some(rollback) = &state.rollback
+        if let (Owner::Deployment(spec), Some(rollback)) = (owner, &state.rollback)
             && !rollback.created
         {
             return self.ensure_rollback(&task, spec, state).await.map(|_| true);
@@ -150,26 +205,26 @@ impl Rollouts {
         }
         let items = self.store.rollout_items(id).await?;
         let now = Timestamp::now();
-        let (tallies, reports) = rollout::tally(&state, &spec.template, &items, now);
+        let (tallies, reports) = owner.tally(&state, &items, now);
         if !reports.is_empty() {
             self.store.save_item_reports(id, &reports).await?;
         }
         let Some(transition) = rollout::decide(&state, &tallies) else { return Ok(false) };
         let before = state.clone();
         state.apply(&transition, now);
-        let mut ev = event_for(id, spec, &before, &state);
+        let mut ev = event_for(id, owner, &before, &state);
         if let (Transition::Abort(_), Some(e)) = (&transition, ev.as_mut()) {
             let failed: u32 = tallies.iter().map(|t| t.failed).sum();
             let moved: u32 = tallies.iter().map(|t| t.moved).sum();
             e.detail["failed"] = failed.into();
             e.detail["moved"] = moved.into();
         }
-        let skip = skip_message(state.phase);
+        let skip = owner.skip_message(state.phase);
         if !self.store.save_rollout(id, &mut state, ev.as_ref(), skip).await? {
             return Ok(false); // another worker or an operator moved it first; next step re-reads
         }
         tracing::info!(task.id = %id, ?transition, "rollout moved on");
-        self.after_change(&task, spec, &state, Some(&items)).await?;
+        self.after_change(&task, owner, &state, Some(&items)).await?;
         Ok(true)
     }
 
@@ -178,7 +233,7 @@ impl Rollouts {
     async fn after_change(
         &self,
         task: &Task,
-        spec: &DeploymentSpec,
+        owner: Owner<'_>,
         state: &RolloutState,
         items: Option<&[RolloutItem]>,
     ) -> Result<(), StoreError> {
@@ -191,9 +246,11 @@ impl Rollouts {
                     &read
                 }
             };
-            self.release(&task.id, spec, state, items).await?;
+            self.release(&task.id, owner, state, items).await?;
         }
-        if state.rollback.as_ref().is_some_and(|r| !r.created) {
+        if let Owner::Deployment(spec) = owner
+            && state.rollback.as_ref().is_some_and(|r| !r.created)
+        {
             self.ensure_rollback(task, spec, state.clone()).await?;
         }
         Ok(())
@@ -203,7 +260,7 @@ impl Rollouts {
     async fn release(
         &self,
         id: &TaskId,
-        spec: &DeploymentSpec,
+        owner: Owner<'_>,
         state: &RolloutState,
         items: &[RolloutItem],
     ) -> Result<(), StoreError> {
@@ -212,7 +269,7 @@ impl Rollouts {
             .filter(|i| i.status == TaskStatus::Waiting && state.may_move(i.wave))
             .map(|i| i.name.clone())
             .collect();
-        let size = spec.batch_size.map_or(self.batch_size, |b| b.max(1) as usize);
+        let size = owner.batch_size(self.batch_size);
         let jobs: Vec<_> =
             ready.chunks(size).map(|c| TaskBatch { task_id: id.clone(), items: c.to_vec() }.job()).collect();
         if !jobs.is_empty()
@@ -283,47 +340,55 @@ impl Rollouts {
     }
 
     async fn current_state(&self, id: &TaskId) -> Result<Option<RolloutState>, StoreError> {
-        Ok(self.store.task_header(id).await?.and_then(|t| spec_of(&t).and_then(|s| s.rollout.as_deref().cloned())))
+        Ok(self.store.task_header(id).await?.and_then(|t| t.rollout().cloned()))
     }
 
-    /// A deployment task's header, or `NotFound`.
-    async fn deployment_task(&self, id: &TaskId) -> Result<Task, RolloutError> {
+    /// A task's header when it is of `family`, or `NotFound`.
+    async fn task_of(&self, id: &TaskId, family: TaskFamily) -> Result<Task, RolloutError> {
         self.store
             .task_header(id)
             .await?
-            .filter(|t| spec_of(t).is_some())
+            .filter(|t| t.kind.family() == family && owner_of(t).is_some())
             .ok_or_else(|| RolloutError::NotFound(id.clone()))
     }
 
     /// An operator's action: applied with a conditional write (retried against concurrent
     /// writers), idempotent, refused with the state when the state does not allow it.
-    pub async fn act(&self, id: &TaskId, action: RolloutAction) -> Result<Task, RolloutError> {
+    pub async fn act(&self, id: &TaskId, family: TaskFamily, action: RolloutAction) -> Result<Task, RolloutError> {
         for _ in 0..ATTEMPTS {
-            let task = self.deployment_task(id).await?;
-            let spec = spec_of(&task).expect("a deployment task");
-            let Some(state) = spec.rollout.as_deref().cloned() else {
+            let task = self.task_of(id, family).await?;
+            let owner = owner_of(&task).expect("a task with rollouts");
+            let Some(state) = task.rollout().cloned() else {
                 return Err(conflict(
                     "NO_ROLLOUT",
-                    format!(
-                        "deployment task {id} has no rollout (it moved every core at once); only rollouts can be paused, resumed, cancelled or rolled back"
-                    ),
+                    match owner {
+                        Owner::Deployment(_) => format!(
+                            "deployment task {id} has no rollout (it moved every core at once); only rollouts can be paused, resumed, cancelled or rolled back"
+                        ),
+                        Owner::Rotation => format!(
+                            "certificate rotation task {id} has no rollout (it rotates every core at once); only rollouts can be paused, resumed or cancelled"
+                        ),
+                    },
                 ));
             };
+            if action == RolloutAction::Rollback && matches!(owner, Owner::Rotation) {
+                return Err(conflict("ROLLOUT_STATE", "a certificate rotation cannot be rolled back"));
+            }
             let now = Timestamp::now();
             let Some(mut next) =
                 rollout::apply_action(&state, action, now).map_err(|why| conflict("ROLLOUT_STATE", why))?
             else {
                 // Already done: finish what may have been interrupted, then answer.
-                if action == RolloutAction::Rollback {
+                if let (RolloutAction::Rollback, Owner::Deployment(spec)) = (action, owner) {
                     self.ensure_rollback(&task, spec, state).await?;
                 }
                 return Ok(self.store.task_header(id).await?.unwrap_or(task));
             };
-            let ev = event_for(id, spec, &state, &next);
-            let skip = skip_message(next.phase);
+            let ev = event_for(id, owner, &state, &next);
+            let skip = owner.skip_message(next.phase);
             if self.store.save_rollout(id, &mut next, ev.as_ref(), skip).await? {
-                if spec.expanded {
-                    self.after_change(&task, spec, &next, None).await?;
+                if owner.expanded() {
+                    self.after_change(&task, owner, &next, None).await?;
                 }
                 return Ok(self.store.task_header(id).await?.unwrap_or(task));
             }
@@ -333,13 +398,13 @@ impl Rollouts {
 
     /// The counts of each wave of a rollout task now (`None` for other tasks).
     pub async fn waves(&self, task: &Task) -> Result<Option<Vec<WaveTally>>, StoreError> {
-        let Some(spec) = spec_of(task) else { return Ok(None) };
-        let Some(state) = &spec.rollout else { return Ok(None) };
-        if !spec.expanded {
+        let Some(owner) = owner_of(task) else { return Ok(None) };
+        let Some(state) = task.rollout() else { return Ok(None) };
+        if !owner.expanded() {
             return Ok(Some(Vec::new()));
         }
         let items = self.store.rollout_items(&task.id).await?;
-        Ok(Some(rollout::tally(state, &spec.template, &items, Timestamp::now()).0))
+        Ok(Some(owner.tally(state, &items, Timestamp::now()).0))
     }
 
     /// The cores a retry or rollback task works on (`None`: an ordinary task, whose targets
@@ -386,7 +451,7 @@ impl Rollouts {
     /// template version, deployed again as a new Greengrass revision so the cores really run it
     /// again.
     pub async fn retry(&self, id: &TaskId) -> Result<Task, RolloutError> {
-        let task = self.deployment_task(id).await?;
+        let task = self.task_of(id, TaskFamily::Deployment).await?;
         let spec = spec_of(&task).expect("a deployment task");
         if !task.status.is_terminal() {
             return Err(conflict(

@@ -47,6 +47,17 @@ pub struct RotationSpec {
     /// when unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_expiry: Option<u32>,
+    /// Waves: the cores rotate wave by wave, each when the previous one met its threshold. The
+    /// stores keep it beside the task (written on its revision, like a deployment's), not in
+    /// this document.
+    #[serde(skip)]
+    pub rollout: Option<Box<crate::rollout::RolloutState>>,
+}
+
+/// The `detail-type` of a rotation rollout's event, from the deployment rollout's
+/// (`DeploymentTask Wave Started Event` → `CertificateRotationTask Wave Started Event`).
+pub fn rollout_event(deployment_event: &str) -> String {
+    deployment_event.replacen("DeploymentTask", "CertificateRotationTask", 1)
 }
 
 /// One core's rotation, step by step (in its provisioning journal).

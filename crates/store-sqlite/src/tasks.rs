@@ -51,7 +51,10 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
         "rotation" => {
             let spec: Option<String> = row.try_get("targets").map_err(unavailable)?;
             let spec = spec.ok_or_else(|| corrupt("rotation task without its spec"))?;
-            TaskKind::Rotation(serde_json::from_str(&spec).map_err(corrupt)?)
+            let mut spec: ggprov_domain::rotation::RotationSpec = serde_json::from_str(&spec).map_err(corrupt)?;
+            let rollout: Option<String> = row.try_get("rollout").map_err(unavailable)?;
+            spec.rollout = rollout.map(|r| serde_json::from_str(&r)).transpose().map_err(corrupt)?;
+            TaskKind::Rotation(spec)
         }
         other => return Err(corrupt(format!("task kind {other}"))),
     };
@@ -135,8 +138,8 @@ impl TaskStore for SqliteStore {
             _ => None,
         };
         sqlx::query(
-            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at, rollout) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at, rollout, rollout_active, expanded) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(task.id.as_str())
         .bind(task.kind.family().as_str())
@@ -152,18 +155,24 @@ impl TaskStore for SqliteStore {
             .bind(&task.core_version)
             .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
             .bind(task.created_at.as_millis())
-            .bind(deployment.and_then(|d| d.rollout.as_ref()).map(|r| serde_json::to_string(r).expect("serialises")))
+            .bind(task.rollout().map(|r| serde_json::to_string(r).expect("serialises")))
+            // A rotation's rollout runs from the start (its items are known); a deployment's
+            // once its targets are expanded.
+            .bind(matches!(task.kind, TaskKind::Rotation(_)) && task.rollout().is_some_and(|r| r.is_active()))
+            .bind(matches!(task.kind, TaskKind::Rotation(_)))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        let waves = task.item_waves().unwrap_or_default();
         for item in &task.items {
             sqlx::query(
-                "INSERT INTO task_items (task_id, name, request, status, created_at) VALUES (?, ?, ?, 'Waiting', ?)",
+                "INSERT INTO task_items (task_id, name, request, status, created_at, wave) VALUES (?, ?, ?, 'Waiting', ?, ?)",
             )
             .bind(task.id.as_str())
             .bind(item.name.as_str())
             .bind(serde_json::to_string(&item.request).expect("requests serialise"))
             .bind(item.created_at.as_millis())
+            .bind(i64::from(waves.get(&item.name).copied().unwrap_or(0)))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

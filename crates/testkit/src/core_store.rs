@@ -44,6 +44,7 @@ macro_rules! core_store_conformance {
             core_software_is_observed_counted_and_filtered,
             software_update_tasks_are_conditional_and_found_by_token,
             certificate_inventory_counts_equal_a_recount_and_revocation_sticks,
+            rotation_rollouts_hold_later_waves_and_skip_what_never_started,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -653,4 +654,80 @@ pub async fn software_update_tasks_are_conditional_and_found_by_token(store: Arc
         .unwrap();
     assert_eq!(page.items.len() + rest.items.len(), 3);
     assert!(rest.last_evaluated.is_none());
+}
+
+/// A certificate rotation task with waves: its rollout runs from the moment it is stored, its
+/// items get their waves in name order, the sweeper leaves later waves alone, and an ended
+/// rollout skips the items that never started (as rotation items, not deployment records).
+pub async fn rotation_rollouts_hold_later_waves_and_skip_what_never_started(store: Arc<dyn CoreStore>) {
+    use ggprov_domain::rollout::{ItemReport, RolloutPhase, RolloutSpec, RolloutState, WaveStep};
+    let spec = RolloutSpec {
+        waves: vec![WaveStep { percent: None, count: Some(1) }, WaveStep { percent: Some(100), count: None }],
+        success_threshold: None,
+        failure_threshold: None,
+        wave_timeout_secs: None,
+        approval: Default::default(),
+        on_abort: Default::default(),
+    };
+    let state = RolloutState::start(spec.clone(), &spec.plan(3), Timestamp::now());
+    let rotation = ggprov_domain::rotation::RotationSpec {
+        targets: serde_json::json!({"thingNames": ["w-c", "w-a", "w-b"]}),
+        ca_id: "ca-one".into(),
+        key_algorithm: Default::default(),
+        revoke_old: Default::default(),
+        days_expiry: None,
+        rollout: Some(Box::new(state.clone())),
+    };
+    // Items in another order than their names: waves follow the names.
+    let task = task(TaskKind::Rotation(rotation), &["w-c", "w-a", "w-b"]);
+    store.create_task(&task).await.unwrap();
+    assert!(store.active_rollouts().await.unwrap().contains(&task.id), "running from the start");
+    let header = store.task_header(&task.id).await.unwrap().unwrap();
+    assert_eq!(header.rollout(), Some(&state));
+    assert_eq!(header.status, TaskStatus::InProgress, "a running rollout is in progress");
+    let waves: Vec<(String, u32)> = store
+        .rollout_items(&task.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.name.as_str().to_owned(), i.wave))
+        .collect();
+    assert_eq!(waves, [("w-a".to_owned(), 0), ("w-b".to_owned(), 1), ("w-c".to_owned(), 1)]);
+    // The sweeper re-queues the first wave's item only.
+    let later = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000).unwrap();
+    let stale: Vec<ThingName> = store
+        .take_stale_items(later, later)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _)| *t == task.id)
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(stale, [thing("w-a")]);
+    // The first wave's core starts; then the rollout is cancelled: the two that never started
+    // end `Failure`, reported SKIPPED, and the started one goes on.
+    assert!(store.start_item(&task.id, &thing("w-a"), "job-w", Duration::from_secs(60)).await.unwrap().unwrap().won);
+    let mut cancelled = state.clone();
+    cancelled.phase = RolloutPhase::Cancelled;
+    assert!(store.save_rollout(&task.id, &mut cancelled, None, Some("Not rotated: cancelled")).await.unwrap());
+    assert!(!store.active_rollouts().await.unwrap().contains(&task.id));
+    let items = store.rollout_items(&task.id).await.unwrap();
+    let outcome: Vec<(&str, TaskStatus, Option<ItemReport>)> =
+        items.iter().map(|i| (i.name.as_str(), i.status, i.report)).collect();
+    assert_eq!(
+        outcome,
+        [
+            ("w-a", TaskStatus::InProgress, None),
+            ("w-b", TaskStatus::Failure, Some(ItemReport::Skipped)),
+            ("w-c", TaskStatus::Failure, Some(ItemReport::Skipped)),
+        ]
+    );
+    let page = store.core_deployments(&thing("w-b"), PageRequest::first(10)).await.unwrap();
+    assert!(page.items.is_empty(), "a skipped rotation item is no deployment record");
+    let stored = store.task(&task.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, TaskStatus::Failure, "a cancelled rollout fails its task");
+    assert_eq!(
+        stored.items.iter().find(|i| i.name.as_str() == "w-b").unwrap().status_message.as_deref(),
+        Some("Not rotated: cancelled")
+    );
 }

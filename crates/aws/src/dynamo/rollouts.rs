@@ -58,7 +58,11 @@ impl DynamoStore {
                 item.updated_at = Some(now);
                 let mut raw = raw.clone();
                 raw.insert("report".into(), s(ItemReport::Skipped.as_str()));
-                writes.push(self.item_put(task, TaskFamily::Deployment, &item, TaskStatus::Waiting, &raw));
+                let family = match opt_s(&raw, "family") {
+                    Some(family) => super::tasks::family_of(family)?,
+                    None => TaskFamily::Deployment,
+                };
+                writes.push(self.item_put(task, family, &item, TaskStatus::Waiting, &raw));
                 skipped += 1;
             }
             let counts = ItemCounts { total: 0, waiting: -skipped, success: 0, failure: skipped };

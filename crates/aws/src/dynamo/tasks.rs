@@ -46,7 +46,7 @@ struct TaskDoc {
     created_at: Timestamp,
 }
 
-fn family_of(text: &str) -> Result<TaskFamily, StoreError> {
+pub(crate) fn family_of(text: &str) -> Result<TaskFamily, StoreError> {
     match text {
         "core" => Ok(TaskFamily::Core),
         "device" => Ok(TaskFamily::Device),
@@ -109,10 +109,13 @@ fn task_from_header(item: &Item) -> Result<Task, StoreError> {
             rollout: opt_s(item, "rollout").map(serde_json::from_str).transpose().map_err(corrupt)?,
             revision: opt_s(item, "revision").map(str::to_owned),
         }),
-        TaskFamily::Rotation => TaskKind::Rotation(
-            serde_json::from_value(d.targets.clone().ok_or_else(|| corrupt("rotation task without its spec"))?)
-                .map_err(corrupt)?,
-        ),
+        TaskFamily::Rotation => {
+            let mut spec: ggprov_domain::rotation::RotationSpec =
+                serde_json::from_value(d.targets.clone().ok_or_else(|| corrupt("rotation task without its spec"))?)
+                    .map_err(corrupt)?;
+            spec.rollout = opt_s(item, "rollout").map(serde_json::from_str).transpose().map_err(corrupt)?;
+            TaskKind::Rotation(spec)
+        }
     };
     let count = |name: &str| -> Result<i64, StoreError> { Ok(opt_n(item, name)?.unwrap_or(0)) };
     let counts = ItemCounts {
@@ -274,6 +277,17 @@ impl DynamoStore {
         record.insert("n_waiting".into(), n(total));
         record.insert("n_success".into(), n(0));
         record.insert("n_failure".into(), n(0));
+        if let TaskKind::Rotation(rotation) = &task.kind
+            && let Some(rollout) = &rotation.rollout
+        {
+            // A rotation's rollout runs from the start: its items are known.
+            record.insert("rollout".into(), to_doc(rollout));
+            record.insert("rollout_rev".into(), n(rollout.rev));
+            if rollout.is_active() {
+                record.insert("gsi3pk".into(), s("ROLLOUT"));
+                record.insert("gsi3sk".into(), s(task.id.as_str()));
+            }
+        }
         if let Some(spec) = spec {
             record.insert("expanded".into(), super::Av::Bool(spec.expanded));
             if let Some(rollout) = &spec.rollout {
@@ -293,7 +307,18 @@ impl DynamoStore {
     /// The task's items, then its header (the header makes it visible).
     async fn write_task(&self, task: &Task) -> Result<(), StoreError> {
         let family = task.kind.family();
-        let items = task.items.iter().map(|i| item_record(&task.id, family, i)).collect();
+        let waves = task.item_waves();
+        let items = task
+            .items
+            .iter()
+            .map(|i| {
+                let mut record = item_record(&task.id, family, i);
+                if let Some(wave) = waves.as_ref().and_then(|w| w.get(&i.name)) {
+                    record.insert("wave".into(), n(*wave));
+                }
+                record
+            })
+            .collect();
         self.put_all(items).await?;
         self.client
             .put_item()
@@ -485,10 +510,8 @@ impl TaskStore for DynamoStore {
             match self.get(&task_pk(&task), HEADER).await? {
                 None => missing.push(task),
                 Some(header) => {
-                    if let TaskKind::Deployment(DeploymentSpec { rollout: Some(state), .. }) =
-                        task_from_header(&header)?.kind
-                    {
-                        gates.insert(task, state);
+                    if let Some(state) = task_from_header(&header)?.rollout() {
+                        gates.insert(task, state.clone());
                     }
                 }
             }

@@ -40,6 +40,13 @@ impl CoreProvisioner {
         items: &[ThingName],
         ctx: &JobContext,
     ) -> Result<(), StepError> {
+        // A rollout that is not running starts no core: its items stay `Waiting` until it
+        // resumes (the controller queues them again then).
+        if let Some(state) = &spec.rollout
+            && (state.phase != ggprov_domain::rollout::RolloutPhase::Running || state.awaiting_approval)
+        {
+            return Ok(());
+        }
         let results: Vec<Result<(), StepError>> = futures::stream::iter(items.iter().cloned())
             .map(|name| async move { self.rotate_item(task, spec, &name, ctx).await })
             .buffer_unordered(self.settings.concurrency.max(1))

@@ -157,6 +157,7 @@ pub async fn certificate_inventory_counts_equal_a_recount_and_revocation_sticks(
         key_algorithm: ggprov_domain::provisioning::KeyAlgorithm::Rsa2048,
         revoke_old: ggprov_domain::rotation::RevokeOld::Never,
         days_expiry: Some(90),
+        rollout: None,
     };
     let rotation = task(TaskKind::Rotation(spec), &["inv-00", "inv-01"]);
     store.create_task(&rotation).await.unwrap();
