@@ -104,6 +104,15 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the recipe of the certificate-rotation component (`ggprov.CertificateRotation`) that
+    /// AWS mode's rotation tasks talk to: create it with `aws greengrassv2
+    /// create-component-version --inline-recipe fileb://recipe.json` and add it to your
+    /// templates. (The embedded default's local cloud simulates it.)
+    RotationComponent {
+        /// The component version to print.
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+    },
     /// Print the OpenAPI document of the API (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output, e.g. `openapi/openapi.json`.
@@ -136,6 +145,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Openapi { out } => openapi(out.as_deref()),
+        Command::RotationComponent { version } => {
+            let recipe = ggprov_aws::rotation_component_recipe(&version);
+            println!("{}", serde_json::to_string_pretty(&recipe).expect("recipes serialise"));
+            ExitCode::SUCCESS
+        }
         Command::Ca { command, config } => with_config(config.as_deref(), |c| ggprov::cli::run_ca(c, command)),
         Command::LocalCloud { command, url } => with_config(None, |c| ggprov::cli::run_local_cloud(c, url, &command)),
         Command::Templates { command, conn } => exit(client::run(conn, ClientCommand::Templates(command))),

@@ -30,6 +30,13 @@ pub(super) const AWS_STATUS_QUEUE_URL: Setting = Setting {
     help: "AWS mode: URL of the SQS queue EventBridge feeds with deployment status and job execution events; empty: outcomes come from reconciliation only.",
 };
 
+pub(super) const AWS_ROTATION_QUEUE_URL: Setting = Setting {
+    key: "aws_rotation_queue_url",
+    env: "GGPROV_AWS_ROTATION_QUEUE_URL",
+    default: "",
+    help: "AWS mode: URL of the SQS queue the IoT topic rule feeds with the rotation component's CSRs and outcomes (infra/); empty: certificate rotation tasks are refused (409 ROTATION_UNAVAILABLE).",
+};
+
 pub(super) const AWS_BUCKET: Setting = Setting {
     key: "aws_bucket",
     env: "GGPROV_AWS_BUCKET",
@@ -78,6 +85,7 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &AWS_WORK_QUEUE_URL,
     &AWS_WORK_DLQ_URL,
     &AWS_STATUS_QUEUE_URL,
+    &AWS_ROTATION_QUEUE_URL,
     &AWS_BUCKET,
     &AWS_KMS_KEY,
     &AWS_QUEUE_WAIT_SECS,
@@ -106,6 +114,7 @@ impl ReadAws for AwsSettings {
             work_queue_url: v.optional(&AWS_WORK_QUEUE_URL),
             work_dlq_url: v.optional(&AWS_WORK_DLQ_URL),
             status_queue_url: v.optional(&AWS_STATUS_QUEUE_URL),
+            rotation_queue_url: v.optional(&AWS_ROTATION_QUEUE_URL),
             bucket: v.optional(&AWS_BUCKET),
             kms_key: v.optional(&AWS_KMS_KEY),
             event_bus: v.optional(&AWS_EVENT_BUS),

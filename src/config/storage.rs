@@ -22,8 +22,9 @@ pub(super) const BACKEND: Setting = Setting {
 /// This section's settings, in the order `--help` and the README list them.
 pub(super) const SETTINGS: &[&Setting] = &[&DATA_DIR, &BACKEND];
 
-/// Where state and work live.
+/// Where state and work live. (Read once at start: the AWS variant's size does not matter.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     Embedded,
     Aws(AwsSettings),

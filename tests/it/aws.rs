@@ -576,11 +576,6 @@ async fn development_mode_creates_its_own_ca_once_and_provisions_with_it() {
                 .is_empty()
         );
         assert_eq!(api.get("/fleet/certificates").await["active"], 0);
-        // Rotation needs the cores' rotation component, which AWS mode cannot reach yet: refused
-        // up front with the reason, nothing stored.
-        let (status, refused) =
-            api.post("/certificateRotationTasks", &json!({"targets": {"thingNames": [core]}})).await;
-        assert_eq!((status, refused["error"].as_str()), (409, Some("ROTATION_UNAVAILABLE")), "{refused}");
         // The CAs from IoT, the default one refused for deletion.
         let cas = api.get("/certificateAuthorities").await;
         let ca = cas["certificateAuthorities"].as_array().unwrap().iter().find(|c| c["default"] == true).cloned();
@@ -999,4 +994,75 @@ async fn a_software_update_runs_on_aws_with_the_nucleus_platforms_from_greengras
     let updated =
         events["events"].as_array().unwrap().iter().filter(|e| e["detailType"] == "Core Software Updated").count();
     assert_eq!(updated, 2, "{events}");
+}
+
+/// The thing's certificate ids, as IoT holds them.
+async fn certificate_ids(iot: &aws_sdk_iot::Client, thing: &str) -> Vec<String> {
+    let principals = iot.list_thing_principals().thing_name(thing).send().await.unwrap().principals.unwrap_or_default();
+    principals.iter().map(|p| p.rsplit('/').next().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_rotation_on_aws_asks_the_core_over_mqtt_and_reads_its_answers_from_the_inbox() {
+    let moto = moto_url();
+    let fake = GreengrassFake::start().await;
+    let table = unique("rotaws");
+    let config = sdk(&moto).await;
+    let (iot, sqs) = (aws_sdk_iot::Client::new(&config), aws_sdk_sqs::Client::new(&config));
+    let process = serve(&aws_mode_env(&table, &fake, &[]), true);
+    let api = Api { base: process.base.clone(), http: reqwest::Client::new(), key: None };
+    let core = unique("rotcore");
+    api.provision_core(&core).await;
+    let old = certificate_ids(&iot, &core).await;
+    assert_eq!(old.len(), 1);
+
+    let response = api
+        .http
+        .post(format!("{}/certificateRotationTasks", api.base))
+        .header("content-type", CDF)
+        .body(json!({"targets": {"thingNames": [&core]}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "rotation is offered once the component's inbox exists");
+    let task_id = response.headers()["x-taskid"].to_str().unwrap().to_owned();
+
+    // The component on the core: its own key and CSR, as the IoT topic rule forwards them to the
+    // inbox (with the thing name and kind from the topic, and the sender's certificate). Noise
+    // is dropped, and so is a CSR sent for this core by another thing's certificate (first, so
+    // it would win if it counted).
+    let inbox = sqs.get_queue_url().queue_name(format!("{table}-rotation")).send().await.unwrap().queue_url.unwrap();
+    sqs.send_message().queue_url(&inbox).message_body("not the component's").send().await.unwrap();
+    let intruder = unique("intruder");
+    api.provision_core(&intruder).await;
+    let (_, forged) = ggprov_pki::make_csr(&core, ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let message = json!({"thingName": &core, "kind": "csr", "request": &task_id, "csr": forged,
+        "principal": certificate_ids(&iot, &intruder).await[0]});
+    sqs.send_message().queue_url(&inbox).message_body(message.to_string()).send().await.unwrap();
+    let (key, csr) = ggprov_pki::make_csr(&core, ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let message = json!({"thingName": &core, "kind": "csr", "request": &task_id, "csr": csr, "principal": &old[0]});
+    sqs.send_message().queue_url(&inbox).message_body(message.to_string()).send().await.unwrap();
+
+    // ggprov signs it, registers the certificate and attaches it next to the old one; the task
+    // waits for the core's word.
+    let new_id = until_async("the new certificate on the thing", || async {
+        let held = certificate_ids(&iot, &core).await;
+        (held.len() == 2).then(|| held.into_iter().find(|id| *id != old[0]).unwrap())
+    })
+    .await;
+    let described = iot.describe_certificate().certificate_id(&new_id).send().await.unwrap();
+    let pem = described.certificate_description.unwrap().certificate_pem.unwrap();
+    assert!(ggprov_pki::key_matches(&pem, &key).unwrap(), "the certificate is for the key the core made");
+    let task = api.get(&format!("/certificateRotationTasks/{task_id}")).await;
+    assert_eq!(task["taskStatus"], "InProgress", "{task}");
+
+    // The core runs with it and says so: the old certificate goes, the record follows.
+    let message = json!({"thingName": &core, "kind": "outcome", "request": &task_id, "status": "CONFIRMED",
+        "certificateId": &new_id, "principal": &new_id});
+    sqs.send_message().queue_url(&inbox).message_body(message.to_string()).send().await.unwrap();
+    api.until(&format!("/certificateRotationTasks/{task_id}"), "the rotation", |t| t["taskStatus"] == "Success").await;
+    assert_eq!(certificate_ids(&iot, &core).await, std::slice::from_ref(&new_id));
+    assert!(iot.describe_certificate().certificate_id(&old[0]).send().await.is_err(), "the old certificate is deleted");
+    let record = api.get(&format!("/cores/{core}")).await;
+    assert_eq!(record["certificate"]["certificateId"], new_id.as_str());
 }

@@ -153,3 +153,24 @@ async fn local_cloud_subcommands_drive_the_running_service() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{}", String::from_utf8_lossy(&missing.stderr));
 }
+
+#[test]
+fn the_rotation_component_recipe_is_printed_with_a_program_python_can_parse() {
+    let output = Command::new(BIN).args(["rotation-component", "--version", "2.1.0"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let recipe: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON recipe");
+    assert_eq!(recipe["ComponentName"], "ggprov.CertificateRotation");
+    assert_eq!(recipe["ComponentVersion"], "2.1.0");
+    let run = recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"].as_str().unwrap();
+    let encoded = run.split('\'').nth(1).expect("the program, quoted");
+    use base64::Engine as _;
+    let program = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64");
+    // The core runs it with python3: it must at least parse.
+    let mut python = Command::new("python3")
+        .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the tests' tools too");
+    std::io::Write::write_all(python.stdin.as_mut().unwrap(), &program).unwrap();
+    assert!(python.wait().unwrap().success(), "the component's program is valid Python");
+}

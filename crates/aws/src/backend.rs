@@ -23,6 +23,8 @@ pub struct AwsResources {
     pub work_queue_url: Option<String>,
     pub work_dlq_url: Option<String>,
     pub status_queue_url: Option<String>,
+    /// The rotation component's inbox (`None`: rotation tasks are refused).
+    pub rotation_queue_url: Option<String>,
     pub bucket: Option<String>,
     pub kms_key: Option<String>,
     pub event_bus: Option<String>,
@@ -59,6 +61,7 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
     let sqs = crate::calls::sqs_client(&sdk, &counter);
     let mut work = (aws.work_queue_url.clone(), aws.work_dlq_url.clone());
     let mut status_queue = aws.status_queue_url.clone();
+    let mut rotation_queue = aws.rotation_queue_url.clone();
     let bucket = aws.bucket.clone().unwrap_or_else(|| format!("{}-artifacts", aws.table));
     let mut artifacts = S3Artifacts::new(s3_client(&sdk, &counter), &bucket, aws.kms_key.clone());
     if let Some(secs) = aws.presign_secs {
@@ -78,6 +81,12 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
                 .await
                 .context("creating the status queue")?;
             status_queue = Some(url);
+        }
+        if rotation_queue.is_none() {
+            let (url, _) = SqsQueue::create_queues(&sqs, &format!("{}-rotation", aws.table), 10)
+                .await
+                .context("creating the rotation queue")?;
+            rotation_queue = Some(url);
         }
     }
     let (Some(work_url), Some(dlq_url)) = work else {
@@ -108,12 +117,25 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
         Arc::new(AwsGreengrass::new(aws_sdk_greengrassv2::Client::new(&single_attempt), iot.clone(), region.clone()));
     let cas = Arc::new(SsmCertificateAuthorities::new(AwsIot::new(aws_sdk_iot::Client::new(&sdk)), ssm, default_ca));
     let feed: Arc<dyn StatusFeed> = match status_queue {
-        Some(url) => Arc::new(SqsStatusFeed::new(sqs, url)),
+        Some(url) => Arc::new(SqsStatusFeed::new(sqs.clone(), url)),
         None => Arc::new(NoStatus),
     };
     let publisher = aws.event_bus.as_ref().map(|bus| -> Arc<dyn EventPublisher> {
         Arc::new(EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus, &settings.event_source))
     });
+    let rotation: Arc<dyn ggprov_domain::ports::RotationChannel> = match rotation_queue {
+        Some(url) => Arc::new(crate::rotation::AwsRotationChannel::new(
+            aws_sdk_iotdataplane::Client::new(&sdk),
+            sqs.clone(),
+            url,
+            crate::calls::dynamodb_client(&sdk, &counter),
+            &aws.table,
+            aws_sdk_iot::Client::new(&sdk),
+        )),
+        None => Arc::new(ggprov_domain::backend::NoRotationChannel(
+            "certificate rotation in AWS mode needs the rotation component's inbox: set GGPROV_AWS_ROTATION_QUEUE_URL (infra/ creates it and the IoT rule that feeds it)",
+        )),
+    };
     let store = Arc::new(dynamo);
     Ok(Adapters {
         templates: store.clone(),
@@ -127,9 +149,7 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
         cas,
         feed,
         observer: Arc::new(NoObserver),
-        rotation: Arc::new(ggprov_domain::backend::NoRotationChannel(
-            "certificate rotation needs ggprov's rotation component on the core, which AWS mode cannot reach yet (the embedded default's local cloud simulates it)",
-        )),
+        rotation,
         publisher,
         readiness: vec![store, queue],
         store_calls: Some(counter.0),

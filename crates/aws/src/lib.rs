@@ -13,6 +13,7 @@ mod dynamo;
 mod events;
 mod greengrass;
 mod iot;
+mod rotation;
 mod s3;
 mod sqs;
 mod status;
@@ -30,6 +31,10 @@ pub use dynamo::DynamoStore;
 pub use events::EventBridgePublisher;
 pub use greengrass::AwsGreengrass;
 pub use iot::AwsIot;
+pub use rotation::{
+    AwsRotationChannel, COMPONENT_NAME as ROTATION_COMPONENT_NAME, TOPIC_PREFIX as ROTATION_TOPIC_PREFIX,
+    component_recipe as rotation_component_recipe,
+};
 pub use s3::S3Artifacts;
 pub use sqs::SqsQueue;
 pub use status::{SqsStatusFeed, parse_status_message};

@@ -216,6 +216,20 @@ impl WorkQueue for SqsQueue {
         }
     }
 
+    async fn requeue(&self, delivery: &Delivery, delay: Duration) -> Result<(), StoreError> {
+        // SQS counts receives per message: a new message starts its attempts afresh.
+        let delay = i32::try_from(delay.min(Duration::from_secs(900)).as_secs()).unwrap_or(900);
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(serde_json::to_string(&delivery.job).expect("jobs serialise"))
+            .delay_seconds(delay)
+            .send()
+            .await
+            .map_err(store_error)?;
+        self.ack(&delivery.receipt).await.map(|_| ())
+    }
+
     async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), StoreError> {
         self.client
             .send_message()

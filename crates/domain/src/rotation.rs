@@ -95,7 +95,18 @@ pub struct RotationJournal {
     /// Every step is done and the main journal names the new certificate.
     #[serde(default)]
     pub finished: bool,
+    /// When the core was first asked for its CSR: a core that has not answered (CSR or
+    /// confirmation) within [`ANSWER_WITHIN`] of it fails its item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<crate::time::Timestamp>,
 }
+
+/// How long a core has to send its CSR and confirm its new certificate (a core offline for
+/// longer fails its item; a retry of the task asks again).
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How often a worker looks for a core's answer while it waits.
+pub const ANSWER_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl RotationJournal {
     pub fn new(task_id: TaskId, old_id: Option<String>, old_arn: Option<String>) -> Self {
@@ -113,6 +124,7 @@ impl RotationJournal {
             old_retired: false,
             failed: None,
             finished: false,
+            requested_at: Some(crate::time::Timestamp::now()),
         }
     }
 }

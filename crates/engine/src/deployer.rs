@@ -335,6 +335,9 @@ impl Deployer {
                 }
                 Err(StepError::Transient { message, .. }) => return Err(StepError::transient(message.clone())),
                 Err(StepError::Crash(point)) => return Err(StepError::Crash(point)),
+                Err(StepError::Waiting { message, after }) => {
+                    return Err(StepError::Waiting { message: message.clone(), after: *after });
+                }
             };
             // Taken before the move: a simulated core can finish the deployment (and report
             // it, timestamped) within the call that moves it.

@@ -47,6 +47,8 @@ pub enum JobOutcome {
     },
     /// A failpoint fired: stop as if the process died here.
     Crashed(&'static str),
+    /// Waiting for someone else: queue the job again after the delay, attempts untouched.
+    Wait(std::time::Duration, String),
 }
 
 /// A handler with its payload type erased, for the registry.
@@ -67,6 +69,7 @@ impl<H: JobHandler> ErasedHandler for H {
         match self.run(&job, ctx).await {
             Ok(()) => JobOutcome::Done,
             Err(StepError::Crash(point)) => JobOutcome::Crashed(point),
+            Err(StepError::Waiting { message, after }) => JobOutcome::Wait(after, message),
             Err(err @ StepError::Transient { .. }) if may_retry => JobOutcome::Retry(err),
             Err(error) => match self.give_up(&job, &error.to_string()).await {
                 Ok(()) => JobOutcome::GaveUp(error),

@@ -60,6 +60,10 @@ pub enum StepError {
     /// A failpoint fired: behave as if the process died here (no ack, no retry bookkeeping).
     #[error("failpoint {0} fired")]
     Crash(&'static str),
+    /// Nothing failed: the work waits for someone else (a core's answer). The job comes back
+    /// after `after` as a new job, without spending an attempt.
+    #[error("{message}")]
+    Waiting { message: String, after: std::time::Duration },
 }
 
 impl StepError {

@@ -180,5 +180,12 @@ fn first_error(results: Vec<Result<(), StepError>>) -> Result<(), StepError> {
     }) {
         return Err(StepError::Crash(crash));
     }
-    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    // Waiting for a core is the least of it: a failure of another item retries the job (the
+    // waiting item is looked at again then); only when nothing else failed does the job wait.
+    let (waiting, failed): (Vec<StepError>, Vec<StepError>) =
+        results.into_iter().filter_map(Result::err).partition(|e| matches!(e, StepError::Waiting { .. }));
+    match (failed.into_iter().next(), waiting.into_iter().next()) {
+        (Some(err), _) | (None, Some(err)) => Err(err),
+        (None, None) => Ok(()),
+    }
 }

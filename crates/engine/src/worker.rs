@@ -236,6 +236,11 @@ impl Worker {
                 tracing::warn!(failpoint = point, "stopping here as if the process died");
                 Ok(())
             }
+            JobOutcome::Wait(delay, why) => {
+                tracing::debug!(reason = %why, wait_ms = delay.as_millis() as u64, "job waits");
+                self.count(&delivery, "waiting");
+                self.queue.requeue(&delivery, delay).await
+            }
             JobOutcome::Retry(err) => {
                 let delay = self.backoff(delivery.attempt);
                 tracing::info!(error = %ErrorChain(&err), retry_in_ms = delay.as_millis() as u64, "job failed; will retry");

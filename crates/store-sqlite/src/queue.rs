@@ -98,6 +98,30 @@ impl WorkQueue for SqliteStore {
         Ok(())
     }
 
+    async fn requeue(&self, delivery: &Delivery, delay: Duration) -> Result<(), StoreError> {
+        // One transaction: the job in hand becomes a new job, its attempts afresh.
+        let (id, lease) = parse_receipt(&delivery.receipt)?;
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.begin_write().await?;
+        let taken = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease = ?")
+            .bind(id)
+            .bind(lease)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if taken.rows_affected() == 1 {
+            sqlx::query("INSERT INTO jobs (kind, payload, visible_at, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&delivery.job.kind)
+                .bind(delivery.job.payload.to_string())
+                .bind(now.saturating_add(millis(delay.min(Duration::from_secs(900)))))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
     async fn extend_lease(&self, receipt: &str, lease: Duration) -> Result<bool, StoreError> {
         let (id, lease_id) = parse_receipt(receipt)?;
         let extended = sqlx::query("UPDATE jobs SET visible_at = ? WHERE id = ? AND lease = ? AND dead = 0")

@@ -50,6 +50,10 @@ pub trait WorkQueue: Send + Sync {
     /// Keeps a job in hand invisible for `lease` from now (long work); `Ok(false)` when the
     /// lease had been lost.
     async fn extend_lease(&self, receipt: &str, lease: Duration) -> Result<bool, StoreError>;
+    /// Queues the job in hand again as a new job, visible after `delay` (at most 15 minutes),
+    /// and removes the one in hand: it waits without spending an attempt. A crash in between
+    /// leaves both (jobs are idempotent).
+    async fn requeue(&self, delivery: &Delivery, delay: Duration) -> Result<(), StoreError>;
     /// Moves the job in hand to the dead-letter queue with the reason.
     async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), StoreError>;
     async fn depth(&self) -> Result<QueueDepth, StoreError>;

@@ -8,8 +8,10 @@ use futures::StreamExt as _;
 use ggprov_domain::cores::{Event, Task};
 use ggprov_domain::ports::CloudError;
 use ggprov_domain::provisioning::{CertInfo, CertificateStatus, ProvisioningJournal};
-use ggprov_domain::rotation::{CERTIFICATE_ROTATED_EVENT, RevokeOld, RotationJournal, RotationOutcome, RotationSpec};
-use ggprov_domain::{ThingName, thing_lifecycle};
+use ggprov_domain::rotation::{
+    ANSWER_POLL, ANSWER_WITHIN, CERTIFICATE_ROTATED_EVENT, RevokeOld, RotationJournal, RotationOutcome, RotationSpec,
+};
+use ggprov_domain::{ThingName, Timestamp, thing_lifecycle};
 
 use super::things::inventory_entry;
 use super::{CoreProvisioner, first_error, permanent};
@@ -30,6 +32,21 @@ fn rotated_event(core: &ThingName, task: &Task, journal: Option<&RotationJournal
         detail["message"] = serde_json::Value::String(message.to_owned());
     }
     Event { detail_type: CERTIFICATE_ROTATED_EVENT.to_owned(), detail }
+}
+
+/// The core has not answered yet: `Err(reason)` once it had [`ANSWER_WITHIN`] to do so (its
+/// item then fails and it keeps its old certificate), else the step waits for it (a waiting
+/// job spends no attempt).
+fn waiting_for(name: &ThingName, rotation: &RotationJournal, what: &str) -> Result<StepError, String> {
+    let asked = rotation.requested_at.map_or(0, |t| t.as_millis());
+    let waited = Timestamp::now().as_millis().saturating_sub(asked);
+    if u128::try_from(waited).unwrap_or(0) > ANSWER_WITHIN.as_millis() {
+        return Err(format!(
+            "core {name} did not {what} within {} hours; it keeps its old certificate (retry the task when it is online)",
+            ANSWER_WITHIN.as_secs() / 3600
+        ));
+    }
+    Ok(StepError::Waiting { message: format!("waiting for core {name} to {what}"), after: ANSWER_POLL })
 }
 
 impl CoreProvisioner {
@@ -77,6 +94,11 @@ impl CoreProvisioner {
                 self.store.fail_item(&task.id, name, &message, Some(&event)).await?;
                 Ok(())
             }
+            Err(waiting @ StepError::Waiting { .. }) => {
+                // Let go of the item: the job that looks again is a new one, another holder.
+                self.store.start_item(&task.id, name, &ctx.holder, std::time::Duration::ZERO).await?;
+                Err(waiting)
+            }
             other => other,
         }
     }
@@ -103,11 +125,9 @@ impl CoreProvisioner {
         // 1. The core's CSR, signed with the task's CA (journaled on the journal's revision:
         //    one certificate per core per task, however many holders get here).
         if journal.rotation().certificate_pem.is_none() {
-            let csr = self
-                .rotation
-                .csr(name, request, spec.key_algorithm)
-                .await?
-                .ok_or_else(|| StepError::transient(format!("waiting for core {name} to send its CSR")))?;
+            let Some(csr) = self.rotation.csr(name, request, spec.key_algorithm).await? else {
+                return Err(waiting_for(name, journal.rotation(), "send its CSR").unwrap_or_else(permanent));
+            };
             let ca = self
                 .cas
                 .ca(&spec.ca_id)
@@ -173,9 +193,10 @@ impl CoreProvisioner {
             let new_id = journal.rotation().certificate_id.clone().expect("registered above");
             let refused = match self.rotation.outcome(name, request).await? {
                 RotationOutcome::Pending => {
-                    return Err(StepError::transient(format!(
-                        "waiting for core {name} to confirm its new certificate"
-                    )));
+                    match waiting_for(name, journal.rotation(), "confirm its new certificate") {
+                        Ok(waiting) => return Err(waiting),
+                        Err(reason) => Some(reason),
+                    }
                 }
                 RotationOutcome::Confirmed { certificate_id } if certificate_id == new_id => None,
                 RotationOutcome::Confirmed { certificate_id } => {
