@@ -142,6 +142,16 @@ async fn certificates_are_inventoried_counted_exactly_listed_by_expiry_and_revok
     }
     let (status, _, body) = error_of(app.get("/certificates/expiring?exclusiveStartCertificateId=abc").await).await;
     assert_eq!(status, 400, "{body}");
+    // A start position whose id is no certificate id (schemathesis found it answered 200).
+    let (status, _, body) = error_of(
+        app.get(
+            "/certificates/expiring?exclusiveStartNotAfter=2027-01-01T00:00:00Z&exclusiveStartCertificateId=%C2%BDzz",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("exclusiveStartCertificateId"), "{body}");
     let (status, code, _) = error_of(app.get("/certificates/0000").await).await;
     assert_eq!((status, code.as_str()), (404, "CERTIFICATE_NOT_FOUND"));
 

@@ -53,6 +53,21 @@ async fn certificate_id(app: &TestApp, core: &str) -> String {
         .to_owned()
 }
 
+/// Makes the simulated core refuse (or, `false`, accept again) its next new certificate.
+async fn rotation_fails(app: &TestApp, core: &str, fails: bool) {
+    let body = if fails { json!({"rotationFails": true}) } else { json!({}) };
+    let response =
+        app.client.put(app.url(&format!("/local-cloud/cores/{core}/behavior"))).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+}
+
+/// Retries a finished rotation task, asserting 202; the new task's id.
+async fn retry_rotation(app: &TestApp, id: &str) -> String {
+    let response = app.post_json(&format!("/certificateRotationTasks/{id}/retry"), &json!({})).await;
+    assert_eq!(response.status(), 202);
+    header(&response, "x-taskid").unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_rotation_attaches_the_policies_of_a_per_certificate_template_to_the_new_certificate() {
     let app = spawn_app().await;
@@ -147,14 +162,7 @@ async fn a_core_that_cannot_use_its_new_certificate_keeps_the_old_one_and_its_it
     let cores = names("frail", 3);
     app.provision(&cores).await;
     let old = certificate_id(&app, &cores[1]).await;
-    let response = app
-        .client
-        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[1])))
-        .json(&json!({"rotationFails": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    rotation_fails(&app, &cores[1], true).await;
 
     let id = submit_rotation(&app, &json!({"targets": {"thingNames": cores}})).await;
     let task = finished_rotation(&app, &id).await;
@@ -171,15 +179,8 @@ async fn a_core_that_cannot_use_its_new_certificate_keeps_the_old_one_and_its_it
         && e["detail"]["thingName"] == cores[1].as_str()));
 
     // Fixed, the failed core is retried alone: a new task, one more certificate.
-    app.client
-        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[1])))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let response = app.post_json(&format!("/certificateRotationTasks/{id}/retry"), &json!({})).await;
-    assert_eq!(response.status(), 202);
-    let retry = header(&response, "x-taskid").unwrap().to_owned();
+    rotation_fails(&app, &cores[1], false).await;
+    let retry = retry_rotation(&app, &id).await;
     let task = finished_rotation(&app, &retry).await;
     assert_eq!((task["taskStatus"].as_str(), task["counts"]["total"].as_u64()), (Some("Success"), Some(1)), "{task}");
     let held = principals(&app, &cores[1]).await;
@@ -500,14 +501,7 @@ async fn a_failing_first_wave_aborts_the_rotation_and_the_rest_keep_their_certif
     let cores = names("brake", 5);
     app.provision(&cores).await;
     let before: Vec<String> = futures::future::join_all(cores.iter().map(|c| certificate_id(&app, c))).await;
-    let response = app
-        .client
-        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[0])))
-        .json(&json!({"rotationFails": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    rotation_fails(&app, &cores[0], true).await;
     let body = json!({"targets": {"thingNames": cores},
         "rollout": {"waves": [{"count": 2}, {"percent": 100}], "failureThreshold": {"count": 0}}});
     let id = submit_rotation(&app, &body).await;
@@ -527,15 +521,8 @@ async fn a_failing_first_wave_aborts_the_rotation_and_the_rest_keep_their_certif
     assert!(event_types(&app).await.iter().any(|k| k == "CertificateRotationTask Aborted Event"));
 
     // Fixed, a retry rolls out again over what did not rotate: the failed core and the skipped.
-    app.client
-        .put(app.url(&format!("/local-cloud/cores/{}/behavior", cores[0])))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let response = app.post_json(&format!("/certificateRotationTasks/{id}/retry"), &json!({})).await;
-    assert_eq!(response.status(), 202);
-    let retry = header(&response, "x-taskid").unwrap().to_owned();
+    rotation_fails(&app, &cores[0], false).await;
+    let retry = retry_rotation(&app, &id).await;
     let task = rotate_until(&app, &retry, "the retry", |t| t["taskStatus"] != "InProgress").await;
     assert_eq!(task["taskStatus"], "Success", "{task}");
     assert_eq!(task["counts"]["total"], 4);

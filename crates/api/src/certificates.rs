@@ -260,6 +260,17 @@ pub(crate) async fn list_expiring_certificates(
     };
     let start = match (&query.exclusive_start_not_after, &query.exclusive_start_certificate_id) {
         (None, None) => None,
+        (Some(_), Some(id))
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            problems.add(
+                "exclusiveStartCertificateId",
+                "must be a certificate id (up to 64 lowercase hex digits); pass pagination.lastEvaluated.certificateId as it came",
+            );
+            None
+        }
         (Some(at), Some(id)) => match at.parse::<Timestamp>() {
             Ok(at) => Some((at, id.clone())),
             Err(_) => {
