@@ -8,6 +8,7 @@ use ggprov_domain::ports::{
     InstalledComponent, PositionedStatusFeed,
 };
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
+use ggprov_store_sqlite::read_cache::{KeyedReadCache, WalIndex};
 use sqlx::Row;
 
 use crate::{LocalCloud, db};
@@ -98,6 +99,11 @@ impl Greengrass for LocalCloud {
     async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
         const API: &str = "GetCoreDevice";
         self.admit(API)?;
+        let reads = &self.inner.reads;
+        let at = reads.wal.current();
+        if let Some(known) = reads.devices.get(at, name.as_str()) {
+            return Ok(known);
+        }
         let row = sqlx::query(
             "SELECT status, core_version, platform, architecture, last_status_update FROM core_devices WHERE name = ?",
         )
@@ -105,14 +111,16 @@ impl Greengrass for LocalCloud {
         .fetch_optional(self.pool())
         .await
         .map_err(db(API))?;
-        Ok(row.map(|r| CoreDevice {
+        let device = row.map(|r| CoreDevice {
             status: r.get("status"),
             core_version: r.get("core_version"),
             platform: r.get("platform"),
             architecture: r.get("architecture"),
             last_status_update_timestamp: Timestamp::from_millis(r.get("last_status_update")),
             tags: Default::default(),
-        }))
+        });
+        reads.devices.put(at, name.as_str(), device.clone());
+        Ok(device)
     }
 
     async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
@@ -135,6 +143,11 @@ impl Greengrass for LocalCloud {
     async fn list_installed_components(&self, name: &ThingName) -> Result<Vec<InstalledComponent>, CloudError> {
         const API: &str = "ListInstalledComponents";
         self.admit(API)?;
+        let reads = &self.inner.reads;
+        let at = reads.wal.current();
+        if let Some(known) = reads.installed.get(at, name.as_str()) {
+            return Ok(known);
+        }
         let rows = sqlx::query("SELECT name, version FROM installed_components WHERE core_name = ? ORDER BY name")
             .bind(name.as_str())
             .fetch_all(self.pool())
@@ -147,7 +160,7 @@ impl Greengrass for LocalCloud {
         .fetch_all(self.pool())
         .await
         .map_err(db(API))?;
-        Ok(rows
+        let installed: Vec<InstalledComponent> = rows
             .iter()
             .map(|r| {
                 let component: String = r.get("name");
@@ -167,12 +180,21 @@ impl Greengrass for LocalCloud {
                     containers,
                 }
             })
-            .collect())
+            .collect();
+        reads.installed.put(at, name.as_str(), installed.clone());
+        Ok(installed)
     }
 
     async fn list_effective_deployments(&self, name: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
         self.admit("ListEffectiveDeployments")?;
-        self.effective_deployments(name).await
+        let reads = &self.inner.reads;
+        let at = reads.wal.current();
+        if let Some(known) = reads.effective.get(at, name.as_str()) {
+            return Ok(known);
+        }
+        let effective = self.effective_deployments(name).await?;
+        reads.effective.put(at, name.as_str(), effective.clone());
+        Ok(effective)
     }
 
     async fn associate_client_devices(
@@ -308,5 +330,29 @@ impl PositionedStatusFeed for LocalCloud {
                 nucleus: None,
             })
             .collect())
+    }
+}
+
+/// Core devices kept per database state at most (a bound, not a working-set estimate).
+const MAX_CACHED_DEVICES: usize = 16_384;
+
+/// The answers of `GetCoreDevice`, `ListInstalledComponents` and `ListEffectiveDeployments` by
+/// core, exact per state of the local cloud's database (any commit empties them): the calls are
+/// still admitted (counted, throttled by the simulated quotas) one by one.
+pub(crate) struct DeviceReads {
+    wal: WalIndex,
+    devices: KeyedReadCache<Option<CoreDevice>>,
+    installed: KeyedReadCache<Vec<InstalledComponent>>,
+    effective: KeyedReadCache<Vec<EffectiveDeployment>>,
+}
+
+impl DeviceReads {
+    pub(crate) fn over(db: &std::path::Path) -> Self {
+        Self {
+            wal: WalIndex::over(db),
+            devices: KeyedReadCache::new(MAX_CACHED_DEVICES),
+            installed: KeyedReadCache::new(MAX_CACHED_DEVICES),
+            effective: KeyedReadCache::new(MAX_CACHED_DEVICES),
+        }
     }
 }

@@ -55,6 +55,9 @@ struct Inner {
     catalogue: ComponentCatalogue,
     settings: LocalCloudSettings,
     faults: faults::Faults,
+    /// Greengrass's answers about core devices, exact per database state (`GET /cores/{name}`
+    /// asks three of them on every read).
+    reads: greengrass::DeviceReads,
 }
 
 impl std::fmt::Debug for LocalCloud {
@@ -96,7 +99,9 @@ impl LocalCloud {
         MIGRATOR.run(&pool).await.map_err(|e| err(e.into()))?;
         let mut catalogue = ComponentCatalogue::public();
         catalogue.extend(settings.private_components.iter().cloned());
-        let cloud = Self { inner: Arc::new(Inner { pool, catalogue, settings, faults: faults::Faults::default() }) };
+        let reads = greengrass::DeviceReads::over(path);
+        let cloud =
+            Self { inner: Arc::new(Inner { pool, catalogue, settings, faults: faults::Faults::default(), reads }) };
         cloud.bootstrap().await.map_err(|e| err(e.into()))?;
         if cloud.inner.settings.auto_connect {
             cloud.power_on_provisioned_cores().await.map_err(|e| err(e.into()))?;

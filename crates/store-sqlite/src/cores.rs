@@ -102,12 +102,19 @@ impl CoreRecords for SqliteStore {
     }
 
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError> {
+        // The state before the read: a commit during the read makes the entry stale at once.
+        let at = self.read_models.current();
+        if let Some(known) = self.read_models.cores.get(at, name.as_str()) {
+            return Ok(known.map(|c| (*c).clone()));
+        }
         let row = sqlx::query("SELECT * FROM cores WHERE name = ?")
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(core_from_row).transpose()
+        let core = row.as_ref().map(core_from_row).transpose()?;
+        self.read_models.cores.put(at, name.as_str(), core.clone().map(std::sync::Arc::new));
+        Ok(core)
     }
 
     async fn list_cores(

@@ -14,52 +14,50 @@ use ggprov_domain::software::{SoftwareCounts, SoftwareDelta, SoftwareKey};
 use ggprov_domain::{ThingName, Timestamp};
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::read_cache::{DbState, KeyedReadCache, WalIndex};
 use crate::{SqliteStore, unavailable};
 
-/// The fleet and software counters as last read, with the state of the database they were
-/// read at. That state is the WAL-index header in `<db>-shm` (SQLite's documented wal-index
-/// format: its change counter moves with every committed transaction, by any connection of any
-/// process, before the commit returns). A read whose cached header is still the current one
-/// answers from memory; a commit during the read makes it stale at once. The summaries stay
-/// exact, also with `api` and `worker` processes sharing one data directory, and cost one
-/// `pread` of 96 bytes while nothing changes (decision 65).
-#[derive(Debug, Default)]
+/// The fleet and software counters, the latest template versions and core records as last
+/// read, each with the state of the database it was read at (see [`crate::read_cache`]): the
+/// summaries and single reads stay exact, also with `api` and `worker` processes sharing one
+/// data directory, and cost one `pread` of 96 bytes while nothing changes (decision 65).
+#[derive(Debug)]
 pub(crate) struct ReadModels {
-    /// The open `-shm` file; `None` (no caching) when it cannot be read.
-    shm: Option<std::fs::File>,
+    wal: WalIndex,
     fleet: Cached<BTreeMap<(String, u32), VersionCounts>>,
     software: Cached<BTreeMap<SoftwareKey, SoftwareCounts>>,
     /// Every template's latest version number (the fleet summary's `latestVersion`).
     latest_versions: Cached<Arc<BTreeMap<String, u32>>>,
     /// Latest template versions by name (`GET /templates/{name}`, and every deployment's
-    /// template lookup), all read at one database state: the map is emptied when it moves.
-    templates: Cached<std::collections::HashMap<String, Option<Arc<ggprov_domain::Template>>>>,
+    /// template lookup).
+    pub(crate) templates: KeyedReadCache<Option<Arc<ggprov_domain::Template>>>,
+    /// Core records by name (`GET /cores/{name}`, and every worker step that reads a core).
+    pub(crate) cores: KeyedReadCache<Option<Arc<Core>>>,
 }
 
-/// Templates kept per database state at most (a bound, not a working-set estimate).
+/// Templates and cores kept per database state at most (bounds, not working-set estimates).
 const MAX_CACHED_TEMPLATES: usize = 4_096;
+const MAX_CACHED_CORES: usize = 16_384;
 
 /// A value and the database state it was read at.
 type Cached<T> = Mutex<Option<(DbState, T)>>;
 
-/// The WAL-index header (both copies, as SQLite writes them).
-type DbState = [u8; 96];
-
 impl ReadModels {
     /// Read models over the database file at `db` (its `-shm` next to it).
     pub(crate) fn over(db: &std::path::Path) -> Self {
-        let mut shm = db.as_os_str().to_owned();
-        shm.push("-shm");
-        Self { shm: std::fs::File::open(shm).ok(), ..Self::default() }
+        Self {
+            wal: WalIndex::over(db),
+            fleet: Mutex::default(),
+            software: Mutex::default(),
+            latest_versions: Mutex::default(),
+            templates: KeyedReadCache::new(MAX_CACHED_TEMPLATES),
+            cores: KeyedReadCache::new(MAX_CACHED_CORES),
+        }
     }
 
-    /// The database's state now; `None` when it cannot be told (then nothing is cached), or
-    /// while a writer is between the header's two copies.
+    /// The database's state now (see [`WalIndex::current`]).
     pub(crate) fn current(&self) -> Option<DbState> {
-        use std::os::unix::fs::FileExt as _;
-        let mut header = [0u8; 96];
-        self.shm.as_ref()?.read_exact_at(&mut header, 0).ok()?;
-        (header[..48] == header[48..]).then_some(header)
+        self.wal.current()
     }
 
     /// The value of `slot` at the database state now: from memory when it was read at this
@@ -81,33 +79,6 @@ impl ReadModels {
             *slot.lock().expect("read model lock") = Some((at, value.clone()));
         }
         Ok(value)
-    }
-
-    /// The latest version of template `name` as read at the database state `now`, if known
-    /// (`Some(None)`: known not to exist).
-    pub(crate) fn template(&self, now: Option<DbState>, name: &str) -> Option<Option<Arc<ggprov_domain::Template>>> {
-        let now = now?;
-        let slot = self.templates.lock().expect("read model lock");
-        slot.as_ref().filter(|(at, _)| *at == now).and_then(|(_, map)| map.get(name).cloned())
-    }
-
-    /// Remembers a template read at the state `at` (the state before the read).
-    pub(crate) fn remember_template(
-        &self,
-        at: Option<DbState>,
-        name: &str,
-        template: Option<Arc<ggprov_domain::Template>>,
-    ) {
-        let Some(at) = at else { return };
-        let mut slot = self.templates.lock().expect("read model lock");
-        match slot.as_mut() {
-            Some((state, map)) if *state == at => {
-                if map.len() < MAX_CACHED_TEMPLATES {
-                    map.insert(name.to_owned(), template);
-                }
-            }
-            _ => *slot = Some((at, std::collections::HashMap::from([(name.to_owned(), template)]))),
-        }
     }
 }
 

@@ -11,6 +11,7 @@ mod idempotency;
 mod journals;
 mod outbox;
 mod queue;
+pub mod read_cache;
 mod rollouts;
 mod rows;
 mod software_updates;

@@ -86,14 +86,14 @@ impl TemplateStore for SqliteStore {
     async fn latest_template(&self, name: &TemplateName) -> Result<Option<Template>, StoreError> {
         // The state before the read: a commit during the read makes the entry stale at once.
         let at = self.read_models.current();
-        if let Some(known) = self.read_models.template(at, name.as_str()) {
+        if let Some(known) = self.read_models.templates.get(at, name.as_str()) {
             return Ok(known.map(|t| (*t).clone()));
         }
         let sql = "SELECT v.name, v.version, v.spec, v.created_at, v.updated_at FROM template_heads h \
                    JOIN template_versions v ON v.name = h.name AND v.version = h.latest_version WHERE h.name = ?";
         let row = sqlx::query(sql).bind(name.as_str()).fetch_optional(&self.pool).await.map_err(unavailable)?;
         let template = row.as_ref().map(template_from_row).transpose()?;
-        self.read_models.remember_template(at, name.as_str(), template.clone().map(std::sync::Arc::new));
+        self.read_models.templates.put(at, name.as_str(), template.clone().map(std::sync::Arc::new));
         Ok(template)
     }
 
