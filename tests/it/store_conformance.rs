@@ -70,14 +70,31 @@ async fn summaries_see_every_other_writers_commit() {
             created_at: now,
             updated_at: None,
         };
+        // The core's record is read from memory too: absent first, then there at once.
+        for _ in 0..2 {
+            assert!(reader.core(&name).await.unwrap().is_none());
+        }
         writer.create_task(&task).await.unwrap();
         let event = Event { detail_type: "Core Created Event".into(), detail: serde_json::json!({}) };
-        writer.complete_core_create(&task.id, &Core::new(name, "p".into(), now), &event).await.unwrap();
+        writer.complete_core_create(&task.id, &Core::new(name.clone(), "p".into(), now), &event).await.unwrap();
         // Read twice: the second answer may come from memory, and must still be right.
         for _ in 0..2 {
             assert_eq!(cores(&reader.software_counters().await.unwrap()), round);
             assert_eq!(reader.fleet_counters().await.unwrap(), reader.recount_fleet().await.unwrap());
+            assert_eq!(reader.core(&name).await.unwrap().map(|c| c.name), Some(name.clone()));
         }
+        // And another writer's change of it shows at once.
+        assert!(reader.core(&name).await.unwrap().unwrap().software.observed_at.is_none());
+        let device = ggprov_domain::ports::CoreDevice {
+            status: "HEALTHY".into(),
+            core_version: Some("2.12.0".into()),
+            platform: Some("linux".into()),
+            architecture: Some("amd64".into()),
+            last_status_update_timestamp: Some(now),
+            tags: Default::default(),
+        };
+        assert!(writer.observe_core(&name, &device).await.unwrap());
+        assert!(reader.core(&name).await.unwrap().unwrap().software.observed_at.is_some(), "seen at once");
     }
 
     // Templates are read from memory too: another writer's new version shows at once, and so
