@@ -59,6 +59,12 @@ impl CoreProvisioner {
         }
         let mut journal = self.store.journal(name).await?;
 
+        // Journal saves (decision 76): only what must not be done twice is saved before it goes
+        // on — the minted certificate (before registration, so a retry never makes a second
+        // one) and a per-thing policy (before it is created, so it is never leaked). The other
+        // steps are idempotent calls (creating an existing thing, registering a registered
+        // certificate, attaching twice); their results are saved together once the thing is
+        // complete, so a crash in between repeats calls, never their effects.
         // 1. The thing.
         if !journal.thing_created {
             if self.iot.describe_thing(name).await?.is_none() {
@@ -71,7 +77,6 @@ impl CoreProvisioner {
                 self.iot.add_thing_to_thing_group(group, name).await?;
             }
             journal.thing_created = true;
-            self.store.save_journal(name, &mut journal).await?;
         }
         self.failpoints.check("create.after_thing")?;
 
@@ -157,7 +162,6 @@ impl CoreProvisioner {
             self.failpoints.check("create.after_register")?;
             journal.certificate_id = Some(registered.id);
             journal.certificate_arn = Some(registered.arn);
-            self.store.save_journal(name, &mut journal).await?;
         }
         let arn = journal.certificate_arn.clone().expect("set above");
 
@@ -171,15 +175,14 @@ impl CoreProvisioner {
             self.join_policy_group(name, policy_group).await?;
             journal.policy_group = Some(policy_group.group.clone());
         }
-        self.store.save_journal(name, &mut journal).await?;
         self.failpoints.check("create.after_policies")?;
 
-        // 5. The certificate on the thing.
+        // 5. The certificate on the thing; then everything done is saved at once.
         if !journal.principal_attached {
             self.iot.attach_thing_principal(name, &arn).await?;
             journal.principal_attached = true;
-            self.store.save_journal(name, &mut journal).await?;
         }
+        self.store.save_journal(name, &mut journal).await?;
         self.failpoints.check("create.after_principal")?;
 
         let mut artifacts = BTreeMap::new();
