@@ -130,7 +130,7 @@ pub async fn connect(settings: &AwsBackendSettings) -> anyhow::Result<Adapters> 
             url,
             crate::calls::dynamodb_client(&sdk, &counter),
             &aws.table,
-            aws_sdk_iot::Client::new(&sdk),
+            AwsIot::new(aws_sdk_iot::Client::new(&sdk)),
         )),
         None => Arc::new(ggprov_domain::backend::NoRotationChannel(
             "certificate rotation in AWS mode needs the rotation component's inbox: set GGPROV_AWS_ROTATION_QUEUE_URL (infra/ creates it and the IoT rule that feeds it)",

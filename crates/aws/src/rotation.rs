@@ -26,7 +26,8 @@ use ggprov_domain::provisioning::KeyAlgorithm;
 use ggprov_domain::rotation::RotationOutcome;
 use serde::Deserialize;
 
-use crate::cloud_error;
+use crate::{AwsIot, cloud_error};
+use ggprov_domain::ports::IotRegistry as _;
 
 /// MQTT topics of the rotation component.
 pub const TOPIC_PREFIX: &str = "ggprov/rotation";
@@ -42,7 +43,7 @@ pub struct AwsRotationChannel {
     inbox_url: String,
     dynamo: aws_sdk_dynamodb::Client,
     table: String,
-    iot: aws_sdk_iot::Client,
+    iot: AwsIot,
 }
 
 /// A message of the component, as the topic rule forwards it.
@@ -57,10 +58,6 @@ struct Inbound {
     principal: Option<String>,
 }
 
-fn unavailable(api: &'static str, why: impl std::fmt::Display) -> CloudError {
-    CloudError::Unavailable { api, source: why.to_string().into() }
-}
-
 impl AwsRotationChannel {
     pub fn new(
         data: aws_sdk_iotdataplane::Client,
@@ -68,7 +65,7 @@ impl AwsRotationChannel {
         inbox_url: impl Into<String>,
         dynamo: aws_sdk_dynamodb::Client,
         table: impl Into<String>,
-        iot: aws_sdk_iot::Client,
+        iot: AwsIot,
     ) -> Self {
         Self { data, sqs, inbox_url: inbox_url.into(), dynamo, table: table.into(), iot }
     }
@@ -76,15 +73,13 @@ impl AwsRotationChannel {
     /// Whether the message's sender holds a certificate attached to the thing it names.
     async fn sent_by_the_thing(&self, inbound: &Inbound) -> Result<bool, CloudError> {
         let Some(principal) = inbound.principal.as_deref().filter(|p| !p.is_empty()) else { return Ok(false) };
-        let out = match self.iot.list_thing_principals().thing_name(&inbound.thing_name).send().await {
-            Ok(out) => out,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-                return Ok(false);
-            }
-            Err(err) => return Err(cloud_error("ListThingPrincipals", &err)),
-        };
+        let Ok(thing) = ThingName::parse(&inbound.thing_name) else { return Ok(false) };
         let suffix = format!("cert/{principal}");
-        Ok(out.principals.unwrap_or_default().iter().any(|arn| arn.ends_with(&suffix)))
+        match self.iot.list_thing_principals(&thing).await {
+            Ok(arns) => Ok(arns.iter().any(|arn| arn.ends_with(&suffix))),
+            Err(err) if err.is_not_found() => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     async fn publish(&self, core: &ThingName, leaf: &str, payload: serde_json::Value) -> Result<(), CloudError> {
@@ -167,7 +162,7 @@ impl AwsRotationChannel {
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(err) => Err(unavailable("PutItem", aws_smithy_types::error::display::DisplayErrorContext(err))),
+            Err(err) => Err(cloud_error("PutItem", &err)),
         }
     }
 
@@ -187,7 +182,7 @@ impl AwsRotationChannel {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem", aws_smithy_types::error::display::DisplayErrorContext(e)))?;
+            .map_err(|e| cloud_error("GetItem", &e))?;
         let Some(item) = out.item else { return Ok(None) };
         let Some(AttributeValue::S(body)) = item.get("body") else { return Ok(None) };
         Ok(serde_json::from_str(body).ok())
