@@ -76,7 +76,7 @@ async fn summaries_see_every_other_writers_commit() {
         }
         writer.create_task(&task).await.unwrap();
         let event = Event { detail_type: "Core Created Event".into(), detail: serde_json::json!({}) };
-        writer.complete_core_create(&task.id, &Core::new(name.clone(), "p".into(), now), &event).await.unwrap();
+        writer.complete_core_create(&task.id, &Core::new(name.clone(), "p".into(), now), &event, None).await.unwrap();
         // Read twice: the second answer may come from memory, and must still be right.
         for _ in 0..2 {
             assert_eq!(cores(&reader.software_counters().await.unwrap()), round);
@@ -140,7 +140,12 @@ async fn things_recorded_before_the_inventory_get_their_certificates_from_their_
     for name in ["old-core", "no-journal"] {
         let core = Core::new(thing(name), "greengrass2_core".into(), Timestamp::now());
         store
-            .complete_core_create(&core_task.id, &core, &ggprov_testkit::core_store::event("Core Created Event", 0))
+            .complete_core_create(
+                &core_task.id,
+                &core,
+                &ggprov_testkit::core_store::event("Core Created Event", 0),
+                None,
+            )
             .await
             .unwrap();
     }

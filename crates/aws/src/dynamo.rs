@@ -131,9 +131,14 @@ pub(crate) const MAX_TRIES: usize = 16;
 
 /// Builds a transaction with `$build` (an expression of type
 /// `Result<Option<Vec<TransactWriteItem>>, StoreError>`; `None` = nothing to do) and commits
-/// it, building again after a cancellation.
+/// it, building again after a cancellation. With `fenced` true, the first write is a fence:
+/// when its own condition fails the store reports a conflict at once instead of building again
+/// (a journal saved by another writer stays saved however often this one re-reads the rest).
 macro_rules! retry_tx {
-    ($store:expr, $build:block) => {{
+    ($store:expr, $build:block) => {
+        retry_tx!($store, false, $build)
+    };
+    ($store:expr, $fenced:expr, $build:block) => {{
         let mut result = Err(ggprov_domain::ports::StoreError::Conflict);
         for _ in 0..$crate::dynamo::MAX_TRIES {
             let built: Result<Option<Vec<TransactWriteItem>>, ggprov_domain::ports::StoreError> =
@@ -145,6 +150,11 @@ macro_rules! retry_tx {
             match $store.transact(writes).await {
                 Ok(()) => {
                     result = Ok(());
+                    break;
+                }
+                Err($crate::dynamo::TxError::Cancelled(reasons))
+                    if $fenced && reasons.first().is_some_and(|r| r == "ConditionalCheckFailed") =>
+                {
                     break;
                 }
                 Err($crate::dynamo::TxError::Cancelled(_)) => continue,

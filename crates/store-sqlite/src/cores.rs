@@ -8,6 +8,7 @@ use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Core, Event};
 use ggprov_domain::deployment_state::FleetDelta;
 use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
+use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::software::SoftwareDelta;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 use sqlx::{Sqlite, Transaction};
@@ -167,11 +168,22 @@ impl CoreRecords for SqliteStore {
         rows.iter().map(core_from_row).collect()
     }
 
-    async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError> {
+    async fn complete_core_create(
+        &self,
+        task: &TaskId,
+        core: &Core,
+        event: &Event,
+        journal: Option<&ProvisioningJournal>,
+    ) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
         if !end_item(&mut tx, task, &core.name, TaskStatus::Success, None, now).await? {
             return Ok(()); // a duplicate delivery: the first one recorded everything
+        }
+        if let Some(journal) = journal
+            && !crate::journals::write_journal(&mut tx, &core.name, journal).await?
+        {
+            return Err(StoreError::Conflict); // dropping the transaction rolls it back
         }
         let before = read_core(&mut tx, core.name.as_str()).await?;
         let after = Core::reprovisioned(before.as_ref(), core, now);

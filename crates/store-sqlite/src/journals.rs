@@ -29,28 +29,39 @@ impl ProvisioningJournals for SqliteStore {
     }
 
     async fn save_journal(&self, name: &ThingName, journal: &mut ProvisioningJournal) -> Result<(), StoreError> {
-        let text = serde_json::to_string(&*journal).expect("journals serialise");
-        let saved = if journal.rev == 0 {
-            sqlx::query(
-                "INSERT INTO provisioning_journals (name, journal, rev) VALUES (?, ?, 1) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name.as_str())
-            .bind(text)
-            .execute(&self.pool)
-            .await
-        } else {
-            sqlx::query("UPDATE provisioning_journals SET journal = ?, rev = rev + 1 WHERE name = ? AND rev = ?")
-                .bind(text)
-                .bind(name.as_str())
-                .bind(i64::try_from(journal.rev).unwrap_or(i64::MAX))
-                .execute(&self.pool)
-                .await
-        }
-        .map_err(unavailable)?;
-        if saved.rows_affected() != 1 {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        if !write_journal(&mut conn, name, journal).await? {
             return Err(StoreError::Conflict);
         }
         journal.rev += 1;
         Ok(())
     }
+}
+
+/// Writes a journal at revision `journal.rev + 1` on condition that the stored one is at
+/// `journal.rev` (absent for 0); `false` when it is not (another writer saved in between).
+pub(crate) async fn write_journal(
+    conn: &mut sqlx::SqliteConnection,
+    name: &ThingName,
+    journal: &ProvisioningJournal,
+) -> Result<bool, StoreError> {
+    let text = serde_json::to_string(journal).expect("journals serialise");
+    let saved = if journal.rev == 0 {
+        sqlx::query(
+            "INSERT INTO provisioning_journals (name, journal, rev) VALUES (?, ?, 1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.as_str())
+        .bind(text)
+        .execute(&mut *conn)
+        .await
+    } else {
+        sqlx::query("UPDATE provisioning_journals SET journal = ?, rev = rev + 1 WHERE name = ? AND rev = ?")
+            .bind(text)
+            .bind(name.as_str())
+            .bind(i64::try_from(journal.rev).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await
+    }
+    .map_err(unavailable)?;
+    Ok(saved.rows_affected() == 1)
 }

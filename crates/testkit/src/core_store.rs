@@ -133,9 +133,9 @@ pub async fn task_status_follows_its_items_and_items_end_once(store: Arc<dyn Cor
     assert_eq!(started.item.status, TaskStatus::InProgress);
     assert_eq!(store.task_header(&t.id).await.unwrap().unwrap().status, TaskStatus::InProgress);
     let core = Core::new(thing("a-1"), "greengrass2_core".into(), Timestamp::now());
-    store.complete_core_create(&t.id, &core, &event("Core Created Event", 1)).await.unwrap();
+    store.complete_core_create(&t.id, &core, &event("Core Created Event", 1), None).await.unwrap();
     // A duplicate delivery changes nothing and writes no second event.
-    store.complete_core_create(&t.id, &core, &event("Core Created Event", 1)).await.unwrap();
+    store.complete_core_create(&t.id, &core, &event("Core Created Event", 1), None).await.unwrap();
     store.fail_item(&t.id, &thing("a-2"), "boom", Some(&event("Core Created Event", 2))).await.unwrap();
     store.fail_item(&t.id, &thing("a-2"), "boom again", Some(&event("Core Created Event", 2))).await.unwrap();
     assert_eq!(event_count(&store).await, 2);
@@ -168,7 +168,7 @@ pub async fn core_records_move_the_fleet_counters_exactly(store: Arc<dyn CoreSto
     store.create_task(&t).await.unwrap();
     for n in ["c-1", "c-2", "c-3"] {
         let core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
-        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     }
     let counts = store.fleet_counters().await.unwrap();
     assert_eq!(counts[&("None".to_owned(), 0)].desired_in_use, 3);
@@ -204,7 +204,7 @@ pub async fn deployment_tasks_expand_once_and_outcomes_apply_unless_stale(store:
     store.create_task(&provision).await.unwrap();
     for n in ["d-1", "d-2", "d-3"] {
         let core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
-        store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
+        store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     }
     let template = TemplateRef { name: "tpl".into(), version: 2 };
     let nucleus =
@@ -403,7 +403,7 @@ pub async fn a_failed_deployment_item_marks_its_core_failed(store: Arc<dyn CoreS
     let provision = task(TaskKind::Core, &["f-1"]);
     store.create_task(&provision).await.unwrap();
     let core = Core::new(thing("f-1"), "greengrass2_core".into(), Timestamp::now());
-    store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     let deployment = deployment_task(TemplateRef { name: "tpl".into(), version: 1 }, &["f-1"]);
     store.create_task(&deployment).await.unwrap();
     assert!(
@@ -449,7 +449,7 @@ pub async fn rollout_state_changes_are_conditional_and_items_keep_their_waves(st
     for n in names {
         let mut core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
         core.desired = TemplateRef { name: "tpl".into(), version: 1 };
-        store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0)).await.unwrap();
+        store.complete_core_create(&provision.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     }
     let spec = RolloutSpec {
         waves: vec![WaveStep { percent: Some(50), count: None }, WaveStep { percent: Some(100), count: None }],
@@ -565,7 +565,7 @@ pub async fn core_software_is_observed_counted_and_filtered(store: Arc<dyn CoreS
     for n in ["s-1", "s-2", "s-3"] {
         let mut core = Core::new(thing(n), "greengrass2_core".into(), Timestamp::now());
         core.software = CoreSoftware::installed("2.12.0");
-        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     }
     counters_match_recount(&store).await;
     let device = |os: &str, arch: &str, version: &str| CoreDevice {

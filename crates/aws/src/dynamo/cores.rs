@@ -10,6 +10,7 @@ use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Core, DeploymentState, Event};
 use ggprov_domain::deployment_state::FleetDelta;
 use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
+use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::software::SoftwareDelta;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
@@ -145,18 +146,22 @@ impl DynamoStore {
         outcome: TaskStatus,
         message: Option<&str>,
         event: Option<&Event>,
+        fence: Option<TransactWriteItem>,
         mut change: F,
     ) -> Result<(), StoreError>
     where
         F: FnMut(Option<&Revised>, Timestamp) -> Option<Option<Core>>,
     {
-        retry_tx!(self, {
+        retry_tx!(self, fence.is_some(), {
             let now = Timestamp::now();
             let before = self.read_core(item.as_str()).await?;
             let previous = before.as_ref().map(|b| &b.core.desired);
             let Some(mut writes) = self.end_item_writes_with(task, item, outcome, message, now, previous).await? else {
                 return Ok(None);
             };
+            if let Some(fence) = &fence {
+                writes.insert(0, fence.clone());
+            }
             if let Some(after) = change(before.as_ref(), now) {
                 writes.extend(self.core_writes(before.as_ref(), after.as_ref()));
             }
@@ -237,8 +242,15 @@ impl CoreRecords for DynamoStore {
         self.query(Query::partition(Some("gsi3"), "INPROGRESS")).await?.iter().map(doc).collect()
     }
 
-    async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError> {
-        self.end_item_with_core(task, &core.name, TaskStatus::Success, None, Some(event), |before, now| {
+    async fn complete_core_create(
+        &self,
+        task: &TaskId,
+        core: &Core,
+        event: &Event,
+        journal: Option<&ProvisioningJournal>,
+    ) -> Result<(), StoreError> {
+        let fence = journal.map(|j| self.journal_write(&core.name, j));
+        self.end_item_with_core(task, &core.name, TaskStatus::Success, None, Some(event), fence, |before, now| {
             Some(Some(Core::reprovisioned(before.map(|b| &b.core), core, now)))
         })
         .await

@@ -218,7 +218,7 @@ impl DeploymentRecords for DynamoStore {
         nucleus: Option<&Nucleus>,
         moved_at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.end_item_with_core(task, core, TaskStatus::Success, None, None, |before, now| {
+        self.end_item_with_core(task, core, TaskStatus::Success, None, None, None, |before, now| {
             let mut after = before?.core.clone();
             after.assign_deployment(template, deployment_id, nucleus, moved_at.min(now));
             Some(Some(after))
@@ -227,7 +227,7 @@ impl DeploymentRecords for DynamoStore {
     }
 
     async fn fail_deployment_item(&self, task: &TaskId, core: &ThingName, message: &str) -> Result<(), StoreError> {
-        self.end_item_with_core(task, core, TaskStatus::Failure, Some(message), None, |before, now| {
+        self.end_item_with_core(task, core, TaskStatus::Failure, Some(message), None, None, |before, now| {
             let mut after = before?.core.clone();
             after.record_deployment_failure(message, now);
             Some(Some(after))

@@ -5,7 +5,9 @@ use ggprov_domain::ThingName;
 use ggprov_domain::ports::{ProvisioningJournals, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 
-use super::{DynamoStore, doc, key, n, opt_n, store_error, to_doc};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+
+use super::{DynamoStore, Item, doc, key, n, opt_n, store_error, to_doc};
 
 pub(crate) fn journal_pk(name: &ThingName) -> String {
     format!("JOURNAL#{}", name.as_str())
@@ -26,17 +28,14 @@ impl ProvisioningJournals for DynamoStore {
     }
 
     async fn save_journal(&self, name: &ThingName, journal: &mut ProvisioningJournal) -> Result<(), StoreError> {
-        let mut item = key(journal_pk(name), "#JOURNAL");
-        item.insert("doc".into(), to_doc(&*journal));
-        item.insert("rev".into(), n(journal.rev + 1));
-        let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
-        let put = match journal.rev {
-            0 => put.condition_expression("attribute_not_exists(pk)"),
-            1 => put
-                .condition_expression("attribute_exists(pk) AND (rev = :rev OR attribute_not_exists(rev))")
-                .expression_attribute_values(":rev", n(1)),
-            rev => put.condition_expression("rev = :rev").expression_attribute_values(":rev", n(rev)),
-        };
+        let (item, condition, values) = journal_put(name, journal);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values);
         match put.send().await {
             Ok(_) => {
                 journal.rev += 1;
@@ -51,5 +50,37 @@ impl ProvisioningJournals for DynamoStore {
             }
             Err(err) => Err(store_error(err)),
         }
+    }
+}
+
+/// The journal at revision `journal.rev + 1`, with the condition that the stored one is at
+/// `journal.rev` (absent for 0; journals from before revisions count as 1).
+fn journal_put(name: &ThingName, journal: &ProvisioningJournal) -> (Item, &'static str, Option<Item>) {
+    let mut item = key(journal_pk(name), "#JOURNAL");
+    item.insert("doc".into(), to_doc(journal));
+    item.insert("rev".into(), n(journal.rev + 1));
+    match journal.rev {
+        0 => (item, "attribute_not_exists(pk)", None),
+        1 => (
+            item,
+            "attribute_exists(pk) AND (rev = :rev OR attribute_not_exists(rev))",
+            Some(Item::from([(":rev".to_owned(), n(1))])),
+        ),
+        rev => (item, "rev = :rev", Some(Item::from([(":rev".to_owned(), n(rev))]))),
+    }
+}
+
+impl DynamoStore {
+    /// [`ProvisioningJournals::save_journal`] as one write of a transaction.
+    pub(crate) fn journal_write(&self, name: &ThingName, journal: &ProvisioningJournal) -> TransactWriteItem {
+        let (item, condition, values) = journal_put(name, journal);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .build()
+            .expect("table and item given");
+        TransactWriteItem::builder().put(put).build()
     }
 }

@@ -107,8 +107,17 @@ pub trait CoreRecords: Send + Sync {
     /// Which of `names` are cores (batched reads, for validating large tasks).
     async fn existing_cores(&self, names: &[ThingName]) -> Result<BTreeSet<ThingName>, StoreError>;
     /// Ends a `Create` item: stores [`Core::reprovisioned`] of the stored core, marks the item
-    /// `Success` and writes the event, in one transaction.
-    async fn complete_core_create(&self, task: &TaskId, core: &Core, event: &Event) -> Result<(), StoreError>;
+    /// `Success` and writes the event, in one transaction. With a `journal`, that transaction
+    /// also saves it as [`ProvisioningJournals::save_journal`] would, on the same condition:
+    /// `Conflict`, and nothing written, when another writer saved the journal in between. (An
+    /// item that has already ended is left as it is, and its journal with it.)
+    async fn complete_core_create(
+        &self,
+        task: &TaskId,
+        core: &Core,
+        event: &Event,
+        journal: Option<&ProvisioningJournal>,
+    ) -> Result<(), StoreError>;
     /// Ends a `Delete` item: removes the core and its journal, marks the item `Success`
     /// and writes the event, in one transaction.
     async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError>;

@@ -70,18 +70,20 @@ impl CoreProvisioner {
     pub(super) async fn create(&self, task: &Task, item: &TaskItem<NewCore>) -> Result<(), StepError> {
         let name = &item.name;
         let request = &item.request;
-        let (mut artifacts, certificate) = self.provision_thing(item).await?;
+        if let Some(generator) = request.config_file_generator.as_deref().filter(|g| !installer::GENERATORS.contains(g))
+        {
+            // Refused before anything is provisioned for a core that could not be installed.
+            return Err(permanent(format!(
+                "Unrecognized generator alias: {generator} (known: {})",
+                installer::GENERATORS.join(", ")
+            )));
+        }
+        let (mut artifacts, certificate, journal) = self.provision_thing(item).await?;
 
         // 6. Installer config.
         let now = Timestamp::now();
         let bucket = self.artifacts.bucket().to_owned();
         if let Some(generator) = &request.config_file_generator {
-            if !installer::GENERATORS.contains(&generator.as_str()) {
-                return Err(permanent(format!(
-                    "Unrecognized generator alias: {generator} (known: {})",
-                    installer::GENERATORS.join(", ")
-                )));
-            }
             let (data_endpoint, credential_endpoint) = self
                 .endpoints
                 .get_or_try_init(|| async {
@@ -109,13 +111,18 @@ impl CoreProvisioner {
         }
         self.failpoints.check("create.after_config")?;
 
-        // 7. Record the core, the item's success and the event in one write.
+        // 7. Record the core, the item's success, the event and the journal in one write.
         let mut core = Core::new(name.clone(), request.provisioning_template.clone(), now);
         core.artifacts = artifacts;
         core.certificate = Some(certificate);
         core.software = ggprov_domain::software::CoreSoftware::installed(&task.core_version);
         self.store
-            .complete_core_create(&task.id, &core, &Event::core(CORE_CREATED_EVENT, name, &task.id, None))
+            .complete_core_create(
+                &task.id,
+                &core,
+                &Event::core(CORE_CREATED_EVENT, name, &task.id, None),
+                Some(&journal),
+            )
             .await?;
         tracing::info!(core.name = %name, task.id = %task.id, "core provisioned");
         self.observer.core_provisioned(name, &task.core_version).await;

@@ -39,7 +39,8 @@ impl CoreProvisioner {
                             return Ok(None);
                         }
                         let item = started.item;
-                        let (artifacts, certificate) = self.provision_thing(&item).await?;
+                        let (artifacts, certificate, mut journal) = self.provision_thing(&item).await?;
+                        self.store.save_journal(&name, &mut journal).await?;
                         Ok(Some((item, artifacts, certificate)))
                     }
                     .await;

@@ -220,7 +220,7 @@ impl CoreProvisioner {
         let mut updated = core;
         updated.certificate = Some(inventory_entry(&journal, Some(&spec.ca_id), CertificateStatus::Active)?);
         let event = rotated_event(name, task, journal.rotation.as_ref(), None);
-        self.store.complete_core_create(&task.id, &updated, &event).await?;
+        self.store.complete_core_create(&task.id, &updated, &event, None).await?;
         tracing::info!(core.name = %name, task.id = %task.id, "certificate rotated");
         Ok(())
     }

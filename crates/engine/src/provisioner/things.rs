@@ -39,12 +39,13 @@ pub(crate) fn inventory_entry(
 
 impl CoreProvisioner {
     /// The steps every thing goes through, core or client device: thing, key and certificate
-    /// (bundle stored first), registration, policies, attachment. Returns the certs artifact
-    /// and the certificate for the inventory.
+    /// (bundle stored first), registration, policies, attachment. Returns the certs artifact,
+    /// the certificate for the inventory, and the journal of everything done, which the caller
+    /// saves: a core in the transaction that ends its item (decision 77), a device on its own.
     pub(super) async fn provision_thing(
         &self,
         item: &TaskItem<NewCore>,
-    ) -> Result<(BTreeMap<String, Artifact>, CertificateInfo), StepError> {
+    ) -> Result<(BTreeMap<String, Artifact>, CertificateInfo, ProvisioningJournal), StepError> {
         let name = &item.name;
         let request = &item.request;
         self.failpoints.check("create.after_start")?;
@@ -177,12 +178,12 @@ impl CoreProvisioner {
         }
         self.failpoints.check("create.after_policies")?;
 
-        // 5. The certificate on the thing; then everything done is saved at once.
+        // 5. The certificate on the thing. Everything done since the last save is saved once,
+        //    by the caller (for a core, with the record that ends the item).
         if !journal.principal_attached {
             self.iot.attach_thing_principal(name, &arn).await?;
             journal.principal_attached = true;
         }
-        self.store.save_journal(name, &mut journal).await?;
         self.failpoints.check("create.after_principal")?;
 
         let mut artifacts = BTreeMap::new();
@@ -193,7 +194,8 @@ impl CoreProvisioner {
             );
         }
         let status = cdf.certificate_status.unwrap_or(rendered.certificate_status);
-        Ok((artifacts, inventory_entry(&journal, cdf.ca_id.as_deref(), status)?))
+        let certificate = inventory_entry(&journal, cdf.ca_id.as_deref(), status)?;
+        Ok((artifacts, certificate, journal))
     }
 
     /// Where a freshly minted bundle waits until its certificate is journaled.

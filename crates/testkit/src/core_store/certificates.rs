@@ -51,7 +51,7 @@ pub async fn certificate_inventory_counts_equal_a_recount_and_revocation_sticks(
     for (name, cert) in names.iter().zip(&certs) {
         let mut core = Core::new(thing(name), "greengrass2_core".into(), now);
         core.certificate = Some(cert.clone());
-        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+        store.complete_core_create(&t.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     }
     // A client device's certificate is in the inventory too.
     let devices = task(TaskKind::Device { core_name: thing("inv-00") }, &["inv-sensor"]);
@@ -139,7 +139,7 @@ pub async fn certificate_inventory_counts_equal_a_recount_and_revocation_sticks(
     store.create_task(&again).await.unwrap();
     let mut core = Core::new(thing("inv-03"), "greengrass2_core".into(), now);
     core.certificate = Some(certificate("cert-03-new", Some("ca-one"), plus_hours(now, 5000)));
-    store.complete_core_create(&again.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    store.complete_core_create(&again.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     assert!(store.certificate("cert-03").await.unwrap().is_none());
     assert_eq!(store.certificate("cert-03-new").await.unwrap().unwrap().thing_name.as_str(), "inv-03");
     let delete = task(TaskKind::Core, &["inv-04"]);

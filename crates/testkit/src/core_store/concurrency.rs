@@ -43,7 +43,26 @@ pub async fn journals_round_trip_and_go_with_their_core(store: Arc<dyn CoreStore
     let t = task(TaskKind::Core, &["j-1"]);
     store.create_task(&t).await.unwrap();
     let core = Core::new(name.clone(), "greengrass2_core".into(), Timestamp::now());
-    store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    // Ending a core's item can save its journal in the same write, on the same condition: a
+    // writer holding an older journal ends nothing and records nothing.
+    let created = event("Core Created Event", 0);
+    stale.certificate_arn = Some("arn:stale".into());
+    assert!(matches!(
+        store.complete_core_create(&t.id, &core, &created, Some(&stale)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(store.core(&name).await.unwrap().is_none(), "no core recorded by a stale journal's writer");
+    assert_eq!(store.task(&t.id).await.unwrap().unwrap().items[0].status, TaskStatus::Waiting);
+    let mut done = store.journal(&name).await.unwrap();
+    done.certificate_arn = Some("arn:done".into());
+    store.complete_core_create(&t.id, &core, &created, Some(&done)).await.unwrap();
+    assert!(store.core(&name).await.unwrap().is_some());
+    let saved = store.journal(&name).await.unwrap();
+    assert_eq!((saved.certificate_arn.as_deref(), saved.rev), (Some("arn:done"), done.rev + 1));
+    // A duplicate delivery of the ending leaves the journal as the first one saved it.
+    done.certificate_arn = Some("arn:again".into());
+    store.complete_core_create(&t.id, &core, &created, Some(&done)).await.unwrap();
+    assert_eq!(store.journal(&name).await.unwrap(), saved);
     let mut delete = task(TaskKind::Core, &["j-1"]);
     delete.task_type = TaskType::Delete;
     store.create_task(&delete).await.unwrap();
@@ -71,7 +90,7 @@ pub async fn a_thing_has_one_owner_until_its_item_ends(store: Arc<dyn CoreStore>
     assert!(matches!(store.create_task(&device).await, Err(StoreError::Claimed { .. })));
 
     let core = Core::new(thing("own-1"), "greengrass2_core".into(), Timestamp::now());
-    store.complete_core_create(&first.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    store.complete_core_create(&first.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     assert_eq!(store.open_claim(&thing("own-1")).await.unwrap(), None, "released with the item");
     // Ended: the name is free for a core task again, but it is a core, never a device.
     let device = task(TaskKind::Device { core_name: thing("own-gw") }, &["own-1"]);
@@ -170,7 +189,7 @@ pub async fn an_item_is_worked_on_by_one_holder_at_a_time(store: Arc<dyn CoreSto
     assert!(store.start_item(&expired.id, &thing("lease-3"), "msg-y", long).await.unwrap().unwrap().won);
     // Ended: nobody wins it.
     let core = Core::new(name.clone(), "greengrass2_core".into(), Timestamp::now());
-    store.complete_core_create(&t.id, &core, &event("Core Created Event", 0)).await.unwrap();
+    store.complete_core_create(&t.id, &core, &event("Core Created Event", 0), None).await.unwrap();
     assert!(!store.start_item(&t.id, &name, "msg-a", long).await.unwrap().unwrap().won);
     assert!(store.start_item(&t.id, &thing("nope"), "msg-a", long).await.unwrap().is_none());
 }
