@@ -32,8 +32,10 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-cargo build --locked --bin ggprov
-cargo build --locked -p ggprov-bench --bin ggprov-bench
+# The binaries and every test in one build: built apart, the binaries would resolve features
+# without the dev-dependencies' (tokio's test-util, reqwest's blocking, ...), and some 110
+# crates, the AWS SDK and aws-lc among them, would be compiled and stored twice.
+cargo build --locked --workspace --bins --tests
 
 step "official CDF client smoke"
 scripts/cdf-smoke.sh
