@@ -23,6 +23,26 @@ pub(crate) fn core_pk(name: &str) -> String {
     format!("CORE#{name}")
 }
 
+/// How [`DynamoStore::end_item_with_core`] ends an item: its outcome, and what is written with
+/// it — an event, and a fence (a conditional write that must hold, or the store reports a
+/// conflict).
+pub(crate) struct ItemEnd<'a> {
+    pub(crate) outcome: TaskStatus,
+    pub(crate) message: Option<&'a str>,
+    pub(crate) event: Option<&'a Event>,
+    pub(crate) fence: Option<TransactWriteItem>,
+}
+
+impl<'a> ItemEnd<'a> {
+    pub(crate) fn success() -> Self {
+        Self { outcome: TaskStatus::Success, message: None, event: None, fence: None }
+    }
+
+    pub(crate) fn failure(message: &'a str) -> Self {
+        Self { outcome: TaskStatus::Failure, message: Some(message), event: None, fence: None }
+    }
+}
+
 /// A stored core with the revision it was read at.
 pub(crate) struct Revised {
     pub(crate) core: Core,
@@ -137,21 +157,19 @@ impl DynamoStore {
         Ok(!declined)
     }
 
-    /// Ends a task item together with a core change and an event; a duplicate (the item
+    /// Ends a task item together with a core change and what `end` adds; a duplicate (the item
     /// ended already) changes nothing.
     pub(crate) async fn end_item_with_core<F>(
         &self,
         task: &TaskId,
         item: &ThingName,
-        outcome: TaskStatus,
-        message: Option<&str>,
-        event: Option<&Event>,
-        fence: Option<TransactWriteItem>,
+        end: ItemEnd<'_>,
         mut change: F,
     ) -> Result<(), StoreError>
     where
         F: FnMut(Option<&Revised>, Timestamp) -> Option<Option<Core>>,
     {
+        let ItemEnd { outcome, message, event, fence } = end;
         retry_tx!(self, fence.is_some(), {
             let now = Timestamp::now();
             let before = self.read_core(item.as_str()).await?;
@@ -250,7 +268,8 @@ impl CoreRecords for DynamoStore {
         journal: Option<&ProvisioningJournal>,
     ) -> Result<(), StoreError> {
         let fence = journal.map(|j| self.journal_write(&core.name, j));
-        self.end_item_with_core(task, &core.name, TaskStatus::Success, None, Some(event), fence, |before, now| {
+        let end = ItemEnd { event: Some(event), fence, ..ItemEnd::success() };
+        self.end_item_with_core(task, &core.name, end, |before, now| {
             Some(Some(Core::reprovisioned(before.map(|b| &b.core), core, now)))
         })
         .await

@@ -12,6 +12,7 @@ use ggprov_domain::rollout::RolloutState;
 use ggprov_domain::software::Nucleus;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
+use super::cores::ItemEnd;
 use super::tasks::{HEADER, item_record, task_pk};
 use super::{DynamoStore, Query, TxError, doc, get_s, key, n, s, to_doc};
 
@@ -218,7 +219,7 @@ impl DeploymentRecords for DynamoStore {
         nucleus: Option<&Nucleus>,
         moved_at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.end_item_with_core(task, core, TaskStatus::Success, None, None, None, |before, now| {
+        self.end_item_with_core(task, core, ItemEnd::success(), |before, now| {
             let mut after = before?.core.clone();
             after.assign_deployment(template, deployment_id, nucleus, moved_at.min(now));
             Some(Some(after))
@@ -227,7 +228,7 @@ impl DeploymentRecords for DynamoStore {
     }
 
     async fn fail_deployment_item(&self, task: &TaskId, core: &ThingName, message: &str) -> Result<(), StoreError> {
-        self.end_item_with_core(task, core, TaskStatus::Failure, Some(message), None, None, |before, now| {
+        self.end_item_with_core(task, core, ItemEnd::failure(message), |before, now| {
             let mut after = before?.core.clone();
             after.record_deployment_failure(message, now);
             Some(Some(after))
