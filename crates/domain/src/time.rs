@@ -28,8 +28,31 @@ impl Timestamp {
 }
 
 impl fmt::Display for Timestamp {
+    /// Written field by field: every API answer and event carries timestamps, and chrono's
+    /// `format` parses its pattern again on every call (a tenth of a `GET /cores/{name}`).
+    /// Years outside 0000–9999 and leap seconds keep chrono's rendering.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format(FORMAT))
+        use chrono::{Datelike as _, Timelike as _};
+        let t = &self.0;
+        let millis = t.timestamp_subsec_millis();
+        if !(0..=9999).contains(&t.year()) || millis > 999 {
+            return write!(f, "{}", t.format(FORMAT));
+        }
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut value: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, t.year().unsigned_abs());
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        put(20, 3, millis);
+        f.write_str(std::str::from_utf8(&out).expect("ASCII digits"))
     }
 }
 
@@ -70,6 +93,19 @@ mod tests {
         let t = Timestamp::from_millis(1_716_232_582_123).unwrap();
         assert_eq!(t.to_string(), "2024-05-20T19:16:22.123Z");
         assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
+    }
+
+    #[test]
+    fn renders_as_chrono_formats_it() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let year_0 = Timestamp::from_str("0000-01-01T00:00:00Z").unwrap().as_millis();
+        let year_9999 = Timestamp::from_str("9999-12-31T23:59:59.999Z").unwrap().as_millis();
+        let year_14645 = 400_000_000_000_000;
+        let cases = (0..10_000).map(|_| rng.i64(year_0..=year_9999)).chain([year_0, year_9999, year_0 - 1, year_14645]);
+        for millis in cases {
+            let t = Timestamp::from_millis(millis).unwrap();
+            assert_eq!(t.to_string(), t.0.format(FORMAT).to_string(), "{millis}");
+        }
     }
 
     #[test]
