@@ -644,6 +644,7 @@ async fn main() -> anyhow::Result<()> {
                     ("core/device claims", claims.to_string()),
                     ("accepted / refused", format!("{} / {}", report.accepted, report.refused)),
                     ("pairs answered one after the other", report.sequential.to_string()),
+                    ("pairs both accepted, stamps overlapping (not a verdict)", report.overlapping_stamps.to_string()),
                     ("jobs / deliveries handled", format!("{} / {}", report.jobs, report.deliveries)),
                     ("seconds", format!("{:.1}", report.seconds)),
                     ("problems", report.problems.len().to_string()),
@@ -652,7 +653,7 @@ async fn main() -> anyhow::Result<()> {
             save(
                 &cli.out,
                 "race",
-                &json!({"scenario": "race", "profile": profile, "pairs": pairs, "claims": claims, "accepted": report.accepted, "refused": report.refused, "jobs": report.jobs, "deliveries": report.deliveries, "seconds": report.seconds, "problems": report.problems}),
+                &json!({"scenario": "race", "profile": profile, "pairs": pairs, "claims": claims, "accepted": report.accepted, "refused": report.refused, "jobs": report.jobs, "deliveries": report.deliveries, "seconds": report.seconds, "overlappingStamps": report.overlapping_stamps, "problems": report.problems}),
             )?;
             for p in &report.problems {
                 eprintln!("  {p}");

@@ -31,6 +31,14 @@ pub struct RaceReport {
     /// Duplicate-Create pairs whose second request was answered after the first had ended
     /// (both accepted, one owner at a time).
     pub sequential: usize,
+    /// Pairs both accepted whose second task is stamped before the first's item ended. Not a
+    /// verdict: both stamps are taken before the store's write lock, and SQLite's busy handler
+    /// does not grant it in arrival order, so a task stamped earlier can commit after an item
+    /// ended later (seen once in CI: 42 ms apart). The claim itself is checked exactly by the
+    /// store conformance tests (`a_thing_has_one_owner_until_its_item_ends`,
+    /// `concurrent_claims_of_one_name_have_exactly_one_winner`); the certificates below check
+    /// that no thing was provisioned twice.
+    pub overlapping_stamps: usize,
     pub problems: Vec<String>,
 }
 
@@ -183,10 +191,11 @@ pub async fn race(binary: &Path, pairs: usize, claims: usize) -> anyhow::Result<
         let (first, second) = if a["createdAt"].as_str() <= b["createdAt"].as_str() { (&a, &b) } else { (&b, &a) };
         let first_ended = first["cores"][0]["updatedAt"].as_str().unwrap_or("");
         if second["createdAt"].as_str().unwrap_or("") < first_ended {
-            report.problems.push(format!(
-                "pair {name}: both Creates accepted while the first was open (its item ended {first_ended}, the second task was created {})",
+            eprintln!(
+                "pair {name}: the second Create is stamped {} and the first's item ended {first_ended} (stamps precede the write lock; see RaceReport::overlapping_stamps)",
                 second["createdAt"]
-            ));
+            );
+            report.overlapping_stamps += 1;
         } else {
             report.sequential += 1;
         }
