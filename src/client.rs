@@ -153,11 +153,20 @@ pub enum DevicesCommand {
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
     /// Show a task of any kind (core, device, deployment, software update).
-    Get { id: String },
+    Get {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Follow a task with progress until it ends; exit 0 only when every item succeeded.
-    Watch { id: String },
+    Watch {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Retry a task's failed items.
-    Retry { id: String },
+    Retry {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -174,6 +174,13 @@ fn cli_provisions_a_csv_and_refuses_a_bad_one_naming_the_line() {
     assert!(stderr.contains("dup.csv:4:") && stderr.contains("first on line 2"), "{stderr}");
     let (_, tasks, _) = cli(&server.base, &["tasks", "get", "none-such"]);
     assert!(tasks.is_empty());
+    // Ids made before ids began with a letter or digit (and the original's) can start with `-`:
+    // they are ids to look up, not options.
+    for verb in ["get", "retry"] {
+        let (code, _, stderr) = cli(&server.base, &["tasks", verb, "-Gb0_x-1a"]);
+        assert_eq!(code, 1, "{verb}: {stderr}");
+        assert!(stderr.contains("-Gb0_x-1a") && !stderr.contains("unexpected argument"), "{verb}: {stderr}");
+    }
     let listed: Value = reqwest::blocking::get(format!("{}/coreTasks", server.base)).unwrap().json().unwrap();
     assert_eq!(listed["tasks"], json!([]), "nothing was submitted");
 

@@ -128,16 +128,20 @@ pub struct TaskId(String);
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
 impl TaskId {
-    /// A new random id from 54 random bits (9 × 6).
+    /// A new random id: nine URL-safe characters from 60 random bits. The first is a letter or
+    /// digit, so an id never starts with `-` and reads as an argument, not an option, in a shell
+    /// (`ggprov tasks watch ID`).
     pub fn generate() -> Self {
-        let mut bits = u64::from_le_bytes(*uuid::Uuid::new_v4().as_bytes().first_chunk::<8>().expect("16 bytes"));
-        let id = (0..9)
-            .map(|_| {
-                let c = ALPHABET[(bits & 63) as usize] as char;
-                bits >>= 6;
-                c
-            })
-            .collect();
+        // The low 62 bits of a v4 UUID are random (its version and variant bits are higher).
+        let mut bits = uuid::Uuid::new_v4().as_u128() as u64;
+        let mut id = String::with_capacity(9);
+        // 12 bits modulo 62: 4096 = 66 × 62 + 4, so the first character's bias is below 0.1 %.
+        id.push(ALPHABET[((bits & 0xfff) % 62) as usize] as char);
+        bits >>= 12;
+        for _ in 0..8 {
+            id.push(ALPHABET[(bits & 63) as usize] as char);
+            bits >>= 6;
+        }
         Self(id)
     }
 
@@ -166,6 +170,17 @@ mod tests {
         let ids: std::collections::BTreeSet<String> = (0..1000).map(|_| TaskId::generate().0).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| id.len() == 9 && id.bytes().all(|b| ALPHABET.contains(&b))));
+    }
+
+    #[test]
+    fn task_ids_never_start_with_a_hyphen_and_use_the_whole_alphabet() {
+        let ids: Vec<String> = (0..20_000).map(|_| TaskId::generate().0).collect();
+        assert!(ids.iter().all(|id| id.as_bytes()[0].is_ascii_alphanumeric()), "a shell would read `-…` as an option");
+        for position in 0..9 {
+            let used: std::collections::BTreeSet<u8> = ids.iter().map(|id| id.as_bytes()[position]).collect();
+            let expected = if position == 0 { 62 } else { 64 };
+            assert_eq!(used.len(), expected, "characters seen at position {position}");
+        }
     }
 
     #[test]
