@@ -172,6 +172,11 @@ impl Rollouts {
         Self { store, queue, batch_size: batch_size.max(1) }
     }
 
+    /// Whether any rollout is active (a controller step would look at it).
+    pub async fn any_active(&self) -> Result<bool, StoreError> {
+        Ok(!self.store.active_rollouts().await?.is_empty())
+    }
+
     /// One controller step for every active rollout; returns how many changed state. A rollout
     /// whose step fails is logged and tried again next time; the others still move.
     pub async fn advance_all(&self) -> Result<usize, StoreError> {

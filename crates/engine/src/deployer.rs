@@ -399,6 +399,11 @@ impl Deployer {
             .map_err(|e| with_prefix("Failed to move core device to deployment thing group target", &e))
     }
 
+    /// Whether any rollout is active.
+    pub async fn rollouts_active(&self) -> Result<bool, StepError> {
+        Ok(self.rollouts.any_active().await?)
+    }
+
     /// One controller step for every active rollout; returns how many changed state.
     pub async fn advance_rollouts(&self) -> Result<usize, StepError> {
         Ok(self.rollouts.advance_all().await?)

@@ -7,6 +7,7 @@ pub mod jobs;
 mod paced;
 mod provisioner;
 mod relay;
+mod slots;
 mod sweeper;
 mod worker;
 
@@ -35,7 +36,8 @@ impl RetryPolicy {
     pub(crate) async fn pause(&self, attempt: u32) {
         let delay =
             self.base.saturating_mul(1 << attempt.saturating_sub(1).min(10)).min(std::time::Duration::from_secs(5));
-        tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64() * 0.5)).await;
+        // The item's slot goes to another item meanwhile (`slots`).
+        slots::idle(tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64() * 0.5))).await;
     }
 }
 

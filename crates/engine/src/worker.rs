@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use ggprov_domain::ErrorChain;
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
@@ -127,52 +129,79 @@ impl Worker {
 
     /// Consumes jobs until `shutdown` turns true; jobs in hand are finished first, the rest
     /// stay on the queue.
+    ///
+    /// Up to `concurrency` jobs run at once, and a new one is received as soon as one ends:
+    /// a job slowed by one item (a call retried with a long backoff) does not hold the others
+    /// back. The periodic duties (status ingestion, events, reconciliation, the sweeper) run
+    /// between receives while the jobs in hand keep running; a rollout step waits until this
+    /// worker has no job in hand, so that none of its moves is in flight while a rollout
+    /// decides (that drain only happens while a rollout is active).
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_reconcile = tokio::time::Instant::now();
         let mut last_rollout_step = tokio::time::Instant::now();
+        let mut jobs = FuturesUnordered::new();
         while !*shutdown.borrow() {
-            if let Err(err) = self.ingest().await {
+            if let Err(err) = alongside(&mut jobs, self.ingest()).await {
                 tracing::warn!(error = %ErrorChain(&err), "status ingestion failed");
             }
-            // Between job rounds: no move of this worker is in flight while a rollout decides.
             if last_rollout_step.elapsed() >= self.settings.rollout_every {
                 last_rollout_step = tokio::time::Instant::now();
-                if let Err(err) = self.advance_rollouts().await {
-                    tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed");
+                match alongside(&mut jobs, self.deployer.rollouts_active()).await {
+                    Ok(true) => {
+                        while jobs.next().await.is_some() {}
+                        if let Err(err) = self.advance_rollouts().await {
+                            tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed"),
                 }
             }
-            if let Err(err) = self.publish_events().await {
+            if let Err(err) = alongside(&mut jobs, self.publish_events()).await {
                 tracing::warn!(error = %ErrorChain(&err), "publishing events failed");
             }
             if last_reconcile.elapsed() >= self.settings.reconcile_every {
                 last_reconcile = tokio::time::Instant::now();
-                if let Err(err) = self.reconcile().await {
+                if let Err(err) = alongside(&mut jobs, self.reconcile()).await {
                     tracing::warn!(error = %ErrorChain(&err), "reconciliation failed");
                 }
             }
             if last_sweep.elapsed() >= self.settings.sweep_every {
                 last_sweep = tokio::time::Instant::now();
-                if let Err(err) = self.sweep().await {
+                if let Err(err) = alongside(&mut jobs, self.sweep()).await {
                     tracing::warn!(error = %ErrorChain(&err), "sweep failed");
                 }
             }
-            match self.queue.receive(self.settings.concurrency, self.settings.lease).await {
+            let free = self.settings.concurrency.max(1).saturating_sub(jobs.len());
+            if free == 0 {
+                // Every slot busy: on when one job ends (or to stop).
+                tokio::select! {
+                    _ = jobs.next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            match alongside(&mut jobs, self.queue.receive(free, self.settings.lease)).await {
                 Ok(deliveries) if !deliveries.is_empty() => {
-                    futures::future::join_all(deliveries.into_iter().map(|d| self.handle(d))).await;
+                    jobs.extend(deliveries.into_iter().map(|d| self.handle(d)));
                 }
                 Ok(_) => {
-                    tokio::select! {
-                        () = tokio::time::sleep(self.settings.poll_interval) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                    let idle = async {
+                        tokio::select! {
+                            () = tokio::time::sleep(self.settings.poll_interval) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    };
+                    alongside(&mut jobs, idle).await;
                 }
                 Err(err) => {
                     tracing::warn!(error = %ErrorChain(&err), "cannot receive from the work queue");
-                    tokio::time::sleep(self.settings.poll_interval * 5).await;
+                    alongside(&mut jobs, tokio::time::sleep(self.settings.poll_interval * 5)).await;
                 }
             }
         }
+        while jobs.next().await.is_some() {}
         tracing::info!("worker stopped");
     }
 
@@ -271,5 +300,21 @@ impl Worker {
         let exp = self.settings.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.settings.max_backoff);
         capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// Awaits `work` while the jobs in hand keep running (any that end meanwhile are done with).
+async fn alongside<J, W>(jobs: &mut FuturesUnordered<J>, work: W) -> W::Output
+where
+    J: std::future::Future<Output = ()>,
+    W: std::future::Future,
+{
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut work => return output,
+            Some(()) = jobs.next(), if !jobs.is_empty() => {}
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! installer config and the core record) and delete (client devices, core device, groups,
 //! certificate and thing when asked, artifacts, record).
 
-use futures::StreamExt as _;
 use ggprov_domain::cores::{
     Artifact, CORE_CREATED_EVENT, CORE_DELETED_EVENT, Core, DEVICE_DELETED_EVENT, Event, NewCore, Task, TaskItem,
 };
@@ -23,11 +22,10 @@ impl CoreProvisioner {
         items: &[ThingName],
         ctx: &JobContext,
     ) -> Result<(), StepError> {
-        let results: Vec<Result<(), StepError>> = futures::stream::iter(items.iter().cloned())
-            .map(|name| async move { self.run_item(task, &name, ctx).await })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+        let results = crate::slots::run_items(items.iter().cloned(), self.settings.concurrency, |name| async move {
+            self.run_item(task, &name, ctx).await
+        })
+        .await;
         first_error(results)
     }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt as _;
 use ggprov_domain::cores::{
     Artifact, DEVICE_CREATED_EVENT, DEVICE_DELETED_EVENT, Device, Event, NewCore, Task, TaskItem,
 };
@@ -28,27 +27,23 @@ impl CoreProvisioner {
         ctx: &JobContext,
     ) -> Result<(), StepError> {
         let outcomes: Vec<(ThingName, Result<Option<Provisioned>, StepError>)> =
-            futures::stream::iter(names.iter().cloned())
-                .map(|name| async move {
-                    let result = async {
-                        let Some(started) = self.store.start_item(&task.id, &name, &ctx.holder, ctx.lease).await?
-                        else {
-                            return Ok(None);
-                        };
-                        if !started.won {
-                            return Ok(None);
-                        }
-                        let item = started.item;
-                        let (artifacts, certificate, mut journal) = self.provision_thing(&item).await?;
-                        self.store.save_journal(&name, &mut journal).await?;
-                        Ok(Some((item, artifacts, certificate)))
+            crate::slots::run_items(names.iter().cloned(), self.settings.concurrency, |name| async move {
+                let result = async {
+                    let Some(started) = self.store.start_item(&task.id, &name, &ctx.holder, ctx.lease).await? else {
+                        return Ok(None);
+                    };
+                    if !started.won {
+                        return Ok(None);
                     }
-                    .await;
-                    (name, result)
-                })
-                .buffer_unordered(self.settings.concurrency.max(1))
-                .collect()
+                    let item = started.item;
+                    let (artifacts, certificate, mut journal) = self.provision_thing(&item).await?;
+                    self.store.save_journal(&name, &mut journal).await?;
+                    Ok(Some((item, artifacts, certificate)))
+                }
                 .await;
+                (name, result)
+            })
+            .await;
         let mut provisioned = Vec::new();
         let mut errors = Vec::new();
         for (name, outcome) in outcomes {

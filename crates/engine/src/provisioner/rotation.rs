@@ -4,7 +4,6 @@
 //! `revokeOld` says) and records the new one with its event. Every step is journaled before the
 //! next, so a crash resumes where it stopped and a task makes one certificate per core.
 
-use futures::StreamExt as _;
 use ggprov_domain::cores::{Event, Task};
 use ggprov_domain::ports::CloudError;
 use ggprov_domain::provisioning::{CertInfo, CertificateStatus, ProvisioningJournal};
@@ -64,11 +63,10 @@ impl CoreProvisioner {
         {
             return Ok(());
         }
-        let results: Vec<Result<(), StepError>> = futures::stream::iter(items.iter().cloned())
-            .map(|name| async move { self.rotate_item(task, spec, &name, ctx).await })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+        let results = crate::slots::run_items(items.iter().cloned(), self.settings.concurrency, |name| async move {
+            self.rotate_item(task, spec, &name, ctx).await
+        })
+        .await;
         first_error(results)
     }
 
