@@ -61,7 +61,7 @@ pub struct ProvisionerSettings {
     pub artifacts_prefix: String,
     /// Keep artifacts (certs bundles hold private keys) when a core is deleted.
     pub keep_artifacts: bool,
-    /// Items of one batch processed at once.
+    /// Items of one batch working at once (`slots`: an item waiting out a backoff lets another start).
     pub concurrency: usize,
 }
 
