@@ -188,16 +188,12 @@ pub async fn race(binary: &Path, pairs: usize, claims: usize) -> anyhow::Result<
 
     for (name, a, b) in &sequential {
         let (a, b): (Value, Value) = (api.get(a).await?, api.get(b).await?);
-        let (first, second) = if a["createdAt"].as_str() <= b["createdAt"].as_str() { (&a, &b) } else { (&b, &a) };
-        let first_ended = first["cores"][0]["updatedAt"].as_str().unwrap_or("");
-        if second["createdAt"].as_str().unwrap_or("") < first_ended {
-            eprintln!(
-                "pair {name}: the second Create is stamped {} and the first's item ended {first_ended} (stamps precede the write lock; see RaceReport::overlapping_stamps)",
-                second["createdAt"]
-            );
-            report.overlapping_stamps += 1;
-        } else {
-            report.sequential += 1;
+        match stamps_overlap(&a, &b) {
+            Some(overlap) => {
+                eprintln!("pair {name}: {overlap} (stamps precede the write lock; see RaceReport::overlapping_stamps)");
+                report.overlapping_stamps += 1;
+            }
+            None => report.sequential += 1,
         }
     }
 
@@ -243,4 +239,40 @@ pub async fn race(binary: &Path, pairs: usize, claims: usize) -> anyhow::Result<
         report.deliveries += counter_sum(&page, "ggprov_jobs_total");
     }
     Ok(report)
+}
+
+/// For two accepted one-core Create tasks of one name (as `GET /coreTasks/{id}` answers them):
+/// whether the later-stamped task was stamped before the earlier one's item ended, said in
+/// words, or `None` when the stamps show one stored after the other had ended. Stamps are
+/// taken before the store's write, so on SQLite (whose busy handler does not grant the write
+/// lock in arrival order) an overlap is not proof that both were open at once; on DynamoDB,
+/// with no lock wait between stamp and write, the stamps' order is close to the writes'.
+pub fn stamps_overlap(one: &Value, other: &Value) -> Option<String> {
+    let created = |task: &Value| task["createdAt"].as_str().unwrap_or("").to_owned();
+    let (first, second) = if created(one) <= created(other) { (one, other) } else { (other, one) };
+    let first_ended = first["cores"][0]["updatedAt"].as_str().unwrap_or("");
+    (created(second).as_str() < first_ended)
+        .then(|| format!("the second Create is stamped {} and the first's item ended {first_ended}", created(second)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::stamps_overlap;
+
+    fn task(created: &str, ended: &str) -> serde_json::Value {
+        json!({"createdAt": created, "cores": [{"updatedAt": ended}]})
+    }
+
+    #[test]
+    fn a_task_stamped_before_the_other_ended_overlaps_in_either_order() {
+        let first = task("2026-12-01T10:00:00.100Z", "2026-12-01T10:00:00.400Z");
+        let second = task("2026-12-01T10:00:00.300Z", "2026-12-01T10:00:00.900Z");
+        let said = stamps_overlap(&first, &second).expect("overlap");
+        assert!(said.contains("10:00:00.300Z") && said.contains("10:00:00.400Z"), "{said}");
+        assert_eq!(stamps_overlap(&second, &first), Some(said));
+        let after = task("2026-12-01T10:00:00.400Z", "2026-12-01T10:00:00.900Z");
+        assert_eq!(stamps_overlap(&first, &after), None, "stored when the first had ended");
+    }
 }
