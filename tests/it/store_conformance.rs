@@ -162,7 +162,12 @@ async fn things_recorded_before_the_inventory_get_their_certificates_from_their_
         updated_at: None,
     };
     store
-        .complete_device_create(&device_task.id, &device, &ggprov_testkit::core_store::event("Device Created Event", 0))
+        .complete_device_create(
+            &device_task.id,
+            &device,
+            &ggprov_testkit::core_store::event("Device Created Event", 0),
+            None,
+        )
         .await
         .unwrap();
     for (name, days) in [("old-core", 20), ("old-sensor", 200)] {

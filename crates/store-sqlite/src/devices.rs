@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Device, Event};
 use ggprov_domain::ports::{DeviceRecords, StoreError};
+use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use crate::rows::{device_from_row, end_item, write_event};
@@ -15,11 +16,22 @@ impl DeviceRecords for SqliteStore {
         crate::rows::existing(&self.pool, "devices", names).await
     }
 
-    async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError> {
+    async fn complete_device_create(
+        &self,
+        task: &TaskId,
+        device: &Device,
+        event: &Event,
+        journal: Option<&ProvisioningJournal>,
+    ) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
         if !end_item(&mut tx, task, &device.name, TaskStatus::Success, None, now).await? {
             return Ok(());
+        }
+        if let Some(journal) = journal
+            && !crate::journals::write_journal(&mut tx, &device.name, journal).await?
+        {
+            return Err(StoreError::Conflict); // dropping the transaction rolls it back
         }
         sqlx::query(
             "INSERT INTO devices (name, core_name, provisioning_template, artifacts, created_at, updated_at, certificate) VALUES (?, ?, ?, ?, ?, ?, ?) \

@@ -34,6 +34,7 @@ macro_rules! core_store_conformance {
             outbox_events_are_claimed_by_one_relay_and_published_once,
             the_sweeper_sees_open_items_and_unexpanded_tasks,
             journals_round_trip_and_go_with_their_core,
+            a_device_items_end_saves_its_journal_on_the_journals_condition,
             ingest_cursors_only_move_forward,
             a_failed_deployment_item_marks_its_core_failed,
             a_thing_has_one_owner_until_its_item_ends,
@@ -306,7 +307,7 @@ pub async fn devices_list_by_core_and_delete_once(store: Arc<dyn CoreStore>) {
             created_at: Timestamp::now(),
             updated_at: None,
         };
-        store.complete_device_create(&t.id, &device, &event("Device Created Event", 0)).await.unwrap();
+        store.complete_device_create(&t.id, &device, &event("Device Created Event", 0), None).await.unwrap();
     }
     let first =
         store.list_devices_of_core(&thing("core-e"), PageRequest { limit: 2, exclusive_start: None }).await.unwrap();

@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use ggprov_domain::certificates::ThingKind;
 use ggprov_domain::cores::{Device, Event};
 use ggprov_domain::ports::{DeviceRecords, StoreError};
+use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
 
 use super::journals::journal_pk;
@@ -40,13 +41,22 @@ impl DeviceRecords for DynamoStore {
             .collect()
     }
 
-    async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError> {
-        retry_tx!(self, {
+    async fn complete_device_create(
+        &self,
+        task: &TaskId,
+        device: &Device,
+        event: &Event,
+        journal: Option<&ProvisioningJournal>,
+    ) -> Result<(), StoreError> {
+        // The journal goes first: the fence whose failure is a conflict (see `retry_tx!`).
+        let fence = journal.map(|j| self.journal_write(&device.name, j));
+        retry_tx!(self, fence.is_some(), {
             let now = Timestamp::now();
-            let Some(mut writes) = self.end_item_writes(task, &device.name, TaskStatus::Success, None, now).await?
-            else {
+            let Some(ends) = self.end_item_writes(task, &device.name, TaskStatus::Success, None, now).await? else {
                 return Ok(None);
             };
+            let mut writes: Vec<TransactWriteItem> = fence.iter().cloned().collect();
+            writes.extend(ends);
             let mut stored = device.clone();
             let existing = self.device_item(&device.name).await?;
             if let Some(existing) = &existing {

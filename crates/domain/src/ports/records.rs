@@ -157,8 +157,16 @@ pub trait DeviceRecords: Send + Sync {
         page: PageRequest<ThingName>,
     ) -> Result<Page<Device, ThingName>, StoreError>;
     /// Ends a device `Create` item: upserts the device, marks the item `Success` and writes
-    /// the event, in one transaction.
-    async fn complete_device_create(&self, task: &TaskId, device: &Device, event: &Event) -> Result<(), StoreError>;
+    /// the event, in one transaction. With a `journal`, that transaction also saves it on the
+    /// same condition as [`CoreRecords::complete_core_create`]'s: `Conflict`, and nothing
+    /// written, when another writer saved the journal in between.
+    async fn complete_device_create(
+        &self,
+        task: &TaskId,
+        device: &Device,
+        event: &Event,
+        journal: Option<&ProvisioningJournal>,
+    ) -> Result<(), StoreError>;
     /// Removes a device and its journal with its event; ends the item when a task did it.
     async fn complete_device_delete(
         &self,

@@ -14,7 +14,13 @@ use crate::StepError;
 use crate::jobs::JobContext;
 
 /// A device item whose thing is provisioned, with its certs artifact.
-type Provisioned = (TaskItem<NewCore>, BTreeMap<String, Artifact>, ggprov_domain::certificates::CertificateInfo);
+/// A provisioned device item: its artifacts, certificate, and the journal its ending saves.
+type Provisioned = (
+    TaskItem<NewCore>,
+    BTreeMap<String, Artifact>,
+    ggprov_domain::certificates::CertificateInfo,
+    ggprov_domain::provisioning::ProvisioningJournal,
+);
 
 impl CoreProvisioner {
     /// A batch of a device `Create` task: provision each device, associate those provisioned
@@ -36,9 +42,8 @@ impl CoreProvisioner {
                         return Ok(None);
                     }
                     let item = started.item;
-                    let (artifacts, certificate, mut journal) = self.provision_thing(&item).await?;
-                    self.store.save_journal(&name, &mut journal).await?;
-                    Ok(Some((item, artifacts, certificate)))
+                    let (artifacts, certificate, journal) = self.provision_thing(&item).await?;
+                    Ok(Some((item, artifacts, certificate, journal)))
                 }
                 .await;
                 (name, result)
@@ -59,12 +64,12 @@ impl CoreProvisioner {
         first_error(errors)?;
         self.failpoints.check("device.after_provisioning")?;
         let mut failed: BTreeMap<ThingName, String> = BTreeMap::new();
-        let ready: Vec<ThingName> = provisioned.iter().map(|(item, _, _)| item.name.clone()).collect();
+        let ready: Vec<ThingName> = provisioned.iter().map(|(item, ..)| item.name.clone()).collect();
         for chunk in ready.chunks(100) {
             failed.extend(self.greengrass.associate_client_devices(core, chunk).await?);
         }
         self.failpoints.check("device.after_associate")?;
-        for (item, artifacts, certificate) in provisioned {
+        for (item, artifacts, certificate, journal) in provisioned {
             if let Some(reason) = failed.get(&item.name) {
                 let message = format!("Client device cannot be associated with core {core}: {reason}");
                 self.fail_device(task, &item.name, DEVICE_CREATED_EVENT, &message).await?;
@@ -81,7 +86,8 @@ impl CoreProvisioner {
                 updated_at: Some(now),
             };
             let event = Event::device(DEVICE_CREATED_EVENT, &item.name, Some(&task.id), None);
-            self.store.complete_device_create(&task.id, &device, &event).await?;
+            // The journal is saved with the item's end, as for cores (decision 77).
+            self.store.complete_device_create(&task.id, &device, &event, Some(&journal)).await?;
         }
         Ok(())
     }

@@ -66,7 +66,7 @@ pub async fn certificate_inventory_counts_equal_a_recount_and_revocation_sticks(
         created_at: now,
         updated_at: None,
     };
-    store.complete_device_create(&devices.id, &device, &event("Device Created Event", 0)).await.unwrap();
+    store.complete_device_create(&devices.id, &device, &event("Device Created Event", 0), None).await.unwrap();
     certs.push(device_cert);
 
     let mut bounds = bucket_bounds(now).to_vec();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ggprov_domain::cores::{Core, Task, TaskKind};
+use ggprov_domain::cores::{Core, Device, Task, TaskKind};
 use ggprov_domain::ports::{CoreStore, IdempotencyClaim, RecordedResponse, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::thing::ThingKind;
@@ -68,6 +68,51 @@ pub async fn journals_round_trip_and_go_with_their_core(store: Arc<dyn CoreStore
     store.create_task(&delete).await.unwrap();
     store.complete_core_delete(&delete.id, &name, &event("Core Deleted Event", 0)).await.unwrap();
     assert_eq!(store.journal(&name).await.unwrap(), ProvisioningJournal::default());
+}
+
+/// Ending a client device's `Create` item saves its journal in the same write, on the
+/// journal's revision condition, as for cores: a writer holding an older journal records no
+/// device and leaves the item open; a duplicate ending changes nothing.
+pub async fn a_device_items_end_saves_its_journal_on_the_journals_condition(store: Arc<dyn CoreStore>) {
+    let name = thing("jd-1");
+    let t = task(TaskKind::Device { core_name: thing("core-jd") }, &["jd-1"]);
+    store.create_task(&t).await.unwrap();
+    let mut first = ProvisioningJournal { thing_created: true, ..ProvisioningJournal::default() };
+    store.save_journal(&name, &mut first).await.unwrap();
+    let mut stale = store.journal(&name).await.unwrap();
+    let mut fresh = store.journal(&name).await.unwrap();
+    fresh.certificate_id = Some("cert-jd".into());
+    store.save_journal(&name, &mut fresh).await.unwrap();
+    let device = Device {
+        name: name.clone(),
+        core_name: thing("core-jd"),
+        provisioning_template: "greengrass2_client_device".into(),
+        artifacts: Default::default(),
+        certificate: None,
+        created_at: Timestamp::now(),
+        updated_at: None,
+    };
+    let created = event("Device Created Event", 0);
+    stale.certificate_arn = Some("arn:stale".into());
+    assert!(matches!(
+        store.complete_device_create(&t.id, &device, &created, Some(&stale)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(store.device(&name).await.unwrap().is_none(), "no device recorded by a stale journal's writer");
+    assert_eq!(store.task(&t.id).await.unwrap().unwrap().items[0].status, TaskStatus::Waiting);
+    let mut done = store.journal(&name).await.unwrap();
+    done.certificate_arn = Some("arn:done".into());
+    store.complete_device_create(&t.id, &device, &created, Some(&done)).await.unwrap();
+    assert!(store.device(&name).await.unwrap().is_some());
+    assert_eq!(store.task(&t.id).await.unwrap().unwrap().items[0].status, TaskStatus::Success);
+    let saved = store.journal(&name).await.unwrap();
+    assert_eq!(
+        (saved.certificate_id.as_deref(), saved.certificate_arn.as_deref(), saved.rev),
+        (Some("cert-jd"), Some("arn:done"), done.rev + 1)
+    );
+    done.certificate_arn = Some("arn:again".into());
+    store.complete_device_create(&t.id, &device, &created, Some(&done)).await.unwrap();
+    assert_eq!(store.journal(&name).await.unwrap(), saved, "a duplicate ending leaves the journal as it was");
 }
 
 /// `TaskStore::create_task`: a core or device task's open items claim their things; a task
