@@ -114,8 +114,17 @@ def main(base_url):
         lambda task_id: get_deployment_task.sync(task_id, client=client),
         DeploymentTaskResource,
     )
-    reported = until("reported", lambda: get_core.sync("core-0001", client=client), lambda c: c.template.reported is not None)
-    check("core reports the version", reported.template.reported.version == 2, reported.template)
+    # The core reports IN_PROGRESS first, then the deployment's outcome.
+    reported = until(
+        "reported",
+        lambda: get_core.sync("core-0001", client=client),
+        lambda c: c.template.reported is not None and c.template.reported.deployment_status not in (None, "IN_PROGRESS"),
+    )
+    check(
+        "core reports the version",
+        reported.template.reported.deployment_status == "SUCCESSFUL" and reported.template.reported.version == 2,
+        reported.template,
+    )
     summary = get_fleet_summary.sync(client=client)
     check("fleet summary", summary.templates["edge_cameras"].versions["2"].desired_in_use == 2, summary)
 
