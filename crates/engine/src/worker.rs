@@ -187,13 +187,14 @@ impl Worker {
                     jobs.extend(deliveries.into_iter().map(|d| self.handle(d)));
                 }
                 Ok(_) => {
-                    let idle = async {
-                        tokio::select! {
-                            () = tokio::time::sleep(self.settings.poll_interval) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                    };
-                    alongside(&mut jobs, idle).await;
+                    // Nothing visible: on after the poll interval, or as soon as a job ends (what
+                    // it set off, an outcome to ingest or an event to publish, is handled at
+                    // once, as between the old job rounds), or to stop.
+                    tokio::select! {
+                        () = tokio::time::sleep(self.settings.poll_interval) => {}
+                        Some(()) = jobs.next(), if !jobs.is_empty() => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %ErrorChain(&err), "cannot receive from the work queue");
