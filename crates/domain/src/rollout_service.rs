@@ -172,23 +172,29 @@ impl Rollouts {
         Self { store, queue, batch_size: batch_size.max(1) }
     }
 
-    /// Whether any rollout is active (a controller step would look at it).
-    pub async fn any_active(&self) -> Result<bool, StoreError> {
-        Ok(!self.store.active_rollouts().await?.is_empty())
+    /// The tasks whose rollout is active (those a controller step looks at).
+    pub async fn active(&self) -> Result<Vec<TaskId>, StoreError> {
+        self.store.active_rollouts().await
     }
 
-    /// One controller step for every active rollout; returns how many changed state. A rollout
-    /// whose step fails is logged and tried again next time; the others still move.
+    /// One controller step for every active rollout; returns how many changed state.
     pub async fn advance_all(&self) -> Result<usize, StoreError> {
+        Ok(self.advance_each(&self.active().await?).await)
+    }
+
+    /// One controller step for each of `ids` (as [`Rollouts::active`] listed them); returns
+    /// how many changed state. A rollout whose step fails is logged and tried again next time;
+    /// the others still move.
+    pub async fn advance_each(&self, ids: &[TaskId]) -> usize {
         let mut changed = 0;
-        for id in self.store.active_rollouts().await? {
-            match self.advance(&id).await {
+        for id in ids {
+            match self.advance(id).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(err) => tracing::warn!(task.id = %id, error = %crate::ErrorChain(&err), "rollout step failed"),
             }
         }
-        Ok(changed)
+        changed
     }
 
     /// One controller step for a rollout: records the reports its items now have, and applies

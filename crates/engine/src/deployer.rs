@@ -399,9 +399,14 @@ impl Deployer {
             .map_err(|e| with_prefix("Failed to move core device to deployment thing group target", &e))
     }
 
-    /// Whether any rollout is active.
-    pub async fn rollouts_active(&self) -> Result<bool, StepError> {
-        Ok(self.rollouts.any_active().await?)
+    /// The tasks whose rollout is active.
+    pub async fn active_rollouts(&self) -> Result<Vec<TaskId>, StepError> {
+        Ok(self.rollouts.active().await?)
+    }
+
+    /// One controller step for each of `ids` (from [`Deployer::active_rollouts`]).
+    pub async fn advance_rollouts_of(&self, ids: &[TaskId]) -> usize {
+        self.rollouts.advance_each(ids).await
     }
 
     /// One controller step for every active rollout; returns how many changed state.

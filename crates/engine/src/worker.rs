@@ -147,14 +147,12 @@ impl Worker {
             }
             if last_rollout_step.elapsed() >= self.settings.rollout_every {
                 last_rollout_step = tokio::time::Instant::now();
-                match alongside(&mut jobs, self.deployer.rollouts_active()).await {
-                    Ok(true) => {
+                match alongside(&mut jobs, self.deployer.active_rollouts()).await {
+                    Ok(active) if active.is_empty() => {}
+                    Ok(active) => {
                         while jobs.next().await.is_some() {}
-                        if let Err(err) = self.advance_rollouts().await {
-                            tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed");
-                        }
+                        self.deployer.advance_rollouts_of(&active).await;
                     }
-                    Ok(false) => {}
                     Err(err) => tracing::warn!(error = %ErrorChain(&err), "advancing rollouts failed"),
                 }
             }
