@@ -21,7 +21,7 @@ impl IngestCursors for SqliteStore {
         sqlx::query("INSERT INTO ingest_cursors (feed, position) VALUES (?, ?) ON CONFLICT (feed) DO UPDATE SET position = MAX(position, excluded.position)")
             .bind(feed)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(())

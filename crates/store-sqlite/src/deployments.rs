@@ -148,7 +148,7 @@ impl DeploymentRecords for SqliteStore {
         sqlx::query("UPDATE tasks SET expanded = 1, batches_total = 0, status_message = ? WHERE id = ?")
             .bind(message)
             .bind(task.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -200,10 +200,10 @@ impl DeploymentRecords for SqliteStore {
             .bind(group)
             .bind(deployment_id)
             .bind(Timestamp::now().as_millis())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
-        record_revision(&self.pool, deployment_id, template).await?;
+        record_revision(&self.writer, deployment_id, template).await?;
         self.template_deployment(template).await?.ok_or_else(|| StoreError::unavailable("template deployment vanished"))
     }
 

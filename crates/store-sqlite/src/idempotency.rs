@@ -73,7 +73,7 @@ impl IdempotencyRecords for SqliteStore {
             .bind(serde_json::to_string(response).expect("responses serialise"))
             .bind(key)
             .bind(fingerprint)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -83,7 +83,7 @@ impl IdempotencyRecords for SqliteStore {
         sqlx::query("DELETE FROM idempotency_keys WHERE key = ? AND fingerprint = ? AND response IS NULL")
             .bind(key)
             .bind(fingerprint)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(())

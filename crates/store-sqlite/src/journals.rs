@@ -29,7 +29,7 @@ impl ProvisioningJournals for SqliteStore {
     }
 
     async fn save_journal(&self, name: &ThingName, journal: &mut ProvisioningJournal) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let mut conn = self.writer.acquire().await.map_err(unavailable)?;
         if !write_journal(&mut conn, name, journal).await? {
             return Err(StoreError::Conflict);
         }

@@ -28,10 +28,18 @@ use ggprov_domain::ports::{BoxError, ReadinessCheck, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-/// The SQLite-backed store. Cheap to clone (a connection pool inside).
+/// The SQLite-backed store. Cheap to clone (two connection pools inside).
+///
+/// Writes go through one connection (`writer`), reads through the others (`pool`). SQLite lets
+/// one writer at a time into a WAL database anyway; giving every write the same connection
+/// makes writers wait in the pool's async queue instead of in SQLite's busy handler (which
+/// sleeps its thread 1–100 ms at a time, with the lock free meanwhile), and keeps that
+/// connection's page cache, which a WAL connection empties whenever another one commits
+/// (decision 82).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
     read_models: Arc<fleet::ReadModels>,
 }
 
@@ -59,20 +67,25 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|source| OpenError::Connect { path: display.clone(), source })?;
-        MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { path: display, source })?;
-        Ok(Self { pool, read_models: Arc::new(fleet::ReadModels::over(path)) })
+        let connect = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .min_connections(1)
+                // A writer waits its turn in the pool, not in SQLite: give the queue the
+                // busy timeout's patience.
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.clone())
+        };
+        let writer = connect(1).await.map_err(|source| OpenError::Connect { path: display.clone(), source })?;
+        MIGRATOR.run(&writer).await.map_err(|source| OpenError::Migrate { path: display.clone(), source })?;
+        let pool = connect(7).await.map_err(|source| OpenError::Connect { path: display, source })?;
+        Ok(Self { pool, writer, read_models: Arc::new(fleet::ReadModels::over(path)) })
     }
 
     /// Starts a write transaction that takes the write lock at once, so that two writers
     /// never deadlock upgrading read locks (SQLite's `BEGIN IMMEDIATE`).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)
     }
 }
 

@@ -79,7 +79,7 @@ impl WorkQueue for SqliteStore {
         let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease = ?")
             .bind(id)
             .bind(lease)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(deleted.rows_affected() == 1)
@@ -92,7 +92,7 @@ impl WorkQueue for SqliteStore {
             .bind(error)
             .bind(id)
             .bind(lease)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -128,7 +128,7 @@ impl WorkQueue for SqliteStore {
             .bind(Timestamp::now().as_millis().saturating_add(millis(lease)))
             .bind(id)
             .bind(lease_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(extended.rows_affected() == 1)
@@ -140,7 +140,7 @@ impl WorkQueue for SqliteStore {
             .bind(error)
             .bind(id)
             .bind(lease)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -25,7 +25,7 @@ impl SoftwareUpdateRecords for SqliteStore {
             .bind(&task.request.client_token)
             .bind(to_doc(task))
             .bind(i64::try_from(task.rev).unwrap_or(i64::MAX))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -43,7 +43,7 @@ impl SoftwareUpdateRecords for SqliteStore {
             .bind(i64::try_from(task.rev).unwrap_or(i64::MAX))
             .bind(task.id.as_str())
             .bind(i64::try_from(previous).unwrap_or(i64::MAX))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         if updated.rows_affected() == 0 {

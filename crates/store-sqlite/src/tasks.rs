@@ -267,7 +267,7 @@ impl TaskStore for SqliteStore {
         .bind(name.as_str())
         .bind(holder)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(unavailable)?;
         let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
