@@ -66,7 +66,7 @@ impl LocalCloud {
             .bind(serde_json::to_string(components).expect("components serialise"))
             .bind(uuid::Uuid::new_v4().simple().to_string())
             .bind(Timestamp::now().as_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         let members = sqlx::query("SELECT m.thing_name FROM thing_group_members m JOIN core_devices c ON c.name = m.thing_name WHERE m.group_name = ? AND c.status = 'HEALTHY'")
@@ -114,7 +114,7 @@ impl LocalCloud {
             .bind(&deployment_id)
             .bind(now)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
             if inserted.rows_affected() == 0 {
                 continue; // another trigger is applying it
@@ -244,7 +244,7 @@ impl LocalCloud {
         applications: &[(String, Vec<(String, String)>)],
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now().as_millis();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
         let succeeded = result.is_ok();
         let (status, detailed, reason) = match &result {
             Ok(()) => ("SUCCEEDED", "SUCCESSFUL", None),

@@ -67,7 +67,7 @@ impl Greengrass for LocalCloud {
         .bind(version)
         .bind(recipe.to_string())
         .bind(Timestamp::now().as_millis())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(db(API))?;
         if inserted.rows_affected() == 0 {
@@ -90,7 +90,7 @@ impl Greengrass for LocalCloud {
         sqlx::query("DELETE FROM private_components WHERE name = ? AND version = ?")
             .bind(name.as_str())
             .bind(version.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -126,7 +126,7 @@ impl Greengrass for LocalCloud {
     async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "DeleteCoreDevice";
         self.admit(API)?;
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         for sql in [
             "DELETE FROM core_devices WHERE name = ?",
             "DELETE FROM installed_components WHERE core_name = ?",
@@ -220,7 +220,7 @@ impl Greengrass for LocalCloud {
                 .bind(core.as_str())
                 .bind(device.as_str())
                 .bind(Timestamp::now().as_millis())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .map_err(db(API))?;
         }
@@ -239,7 +239,7 @@ impl Greengrass for LocalCloud {
             sqlx::query("DELETE FROM client_device_associations WHERE core_name = ? AND thing_name = ?")
                 .bind(core.as_str())
                 .bind(device.as_str())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .map_err(db(API))?;
         }

@@ -25,7 +25,7 @@ impl LocalCloud {
             .bind(&id)
             .bind(pem)
             .bind(Timestamp::now().as_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(id)
@@ -92,7 +92,7 @@ impl IotRegistry for LocalCloud {
                 .bind(thing_type)
                 .bind(serde_json::to_string(attributes).expect("attributes serialise"))
                 .bind(Timestamp::now().as_millis())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .map_err(db(API))?;
         if inserted.rows_affected() == 0 {
@@ -104,7 +104,7 @@ impl IotRegistry for LocalCloud {
     async fn delete_thing(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "DeleteThing";
         self.admit(API)?;
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         let principals: i64 = sqlx::query("SELECT COUNT(*) AS n FROM thing_principals WHERE thing_name = ?")
             .bind(name.as_str())
             .fetch_one(&mut *tx)
@@ -162,7 +162,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("INSERT OR IGNORE INTO thing_principals (thing_name, principal) VALUES (?, ?)")
             .bind(name.as_str())
             .bind(principal_arn)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -174,7 +174,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("DELETE FROM thing_principals WHERE thing_name = ? AND principal = ?")
             .bind(name.as_str())
             .bind(principal_arn)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -214,7 +214,7 @@ impl IotRegistry for LocalCloud {
             .bind(ca_id)
             .bind(status.as_str())
             .bind(Timestamp::now().as_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(CertificateRef { arn: self.cert_arn(&id), id })
@@ -245,7 +245,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("UPDATE certificates SET status = ? WHERE id = ? AND status <> 'REVOKED'")
             .bind(status.as_str())
             .bind(certificate_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -256,7 +256,7 @@ impl IotRegistry for LocalCloud {
         self.admit(API)?;
         let updated = sqlx::query("UPDATE certificates SET status = 'REVOKED' WHERE id = ?")
             .bind(certificate_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         if updated.rows_affected() == 0 {
@@ -287,7 +287,7 @@ impl IotRegistry for LocalCloud {
         }
         sqlx::query("DELETE FROM certificates WHERE id = ?")
             .bind(certificate_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -320,7 +320,7 @@ impl IotRegistry for LocalCloud {
             .bind(name)
             .bind(document)
             .bind(Timestamp::now().as_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         if inserted.rows_affected() == 0 {
@@ -343,7 +343,7 @@ impl IotRegistry for LocalCloud {
         }
         let deleted = sqlx::query("DELETE FROM policies WHERE name = ?")
             .bind(name)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         if deleted.rows_affected() == 0 {
@@ -366,7 +366,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("INSERT OR IGNORE INTO policy_targets (policy_name, target) VALUES (?, ?)")
             .bind(name)
             .bind(target_arn)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -390,7 +390,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("DELETE FROM policy_targets WHERE policy_name = ? AND target = ?")
             .bind(name)
             .bind(target_arn)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -437,7 +437,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
             .bind(name)
             .bind(Timestamp::now().as_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -470,7 +470,7 @@ impl IotRegistry for LocalCloud {
         sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
             .bind(group)
             .bind(name.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         Ok(())
@@ -531,7 +531,7 @@ impl LocalCloud {
         name: &ThingName,
         leave: &[String],
     ) -> Result<(), CloudError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(api))?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(api))?;
         for old in leave.iter().filter(|g| Some(g.as_str()) != join) {
             sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
                 .bind(old)
@@ -603,7 +603,7 @@ impl LocalCloud {
         changes: &BTreeMap<String, Option<String>>,
     ) -> Result<(), CloudError> {
         const API: &str = "UpdateThing";
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         let row = sqlx::query("SELECT attributes FROM things WHERE name = ?")
             .bind(name.as_str())
             .fetch_optional(&mut *tx)

@@ -51,7 +51,11 @@ pub struct LocalCloud {
 }
 
 struct Inner {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection, so writers queue in the pool rather than sleep in SQLite's busy
+    /// handler, and its page cache survives its own commits (decision 82).
+    writer: SqlitePool,
     catalogue: ComponentCatalogue,
     settings: LocalCloudSettings,
     faults: faults::Faults,
@@ -94,14 +98,21 @@ impl LocalCloud {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let pool =
-            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(|e| err(e.into()))?;
-        MIGRATOR.run(&pool).await.map_err(|e| err(e.into()))?;
+        let connect = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.clone())
+        };
+        let writer = connect(1).await.map_err(|e| err(e.into()))?;
+        MIGRATOR.run(&writer).await.map_err(|e| err(e.into()))?;
+        let pool = connect(7).await.map_err(|e| err(e.into()))?;
         let mut catalogue = ComponentCatalogue::public();
         catalogue.extend(settings.private_components.iter().cloned());
         let reads = greengrass::DeviceReads::over(path);
-        let cloud =
-            Self { inner: Arc::new(Inner { pool, catalogue, settings, faults: faults::Faults::default(), reads }) };
+        let cloud = Self {
+            inner: Arc::new(Inner { pool, writer, catalogue, settings, faults: faults::Faults::default(), reads }),
+        };
         cloud.bootstrap().await.map_err(|e| err(e.into()))?;
         if cloud.inner.settings.auto_connect {
             cloud.power_on_provisioned_cores().await.map_err(|e| err(e.into()))?;
@@ -117,7 +128,7 @@ impl LocalCloud {
             .bind(TOKEN_EXCHANGE_ROLE_ALIAS)
             .bind(role_arn)
             .bind(now)
-            .execute(&self.inner.pool)
+            .execute(&self.inner.writer)
             .await?;
         let alias_arn = format!("arn:aws:iot:{region}:{ACCOUNT_ID}:rolealias/{TOKEN_EXCHANGE_ROLE_ALIAS}");
         let tes_policy = serde_json::json!({
@@ -135,7 +146,7 @@ impl LocalCloud {
                 .bind(name)
                 .bind(document.to_string())
                 .bind(now)
-                .execute(&self.inner.pool)
+                .execute(&self.inner.writer)
                 .await?;
         }
         Ok(())
@@ -143,6 +154,10 @@ impl LocalCloud {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.inner.pool
+    }
+
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.inner.writer
     }
 
     pub(crate) fn region(&self) -> &str {

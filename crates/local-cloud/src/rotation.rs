@@ -106,7 +106,7 @@ impl RotationChannel for LocalCloud {
             .bind(request)
             .bind(key.expose())
             .bind(&csr)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db(API))?;
         let row = sqlx::query("SELECT csr FROM device_rotations WHERE core_name = ? AND request = ?")
@@ -148,7 +148,7 @@ impl RotationChannel for LocalCloud {
             self.unusable(core, certificate_pem, &key).await?
         };
         let id = ggprov_pki::fingerprint(certificate_pem).map_err(|e| rejected(API, e.to_string()))?;
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
         sqlx::query(
             "UPDATE device_rotations SET outcome = ?, certificate_id = ?, reason = ? WHERE core_name = ? AND request = ? AND outcome IS NULL",
         )
