@@ -27,6 +27,13 @@ pub trait ArtifactStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes; absent is fine.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Moves the object at `from` (whose content is `bytes`) to `to`: afterwards `to` holds
+    /// `bytes` and `from` is gone. Absent `from` is fine when `to` is there (moved before).
+    /// Stores that can rename do so instead of writing the bytes again.
+    async fn relocate(&self, from: &str, to: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.put(to, bytes).await?;
+        self.delete(from).await
+    }
     /// Keys starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// A time-limited download link, when the store offers them and they are enabled.

@@ -220,8 +220,7 @@ impl CoreProvisioner {
                 None => return Ok(()),
             },
         };
-        self.artifacts.put(published, bundle).await?;
-        self.artifacts.delete(staged).await?;
+        self.artifacts.relocate(staged, published, bundle).await?;
         Ok(())
     }
 
