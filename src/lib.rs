@@ -252,6 +252,7 @@ impl Application {
             ),
             core_tasks: core_tasks.clone(),
             cores: CoreService::new(store.clone(), api_greengrass).with_download_links(artifacts.clone()),
+            core_bodies: ggprov_api::CoreBodies::new(ggprov_api::MAX_CACHED_CORE_BODIES),
             devices: DeviceService::new(store.clone(), worker_iot.clone(), worker_greengrass, artifacts),
             certificates: ggprov_domain::certificate_service::CertificateService::new(
                 store.clone(),

@@ -414,6 +414,37 @@ async fn cores_connect_on_command_when_auto_connect_is_off() {
     assert_eq!(bad_faults.status(), 400);
 }
 
+/// `GET /cores/{name}` answers an unchanged core from memory (decision 82): every change to
+/// the record or to Greengrass's view, and every simulated fault, must still show at once.
+#[tokio::test]
+async fn a_core_read_shows_each_change_and_fault_at_once_though_answered_from_memory() {
+    let app = spawn_app().await;
+    let id = app.submit_core_task(&create_cores(&["remembered"])).await;
+    app.finished_core_task(&id).await;
+    let read = || async { cdf_json(app.get("/cores/remembered").await).await };
+    let first = read().await;
+    assert_eq!(first["device"]["status"], "HEALTHY");
+    assert_eq!(read().await, first, "an unchanged core reads the same");
+
+    // Greengrass's side changes: the core goes offline.
+    let disconnect = app.client.post(app.url("/local-cloud/cores/remembered/disconnect")).send().await.unwrap();
+    assert_eq!(disconnect.status(), 204);
+    assert_eq!(read().await["device"]["status"], "UNHEALTHY");
+
+    // Greengrass cannot be asked: UNKNOWN, and not remembered once it can be asked again.
+    let faults = |rate: f64| app.client.put(app.url("/local-cloud/faults")).json(&json!({"errorRate": rate})).send();
+    assert_eq!(faults(1.0).await.unwrap().status(), 204);
+    assert_eq!(read().await["device"]["status"], "UNKNOWN");
+    assert_eq!(faults(0.0).await.unwrap().status(), 204);
+    assert_eq!(read().await["device"]["status"], "UNHEALTHY");
+
+    // ggprov's record changes: its certificate is revoked.
+    let certificate = first["certificate"]["certificateId"].as_str().unwrap().to_owned();
+    let revoked = app.post_json(&format!("/certificates/{certificate}/revoke"), &json!({})).await;
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(read().await["certificate"]["status"], "REVOKED");
+}
+
 #[tokio::test]
 async fn provisioning_templates_can_be_stored_read_listed_and_deleted() {
     let app = spawn_app().await;

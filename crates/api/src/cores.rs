@@ -254,18 +254,47 @@ pub(crate) async fn get_core(
     State(state): State<AppState>,
     Path(name): Path<String>,
     access: Option<axum::Extension<crate::ops::Access>>,
-) -> Result<Cdf<CoreResource>, ApiError> {
-    let not_found = || ApiError::not_found("CORE_NOT_FOUND", format!("core '{name}' does not exist"));
-    let thing = ThingName::parse(&name).map_err(|_| not_found())?;
-    let (core, device) = state.cores.get(&thing).await?.ok_or_else(not_found)?;
+) -> Result<axum::response::Response, ApiError> {
     // A certs bundle holds the core's private key: its link is for callers who may write.
     let can_write = access.is_none_or(|a| a.can_write);
+    let key = if can_write { name.clone() } else { format!("{name}\nread-only") };
+    // Taken before the reads: a commit meanwhile makes what they answer stale at once.
+    let at = state.cores.data_state();
+    if let Some(body) = state.core_bodies.get(at, &key) {
+        return Ok(cdf_body(body));
+    }
+    let not_found = || ApiError::not_found("CORE_NOT_FOUND", format!("core '{name}' does not exist"));
+    let thing = ThingName::parse(&name).map_err(|_| not_found())?;
+    let (core, device, exact) = state.cores.get_exact(&thing).await?.ok_or_else(not_found)?;
     let mut links = if can_write { state.cores.download_links(&core).await } else { Default::default() };
+    // Download links expire: a body that carries one is never remembered.
+    let remember = exact && links.is_empty();
     let mut resource = CoreResource::from_core(core, Some(device), true);
     for (name, artifact) in resource.artifacts.iter_mut().flatten() {
         artifact.download_url = links.remove(name);
     }
-    Ok(Cdf(resource))
+    let body = axum::body::Bytes::from(serde_json::to_vec(&resource).map_err(ApiError::internal)?);
+    if remember {
+        state.core_bodies.put(at, &key, body.clone());
+    }
+    Ok(cdf_body(body))
+}
+
+/// Serialised `GET /cores/{name}` bodies by core, exact per state of the records and of
+/// Greengrass (both backends must tell theirs: the embedded default's databases do, AWS does
+/// not). A read of an unchanged core is then two `pread`s and a copy (decision 82).
+pub type CoreBodies = ggprov_domain::read_cache::KeyedReadCache<
+    axum::body::Bytes,
+    (ggprov_domain::ports::DataState, ggprov_domain::ports::DataState),
+>;
+
+/// Bodies kept per state at most (a bound, not a working-set estimate).
+pub const MAX_CACHED_CORE_BODIES: usize = 16_384;
+
+fn cdf_body(body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    ([(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::CDF_MEDIA_TYPE))], body)
+        .into_response()
 }
 
 /// `GET /cores/{name}/deployments`.

@@ -30,6 +30,7 @@ mod ui;
 /// The CDF versioned media type, used for every response body of the CDF routes.
 pub const CDF_MEDIA_TYPE: &str = "application/vnd.aws-cdf-v1.0+json";
 
+pub use cores::{CoreBodies, MAX_CACHED_CORE_BODIES};
 pub use cors::CorsOrigins;
 pub use error::ApiError;
 pub use openapi::openapi;

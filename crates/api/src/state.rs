@@ -17,6 +17,8 @@ pub struct App {
     pub applications: ggprov_domain::application_service::ApplicationService,
     pub core_tasks: CoreTaskService,
     pub cores: CoreService,
+    /// `GET /cores/{name}` bodies, exact per data state.
+    pub core_bodies: crate::cores::CoreBodies,
     pub devices: DeviceService,
     /// The certificate inventory and revocation.
     pub certificates: ggprov_domain::certificate_service::CertificateService,

@@ -72,15 +72,27 @@ impl CoreService {
     /// The core and what Greengrass knows of it now. Greengrass failures never fail the read:
     /// the device is then `UNKNOWN`.
     pub async fn get(&self, name: &ThingName) -> Result<Option<(Core, DeviceInfo)>, StoreError> {
+        Ok(self.get_exact(name).await?.map(|(core, device, _)| (core, device)))
+    }
+
+    /// As [`Self::get`], and whether the answer is exact: `false` when Greengrass could not be
+    /// asked and the device reads `UNKNOWN` for that reason (not to be remembered).
+    pub async fn get_exact(&self, name: &ThingName) -> Result<Option<(Core, DeviceInfo, bool)>, StoreError> {
         let Some(core) = self.store.core(name).await? else { return Ok(None) };
-        let device = match self.device_info(name).await {
-            Ok(info) => info,
+        let (device, exact) = match self.device_info(name).await {
+            Ok(info) => (info, true),
             Err(err) => {
                 tracing::warn!(core.name = %name, error = %err, "Greengrass lookup failed; reporting the device as UNKNOWN");
-                DeviceInfo::unknown()
+                (DeviceInfo::unknown(), false)
             }
         };
-        Ok(Some((core, device)))
+        Ok(Some((core, device, exact)))
+    }
+
+    /// The state of everything [`Self::get`] reads (the records and Greengrass), when both
+    /// backends can tell it: equal states mean equal answers (see [`crate::ports::DataState`]).
+    pub fn data_state(&self) -> Option<(crate::ports::DataState, crate::ports::DataState)> {
+        Some((self.store.data_state()?, self.greengrass.data_state()?))
     }
 
     /// The three Greengrass reads run at once (one round trip instead of two on AWS); when

@@ -21,6 +21,7 @@ pub mod provisioning;
 pub mod provisioning_template;
 pub mod provisioning_templates;
 pub mod quotas;
+pub mod read_cache;
 pub mod rollout;
 pub mod rollout_service;
 pub mod rotation;

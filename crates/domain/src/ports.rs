@@ -24,6 +24,11 @@ use crate::template::{Template, TemplateName};
 use crate::thing::{ThingKind, ThingName};
 
 pub use artifacts::ArtifactStore;
+
+/// An opaque token of the data behind a backend's reads (on the embedded default, SQLite's
+/// WAL-index header): two equal tokens mean no write was committed in between, so a value built
+/// from reads taken after the first is still exact. Backends that cannot tell answer `None`.
+pub type DataState = [u8; 96];
 pub use cloud::{
     CaMaterial, CertificateAuthorities, CertificateRef, CloudError, ComponentSpec, ContainerStatus, CoreDevice,
     CsrSigner, DeploymentRequest, EffectiveDeployment, EndpointKind, Greengrass, InstalledComponent, IotRegistry,

@@ -248,6 +248,9 @@ impl IotRegistry for Paced {
 
 #[async_trait]
 impl Greengrass for Paced {
+    fn data_state(&self) -> Option<ggprov_domain::ports::DataState> {
+        self.greengrass.data_state()
+    }
     async fn create_component_version(&self, recipe: &serde_json::Value) -> Result<(), CloudError> {
         paced!(self, "CreateComponentVersion", self.greengrass.create_component_version(recipe))
     }

@@ -15,6 +15,16 @@ use crate::{LocalCloud, db};
 
 #[async_trait]
 impl Greengrass for LocalCloud {
+    /// The database's state, while no fault or quota is simulated: then every call must be
+    /// made, to be counted and perhaps refused.
+    fn data_state(&self) -> Option<ggprov_domain::ports::DataState> {
+        let faults = self.faults();
+        if faults.quotas || faults.throttle_rate > 0.0 || faults.error_rate > 0.0 {
+            return None;
+        }
+        self.inner.reads.current()
+    }
+
     async fn component_version_exists(
         &self,
         name: &ComponentName,
@@ -354,5 +364,9 @@ impl DeviceReads {
             installed: KeyedReadCache::new(MAX_CACHED_DEVICES),
             effective: KeyedReadCache::new(MAX_CACHED_DEVICES),
         }
+    }
+
+    pub(crate) fn current(&self) -> Option<ggprov_store_sqlite::read_cache::DbState> {
+        self.wal.current()
     }
 }

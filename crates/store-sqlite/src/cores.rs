@@ -98,6 +98,10 @@ pub(crate) async fn write_core(
 
 #[async_trait]
 impl CoreRecords for SqliteStore {
+    fn data_state(&self) -> Option<ggprov_domain::ports::DataState> {
+        self.read_models.current()
+    }
+
     async fn existing_cores(&self, names: &[ThingName]) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
         crate::rows::existing(&self.pool, "cores", names).await
     }

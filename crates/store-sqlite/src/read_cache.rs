@@ -5,11 +5,8 @@
 //! commit anywhere empties the cache at once. So a cached read is as exact as a read, also with
 //! several processes sharing the database, and costs one `pread` of 96 bytes (decision 65).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 /// The WAL-index header (both copies, as SQLite writes them).
-pub type DbState = [u8; 96];
+pub type DbState = ggprov_domain::ports::DataState;
 
 /// The state of one database.
 #[derive(Debug, Default)]
@@ -37,38 +34,4 @@ impl WalIndex {
     }
 }
 
-/// Values by key, all read at one database state; emptied when the state moves. Bounded: past
-/// `max` keys a state keeps what it has and reads the rest through.
-#[derive(Debug)]
-pub struct KeyedReadCache<T> {
-    max: usize,
-    slot: Mutex<Option<(DbState, HashMap<String, T>)>>,
-}
-
-impl<T: Clone> KeyedReadCache<T> {
-    pub fn new(max: usize) -> Self {
-        Self { max, slot: Mutex::new(None) }
-    }
-
-    /// The value of `key` as read at the state `now`, if known.
-    pub fn get(&self, now: Option<DbState>, key: &str) -> Option<T> {
-        let now = now?;
-        let slot = self.slot.lock().expect("read cache lock");
-        slot.as_ref().filter(|(at, _)| *at == now).and_then(|(_, map)| map.get(key).cloned())
-    }
-
-    /// Remembers a value read at the state `at` (taken *before* the read: a commit during the
-    /// read makes it stale at once).
-    pub fn put(&self, at: Option<DbState>, key: &str, value: T) {
-        let Some(at) = at else { return };
-        let mut slot = self.slot.lock().expect("read cache lock");
-        match slot.as_mut() {
-            Some((state, map)) if *state == at => {
-                if map.len() < self.max {
-                    map.insert(key.to_owned(), value);
-                }
-            }
-            _ => *slot = Some((at, HashMap::from([(key.to_owned(), value)]))),
-        }
-    }
-}
+pub use ggprov_domain::read_cache::KeyedReadCache;

@@ -51,6 +51,11 @@ impl CloudError {
 /// The Greengrass V2 control plane as the domain uses it.
 #[async_trait]
 pub trait Greengrass: Send + Sync {
+    /// The state of what the reads answer now (see [`super::DataState`]); `None`: cannot tell,
+    /// or every call must be made (the local cloud while faults or quotas are simulated).
+    fn data_state(&self) -> Option<super::DataState> {
+        None
+    }
     /// Whether `name` at `version` exists in the component catalogue, either as a public
     /// AWS-provided component or as one of the account's private components.
     async fn component_version_exists(

@@ -96,6 +96,10 @@ pub trait TaskStore: Send + Sync {
 /// The cores ggprov provisioned.
 #[async_trait]
 pub trait CoreRecords: Send + Sync {
+    /// The state of the records now (see [`super::DataState`]); `None`: cannot tell.
+    fn data_state(&self) -> Option<super::DataState> {
+        None
+    }
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError>;
     async fn list_cores(
         &self,
