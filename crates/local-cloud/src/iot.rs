@@ -151,20 +151,32 @@ impl IotRegistry for LocalCloud {
     async fn attach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError> {
         const API: &str = "AttachThingPrincipal";
         self.admit(API)?;
+        let id = Self::cert_id_from_arn(principal_arn);
+        // One statement when both exist and the pair is new (every first attachment).
+        let attached = sqlx::query(
+            "INSERT OR IGNORE INTO thing_principals (thing_name, principal) SELECT ?, ? \
+             WHERE EXISTS (SELECT 1 FROM things WHERE name = ?) AND EXISTS (SELECT 1 FROM certificates WHERE id = ?)",
+        )
+        .bind(name.as_str())
+        .bind(principal_arn)
+        .bind(name.as_str())
+        .bind(id.unwrap_or_default())
+        .execute(self.writer())
+        .await
+        .map_err(db(API))?
+        .rows_affected()
+            == 1;
+        if attached {
+            return Ok(());
+        }
+        // Nothing inserted: say why, or it was attached before (fine, as on AWS).
         if !self.describe_thing_unchecked(name).await? {
             return Err(not_found(API, format!("thing {name} does not exist")));
         }
-        let id = Self::cert_id_from_arn(principal_arn)
-            .ok_or_else(|| rejected(API, format!("{principal_arn} is not a certificate ARN")))?;
+        let id = id.ok_or_else(|| rejected(API, format!("{principal_arn} is not a certificate ARN")))?;
         if self.certificate_exists(id, API).await?.is_none() {
             return Err(not_found(API, format!("certificate {id} does not exist")));
         }
-        sqlx::query("INSERT OR IGNORE INTO thing_principals (thing_name, principal) VALUES (?, ?)")
-            .bind(name.as_str())
-            .bind(principal_arn)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
         Ok(())
     }
 
@@ -541,28 +553,27 @@ impl LocalCloud {
                 .map_err(db(api))?;
         }
         let Some(group) = join else { return tx.commit().await.map_err(db(api)) };
-        let thing = sqlx::query("SELECT 1 FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(api))?;
-        if thing.is_none() {
+        // The thing's existence and its other groups, in one statement.
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM things WHERE name = ?) AS thing, \
+             (SELECT COUNT(*) FROM thing_group_members WHERE thing_name = ? AND group_name <> ?) AS n",
+        )
+        .bind(name.as_str())
+        .bind(name.as_str())
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db(api))?;
+        if !row.get::<bool, _>("thing") {
             return Err(not_found(api, format!("thing {name} does not exist")));
         }
+        let count: i64 = row.get("n");
         sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
             .bind(group)
             .bind(Timestamp::now().as_millis())
             .execute(&mut *tx)
             .await
             .map_err(db(api))?;
-        let count: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM thing_group_members WHERE thing_name = ? AND group_name <> ?")
-                .bind(name.as_str())
-                .bind(group)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db(api))?
-                .get("n");
         if count >= MAX_GROUPS_PER_THING {
             return Err(rejected(
                 api,

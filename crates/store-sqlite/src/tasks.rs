@@ -258,7 +258,8 @@ impl TaskStore for SqliteStore {
         let claimed = sqlx::query(
             "UPDATE task_items SET status = 'InProgress', holder = ?, lease_until = ?, updated_at = ? \
              WHERE task_id = ? AND name = ? AND (status = 'Waiting' OR (status = 'InProgress' \
-             AND (holder IS NULL OR holder = ? OR COALESCE(lease_until, 0) <= ?)))",
+             AND (holder IS NULL OR holder = ? OR COALESCE(lease_until, 0) <= ?))) \
+             RETURNING name, request, status, status_message, created_at, updated_at",
         )
         .bind(holder)
         .bind(until)
@@ -267,17 +268,21 @@ impl TaskStore for SqliteStore {
         .bind(name.as_str())
         .bind(holder)
         .bind(now)
-        .execute(&self.writer)
+        .fetch_optional(&self.writer)
         .await
         .map_err(unavailable)?;
+        if let Some(row) = claimed {
+            // Won: the claimed row comes back with the claim (one statement a started item).
+            return Ok(Some(StartedItem { item: item_from_row(&row)?, won: true }));
+        }
+        // Not claimed: ended, held by another live lease, or not part of the task.
         let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
             .bind(task.as_str())
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        let won = claimed.rows_affected() == 1;
-        row.as_ref().map(|r| Ok(StartedItem { item: item_from_row(r)?, won })).transpose()
+        row.as_ref().map(|r| Ok(StartedItem { item: item_from_row(r)?, won: false })).transpose()
     }
 
     async fn fail_item(
