@@ -257,7 +257,7 @@ pub(crate) async fn get_core(
 ) -> Result<axum::response::Response, ApiError> {
     // A certs bundle holds the core's private key: its link is for callers who may write.
     let can_write = access.is_none_or(|a| a.can_write);
-    let key = if can_write { name.clone() } else { format!("{name}\nread-only") };
+    let key = if can_write { std::borrow::Cow::Borrowed(name.as_str()) } else { format!("{name}\nread-only").into() };
     // Taken before the reads: a commit meanwhile makes what they answer stale at once.
     let at = state.cores.data_state();
     if let Some(body) = state.core_bodies.get(at, &key) {

@@ -111,14 +111,21 @@ const UNCONNECTED_CORES: &str = "SELECT DISTINCT p.thing_name FROM thing_princip
                   WHERE m.thing_name = p.thing_name AND t.policy_name = ?))";
 
 impl LocalCloud {
+    /// The first two binds of the queries above: where a certificate principal's id starts
+    /// (1-based), and the ARN prefix before it.
+    fn certificate_principal(&self) -> (i64, String) {
+        let prefix = self.cert_arn("");
+        (i64::try_from(prefix.len() + 1).unwrap_or(i64::MAX), prefix)
+    }
+
     /// "Powers on" a core: it authenticates with an active certificate attached to its thing
     /// and registers with Greengrass as `HEALTHY`, running the nucleus.
     pub async fn connect_core(&self, name: &ThingName, nucleus_version: Option<&str>) -> Result<(), CloudError> {
         const API: &str = "Connect";
-        let prefix = format!("arn:aws:iot:{}:{}:cert/", self.region(), crate::ACCOUNT_ID);
+        let (id_from, prefix) = self.certificate_principal();
         let active = sqlx::query(ACTIVE_CERTIFICATES_OF_THING)
-            .bind(i64::try_from(prefix.len() + 1).unwrap_or(i64::MAX))
-            .bind(&prefix)
+            .bind(id_from)
+            .bind(prefix)
             .bind(name.as_str())
             .fetch_one(self.pool())
             .await
@@ -182,10 +189,10 @@ impl LocalCloud {
     /// registered with Greengrass yet connects now. Called when the local cloud opens, so a
     /// ggprov that died between recording a core and "powering it on" loses nothing.
     pub(crate) async fn power_on_provisioned_cores(&self) -> Result<(), CloudError> {
-        let prefix = format!("arn:aws:iot:{}:{}:cert/", self.region(), crate::ACCOUNT_ID);
+        let (id_from, prefix) = self.certificate_principal();
         let rows = sqlx::query(UNCONNECTED_CORES)
-            .bind(i64::try_from(prefix.len() + 1).unwrap_or(i64::MAX))
-            .bind(&prefix)
+            .bind(id_from)
+            .bind(prefix)
             .bind(crate::CORE_POLICY)
             .bind(crate::thing_group_arn(self.region(), ""))
             .bind(crate::CORE_POLICY)
