@@ -126,6 +126,30 @@ async fn one_greengrass_deployment_per_template_version_however_many_cores_move(
     assert_eq!(counts(&app, "fleet", 1).await["desiredInUse"], 120);
 }
 
+/// Whichever of the status feed and the reconciler sees an outcome first, the core reads the
+/// same: a suite run once showed `FAILED` (the reconciler's execution status) where the feed
+/// says `FAILED_ROLLBACK_COMPLETE`.
+#[tokio::test]
+async fn a_failure_reads_the_same_whether_the_feed_or_the_reconciler_saw_it_first() {
+    let app = spawn_app().await;
+    app.create_template("t", &[("aws.greengrass.Cli", "2.12.0")]).await;
+    cores(&app, &["fed", "reconciled"]).await;
+    behave(&app, "fed", "FAILED").await;
+    behave(&app, "reconciled", "FAILED").await;
+    let status = |core: &'static str| {
+        let app = &app;
+        async move { cdf_json(app.get(&format!("/cores/{core}")).await).await["template"]["reported"].clone() }
+    };
+    deploy(&app, json!({"name": "t"}), json!({"thingNames": ["reconciled"]})).await;
+    app.settle_with(Duration::from_secs(20), false).await;
+    let reconciled = status("reconciled").await;
+    deploy(&app, json!({"name": "t"}), json!({"thingNames": ["fed"]})).await;
+    settle(&app).await;
+    let fed = status("fed").await;
+    assert_eq!(fed["deploymentStatus"], "FAILED_ROLLBACK_COMPLETE", "{fed}");
+    assert_eq!(reconciled, fed, "the reconciler's outcome reads as the feed's");
+}
+
 #[tokio::test]
 async fn a_failed_core_is_reported_failed_then_cleared_by_a_successful_redeploy() {
     let app = spawn_app().await;

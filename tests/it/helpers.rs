@@ -85,10 +85,18 @@ impl TestApp {
     /// Runs the worker loop's steps by hand (jobs, reported outcomes, reconciliation, rollout
     /// steps) until no core waits for an outcome, or fails after `limit`.
     pub(crate) async fn settle(&self, limit: std::time::Duration) {
+        self.settle_with(limit, true).await;
+    }
+
+    /// `settle`, reading reported outcomes from the status feed only if `feed`; without it,
+    /// every outcome comes from reconciliation.
+    pub(crate) async fn settle_with(&self, limit: std::time::Duration, feed: bool) {
         let deadline = std::time::Instant::now() + limit;
         loop {
             self.drain().await;
-            self.worker.ingest().await.unwrap();
+            if feed {
+                self.worker.ingest().await.unwrap();
+            }
             self.worker.reconcile().await.unwrap();
             self.worker.advance_rollouts().await.unwrap();
             let summary = cdf_json(self.get("/fleet/summary").await).await;

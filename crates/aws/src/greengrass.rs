@@ -396,6 +396,8 @@ impl Greengrass for AwsGreengrass {
                     iot_job_arn: d.iot_job_arn,
                     target_arn: Some(d.target_arn),
                     core_device_execution_status: Some(d.core_device_execution_status.as_str().to_owned()),
+                    // ListEffectiveDeployments has no detailed status (nor has its event).
+                    detailed_status: None,
                     reason: d.reason,
                     created_at: time(Some(&d.creation_timestamp)),
                     updated_at: time(Some(&d.modified_timestamp)),

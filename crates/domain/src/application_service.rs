@@ -16,7 +16,7 @@ use crate::application::{
 };
 use crate::cores::Event;
 use crate::pagination::{Page, PageRequest};
-use crate::ports::{ApplicationStore, ArtifactStore, CloudError, Greengrass, StoreError, TemplateStore};
+use crate::ports::{ApplicationStore, ArtifactStore, CloudError, Greengrass, Publication, StoreError, TemplateStore};
 use crate::template::TemplateName;
 use crate::validation::Problems;
 
@@ -225,21 +225,23 @@ impl ApplicationService {
                 "warnings": app.warnings.len(),
             }),
         };
-        if self.store.publish_application_version(&app, &event).await? {
-            return Ok(app);
-        }
-        // Another request published it first: its record is the one to show. Or the
-        // application was deleted meanwhile: the component just created must not outlive it.
-        match self.store.application_version(&app.name, app.version).await? {
-            Some(published) => Ok(published),
-            None => {
-                self.greengrass
-                    .delete_component_version(&app.component_name, &app.component_version)
-                    .await
-                    .map_err(ApplicationError::Cloud)?;
-                Err(ApplicationError::NotFound(app.name.clone()))
-            }
-        }
+        let gone = match self.store.publish_application_version(&app, &event).await? {
+            Publication::Published => return Ok(app),
+            // Another request published it first: its record is the one to show, unless a
+            // delete has removed it since (and with it every component version it saw).
+            Publication::AlreadyPublished => match self.store.application_version(&app.name, app.version).await? {
+                Some(published) => return Ok(published),
+                None => ApplicationError::NotFound(app.name.clone()),
+            },
+            // A delete has begun: the component version just created must not outlive the
+            // application. The delete may have listed it already; deleting twice is harmless.
+            Publication::Gone => ApplicationError::NotFound(app.name.clone()),
+        };
+        self.greengrass
+            .delete_component_version(&app.component_name, &app.component_version)
+            .await
+            .map_err(ApplicationError::Cloud)?;
+        Err(gone)
     }
 
     pub async fn get(&self, name: &ApplicationName) -> Result<Application, ApplicationError> {
@@ -311,40 +313,38 @@ impl ApplicationService {
     }
 
     /// Deletes an application, its component versions and its artifacts; 409 while a template
-    /// version still names it. An update that comes in between makes the store refuse the
-    /// delete (it is conditional on the latest version read), and the delete starts again, so
-    /// no component version of a deleted application is left behind.
+    /// version still names it. The store marks the application as being deleted before any
+    /// component version goes, and refuses appends and publishes from then on; a publish it
+    /// refuses removes the component version it created. So whichever way a racing update
+    /// falls, no component version of a deleted application is left behind.
     pub async fn delete(&self, name: &ApplicationName) -> Result<(), ApplicationError> {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let latest = self.get(name).await?;
-            let users = self.users(latest.component_name.as_str()).await?;
-            if !users.is_empty() {
-                return Err(ApplicationError::InUse { name: name.clone(), users });
-            }
-            // Component versions first: a template cannot name them any more, and a new
-            // application of the same name never meets an old component version.
-            for version in 1..=latest.version {
-                let component_version = crate::template::ComponentVersion::parse(&format!("{version}.0.0"))
-                    .expect("N.0.0 is a semantic version");
-                self.greengrass
-                    .delete_component_version(&latest.component_name, &component_version)
-                    .await
-                    .map_err(ApplicationError::Cloud)?;
-            }
-            for key in self.artifacts.list(&format!("applications/{}/", name.as_str())).await? {
-                self.artifacts.delete(&key).await?;
-            }
-            let event = Event {
-                detail_type: APPLICATION_DELETED_EVENT.to_owned(),
-                detail: json!({"applicationName": name.as_str(), "versions": latest.version, "componentName": latest.component_name.as_str()}),
-            };
-            return match self.store.delete_application(name, latest.version, &event).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(ApplicationError::NotFound(name.clone())),
-                Err(StoreError::Conflict) => continue,
-                Err(err) => Err(err.into()),
-            };
+        let latest = self.get(name).await?;
+        let users = self.users(latest.component_name.as_str()).await?;
+        if !users.is_empty() {
+            return Err(ApplicationError::InUse { name: name.clone(), users });
         }
-        Err(ApplicationError::Contended(name.clone()))
+        let last =
+            self.store.begin_application_delete(name).await?.ok_or_else(|| ApplicationError::NotFound(name.clone()))?;
+        // Component versions first: a template cannot name them any more, and a new
+        // application of the same name never meets an old component version.
+        for version in 1..=last {
+            let component_version = crate::template::ComponentVersion::parse(&format!("{version}.0.0"))
+                .expect("N.0.0 is a semantic version");
+            self.greengrass
+                .delete_component_version(&latest.component_name, &component_version)
+                .await
+                .map_err(ApplicationError::Cloud)?;
+        }
+        for key in self.artifacts.list(&format!("applications/{}/", name.as_str())).await? {
+            self.artifacts.delete(&key).await?;
+        }
+        let event = Event {
+            detail_type: APPLICATION_DELETED_EVENT.to_owned(),
+            detail: json!({"applicationName": name.as_str(), "versions": last, "componentName": latest.component_name.as_str()}),
+        };
+        match self.store.delete_application(name, &event).await? {
+            true => Ok(()),
+            false => Err(ApplicationError::NotFound(name.clone())),
+        }
     }
 }

@@ -135,9 +135,9 @@ pub trait ApplicationStore: Send + Sync {
     /// Stores the next version (the latest must be `app.version - 1`): `Conflict` when another
     /// writer took that number, `NotFound` when the application is gone.
     async fn append_application_version(&self, app: &Application) -> Result<(), StoreError>;
-    /// Replaces a pending version with its published form and writes `event`; `false` when
-    /// it was not pending any more (another request published it) or is gone.
-    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<bool, StoreError>;
+    /// Replaces a pending version with its published form and writes `event`, on condition
+    /// that the application is not being deleted.
+    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<Publication, StoreError>;
     async fn latest_application(&self, name: &ApplicationName) -> Result<Option<Application>, StoreError>;
     async fn application_version(
         &self,
@@ -154,10 +154,25 @@ pub trait ApplicationStore: Send + Sync {
         name: &ApplicationName,
         page: PageRequest<u32>,
     ) -> Result<Page<Application, u32>, StoreError>;
-    /// Deletes every version and writes `event`, on condition that the latest version is
-    /// still `latest` (`Conflict` otherwise: an update came in between); `false` if it did not
-    /// exist.
-    async fn delete_application(&self, name: &ApplicationName, latest: u32, event: &Event) -> Result<bool, StoreError>;
+    /// Marks the application as being deleted (again, after an interrupted delete, is fine)
+    /// and answers its latest version number, now final: from here on appends are
+    /// `NotFound` and publishes `Gone`. `None` if it does not exist.
+    async fn begin_application_delete(&self, name: &ApplicationName) -> Result<Option<u32>, StoreError>;
+    /// Deletes every version of an application marked by `begin_application_delete` and
+    /// writes `event`; `false` if it did not exist, `Conflict` if it was not marked.
+    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError>;
+}
+
+/// What `publish_application_version` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// This call published the version (and wrote its event).
+    Published,
+    /// Another request had published it first.
+    AlreadyPublished,
+    /// The application is being deleted or is gone: whatever the caller created for this
+    /// version must be removed again.
+    Gone,
 }
 
 /// A dependency the service needs to be ready (store, queue), checked by `GET /ready`.

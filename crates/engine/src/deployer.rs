@@ -507,7 +507,11 @@ impl Deployer {
             core_name: core.name.as_str().to_owned(),
             deployment_id: desired.clone(),
             succeeded,
-            detailed_status: if succeeded { "SUCCESSFUL".to_owned() } else { status.to_owned() },
+            detailed_status: match (succeeded, &execution.detailed_status) {
+                (true, _) => "SUCCESSFUL".to_owned(),
+                (false, Some(detailed)) => detailed.clone(),
+                (false, None) => status.to_owned(),
+            },
             reason: execution.reason.clone(),
             time: Timestamp::now(),
             nucleus: None,

@@ -246,10 +246,11 @@ impl LocalCloud {
         let now = Timestamp::now().as_millis();
         let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
         let succeeded = result.is_ok();
-        let (status, detailed, reason) = match &result {
-            Ok(()) => ("SUCCEEDED", "SUCCESSFUL", None),
-            Err(reason) => ("FAILED", "FAILED_ROLLBACK_COMPLETE", Some(reason.as_str())),
+        let (status, reason) = match &result {
+            Ok(()) => ("SUCCEEDED", None),
+            Err(reason) => ("FAILED", Some(reason.as_str())),
         };
+        let detailed = detailed_status(status).unwrap_or("SUCCESSFUL");
         sqlx::query("UPDATE deployment_executions SET status = ?, reason = ?, updated_at = ? WHERE core_name = ? AND deployment_id = ?")
             .bind(status)
             .bind(reason)
@@ -351,6 +352,7 @@ impl LocalCloud {
                     iot_job_arn: Some(format!("arn:aws:iot:{region}:{}:job/{job_id}", crate::ACCOUNT_ID)),
                     iot_job_id: Some(job_id),
                     target_arn: Some(r.get("target_arn")),
+                    detailed_status: detailed_status(r.get("status")).map(str::to_owned),
                     core_device_execution_status: Some(r.get("status")),
                     reason: r.get("reason"),
                     created_at: Timestamp::from_millis(r.get("created_at")),
@@ -358,5 +360,15 @@ impl LocalCloud {
                 }
             })
             .collect())
+    }
+}
+
+/// The detailed status a simulated core reports for an execution status: it succeeds, or
+/// fails and rolls back (the only failure the simulation has). `None` while it runs.
+fn detailed_status(status: &str) -> Option<&'static str> {
+    match status {
+        "SUCCEEDED" => Some("SUCCESSFUL"),
+        "FAILED" => Some("FAILED_ROLLBACK_COMPLETE"),
+        _ => None,
     }
 }

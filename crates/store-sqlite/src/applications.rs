@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use ggprov_domain::application::{Application, ApplicationName, ApplicationState};
 use ggprov_domain::cores::Event;
-use ggprov_domain::ports::{ApplicationStore, StoreError};
+use ggprov_domain::ports::{ApplicationStore, Publication, StoreError};
 use ggprov_domain::{Page, PageRequest, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -55,16 +55,18 @@ impl ApplicationStore for SqliteStore {
 
     async fn append_application_version(&self, app: &Application) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let moved =
-            sqlx::query("UPDATE application_heads SET latest_version = ? WHERE name = ? AND latest_version = ?")
-                .bind(i64::from(app.version))
-                .bind(app.name.as_str())
-                .bind(i64::from(app.version) - 1)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let moved = sqlx::query(
+            "UPDATE application_heads SET latest_version = ? WHERE name = ? AND latest_version = ? AND deleting = 0",
+        )
+        .bind(i64::from(app.version))
+        .bind(app.name.as_str())
+        .bind(i64::from(app.version) - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         if moved.rows_affected() == 0 {
-            let exists = sqlx::query("SELECT 1 FROM application_heads WHERE name = ?")
+            // A head being deleted is as good as gone.
+            let exists = sqlx::query("SELECT 1 FROM application_heads WHERE name = ? AND deleting = 0")
                 .bind(app.name.as_str())
                 .fetch_optional(&mut *tx)
                 .await
@@ -75,23 +77,30 @@ impl ApplicationStore for SqliteStore {
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<bool, StoreError> {
+    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<Publication, StoreError> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE application_versions SET published = 1, doc = ? WHERE name = ? AND version = ? AND published = 0",
+            "UPDATE application_versions SET published = 1, doc = ? WHERE name = ? AND version = ? AND published = 0 \
+             AND EXISTS (SELECT 1 FROM application_heads WHERE name = ? AND deleting = 0)",
         )
         .bind(doc(app))
         .bind(app.name.as_str())
         .bind(i64::from(app.version))
+        .bind(app.name.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
         if updated.rows_affected() == 0 {
-            return Ok(false);
+            let live = sqlx::query("SELECT 1 FROM application_heads WHERE name = ? AND deleting = 0")
+                .bind(app.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            return Ok(if live.is_some() { Publication::AlreadyPublished } else { Publication::Gone });
         }
         write_event(&mut tx, event, Timestamp::now()).await?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        Ok(Publication::Published)
     }
 
     async fn latest_application(&self, name: &ApplicationName) -> Result<Option<Application>, StoreError> {
@@ -157,21 +166,28 @@ impl ApplicationStore for SqliteStore {
         Ok(Page::from_overfetch(items, page.limit, |a| a.version))
     }
 
-    async fn delete_application(&self, name: &ApplicationName, latest: u32, event: &Event) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let head = sqlx::query("DELETE FROM application_heads WHERE name = ? AND latest_version = ?")
+    async fn begin_application_delete(&self, name: &ApplicationName) -> Result<Option<u32>, StoreError> {
+        let row = sqlx::query("UPDATE application_heads SET deleting = 1 WHERE name = ? RETURNING latest_version")
             .bind(name.as_str())
-            .bind(i64::from(latest))
-            .execute(&mut *tx)
+            .fetch_optional(&self.writer)
             .await
             .map_err(unavailable)?;
-        if head.rows_affected() == 0 {
-            let exists = sqlx::query("SELECT 1 FROM application_heads WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            return if exists.is_some() { Err(StoreError::Conflict) } else { Ok(false) };
+        row.map(|row| row.try_get::<i64, _>("latest_version").map_err(unavailable).map(|v| v as u32)).transpose()
+    }
+
+    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let head = sqlx::query("DELETE FROM application_heads WHERE name = ? RETURNING deleting")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(head) = head else {
+            return Ok(false);
+        };
+        if !head.try_get::<bool, _>("deleting").map_err(unavailable)? {
+            // Not marked: the caller skipped `begin_application_delete`; nothing is deleted.
+            return Err(StoreError::Conflict);
         }
         sqlx::query("DELETE FROM application_versions WHERE name = ?")
             .bind(name.as_str())

@@ -11,7 +11,7 @@ use ggprov_domain::application::{
     Application, ApplicationInput, ApplicationName, ApplicationOptions, ApplicationState, PublishTarget,
 };
 use ggprov_domain::cores::Event;
-use ggprov_domain::ports::{ApplicationStore, Outbox, StoreError};
+use ggprov_domain::ports::{ApplicationStore, Outbox, Publication, StoreError};
 
 /// Generates the suite's tests for one adapter.
 #[macro_export]
@@ -22,6 +22,7 @@ macro_rules! application_store_conformance {
             a_version_is_published_once_with_one_event,
             applications_and_versions_list_in_order_and_page_exhaustively,
             delete_removes_every_version_with_its_event,
+            a_marked_application_takes_no_new_version_and_publishes_nothing,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -88,7 +89,9 @@ pub async fn a_version_is_published_once_with_one_event<S: ApplicationStore + Ou
         store.publish_application_version(&app, &created),
         store.publish_application_version(&app, &created),
     );
-    assert_eq!([first.unwrap(), second.unwrap()].iter().filter(|p| **p).count(), 1, "one publisher wins");
+    let mut outcomes = [first.unwrap(), second.unwrap()];
+    outcomes.sort_by_key(|p| *p != Publication::Published);
+    assert_eq!(outcomes, [Publication::Published, Publication::AlreadyPublished], "one publisher wins");
     assert_eq!(event_count(store, "Application Created Event").await, 1);
     assert_eq!(store.latest_application(&app.name).await.unwrap().as_ref(), Some(&app));
 }
@@ -124,12 +127,15 @@ pub async fn delete_removes_every_version_with_its_event<S: ApplicationStore + O
     store.append_application_version(&application("del", 2, 0)).await.unwrap();
     let deleted = event("Application Deleted Event", "del");
     assert!(
-        matches!(store.delete_application(&app.name, 1, &deleted).await, Err(StoreError::Conflict)),
-        "a delete that has not seen version 2 deletes nothing"
+        matches!(store.delete_application(&app.name, &deleted).await, Err(StoreError::Conflict)),
+        "a delete that has not marked the application deletes nothing"
     );
     assert_eq!(store.application_version(&app.name, 1).await.unwrap().map(|a| a.version), Some(1));
-    assert!(store.delete_application(&app.name, 2, &deleted).await.unwrap());
-    assert!(!store.delete_application(&app.name, 2, &deleted).await.unwrap());
+    assert_eq!(store.begin_application_delete(&app.name).await.unwrap(), Some(2));
+    assert_eq!(store.begin_application_delete(&app.name).await.unwrap(), Some(2), "an interrupted delete resumes");
+    assert!(store.delete_application(&app.name, &deleted).await.unwrap());
+    assert!(!store.delete_application(&app.name, &deleted).await.unwrap());
+    assert_eq!(store.begin_application_delete(&app.name).await.unwrap(), None);
     assert_eq!(event_count(store, "Application Deleted Event").await, 1);
     assert_eq!(store.latest_application(&app.name).await.unwrap(), None);
     assert_eq!(store.application_version(&app.name, 2).await.unwrap(), None);
@@ -138,4 +144,33 @@ pub async fn delete_removes_every_version_with_its_event<S: ApplicationStore + O
     let versions =
         store.list_application_versions(&app.name, PageRequest { limit: 10, exclusive_start: None }).await.unwrap();
     assert_eq!(versions.items.len(), 1);
+}
+
+/// Once a delete has begun, the version number it answered is final: no update appends past
+/// it and no pending version is published (so a racing update cannot leave a component
+/// version the delete did not see), and a version published before stays readable until the
+/// delete ends.
+pub async fn a_marked_application_takes_no_new_version_and_publishes_nothing<S: ApplicationStore + Outbox + ?Sized>(
+    store: &S,
+) {
+    let mut published = application("mark", 1, 0);
+    store.create_application(&published).await.unwrap();
+    published.state = ApplicationState::Published;
+    let created = event("Application Created Event", "mark");
+    assert_eq!(store.publish_application_version(&published, &created).await.unwrap(), Publication::Published);
+    let pending = application("mark", 2, 0);
+    store.append_application_version(&pending).await.unwrap();
+    assert_eq!(store.begin_application_delete(&pending.name).await.unwrap(), Some(2));
+    assert!(
+        matches!(store.append_application_version(&application("mark", 3, 0)).await, Err(StoreError::NotFound)),
+        "no version after the one the delete answered"
+    );
+    let mut late = pending.clone();
+    late.state = ApplicationState::Published;
+    let updated = event("Application Updated Event", "mark");
+    assert_eq!(store.publish_application_version(&late, &updated).await.unwrap(), Publication::Gone);
+    assert_eq!(event_count(store, "Application Updated Event").await, 0, "no event for a version never published");
+    assert_eq!(store.application_version(&pending.name, 1).await.unwrap().as_ref(), Some(&published));
+    assert!(matches!(store.create_application(&application("mark", 1, 0)).await, Err(StoreError::AlreadyExists)));
+    assert!(store.delete_application(&pending.name, &event("Application Deleted Event", "mark")).await.unwrap());
 }

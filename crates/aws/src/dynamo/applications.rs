@@ -1,16 +1,18 @@
 //! Applications: a head item per application (`#HEAD`: the latest version number, the guard
 //! of appends, listed through `gsi1` = `APPS`) and one item per version (`V#<version>`). The
 //! Compose file is its own attribute, unescaped, so a 256 KiB file fits DynamoDB's 400 KB item.
+//! A delete marks the head `deleting` first; appends and publishes are conditional on its
+//! absence.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update};
 use ggprov_domain::application::{Application, ApplicationName, ApplicationState};
 use ggprov_domain::cores::Event;
-use ggprov_domain::ports::{ApplicationStore, StoreError};
+use ggprov_domain::ports::{ApplicationStore, Publication, StoreError};
 use ggprov_domain::{Page, PageRequest, Timestamp};
 
 use super::versioned::{HEAD, version_sk};
-use super::{DynamoStore, Item, Query, TxError, doc, get_n, get_s, key, n, s, to_doc};
+use super::{DynamoStore, Item, Query, TxError, doc, get_n, get_s, key, n, s, store_error, to_doc};
 
 fn pk(name: &ApplicationName) -> String {
     format!("APP#{}", name.as_str())
@@ -83,7 +85,7 @@ impl ApplicationStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(pk(&app.name), HEAD)))
             .update_expression("SET latest = :v")
-            .condition_expression("latest = :prev")
+            .condition_expression("latest = :prev AND attribute_not_exists(deleting)")
             .expression_attribute_values(":v", n(app.version))
             .expression_attribute_values(":prev", n(app.version.saturating_sub(1)))
             .build()
@@ -92,15 +94,22 @@ impl ApplicationStore for DynamoStore {
         match self.transact(writes).await {
             Ok(()) => Ok(()),
             Err(TxError::Cancelled(_)) => match self.get(&pk(&app.name), HEAD).await? {
-                None => Err(StoreError::NotFound),
-                Some(_) => Err(StoreError::Conflict),
+                Some(head) if !head.contains_key("deleting") => Err(StoreError::Conflict),
+                // Gone, or being deleted: as good as gone.
+                _ => Err(StoreError::NotFound),
             },
             Err(TxError::Store(err)) => Err(err),
         }
     }
 
-    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<bool, StoreError> {
+    async fn publish_application_version(&self, app: &Application, event: &Event) -> Result<Publication, StoreError> {
         let item = version_item(app);
+        let live = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk(&app.name), HEAD)))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleting)")
+            .build()
+            .expect("complete condition check");
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(pk(&app.name), version_sk(app.version))))
@@ -111,13 +120,18 @@ impl ApplicationStore for DynamoStore {
             .expression_attribute_values(":f", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
             .build()
             .expect("complete update");
-        let writes = vec![TransactWriteItem::builder().update(update).build(), self.event_put(event, Timestamp::now())];
+        let writes = vec![
+            TransactWriteItem::builder().condition_check(live).build(),
+            TransactWriteItem::builder().update(update).build(),
+            self.event_put(event, Timestamp::now()),
+        ];
         match self.transact(writes).await {
-            Ok(()) => Ok(true),
-            Err(TxError::Cancelled(reasons)) if reasons.first().is_some_and(|r| r == "ConditionalCheckFailed") => {
-                Ok(false)
-            }
-            Err(TxError::Cancelled(_)) => Err(StoreError::Conflict),
+            Ok(()) => Ok(Publication::Published),
+            Err(TxError::Cancelled(reasons)) => match reasons.as_slice() {
+                [head, ..] if head == "ConditionalCheckFailed" => Ok(Publication::Gone),
+                [_, version, ..] if version == "ConditionalCheckFailed" => Ok(Publication::AlreadyPublished),
+                _ => Err(StoreError::Conflict),
+            },
             Err(TxError::Store(err)) => Err(err),
         }
     }
@@ -172,18 +186,30 @@ impl ApplicationStore for DynamoStore {
         Ok(Page::from_overfetch(versions, page.limit, |a| a.version))
     }
 
-    async fn delete_application(&self, name: &ApplicationName, latest: u32, event: &Event) -> Result<bool, StoreError> {
-        let Some(head) = self.get(&pk(name), HEAD).await? else {
-            return Ok(false);
-        };
-        if get_n::<u32>(&head, "latest")? != latest {
-            return Err(StoreError::Conflict);
+    async fn begin_application_delete(&self, name: &ApplicationName) -> Result<Option<u32>, StoreError> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk(name), HEAD)))
+            .update_expression("SET deleting = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match marked {
+            Ok(out) => out.attributes.as_ref().map(|head| get_n(head, "latest")).transpose(),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Err(err) => Err(store_error(err)),
         }
+    }
+
+    async fn delete_application(&self, name: &ApplicationName, event: &Event) -> Result<bool, StoreError> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(pk(name), HEAD)))
-            .condition_expression("latest = :v")
-            .expression_attribute_values(":v", n(latest))
+            .condition_expression("attribute_exists(deleting)")
             .build()
             .expect("key");
         match self
@@ -194,15 +220,15 @@ impl ApplicationStore for DynamoStore {
             .await
         {
             Ok(()) => {
-                // The head (with the event) first, the versions after: a delete that loses the
-                // race with an update deletes nothing, and versions an interrupted delete
-                // leaves behind are above no head, so nothing reads them (a new application of
-                // the name overwrites them as it grows).
+                // The head (with the event) first, the versions after: versions an interrupted
+                // delete leaves behind are above no head, so nothing reads them (a new
+                // application of the name overwrites them as it grows).
                 self.delete_versions(pk(name)).await?;
                 Ok(true)
             }
             Err(TxError::Cancelled(_)) => match self.get(&pk(name), HEAD).await? {
                 None => Ok(false),
+                // Not marked: the caller skipped `begin_application_delete`.
                 Some(_) => Err(StoreError::Conflict),
             },
             Err(TxError::Store(err)) => Err(err),

@@ -195,6 +195,11 @@ pub struct EffectiveDeployment {
     pub target_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core_device_execution_status: Option<String>,
+    /// The core's detailed status of an ended execution (`FAILED_ROLLBACK_COMPLETE`, ...),
+    /// where the backend knows it: the same text its status feed carries, so a core reads
+    /// the same whether the feed or the reconciler saw the outcome first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detailed_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
