@@ -106,7 +106,7 @@ impl LocalCloud {
         };
         let writer = connect(1).await.map_err(|e| err(e.into()))?;
         MIGRATOR.run(&writer).await.map_err(|e| err(e.into()))?;
-        let pool = connect(7).await.map_err(|e| err(e.into()))?;
+        let pool = connect(ggprov_store_sqlite::read_connections()).await.map_err(|e| err(e.into()))?;
         let mut catalogue = ComponentCatalogue::public();
         catalogue.extend(settings.private_components.iter().cloned());
         let reads = greengrass::DeviceReads::over(path);
