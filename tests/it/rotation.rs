@@ -485,14 +485,28 @@ async fn a_rotation_in_waves_rotates_one_wave_at_a_time_and_waits_for_approval()
         assert_ne!(&held[0].0, old, "{core} rotated");
     }
     let kinds = event_types(&app).await;
-    for kind in [
-        "CertificateRotationTask Paused Event",
-        "CertificateRotationTask Wave Started Event",
-        "CertificateRotationTask Completed Event",
-    ] {
+    for kind in ["CertificateRotationTask Paused Event", "CertificateRotationTask Completed Event"] {
         assert_eq!(kinds.iter().filter(|k| *k == kind).count(), 1, "one {kind}: {kinds:?}");
     }
     assert!(!kinds.iter().any(|k| k.starts_with("DeploymentTask")), "{kinds:?}");
+    // Each wave's start is an event, the first one's written as the task is stored.
+    let events = cdf_json(app.get("/events?count=1000").await).await;
+    let started: Vec<Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["detailType"] == "CertificateRotationTask Wave Started Event")
+        .map(|e| e["detail"].clone())
+        .collect();
+    assert_eq!(
+        started,
+        // Newest first.
+        [
+            json!({"taskId": id, "wave": 2, "waves": 2, "planned": 4}),
+            json!({"taskId": id, "wave": 1, "waves": 2, "planned": 2})
+        ],
+        "{events}"
+    );
 }
 
 #[tokio::test]

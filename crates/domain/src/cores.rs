@@ -221,6 +221,27 @@ impl Task {
         }
     }
 
+    /// Events that storing the task makes true, for the store to write with it: a rotation
+    /// with waves starts its first wave as it is stored (a deployment's first wave starts when
+    /// its targets are expanded, which writes that event).
+    pub fn creation_events(&self) -> Vec<Event> {
+        match (&self.kind, self.rollout()) {
+            (TaskKind::Rotation(_), Some(state)) if state.is_active() => {
+                let wave = state.current_wave;
+                vec![Event {
+                    detail_type: crate::rotation::rollout_event(crate::rollout::WAVE_STARTED_EVENT),
+                    detail: serde_json::json!({
+                        "taskId": self.id.as_str(),
+                        "wave": wave + 1,
+                        "waves": state.waves.len(),
+                        "planned": state.waves.get(wave as usize).map_or(0, |w| w.planned),
+                    }),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     pub fn derive_status(kind: &TaskKind, counts: &ItemCounts, status_message: Option<&str>) -> TaskStatus {
         match kind {
             TaskKind::Deployment(spec) if !spec.expanded => TaskStatus::Waiting,

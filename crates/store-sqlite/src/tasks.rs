@@ -177,6 +177,9 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         }
+        for event in task.creation_events() {
+            write_event(&mut tx, &event, task.created_at).await?;
+        }
         tx.commit().await.map_err(unavailable)
     }
 

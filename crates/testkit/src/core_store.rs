@@ -686,6 +686,20 @@ pub async fn rotation_rollouts_hold_later_waves_and_skip_what_never_started(stor
     let header = store.task_header(&task.id).await.unwrap().unwrap();
     assert_eq!(header.rollout(), Some(&state));
     assert_eq!(header.status, TaskStatus::InProgress, "a running rollout is in progress");
+    let started: Vec<serde_json::Value> = store
+        .events(PageRequest::first(100))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.event.detail_type == "CertificateRotationTask Wave Started Event")
+        .map(|e| e.event.detail)
+        .collect();
+    assert_eq!(
+        started,
+        [serde_json::json!({"taskId": task.id.as_str(), "wave": 1, "waves": 2, "planned": 1})],
+        "the first wave starts with the stored task, in the same write"
+    );
     let waves: Vec<(String, u32)> = store
         .rollout_items(&task.id)
         .await

@@ -320,21 +320,19 @@ impl DynamoStore {
             })
             .collect();
         self.put_all(items).await?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.header_record(task)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|err| {
-                if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) {
-                    StoreError::AlreadyExists
-                } else {
-                    super::store_error(err)
-                }
-            })?;
-        Ok(())
+        // The header with the events its storing makes true, in one write.
+        let mut writes = vec![self.put(self.header_record(task), Some("attribute_not_exists(pk)"))];
+        writes.extend(task.creation_events().iter().map(|event| self.event_put(event, task.created_at)));
+        match self.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(super::TxError::Cancelled(reasons))
+                if reasons.first().is_some_and(|r| r == "ConditionalCheckFailed") =>
+            {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(super::TxError::Cancelled(_)) => Err(StoreError::Conflict),
+            Err(super::TxError::Store(err)) => Err(err),
+        }
     }
 }
 
