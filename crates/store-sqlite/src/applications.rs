@@ -36,6 +36,19 @@ async fn insert_version(
     Ok(())
 }
 
+/// Whether the application exists and is not being deleted.
+async fn is_live(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    name: &ApplicationName,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query("SELECT 1 FROM application_heads WHERE name = ? AND deleting = 0")
+        .bind(name.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(row.is_some())
+}
+
 #[async_trait]
 impl ApplicationStore for SqliteStore {
     async fn create_application(&self, app: &Application) -> Result<(), StoreError> {
@@ -66,12 +79,7 @@ impl ApplicationStore for SqliteStore {
         .map_err(unavailable)?;
         if moved.rows_affected() == 0 {
             // A head being deleted is as good as gone.
-            let exists = sqlx::query("SELECT 1 FROM application_heads WHERE name = ? AND deleting = 0")
-                .bind(app.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
+            return Err(if is_live(&mut tx, &app.name).await? { StoreError::Conflict } else { StoreError::NotFound });
         }
         insert_version(&mut tx, app).await?;
         tx.commit().await.map_err(unavailable)
@@ -91,12 +99,11 @@ impl ApplicationStore for SqliteStore {
         .await
         .map_err(unavailable)?;
         if updated.rows_affected() == 0 {
-            let live = sqlx::query("SELECT 1 FROM application_heads WHERE name = ? AND deleting = 0")
-                .bind(app.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            return Ok(if live.is_some() { Publication::AlreadyPublished } else { Publication::Gone });
+            return Ok(if is_live(&mut tx, &app.name).await? {
+                Publication::AlreadyPublished
+            } else {
+                Publication::Gone
+            });
         }
         write_event(&mut tx, event, Timestamp::now()).await?;
         tx.commit().await.map_err(unavailable)?;
