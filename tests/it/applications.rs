@@ -335,4 +335,12 @@ async fn a_delete_racing_updates_leaves_no_component_version_behind() {
         let (status, code, _) = error_of(app.post_json("/templates", &body).await).await;
         assert_eq!((status, code.as_str()), (422, "INVALID_COMPONENT"), "component version {version}.0.0 is gone");
     }
+    let left: Vec<_> = walkdir(&app.data.path().join("artifacts/applications/race"));
+    assert_eq!(left, Vec::<std::path::PathBuf>::new(), "no artifact of the application is left");
+}
+
+/// Files under `dir` (none if it does not exist).
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walkdir(&e.path()) } else { vec![e.path()] }).collect()
 }

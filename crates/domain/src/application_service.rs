@@ -233,14 +233,18 @@ impl ApplicationService {
                 Some(published) => return Ok(published),
                 None => ApplicationError::NotFound(app.name.clone()),
             },
-            // A delete has begun: the component version just created must not outlive the
-            // application. The delete may have listed it already; deleting twice is harmless.
+            // A delete has begun: the component version and artifacts just created must not
+            // outlive the application. The delete may have listed them already; deleting
+            // twice is harmless.
             Publication::Gone => ApplicationError::NotFound(app.name.clone()),
         };
         self.greengrass
             .delete_component_version(&app.component_name, &app.component_version)
             .await
             .map_err(ApplicationError::Cloud)?;
+        for (key, _) in app.own_artifacts() {
+            self.artifacts.delete(&key).await?;
+        }
         Err(gone)
     }
 
