@@ -357,3 +357,33 @@ async fn two_clients_sending_one_csr_at_once_get_the_same_certificate() {
     }
     assert_eq!(cdf_json(app.get("/fleet/certificates").await).await["active"], 2);
 }
+
+/// A device deleted while its new certificate awaits confirmation takes that certificate with
+/// it: nothing ACTIVE is left in IoT for a thing that is gone.
+#[tokio::test]
+async fn a_device_deleted_mid_rotation_leaves_no_certificate_behind() {
+    let app = spawn_app().await;
+    provision_for(&app, &["gw-d"], None, "greengrass2_core").await;
+    let response = app
+        .post_json(
+            "/cores/gw-d/deviceTasks",
+            &json!({"type": "Create", "devices": [{"name": "meter-d", "provisioningTemplate": "greengrass2_client_device"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    app.drain().await;
+    let (_, csr) = ggprov_pki::make_csr("meter-d", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let issued = cdf_json(app.post_json("/devices/meter-d/certificateRotation", &json!({"csr": csr})).await).await;
+    assert_eq!(issued["status"], "AWAITING_CONFIRMATION", "{issued}");
+    let inventory = |app: &TestApp| {
+        let url = app.url("/local-cloud/inventory");
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(inventory(&app).await["activeCertificates"], 3, "the core's, and the device's old and new");
+
+    let response = app.delete("/devices/meter-d").await;
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+    let after = inventory(&app).await;
+    assert_eq!((after["certificates"].as_u64(), after["activeCertificates"].as_u64()), (Some(1), Some(1)), "{after}");
+}

@@ -12,8 +12,8 @@ fn done_if_absent(result: Result<(), CloudError>) -> Result<(), CloudError> {
     }
 }
 
-/// Detaches the journaled certificate (and any older one a rotation kept) from its policies and
-/// the thing, deactivates it and deletes it.
+/// Detaches the journaled certificate (any older one a rotation kept, and the new one of a
+/// rotation not confirmed yet) from its policies and the thing, deactivates it and deletes it.
 pub async fn retire_certificate(
     iot: &dyn IotRegistry,
     name: &ThingName,
@@ -24,6 +24,14 @@ pub async fn retire_certificate(
     }
     for kept in &journal.kept_certificates {
         retire(iot, name, &kept.id, &kept.arn, &journal.attached_policies).await?;
+    }
+    // A thing deleted while its new certificate awaits confirmation: that one goes too (once a
+    // rotation is adopted its certificate is the journal's, retired above; again is harmless).
+    if let Some(rotation) = &journal.rotation
+        && let (Some(id), Some(arn)) = (&rotation.certificate_id, &rotation.certificate_arn)
+        && rotation.certificate_id != journal.certificate_id
+    {
+        retire(iot, name, id, arn, &journal.attached_policies).await?;
     }
     Ok(())
 }
