@@ -387,3 +387,37 @@ async fn a_device_deleted_mid_rotation_leaves_no_certificate_behind() {
     let after = inventory(&app).await;
     assert_eq!((after["certificates"].as_u64(), after["activeCertificates"].as_u64()), (Some(1), Some(1)), "{after}");
 }
+
+/// Revoking a lost device by name revokes every certificate it could connect with, the new one
+/// of a rotation it never confirmed included.
+#[tokio::test]
+async fn revoking_a_device_mid_rotation_revokes_its_unconfirmed_certificate_too() {
+    let app = spawn_app().await;
+    provision_for(&app, &["gw-v"], None, "greengrass2_core").await;
+    let response = app
+        .post_json(
+            "/cores/gw-v/deviceTasks",
+            &json!({"type": "Create", "devices": [{"name": "meter-v", "provisioningTemplate": "greengrass2_client_device"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    app.drain().await;
+    let (_, csr) = ggprov_pki::make_csr("meter-v", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let issued = cdf_json(app.post_json("/devices/meter-v/certificateRotation", &json!({"csr": csr})).await).await;
+    assert_eq!(issued["status"], "AWAITING_CONFIRMATION", "{issued}");
+    let revoked = app.post_json("/certificates/revoke", &json!({"thingNames": ["meter-v"]})).await;
+    let body = cdf_json(revoked).await;
+    let thing = app.thing("meter-v").await.unwrap();
+    let active: Vec<&Value> =
+        thing["principals"].as_array().unwrap().iter().filter(|p| p["status"] == "ACTIVE").collect();
+    assert_eq!(active, Vec::<&Value>::new(), "{body} {thing}");
+    // The rotation is over: the device cannot confirm its way back in.
+    let (status, code, _) =
+        error_of(app.post_json("/devices/meter-v/certificateRotation/confirm", &json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "NOTHING_TO_CONFIRM"));
+    let events = cdf_json(app.get("/events").await).await;
+    let revoked: Vec<&Value> =
+        events["events"].as_array().unwrap().iter().filter(|e| e["detailType"] == "Certificate Revoked").collect();
+    assert_eq!(revoked.len(), 1, "{events}");
+    assert_eq!(revoked[0]["detail"]["pendingCertificateId"], issued["certificateId"], "{events}");
+}

@@ -410,6 +410,7 @@ impl CertificateService {
             Err(err) => return Err(cloud(err)),
         }
         let journal = self.store.journal(&entry.thing_name).await?;
+        let mut pending = None;
         if journal.certificate_id.as_deref() == Some(id)
             && let Some(arn) = &journal.certificate_arn
         {
@@ -418,21 +419,56 @@ impl CertificateService {
                 Err(err) if err.is_not_found() => {}
                 Err(err) => return Err(cloud(err)),
             }
+            pending = until_no_conflict(|| self.revoke_pending_rotation(&entry.thing_name, id)).await?;
         }
-        let event = Event {
-            detail_type: CERTIFICATE_REVOKED_EVENT.to_owned(),
-            detail: serde_json::json!({
-                "certificateId": id,
-                "thingName": entry.thing_name.as_str(),
-                "thingKind": entry.thing_kind.as_str(),
-                "caId": entry.certificate.ca_id,
-                "status": "success",
-            }),
-        };
+        let mut detail = serde_json::json!({
+            "certificateId": id,
+            "thingName": entry.thing_name.as_str(),
+            "thingKind": entry.thing_kind.as_str(),
+            "caId": entry.certificate.ca_id,
+            "status": "success",
+        });
+        if let Some(pending) = pending {
+            detail["pendingCertificateId"] = serde_json::Value::String(pending);
+        }
+        let event = Event { detail_type: CERTIFICATE_REVOKED_EVENT.to_owned(), detail };
         self.store
             .set_certificate_status(id, CertificateState::Revoked, Timestamp::now(), &event)
             .await?
             .ok_or_else(|| CertificateError::NotFound(id.to_owned()))
+    }
+
+    /// A thing whose certificate `revoked` is revoked loses the new certificate of a rotation it
+    /// has not confirmed as well (a lost device must connect with neither): revoked in IoT,
+    /// detached, and the rotation ends failed, so no confirmation can adopt it. Answers the
+    /// pending certificate's id, if there was one.
+    async fn revoke_pending_rotation(
+        &self,
+        name: &ThingName,
+        revoked: &str,
+    ) -> Result<Option<String>, CertificateError> {
+        let mut journal = self.store.journal(name).await?;
+        let Some(rotation) = journal.rotation.as_ref().filter(|r| !r.finished && r.failed.is_none()) else {
+            return Ok(None);
+        };
+        let pending = rotation.certificate_id.clone().filter(|new| new != revoked);
+        if let (Some(new_id), Some(arn)) = (&pending, &rotation.certificate_arn) {
+            let cloud = |source| CertificateError::Cloud { id: new_id.clone(), source };
+            match self.iot.revoke_certificate(new_id).await {
+                Ok(()) => {}
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(cloud(err)),
+            }
+            match self.iot.detach_thing_principal(name, arn).await {
+                Ok(()) => {}
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(cloud(err)),
+            }
+        }
+        journal.rotation_mut().failed =
+            Some(format!("certificate {revoked}, which this rotation was to replace, was revoked; so was the new one"));
+        self.store.save_journal(name, &mut journal).await?;
+        Ok(pending)
     }
 
     /// Revokes the certificate of each thing (core or client device); one outcome each.
