@@ -200,6 +200,11 @@ async fn revoke_old_never_keeps_the_old_certificate_until_the_core_is_deleted_an
     assert_eq!(held.len(), 2, "old and new: {held:?}");
     assert!(held.iter().all(|(_, status, _)| status == "ACTIVE"));
     assert_ne!(certificate_id(&app, &cores[0]).await, old, "the record follows the new one");
+    // Revoking the lost core by name revokes the kept one too: it connects with neither.
+    let revoked = app.post_json("/certificates/revoke", &json!({"thingNames": [&cores[0]]})).await;
+    assert_eq!(revoked.status(), 200);
+    let held = principals(&app, &cores[0]).await;
+    assert!(held.iter().all(|(_, status, _)| status != "ACTIVE"), "{held:?}");
     // Deleting the core deprovisions both.
     let delete = app.submit_core_task(&crate::helpers::delete_cores(&[&cores[0]], true)).await;
     assert_eq!(app.finished_core_task(&delete).await["taskStatus"], "Success");

@@ -410,7 +410,9 @@ impl CertificateService {
             Err(err) => return Err(cloud(err)),
         }
         let journal = self.store.journal(&entry.thing_name).await?;
-        let mut pending = None;
+        // The thing's current certificate: a lost thing must connect with none of its others
+        // either (the new one of an unconfirmed rotation, old ones `revokeOld: never` kept).
+        let (mut pending, mut kept) = (None, Vec::new());
         if journal.certificate_id.as_deref() == Some(id)
             && let Some(arn) = &journal.certificate_arn
         {
@@ -420,6 +422,10 @@ impl CertificateService {
                 Err(err) => return Err(cloud(err)),
             }
             pending = until_no_conflict(|| self.revoke_pending_rotation(&entry.thing_name, id)).await?;
+            for other in &journal.kept_certificates {
+                self.revoke_and_detach(&entry.thing_name, &other.id, &other.arn).await?;
+                kept.push(other.id.clone());
+            }
         }
         let mut detail = serde_json::json!({
             "certificateId": id,
@@ -430,6 +436,9 @@ impl CertificateService {
         });
         if let Some(pending) = pending {
             detail["pendingCertificateId"] = serde_json::Value::String(pending);
+        }
+        if !kept.is_empty() {
+            detail["keptCertificateIds"] = kept.into();
         }
         let event = Event { detail_type: CERTIFICATE_REVOKED_EVENT.to_owned(), detail };
         self.store
@@ -453,22 +462,27 @@ impl CertificateService {
         };
         let pending = rotation.certificate_id.clone().filter(|new| new != revoked);
         if let (Some(new_id), Some(arn)) = (&pending, &rotation.certificate_arn) {
-            let cloud = |source| CertificateError::Cloud { id: new_id.clone(), source };
-            match self.iot.revoke_certificate(new_id).await {
-                Ok(()) => {}
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(cloud(err)),
-            }
-            match self.iot.detach_thing_principal(name, arn).await {
-                Ok(()) => {}
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(cloud(err)),
-            }
+            self.revoke_and_detach(name, new_id, arn).await?;
         }
         journal.rotation_mut().failed =
             Some(format!("certificate {revoked}, which this rotation was to replace, was revoked; so was the new one"));
         self.store.save_journal(name, &mut journal).await?;
         Ok(pending)
+    }
+
+    /// Sets a certificate `REVOKED` in IoT and detaches it from the thing; gone counts as done.
+    async fn revoke_and_detach(&self, name: &ThingName, id: &str, arn: &str) -> Result<(), CertificateError> {
+        let cloud = |source| CertificateError::Cloud { id: id.to_owned(), source };
+        match self.iot.revoke_certificate(id).await {
+            Ok(()) => {}
+            Err(err) if err.is_not_found() => {}
+            Err(err) => return Err(cloud(err)),
+        }
+        match self.iot.detach_thing_principal(name, arn).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_not_found() => Ok(()),
+            Err(err) => Err(cloud(err)),
+        }
     }
 
     /// Revokes the certificate of each thing (core or client device); one outcome each.
