@@ -607,3 +607,46 @@ async fn rotation_waves_are_validated_and_actions_follow_the_state() {
     // Cancelling again is idempotent.
     assert_eq!(app.post_json(&format!("/certificateRotationTasks/{id}/cancel"), &json!({})).await.status(), 202);
 }
+
+/// A revoked core stays cut off: a rotation does not hand it a new certificate, however it
+/// was selected.
+#[tokio::test]
+async fn a_core_whose_certificate_was_revoked_is_not_rotated_back_in() {
+    let app = spawn_app().await;
+    let cores = names("lost", 2);
+    app.provision(&cores).await;
+    let revoked = app.post_json("/certificates/revoke", &json!({"thingNames": [&cores[0]]})).await;
+    assert_eq!(revoked.status(), 200);
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": [&cores[0], &cores[1]]}})).await;
+    let task = finished_rotation(&app, &id).await;
+    let outcome = |name: &str| {
+        task["cores"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or(Value::Null)
+    };
+    let lost = outcome(&cores[0]);
+    assert_eq!(lost["taskStatus"], "Failure", "{task}");
+    assert!(lost["statusMessage"].as_str().unwrap_or_default().contains("was revoked"), "{lost}");
+    assert_eq!(outcome(&cores[1])["taskStatus"], "Success", "{task}");
+    assert!(principals(&app, &cores[0]).await.iter().all(|(_, status, _)| status != "ACTIVE"));
+}
+
+/// A core revoked while its rotation waits for it: the rotation ends failed, without waiting
+/// out its 24 hours, and hands out nothing.
+#[tokio::test]
+async fn a_core_revoked_while_its_rotation_waits_ends_failed_with_nothing_active() {
+    let app = spawn_app().await;
+    let cores = names("gone", 1);
+    app.provision(&cores).await;
+    let disconnect = app.client.post(app.url(&format!("/local-cloud/cores/{}/disconnect", cores[0]))).send().await;
+    assert_eq!(disconnect.unwrap().status(), 204);
+    let id = submit_rotation(&app, &json!({"targets": {"thingNames": [&cores[0]]}})).await;
+    app.drain().await;
+    let revoked = app.post_json("/certificates/revoke", &json!({"thingNames": [&cores[0]]})).await;
+    assert_eq!(revoked.status(), 200);
+    // A revoked core cannot come back online; the rotation ends at its next look.
+    let task =
+        rotate_until(&app, &id, "the end", |t| t["taskStatus"] != "InProgress" && t["taskStatus"] != "Waiting").await;
+    let item = &task["cores"][0];
+    assert_eq!(item["taskStatus"], "Failure", "{task}");
+    assert!(item["statusMessage"].as_str().unwrap_or_default().contains("was revoked"), "{item}");
+    assert!(principals(&app, &cores[0]).await.iter().all(|(_, status, _)| status != "ACTIVE"));
+}

@@ -106,9 +106,31 @@ impl CoreProvisioner {
             return Err(permanent(format!("core not found: ggprov has no core named {name}")));
         };
         let mut journal = self.store.journal(name).await?;
+        if let Some(r) = journal.rotation.as_ref().filter(|r| r.task_id == task.id && !r.finished)
+            && let Some(reason) = r.failed.clone()
+        {
+            // Ended from outside (the core's certificate was revoked meanwhile): whatever this
+            // rotation registered goes too, however far it got.
+            if let (Some(id), Some(arn)) = (&r.certificate_id, &r.certificate_arn) {
+                match thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies).await {
+                    Ok(()) | Err(CloudError::NotFound { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            return Err(permanent(reason));
+        }
         if journal.rotation.as_ref().is_none_or(|r| r.task_id != task.id) {
             if journal.certificate_arn.is_none() {
                 return Err(permanent(format!("core {name} has no certificate ggprov registered; provision it first")));
+            }
+            if let Some(revoked) =
+                core.certificate.as_ref().filter(|c| c.status == ggprov_domain::certificates::CertificateState::Revoked)
+            {
+                return Err(permanent(format!(
+                    "core {name}'s certificate {} was revoked, and a rotation does not let a revoked core back in; \
+                     provision it again (or delete it)",
+                    revoked.certificate_id
+                )));
             }
             journal.rotation = Some(RotationJournal::new(
                 task.id.clone(),
