@@ -415,6 +415,11 @@ async fn revoking_a_device_mid_rotation_revokes_its_unconfirmed_certificate_too(
     let (status, code, _) =
         error_of(app.post_json("/devices/meter-v/certificateRotation/confirm", &json!({})).await).await;
     assert_eq!((status, code.as_str()), (409, "NOTHING_TO_CONFIRM"));
+    // Nor can it be handed a new certificate: a revoked device is provisioned again.
+    let (_, csr2) = ggprov_pki::make_csr("meter-v", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let (status, code, _) =
+        error_of(app.post_json("/devices/meter-v/certificateRotation", &json!({"csr": csr2})).await).await;
+    assert_eq!((status, code.as_str()), (409, "CERTIFICATE_REVOKED"));
     let events = cdf_json(app.get("/events").await).await;
     let revoked: Vec<&Value> =
         events["events"].as_array().unwrap().iter().filter(|e| e["detailType"] == "Certificate Revoked").collect();

@@ -78,7 +78,7 @@ fn device_name(name: &str) -> Result<ThingName, ApiError> {
         (status = 200, body = DeviceRotation, content_type = "application/vnd.aws-cdf-v1.0+json"),
         (status = 400, description = "No CSR, a CSR that cannot be signed, an unknown CA", body = ErrorBody),
         (status = 404, description = "No such client device", body = ErrorBody),
-        (status = 409, description = "CHANGED_CONCURRENTLY: other requests kept changing the device's certificate; send again", body = ErrorBody),
+        (status = 409, description = "CHANGED_CONCURRENTLY: other requests kept changing the device's certificate; send again. CERTIFICATE_REVOKED: the device's certificate was revoked; provision it again", body = ErrorBody),
     )
 )]
 pub(crate) async fn rotate_device_certificate(
@@ -161,6 +161,7 @@ impl From<CertificateError> for ApiError {
                 Self::validation(vec![ggprov_domain::FieldProblem { field: field.to_owned(), problem }])
             }
             CertificateError::NothingToConfirm(_) => Self::new(StatusCode::CONFLICT, "NOTHING_TO_CONFIRM", message),
+            CertificateError::Revoked { .. } => Self::new(StatusCode::CONFLICT, "CERTIFICATE_REVOKED", message),
             CertificateError::CaNotFound(_) => Self::not_found("CA_NOT_FOUND", message),
             CertificateError::CaSource(source) if source.is_transient() => Self::unavailable(message, source),
             CertificateError::CaSource(_) => Self::new(StatusCode::CONFLICT, "CA_CHANGE_REFUSED", message),

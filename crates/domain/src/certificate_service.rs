@@ -46,6 +46,10 @@ pub enum CertificateError {
     Invalid { field: &'static str, problem: String },
     #[error("{0}")]
     NothingToConfirm(String),
+    #[error(
+        "the certificate {certificate_id} of '{name}' was revoked, and a revoked thing is not given a new certificate; provision it again (or delete it)"
+    )]
+    Revoked { name: ThingName, certificate_id: String },
     #[error("ggprov holds no CA '{0}'")]
     CaNotFound(String),
     #[error("could not read or change the certificate authorities: {0}")]
@@ -569,6 +573,12 @@ impl CertificateService {
         request: &DeviceCsr,
     ) -> Result<DeviceRotation, CertificateError> {
         let device = self.store.device(name).await?.ok_or_else(|| CertificateError::UnknownThing(name.clone()))?;
+        if let Some(revoked) = device.certificate.as_ref().filter(|c| c.status == CertificateState::Revoked) {
+            return Err(CertificateError::Revoked {
+                name: name.clone(),
+                certificate_id: revoked.certificate_id.clone(),
+            });
+        }
         if request.csr.trim().is_empty() {
             return Err(CertificateError::Invalid { field: "csr", problem: "give the device's CSR (PEM)".into() });
         }
