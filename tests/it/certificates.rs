@@ -363,18 +363,7 @@ async fn two_clients_sending_one_csr_at_once_get_the_same_certificate() {
 #[tokio::test]
 async fn a_device_deleted_mid_rotation_leaves_no_certificate_behind() {
     let app = spawn_app().await;
-    provision_for(&app, &["gw-d"], None, "greengrass2_core").await;
-    let response = app
-        .post_json(
-            "/cores/gw-d/deviceTasks",
-            &json!({"type": "Create", "devices": [{"name": "meter-d", "provisioningTemplate": "greengrass2_client_device"}]}),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    app.drain().await;
-    let (_, csr) = ggprov_pki::make_csr("meter-d", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
-    let issued = cdf_json(app.post_json("/devices/meter-d/certificateRotation", &json!({"csr": csr})).await).await;
-    assert_eq!(issued["status"], "AWAITING_CONFIRMATION", "{issued}");
+    device_awaiting_confirmation(&app, "gw-d", "meter-d").await;
     let inventory = |app: &TestApp| {
         let url = app.url("/local-cloud/inventory");
         let client = app.client.clone();
@@ -393,18 +382,7 @@ async fn a_device_deleted_mid_rotation_leaves_no_certificate_behind() {
 #[tokio::test]
 async fn revoking_a_device_mid_rotation_revokes_its_unconfirmed_certificate_too() {
     let app = spawn_app().await;
-    provision_for(&app, &["gw-v"], None, "greengrass2_core").await;
-    let response = app
-        .post_json(
-            "/cores/gw-v/deviceTasks",
-            &json!({"type": "Create", "devices": [{"name": "meter-v", "provisioningTemplate": "greengrass2_client_device"}]}),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    app.drain().await;
-    let (_, csr) = ggprov_pki::make_csr("meter-v", ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
-    let issued = cdf_json(app.post_json("/devices/meter-v/certificateRotation", &json!({"csr": csr})).await).await;
-    assert_eq!(issued["status"], "AWAITING_CONFIRMATION", "{issued}");
+    let issued = device_awaiting_confirmation(&app, "gw-v", "meter-v").await;
     let revoked = app.post_json("/certificates/revoke", &json!({"thingNames": ["meter-v"]})).await;
     let body = cdf_json(revoked).await;
     let thing = app.thing("meter-v").await.unwrap();
@@ -425,4 +403,22 @@ async fn revoking_a_device_mid_rotation_revokes_its_unconfirmed_certificate_too(
         events["events"].as_array().unwrap().iter().filter(|e| e["detailType"] == "Certificate Revoked").collect();
     assert_eq!(revoked.len(), 1, "{events}");
     assert_eq!(revoked[0]["detail"]["pendingCertificateId"], issued["certificateId"], "{events}");
+}
+
+/// A core with one client device that has sent its CSR and not confirmed: the answer.
+async fn device_awaiting_confirmation(app: &TestApp, core: &str, device: &str) -> Value {
+    provision_for(app, &[core], None, "greengrass2_core").await;
+    let response = app
+        .post_json(
+            &format!("/cores/{core}/deviceTasks"),
+            &json!({"type": "Create", "devices": [{"name": device, "provisioningTemplate": "greengrass2_client_device"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    app.drain().await;
+    let (_, csr) = ggprov_pki::make_csr(device, ggprov_domain::provisioning::KeyAlgorithm::EcP256).unwrap();
+    let issued =
+        cdf_json(app.post_json(&format!("/devices/{device}/certificateRotation"), &json!({"csr": csr})).await).await;
+    assert_eq!(issued["status"], "AWAITING_CONFIRMATION", "{issued}");
+    issued
 }
