@@ -596,6 +596,11 @@ impl CertificateService {
             }
             journal.rotation = None;
         }
+        // This CSR's rotation was ended by a revocation (which marks it failed) while it ran.
+        if journal.rotation.as_ref().is_some_and(|r| r.task_id == request_id && r.failed.is_some()) {
+            let certificate_id = journal.certificate_id.clone().unwrap_or_default();
+            return Err(CertificateError::Revoked { name: name.clone(), certificate_id });
+        }
         if journal.rotation.as_ref().is_none_or(|r| r.task_id != request_id) {
             if journal.certificate_arn.is_none() {
                 return Err(CertificateError::NoCertificate(name.clone()));
