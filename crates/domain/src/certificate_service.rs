@@ -24,6 +24,7 @@ use crate::rotation::{RevokeOld, RotationJournal, RotationSpec};
 use crate::task::TaskId;
 use crate::thing::ThingKind;
 use crate::thing::ThingName;
+use crate::thing_lifecycle::done_if_absent;
 use crate::time::Timestamp;
 use crate::validation::Problems;
 
@@ -408,11 +409,8 @@ impl CertificateService {
             return Ok(entry);
         }
         let cloud = |source| CertificateError::Cloud { id: id.to_owned(), source };
-        match self.iot.revoke_certificate(id).await {
-            Ok(()) => {}
-            Err(err) if err.is_not_found() => {} // gone from IoT: nothing can use it
-            Err(err) => return Err(cloud(err)),
-        }
+        // Gone from IoT: nothing can use it.
+        done_if_absent(self.iot.revoke_certificate(id).await).map_err(cloud)?;
         let journal = self.store.journal(&entry.thing_name).await?;
         // The thing's current certificate: a lost thing must connect with none of its others
         // either (the new one of an unconfirmed rotation, old ones `revokeOld: never` kept).
@@ -420,11 +418,7 @@ impl CertificateService {
         if journal.certificate_id.as_deref() == Some(id)
             && let Some(arn) = &journal.certificate_arn
         {
-            match self.iot.detach_thing_principal(&entry.thing_name, arn).await {
-                Ok(()) => {}
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(cloud(err)),
-            }
+            done_if_absent(self.iot.detach_thing_principal(&entry.thing_name, arn).await).map_err(cloud)?;
             pending = until_no_conflict(|| self.revoke_pending_rotation(&entry.thing_name, id)).await?;
             for other in &journal.kept_certificates {
                 self.revoke_and_detach(&entry.thing_name, &other.id, &other.arn).await?;
@@ -477,16 +471,8 @@ impl CertificateService {
     /// Sets a certificate `REVOKED` in IoT and detaches it from the thing; gone counts as done.
     async fn revoke_and_detach(&self, name: &ThingName, id: &str, arn: &str) -> Result<(), CertificateError> {
         let cloud = |source| CertificateError::Cloud { id: id.to_owned(), source };
-        match self.iot.revoke_certificate(id).await {
-            Ok(()) => {}
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(cloud(err)),
-        }
-        match self.iot.detach_thing_principal(name, arn).await {
-            Ok(()) => Ok(()),
-            Err(err) if err.is_not_found() => Ok(()),
-            Err(err) => Err(cloud(err)),
-        }
+        done_if_absent(self.iot.revoke_certificate(id).await).map_err(cloud)?;
+        done_if_absent(self.iot.detach_thing_principal(name, arn).await).map_err(cloud)
     }
 
     /// Revokes the certificate of each thing (core or client device); one outcome each.

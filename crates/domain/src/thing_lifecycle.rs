@@ -5,7 +5,8 @@ use crate::ports::{CloudError, IotRegistry};
 use crate::provisioning::{CertificateStatus, ProvisioningJournal};
 use crate::thing::ThingName;
 
-fn done_if_absent(result: Result<(), CloudError>) -> Result<(), CloudError> {
+/// A call whose target is gone already counts as done.
+pub fn done_if_absent(result: Result<(), CloudError>) -> Result<(), CloudError> {
     match result {
         Err(err) if err.is_not_found() => Ok(()),
         other => other,

@@ -42,8 +42,9 @@ pub fn read_connections() -> u32 {
 ///
 /// Writes go through one connection (`writer`), reads through the others (`pool`,
 /// `read_connections()` of them). SQLite lets one writer at a time into a WAL database
-/// anyway; giving every write the same connection makes writers wait in the pool's async queue instead of in SQLite's busy handler (which
-/// sleeps its thread 1–100 ms at a time, with the lock free meanwhile), and keeps that
+/// anyway; giving every write the same connection makes writers wait in the pool's async
+/// queue instead of in SQLite's busy handler (which sleeps its thread 1–100 ms at a time, with
+/// the lock free meanwhile), and keeps that
 /// connection's page cache, which a WAL connection empties whenever another one commits
 /// (decision 82).
 #[derive(Clone, Debug)]

@@ -111,12 +111,7 @@ impl CoreProvisioner {
         {
             // Ended from outside (the core's certificate was revoked meanwhile): whatever this
             // rotation registered goes too, however far it got.
-            if let (Some(id), Some(arn)) = (&r.certificate_id, &r.certificate_arn) {
-                match thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies).await {
-                    Ok(()) | Err(CloudError::NotFound { .. }) => {}
-                    Err(err) => return Err(err.into()),
-                }
-            }
+            self.retire_new(name, &journal).await?;
             return Err(permanent(reason));
         }
         if journal.rotation.as_ref().is_none_or(|r| r.task_id != task.id) {
@@ -207,9 +202,6 @@ impl CoreProvisioner {
 
         // 5. The core's word; then the old certificate goes and the journal names the new one.
         if !journal.rotation().finished {
-            if let Some(reason) = journal.rotation().failed.clone() {
-                return Err(permanent(reason));
-            }
             let new_id = journal.rotation().certificate_id.clone().expect("registered above");
             let refused = match self.rotation.outcome(name, request).await? {
                 RotationOutcome::Pending => {
@@ -259,6 +251,18 @@ impl CoreProvisioner {
         Ok(())
     }
 
+    /// Retires the certificate this rotation registered, if it got that far.
+    async fn retire_new(&self, name: &ThingName, journal: &ProvisioningJournal) -> Result<(), StepError> {
+        let r = journal.rotation();
+        if let (Some(id), Some(arn)) = (&r.certificate_id, &r.certificate_arn) {
+            match thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies).await {
+                Ok(()) | Err(CloudError::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// The core could not use the new certificate: the new one is retired, the old one stays
     /// (unless it was revoked immediately); the item fails with the reason.
     async fn undo(
@@ -267,14 +271,8 @@ impl CoreProvisioner {
         journal: &mut ProvisioningJournal,
         reason: &str,
     ) -> Result<StepError, StepError> {
-        let r = journal.rotation().clone();
-        if let (Some(id), Some(arn)) = (&r.certificate_id, &r.certificate_arn) {
-            match thing_lifecycle::retire(self.iot.as_ref(), name, id, arn, &journal.attached_policies).await {
-                Ok(()) | Err(CloudError::NotFound { .. }) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-        let kept = if r.old_retired {
+        self.retire_new(name, journal).await?;
+        let kept = if journal.rotation().old_retired {
             "its old certificate was revoked already (revokeOld: immediately)"
         } else {
             "it keeps its old certificate"
