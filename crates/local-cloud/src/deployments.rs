@@ -5,12 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::{Fail, LocalCloud, all, execute, exists, not_found, one, params};
 use ggprov_domain::ports::{CloudError, EffectiveDeployment};
 use ggprov_domain::{ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-
-use crate::{LocalCloud, db, not_found};
 
 /// A component of a deployment (Greengrass `ComponentDeploymentSpecification`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,49 +47,44 @@ impl LocalCloud {
     ) -> Result<String, CloudError> {
         const API: &str = "CreateDeployment";
         self.admit(API)?;
-        let exists = sqlx::query("SELECT 1 FROM thing_groups WHERE name = ?")
-            .bind(group)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        if exists.is_none() {
-            return Err(not_found(API, format!("thing group {group} does not exist")));
-        }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        sqlx::query("INSERT INTO deployments (id, name, target_arn, group_name, components, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(&id)
-            .bind(name)
-            .bind(crate::thing_group_arn(self.region(), group))
-            .bind(group)
-            .bind(serde_json::to_string(components).expect("components serialise"))
-            .bind(uuid::Uuid::new_v4().simple().to_string())
-            .bind(Timestamp::now().as_millis())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        let members = sqlx::query("SELECT m.thing_name FROM thing_group_members m JOIN core_devices c ON c.name = m.thing_name WHERE m.group_name = ? AND c.status = 'HEALTHY'")
-            .bind(group)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db(API))?;
-        for row in members {
-            self.start_applying(row.get("thing_name"));
+        let members: Vec<String> = self
+            .write(API, |c| {
+                if !exists(c, "SELECT 1 FROM thing_groups WHERE name = ?", [group])? {
+                    return Err(not_found(API, format!("thing group {group} does not exist")).into());
+                }
+                execute(
+                    c,
+                    "INSERT INTO deployments (id, name, target_arn, group_name, components, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        id,
+                        name,
+                        crate::thing_group_arn(self.region(), group),
+                        group,
+                        serde_json::to_string(components).expect("components serialise"),
+                        uuid::Uuid::new_v4().simple().to_string(),
+                        Timestamp::now().as_millis()
+                    ],
+                )?;
+                let sql = "SELECT m.thing_name FROM thing_group_members m JOIN core_devices c ON c.name = m.thing_name \
+                     WHERE m.group_name = ? AND c.status = 'HEALTHY'";
+                Ok(all(c, sql, [group], |r| r.get(0))?)
+            })
+            .await?;
+        for member in members {
+            self.start_applying(member);
         }
         Ok(id)
     }
 
     /// The newest deployment of each group the core belongs to that it has not applied yet.
-    async fn pending_deployments(&self, core: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT d.id, d.components FROM thing_group_members m JOIN deployments d ON d.group_name = m.group_name \
-             WHERE m.thing_name = ? AND d.created_at = (SELECT MAX(created_at) FROM deployments WHERE group_name = m.group_name) \
-             AND NOT EXISTS (SELECT 1 FROM deployment_executions e WHERE e.core_name = ? AND e.deployment_id = d.id)",
-        )
-        .bind(core)
-        .bind(core)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(|r| (r.get("id"), r.get("components"))).collect())
+    fn pending_deployments(&self, core: &str) -> Result<Vec<(String, String)>, CloudError> {
+        self.read(SIMULATION, |c| {
+            let sql = "SELECT d.id, d.components FROM thing_group_members m JOIN deployments d ON d.group_name = m.group_name \
+                 WHERE m.thing_name = ?1 AND d.created_at = (SELECT MAX(created_at) FROM deployments WHERE group_name = m.group_name) \
+                 AND NOT EXISTS (SELECT 1 FROM deployment_executions e WHERE e.core_name = ?1 AND e.deployment_id = d.id)";
+            Ok(all(c, sql, [core], |r| Ok((r.get("id")?, r.get("components")?)))?)
+        })
     }
 
     /// Starts applying, in the background, every pending deployment of a connected core.
@@ -104,36 +97,26 @@ impl LocalCloud {
         });
     }
 
-    async fn apply_pending(&self, core: &str) -> Result<(), sqlx::Error> {
-        for (deployment_id, components) in self.pending_deployments(core).await? {
+    async fn apply_pending(&self, core: &str) -> Result<(), CloudError> {
+        for (deployment_id, components) in self.pending_deployments(core)? {
             let now = Timestamp::now().as_millis();
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO deployment_executions (core_name, deployment_id, status, created_at, updated_at) VALUES (?, ?, 'IN_PROGRESS', ?, ?)",
-            )
-            .bind(core)
-            .bind(&deployment_id)
-            .bind(now)
-            .bind(now)
-            .execute(self.writer())
-            .await?;
-            if inserted.rows_affected() == 0 {
-                continue; // another trigger is applying it
-            }
-            let behavior = sqlx::query(
-                "SELECT deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails FROM core_behaviors WHERE core_name = ?",
-            )
-            .bind(core)
-            .fetch_optional(self.pool())
-            .await?;
-            let (outcome, delay_ms, pull_error, nucleus_fails): (String, i64, bool, bool) =
-                behavior.map_or(("SUCCEEDED".into(), 0, false, false), |r| {
-                    (
-                        r.get("deployment_outcome"),
-                        r.get("delay_ms"),
-                        r.get("image_pull_error"),
-                        r.get("nucleus_update_fails"),
-                    )
-                });
+            // The execution starts, and the core's behavior is read, in one write.
+            let started = self
+                .write(SIMULATION, |c| {
+                    let sql = "INSERT OR IGNORE INTO deployment_executions (core_name, deployment_id, status, created_at, updated_at) \
+                         VALUES (?1, ?2, 'IN_PROGRESS', ?3, ?3)";
+                    if execute(c, sql, params![core, deployment_id, now])? == 0 {
+                        return Ok(None); // another trigger is applying it
+                    }
+                    let sql = "SELECT deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails FROM core_behaviors WHERE core_name = ?";
+                    let behavior = one(c, sql, [core], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    Ok(Some(behavior.unwrap_or_else(|| ("SUCCEEDED".to_owned(), 0, false, false))))
+                })
+                .await?;
+            let Some((outcome, delay_ms, pull_error, nucleus_fails)): Option<(String, i64, bool, bool)> = started
+            else {
+                continue;
+            };
             if outcome == "NO_RESPONSE" {
                 continue; // the core never reports: the execution stays IN_PROGRESS
             }
@@ -141,8 +124,8 @@ impl LocalCloud {
                 tokio::time::sleep(Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0))).await;
             }
             let components: BTreeMap<String, DeployedComponent> = serde_json::from_str(&components).unwrap_or_default();
-            let applications = self.application_services(&components).await?;
-            let nucleus_problem = self.nucleus_problem(core, &components, nucleus_fails).await?;
+            let applications = self.application_services(&components)?;
+            let nucleus_problem = self.nucleus_problem(core, &components, nucleus_fails)?;
             let result = if outcome != "SUCCEEDED" {
                 Err("simulated failure (local cloud behavior FAILED); the core rolled back".to_owned())
             } else if let Some(problem) = nucleus_problem {
@@ -164,30 +147,31 @@ impl LocalCloud {
     /// Why the deployment's nucleus cannot run on the core: a version its platform does not
     /// support, or an update the core was told to fail. `None` when there is no nucleus to
     /// change.
-    async fn nucleus_problem(
+    fn nucleus_problem(
         &self,
         core: &str,
         components: &BTreeMap<String, DeployedComponent>,
         update_fails: bool,
-    ) -> Result<Option<String>, sqlx::Error> {
+    ) -> Result<Option<String>, CloudError> {
         let Some((name, spec)) = components.iter().find(|(n, _)| ggprov_domain::software::is_nucleus(n)) else {
             return Ok(None);
         };
-        let Some(row) = sqlx::query("SELECT core_version, platform, architecture FROM core_devices WHERE name = ?")
-            .bind(core)
-            .fetch_optional(self.pool())
-            .await?
-        else {
+        let device = self.read(SIMULATION, |c| {
+            let sql = "SELECT core_version, platform, architecture FROM core_devices WHERE name = ?";
+            Ok(one(c, sql, [core], |r| {
+                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?))
+            })?)
+        })?;
+        let Some((running, os, architecture)) = device else {
             return Ok(None);
         };
-        let running: Option<String> = row.get("core_version");
         let version = &spec.component_version;
         if running.as_ref() == Some(version) {
             return Ok(None);
         }
         let platform = ggprov_domain::software::Platform {
-            os: row.get::<Option<String>, _>("platform").unwrap_or_default(),
-            architecture: row.get::<Option<String>, _>("architecture").unwrap_or_default(),
+            os: os.unwrap_or_default(),
+            architecture: architecture.unwrap_or_default(),
         };
         let running = running.unwrap_or_else(|| "?".into());
         if let Some(support) = self.inner.catalogue.platforms(name, version)
@@ -202,25 +186,24 @@ impl LocalCloud {
 
     /// The services (name, image) of every application component of a deployment, from the
     /// recipes' `Services` configuration.
-    async fn application_services(
+    fn application_services(
         &self,
         components: &BTreeMap<String, DeployedComponent>,
-    ) -> Result<Vec<(String, Vec<(String, String)>)>, sqlx::Error> {
+    ) -> Result<Vec<ApplicationServices>, CloudError> {
         let mut out = Vec::new();
         for (name, spec) in components {
             // Public components have no recipe here: no read for them on every core's apply.
             if self.inner.catalogue.contains(name, &spec.component_version) {
                 continue;
             }
-            let Some(row) = sqlx::query("SELECT recipe FROM private_components WHERE name = ? AND version = ?")
-                .bind(name)
-                .bind(&spec.component_version)
-                .fetch_optional(self.pool())
-                .await?
-            else {
+            let recipe: Option<String> = self.read(SIMULATION, |c| {
+                let sql = "SELECT recipe FROM private_components WHERE name = ? AND version = ?";
+                Ok(one(c, sql, [name, &spec.component_version], |r| r.get(0))?)
+            })?;
+            let Some(recipe) = recipe else {
                 continue;
             };
-            let recipe: serde_json::Value = serde_json::from_str(row.get("recipe")).unwrap_or_default();
+            let recipe: serde_json::Value = serde_json::from_str(&recipe).unwrap_or_default();
             if recipe["ComponentDependencies"].get("aws.greengrass.DockerApplicationManager").is_none() {
                 continue;
             }
@@ -241,66 +224,58 @@ impl LocalCloud {
         deployment_id: &str,
         result: Result<(), String>,
         components: &BTreeMap<String, DeployedComponent>,
-        applications: &[(String, Vec<(String, String)>)],
-    ) -> Result<(), sqlx::Error> {
+        applications: &[ApplicationServices],
+    ) -> Result<(), CloudError> {
         let now = Timestamp::now().as_millis();
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
         let succeeded = result.is_ok();
         let (status, reason) = match &result {
             Ok(()) => ("SUCCEEDED", None),
             Err(reason) => ("FAILED", Some(reason.as_str())),
         };
         let detailed = detailed_status(status).unwrap_or("SUCCESSFUL");
-        sqlx::query("UPDATE deployment_executions SET status = ?, reason = ?, updated_at = ? WHERE core_name = ? AND deployment_id = ?")
-            .bind(status)
-            .bind(reason)
-            .bind(now)
-            .bind(core)
-            .bind(deployment_id)
-            .execute(&mut *tx)
-            .await?;
-        if succeeded {
-            for (name, spec) in components {
-                sqlx::query("INSERT INTO installed_components (core_name, name, version) VALUES (?, ?, ?) ON CONFLICT (core_name, name) DO UPDATE SET version = excluded.version")
-                    .bind(core)
-                    .bind(name)
-                    .bind(&spec.component_version)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            // The core runs the deployment's nucleus now.
-            if let Some((_, spec)) = components.iter().find(|(n, _)| ggprov_domain::software::is_nucleus(n)) {
-                sqlx::query("UPDATE core_devices SET core_version = ?, last_status_update = ? WHERE name = ?")
-                    .bind(&spec.component_version)
-                    .bind(now)
-                    .bind(core)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            // The core runs the containers of the deployment's applications, and no others.
-            sqlx::query("DELETE FROM containers WHERE core_name = ?").bind(core).execute(&mut *tx).await?;
-            for (component, services) in applications {
-                for (service, image) in services {
-                    sqlx::query("INSERT INTO containers (core_name, component, service, image, state) VALUES (?, ?, ?, ?, 'running')")
-                        .bind(core)
-                        .bind(component)
-                        .bind(service)
-                        .bind(image)
-                        .execute(&mut *tx)
-                        .await?;
+        self.write(SIMULATION, |c| {
+            execute(
+                c,
+                "UPDATE deployment_executions SET status = ?, reason = ?, updated_at = ? WHERE core_name = ? AND deployment_id = ?",
+                params![status, reason, now, core, deployment_id],
+            )?;
+            if succeeded {
+                for (name, spec) in components {
+                    execute(
+                        c,
+                        "INSERT INTO installed_components (core_name, name, version) VALUES (?, ?, ?) \
+                         ON CONFLICT (core_name, name) DO UPDATE SET version = excluded.version",
+                        [core, name, &spec.component_version],
+                    )?;
+                }
+                // The core runs the deployment's nucleus now.
+                if let Some((_, spec)) = components.iter().find(|(n, _)| ggprov_domain::software::is_nucleus(n)) {
+                    execute(
+                        c,
+                        "UPDATE core_devices SET core_version = ?, last_status_update = ? WHERE name = ?",
+                        params![spec.component_version, now, core],
+                    )?;
+                }
+                // The core runs the containers of the deployment's applications, and no others.
+                execute(c, "DELETE FROM containers WHERE core_name = ?", [core])?;
+                for (component, services) in applications {
+                    for (service, image) in services {
+                        execute(
+                            c,
+                            "INSERT INTO containers (core_name, component, service, image, state) VALUES (?, ?, ?, ?, 'running')",
+                            [core, component, service, image],
+                        )?;
+                    }
                 }
             }
-        }
-        sqlx::query("INSERT INTO deployment_status_events (core_name, deployment_id, status, detailed_status, reason, time) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(core)
-            .bind(deployment_id)
-            .bind(status)
-            .bind(detailed)
-            .bind(reason)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+            execute(
+                c,
+                "INSERT INTO deployment_status_events (core_name, deployment_id, status, detailed_status, reason, time) VALUES (?, ?, ?, ?, ?, ?)",
+                params![core, deployment_id, status, detailed, reason, now],
+            )?;
+            Ok::<_, Fail>(())
+        })
+        .await
     }
 
     /// Deployment outcomes reported by cores, oldest first, after `after` (a sequence number).
@@ -310,58 +285,57 @@ impl LocalCloud {
         limit: u32,
     ) -> Result<Vec<DeploymentStatusEvent>, CloudError> {
         const API: &str = "DeploymentStatusEvents";
-        let rows = sqlx::query("SELECT * FROM deployment_status_events WHERE sequence > ? ORDER BY sequence LIMIT ?")
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db(API))?;
-        Ok(rows
-            .iter()
-            .map(|r| DeploymentStatusEvent {
-                sequence: r.get::<i64, _>("sequence") as u64,
-                core_name: r.get("core_name"),
-                deployment_id: r.get("deployment_id"),
-                status: r.get("status"),
-                detailed_status: r.get("detailed_status"),
-                reason: r.get("reason"),
-                time: Timestamp::from_millis(r.get("time")).unwrap_or_else(Timestamp::now),
-            })
-            .collect())
+        self.read(API, |c| {
+            let sql = "SELECT sequence, core_name, deployment_id, status, detailed_status, reason, time \
+                 FROM deployment_status_events WHERE sequence > ? ORDER BY sequence LIMIT ?";
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            Ok(all(c, sql, [after, i64::from(limit)], |r| {
+                Ok(DeploymentStatusEvent {
+                    sequence: r.get::<_, i64>("sequence")? as u64,
+                    core_name: r.get("core_name")?,
+                    deployment_id: r.get("deployment_id")?,
+                    status: r.get("status")?,
+                    detailed_status: r.get("detailed_status")?,
+                    reason: r.get("reason")?,
+                    time: Timestamp::from_millis(r.get("time")?).unwrap_or_else(Timestamp::now),
+                })
+            })?)
+        })
     }
 
     /// The deployments in effect on a core, newest first.
-    pub(crate) async fn effective_deployments(&self, core: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
+    pub(crate) fn effective_deployments(&self, core: &ThingName) -> Result<Vec<EffectiveDeployment>, CloudError> {
         const API: &str = "ListEffectiveDeployments";
-        let rows = sqlx::query(
-            "SELECT d.id, d.name, d.target_arn, d.job_id, e.status, e.reason, e.created_at, e.updated_at FROM deployment_executions e \
-             JOIN deployments d ON d.id = e.deployment_id WHERE e.core_name = ? ORDER BY e.created_at DESC, d.id",
-        )
-        .bind(core.as_str())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db(API))?;
-        let region = self.region().to_owned();
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let job_id: String = r.get("job_id");
-                EffectiveDeployment {
-                    deployment_id: r.get("id"),
-                    deployment_name: r.get("name"),
+        let region = self.region();
+        self.read(API, |c| {
+            let sql = "SELECT d.id, d.name, d.target_arn, d.job_id, e.status, e.reason, e.created_at, e.updated_at \
+                 FROM deployment_executions e JOIN deployments d ON d.id = e.deployment_id \
+                 WHERE e.core_name = ? ORDER BY e.created_at DESC, d.id";
+            Ok(all(c, sql, [core.as_str()], |r| {
+                let job_id: String = r.get("job_id")?;
+                let status: String = r.get("status")?;
+                Ok(EffectiveDeployment {
+                    deployment_id: r.get("id")?,
+                    deployment_name: r.get("name")?,
                     iot_job_arn: Some(format!("arn:aws:iot:{region}:{}:job/{job_id}", crate::ACCOUNT_ID)),
                     iot_job_id: Some(job_id),
-                    target_arn: Some(r.get("target_arn")),
-                    detailed_status: detailed_status(r.get("status")).map(str::to_owned),
-                    core_device_execution_status: Some(r.get("status")),
-                    reason: r.get("reason"),
-                    created_at: Timestamp::from_millis(r.get("created_at")),
-                    updated_at: Timestamp::from_millis(r.get("updated_at")),
-                }
-            })
-            .collect())
+                    target_arn: Some(r.get("target_arn")?),
+                    detailed_status: detailed_status(&status).map(str::to_owned),
+                    core_device_execution_status: Some(status),
+                    reason: r.get("reason")?,
+                    created_at: Timestamp::from_millis(r.get("created_at")?),
+                    updated_at: Timestamp::from_millis(r.get("updated_at")?),
+                })
+            })?)
+        })
     }
 }
+
+/// An application component and its services (name, image).
+type ApplicationServices = (String, Vec<(String, String)>);
+
+/// The simulated core's own work (applying deployments), as an "API" in errors.
+const SIMULATION: &str = "SimulatedCore";
 
 /// The detailed status a simulated core reports for an execution status: it succeeds, or
 /// fails and rolls back (the only failure the simulation has). `None` while it runs.

@@ -3,15 +3,13 @@
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
+use crate::{LocalCloud, all, execute, exists, one, params};
 use ggprov_domain::ports::{
     CloudError, ContainerStatus, CoreDevice, DeploymentOutcome, DeploymentRequest, EffectiveDeployment, Greengrass,
     InstalledComponent, PositionedStatusFeed,
 };
 use ggprov_domain::{ComponentName, ComponentVersion, ThingName, Timestamp};
 use ggprov_store_sqlite::read_cache::{KeyedReadCache, WalIndex};
-use sqlx::Row;
-
-use crate::{LocalCloud, db};
 
 #[async_trait]
 impl Greengrass for LocalCloud {
@@ -35,13 +33,10 @@ impl Greengrass for LocalCloud {
         if self.inner.catalogue.contains(name.as_str(), version.as_str()) {
             return Ok(true);
         }
-        let row = sqlx::query("SELECT 1 FROM private_components WHERE name = ? AND version = ?")
-            .bind(name.as_str())
-            .bind(version.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        Ok(row.is_some())
+        self.read(API, |c| {
+            let sql = "SELECT 1 FROM private_components WHERE name = ? AND version = ?";
+            Ok(exists(c, sql, [name.as_str(), version.as_str()])?)
+        })
     }
 
     async fn component_platforms(
@@ -70,17 +65,14 @@ impl Greengrass for LocalCloud {
         if self.inner.catalogue.contains(name, version) || name.starts_with("aws.greengrass.") {
             return Err(crate::rejected(API, format!("{name} is a public component name")));
         }
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO private_components (name, version, recipe, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(recipe.to_string())
-        .bind(Timestamp::now().as_millis())
-        .execute(self.writer())
-        .await
-        .map_err(db(API))?;
-        if inserted.rows_affected() == 0 {
+        let inserted = self
+            .write(API, |c| {
+                let sql =
+                    "INSERT OR IGNORE INTO private_components (name, version, recipe, created_at) VALUES (?, ?, ?, ?)";
+                Ok(execute(c, sql, params![name, version, recipe.to_string(), Timestamp::now().as_millis()])?)
+            })
+            .await?;
+        if inserted == 0 {
             return Err(CloudError::AlreadyExists {
                 api: API,
                 message: format!("component {name} version {version} already exists"),
@@ -97,13 +89,11 @@ impl Greengrass for LocalCloud {
     ) -> Result<(), CloudError> {
         const API: &str = "DeleteComponent";
         self.admit(API)?;
-        sqlx::query("DELETE FROM private_components WHERE name = ? AND version = ?")
-            .bind(name.as_str())
-            .bind(version.as_str())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            let sql = "DELETE FROM private_components WHERE name = ? AND version = ?";
+            Ok(execute(c, sql, [name.as_str(), version.as_str()]).map(drop)?)
+        })
+        .await
     }
 
     async fn get_core_device(&self, name: &ThingName) -> Result<Option<CoreDevice>, CloudError> {
@@ -114,21 +104,20 @@ impl Greengrass for LocalCloud {
         if let Some(known) = reads.devices.get(at, name.as_str()) {
             return Ok(known);
         }
-        let row = sqlx::query(
-            "SELECT status, core_version, platform, architecture, last_status_update FROM core_devices WHERE name = ?",
-        )
-        .bind(name.as_str())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db(API))?;
-        let device = row.map(|r| CoreDevice {
-            status: r.get("status"),
-            core_version: r.get("core_version"),
-            platform: r.get("platform"),
-            architecture: r.get("architecture"),
-            last_status_update_timestamp: Timestamp::from_millis(r.get("last_status_update")),
-            tags: Default::default(),
-        });
+        let device = self.read(API, |c| {
+            let sql =
+                "SELECT status, core_version, platform, architecture, last_status_update FROM core_devices WHERE name = ?";
+            Ok(one(c, sql, [name.as_str()], |r| {
+                Ok(CoreDevice {
+                    status: r.get("status")?,
+                    core_version: r.get("core_version")?,
+                    platform: r.get("platform")?,
+                    architecture: r.get("architecture")?,
+                    last_status_update_timestamp: Timestamp::from_millis(r.get("last_status_update")?),
+                    tags: Default::default(),
+                })
+            })?)
+        })?;
         reads.devices.put(at, name.as_str(), device.clone());
         Ok(device)
     }
@@ -136,18 +125,20 @@ impl Greengrass for LocalCloud {
     async fn delete_core_device(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "DeleteCoreDevice";
         self.admit(API)?;
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
-        for sql in [
-            "DELETE FROM core_devices WHERE name = ?",
-            "DELETE FROM installed_components WHERE core_name = ?",
-            "DELETE FROM core_behaviors WHERE core_name = ?",
-            "DELETE FROM containers WHERE core_name = ?",
-            "DELETE FROM deployment_executions WHERE core_name = ?",
-            "DELETE FROM client_device_associations WHERE core_name = ?",
-        ] {
-            sqlx::query(sql).bind(name.as_str()).execute(&mut *tx).await.map_err(db(API))?;
-        }
-        tx.commit().await.map_err(db(API))
+        self.write(API, |c| {
+            for sql in [
+                "DELETE FROM core_devices WHERE name = ?",
+                "DELETE FROM installed_components WHERE core_name = ?",
+                "DELETE FROM core_behaviors WHERE core_name = ?",
+                "DELETE FROM containers WHERE core_name = ?",
+                "DELETE FROM deployment_executions WHERE core_name = ?",
+                "DELETE FROM client_device_associations WHERE core_name = ?",
+            ] {
+                execute(c, sql, [name.as_str()])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_installed_components(&self, name: &ThingName) -> Result<Vec<InstalledComponent>, CloudError> {
@@ -158,37 +149,24 @@ impl Greengrass for LocalCloud {
         if let Some(known) = reads.installed.get(at, name.as_str()) {
             return Ok(known);
         }
-        let rows = sqlx::query("SELECT name, version FROM installed_components WHERE core_name = ? ORDER BY name")
-            .bind(name.as_str())
-            .fetch_all(self.pool())
-            .await
-            .map_err(db(API))?;
-        let containers = sqlx::query(
-            "SELECT component, service, image, state FROM containers WHERE core_name = ? ORDER BY component, service",
-        )
-        .bind(name.as_str())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db(API))?;
+        let (rows, containers) = self.read(API, |c| {
+            let sql = "SELECT name, version FROM installed_components WHERE core_name = ? ORDER BY name";
+            let rows: Vec<(String, String)> = all(c, sql, [name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let sql = "SELECT component, service, image, state FROM containers WHERE core_name = ? ORDER BY component, service";
+            let containers: Vec<(String, ContainerStatus)> = all(c, sql, [name.as_str()], |r| {
+                Ok((
+                    r.get("component")?,
+                    ContainerStatus { service: r.get("service")?, image: r.get("image")?, state: r.get("state")? },
+                ))
+            })?;
+            Ok((rows, containers))
+        })?;
         let installed: Vec<InstalledComponent> = rows
-            .iter()
-            .map(|r| {
-                let component: String = r.get("name");
-                let containers: Vec<ContainerStatus> = containers
-                    .iter()
-                    .filter(|c| c.get::<&str, _>("component") == component)
-                    .map(|c| ContainerStatus {
-                        service: c.get("service"),
-                        image: c.get("image"),
-                        state: c.get("state"),
-                    })
-                    .collect();
-                InstalledComponent {
-                    name: component,
-                    version: r.get("version"),
-                    lifecycle_state: Some("RUNNING".to_owned()),
-                    containers,
-                }
+            .into_iter()
+            .map(|(component, version)| {
+                let containers: Vec<ContainerStatus> =
+                    containers.iter().filter(|(c, _)| *c == component).map(|(_, status)| status.clone()).collect();
+                InstalledComponent { name: component, version, lifecycle_state: Some("RUNNING".to_owned()), containers }
             })
             .collect();
         reads.installed.put(at, name.as_str(), installed.clone());
@@ -202,7 +180,7 @@ impl Greengrass for LocalCloud {
         if let Some(known) = reads.effective.get(at, name.as_str()) {
             return Ok(known);
         }
-        let effective = self.effective_deployments(name).await?;
+        let effective = self.effective_deployments(name)?;
         reads.effective.put(at, name.as_str(), effective.clone());
         Ok(effective)
     }
@@ -214,27 +192,23 @@ impl Greengrass for LocalCloud {
     ) -> Result<Vec<(ThingName, String)>, CloudError> {
         const API: &str = "BatchAssociateClientDeviceWithCoreDevice";
         self.admit(API)?;
-        self.check_batch(API, core, devices).await?;
-        let mut failed = Vec::new();
-        for device in devices {
-            let exists = sqlx::query("SELECT 1 FROM things WHERE name = ?")
-                .bind(device.as_str())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db(API))?;
-            if exists.is_none() {
-                failed.push((device.clone(), format!("ResourceNotFoundException: thing {device} does not exist")));
-                continue;
+        self.check_batch(API, core, devices)?;
+        self.write(API, |c| {
+            let mut failed = Vec::new();
+            for device in devices {
+                if !exists(c, "SELECT 1 FROM things WHERE name = ?", [device.as_str()])? {
+                    failed.push((device.clone(), format!("ResourceNotFoundException: thing {device} does not exist")));
+                    continue;
+                }
+                execute(
+                    c,
+                    "INSERT OR IGNORE INTO client_device_associations (core_name, thing_name, associated_at) VALUES (?, ?, ?)",
+                    params![core.as_str(), device.as_str(), Timestamp::now().as_millis()],
+                )?;
             }
-            sqlx::query("INSERT OR IGNORE INTO client_device_associations (core_name, thing_name, associated_at) VALUES (?, ?, ?)")
-                .bind(core.as_str())
-                .bind(device.as_str())
-                .bind(Timestamp::now().as_millis())
-                .execute(self.writer())
-                .await
-                .map_err(db(API))?;
-        }
-        Ok(failed)
+            Ok(failed)
+        })
+        .await
     }
 
     async fn disassociate_client_devices(
@@ -244,16 +218,15 @@ impl Greengrass for LocalCloud {
     ) -> Result<Vec<(ThingName, String)>, CloudError> {
         const API: &str = "BatchDisassociateClientDeviceFromCoreDevice";
         self.admit(API)?;
-        self.check_batch(API, core, devices).await?;
-        for device in devices {
-            sqlx::query("DELETE FROM client_device_associations WHERE core_name = ? AND thing_name = ?")
-                .bind(core.as_str())
-                .bind(device.as_str())
-                .execute(self.writer())
-                .await
-                .map_err(db(API))?;
-        }
-        Ok(Vec::new())
+        self.check_batch(API, core, devices)?;
+        self.write(API, |c| {
+            for device in devices {
+                let sql = "DELETE FROM client_device_associations WHERE core_name = ? AND thing_name = ?";
+                execute(c, sql, [core.as_str(), device.as_str()])?;
+            }
+            Ok(Vec::new())
+        })
+        .await
     }
 
     async fn create_deployment(&self, request: &DeploymentRequest) -> Result<String, CloudError> {
@@ -275,47 +248,36 @@ impl Greengrass for LocalCloud {
     async fn find_deployment(&self, thing_group: &str, deployment_name: &str) -> Result<Option<String>, CloudError> {
         const API: &str = "ListDeployments";
         self.admit(API)?;
-        let row = sqlx::query(
-            "SELECT id FROM deployments WHERE group_name = ? AND name = ? ORDER BY created_at DESC, id LIMIT 1",
-        )
-        .bind(thing_group)
-        .bind(deployment_name)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db(API))?;
-        Ok(row.map(|r| r.get("id")))
+        self.read(API, |c| {
+            let sql =
+                "SELECT id FROM deployments WHERE group_name = ? AND name = ? ORDER BY created_at DESC, id LIMIT 1";
+            Ok(one(c, sql, [thing_group, deployment_name], |r| r.get(0))?)
+        })
     }
 
     async fn list_client_devices(&self, core: &ThingName) -> Result<Vec<ThingName>, CloudError> {
         const API: &str = "ListClientDevicesAssociatedWithCoreDevice";
         self.admit(API)?;
-        let rows =
-            sqlx::query("SELECT thing_name FROM client_device_associations WHERE core_name = ? ORDER BY thing_name")
-                .bind(core.as_str())
-                .fetch_all(self.pool())
-                .await
-                .map_err(db(API))?;
-        rows.iter()
-            .map(|r| ThingName::parse(r.get::<&str, _>("thing_name")).map_err(|e| crate::rejected(API, e.to_string())))
-            .collect()
+        let rows: Vec<String> = self.read(API, |c| {
+            let sql = "SELECT thing_name FROM client_device_associations WHERE core_name = ? ORDER BY thing_name";
+            Ok(all(c, sql, [core.as_str()], |r| r.get(0))?)
+        })?;
+        rows.iter().map(|n| ThingName::parse(n).map_err(|e| crate::rejected(API, e.to_string()))).collect()
     }
 }
 
 impl LocalCloud {
     /// Batch calls take 1 to 100 devices and need a registered core device.
-    async fn check_batch(&self, api: &'static str, core: &ThingName, devices: &[ThingName]) -> Result<(), CloudError> {
+    fn check_batch(&self, api: &'static str, core: &ThingName, devices: &[ThingName]) -> Result<(), CloudError> {
         if devices.is_empty() || devices.len() > 100 {
             return Err(crate::rejected(
                 api,
                 format!("{} entries; a batch holds 1 to 100 client devices", devices.len()),
             ));
         }
-        let registered = sqlx::query("SELECT 1 FROM core_devices WHERE name = ?")
-            .bind(core.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(api))?;
-        if registered.is_none() {
+        let registered =
+            self.read(api, |c| Ok(exists(c, "SELECT 1 FROM core_devices WHERE name = ?", [core.as_str()])?))?;
+        if !registered {
             return Err(crate::not_found(api, format!("core device {core} is not registered with Greengrass")));
         }
         Ok(())

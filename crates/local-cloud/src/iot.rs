@@ -2,14 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::{LocalCloud, all, already_exists, execute, exists, not_found, one, params, rejected};
 use async_trait::async_trait;
 use ggprov_domain::ports::{CertificateRef, CloudError, EndpointKind, IotRegistry, ThingDescription};
 use ggprov_domain::provisioning::CertificateStatus;
 use ggprov_domain::thing_query::{ThingFacts, ThingQuery};
 use ggprov_domain::{ThingName, Timestamp};
-use sqlx::Row;
-
-use crate::{LocalCloud, already_exists, db, not_found, rejected};
 
 /// AWS IoT allows a thing in at most 10 thing groups.
 pub(crate) const MAX_GROUPS_PER_THING: i64 = 10;
@@ -21,13 +19,11 @@ impl LocalCloud {
         const API: &str = "RegisterCACertificate";
         self.admit(API)?;
         let id = ggprov_pki::fingerprint(pem).map_err(|e| rejected(API, e.to_string()))?;
-        sqlx::query("INSERT OR IGNORE INTO ca_certificates (id, pem, created_at) VALUES (?, ?, ?)")
-            .bind(&id)
-            .bind(pem)
-            .bind(Timestamp::now().as_millis())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
+        self.write(API, |c| {
+            let sql = "INSERT OR IGNORE INTO ca_certificates (id, pem, created_at) VALUES (?, ?, ?)";
+            Ok(execute(c, sql, params![id, pem, Timestamp::now().as_millis()])?)
+        })
+        .await?;
         Ok(id)
     }
 
@@ -35,21 +31,11 @@ impl LocalCloud {
     pub async fn describe_ca_certificate(&self, id: &str) -> Result<Option<String>, CloudError> {
         const API: &str = "DescribeCACertificate";
         self.admit(API)?;
-        let row = sqlx::query("SELECT pem FROM ca_certificates WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        Ok(row.map(|r| r.get::<String, _>("pem")))
+        self.read(API, |c| Ok(one(c, "SELECT pem FROM ca_certificates WHERE id = ?", [id], |r| r.get("pem"))?))
     }
 
-    async fn certificate_exists(&self, id: &str, api: &'static str) -> Result<Option<String>, CloudError> {
-        let row = sqlx::query("SELECT status FROM certificates WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(api))?;
-        Ok(row.map(|r| r.get("status")))
+    fn certificate_exists(&self, id: &str, api: &'static str) -> Result<Option<String>, CloudError> {
+        self.read(api, |c| Ok(one(c, "SELECT status FROM certificates WHERE id = ?", [id], |r| r.get("status"))?))
     }
 
     fn cert_id_from_arn(arn: &str) -> Option<&str> {
@@ -62,16 +48,17 @@ impl IotRegistry for LocalCloud {
     async fn describe_thing(&self, name: &ThingName) -> Result<Option<ThingDescription>, CloudError> {
         const API: &str = "DescribeThing";
         self.admit(API)?;
-        let row = sqlx::query("SELECT thing_type, attributes FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        Ok(row.map(|r| ThingDescription {
+        let row = self.read(API, |c| {
+            let sql = "SELECT thing_type, attributes FROM things WHERE name = ?";
+            Ok(one(c, sql, [name.as_str()], |r| {
+                Ok((r.get::<_, Option<String>>("thing_type")?, r.get::<_, String>("attributes")?))
+            })?)
+        })?;
+        Ok(row.map(|(thing_type, attributes)| ThingDescription {
             name: name.as_str().to_owned(),
             arn: self.thing_arn(name.as_str()),
-            thing_type: r.get("thing_type"),
-            attributes: serde_json::from_str(r.get::<&str, _>("attributes")).unwrap_or_default(),
+            thing_type,
+            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
         }))
     }
 
@@ -86,16 +73,14 @@ impl IotRegistry for LocalCloud {
         if attributes.len() > 50 {
             return Err(rejected(API, "a thing has at most 50 attributes"));
         }
-        let inserted =
-            sqlx::query("INSERT OR IGNORE INTO things (name, thing_type, attributes, created_at) VALUES (?, ?, ?, ?)")
-                .bind(name.as_str())
-                .bind(thing_type)
-                .bind(serde_json::to_string(attributes).expect("attributes serialise"))
-                .bind(Timestamp::now().as_millis())
-                .execute(self.writer())
-                .await
-                .map_err(db(API))?;
-        if inserted.rows_affected() == 0 {
+        let attributes = serde_json::to_string(attributes).expect("attributes serialise");
+        let inserted = self
+            .write(API, |c| {
+                let sql = "INSERT OR IGNORE INTO things (name, thing_type, attributes, created_at) VALUES (?, ?, ?, ?)";
+                Ok(execute(c, sql, params![name.as_str(), thing_type, attributes, Timestamp::now().as_millis()])?)
+            })
+            .await?;
+        if inserted == 0 {
             return Err(already_exists(API, format!("thing {name} already exists")));
         }
         Ok(())
@@ -104,45 +89,35 @@ impl IotRegistry for LocalCloud {
     async fn delete_thing(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "DeleteThing";
         self.admit(API)?;
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
-        let principals: i64 = sqlx::query("SELECT COUNT(*) AS n FROM thing_principals WHERE thing_name = ?")
-            .bind(name.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db(API))?
-            .get("n");
-        if principals > 0 {
-            return Err(rejected(
-                API,
-                format!("cannot delete thing {name}: it still has {principals} attached principal(s)"),
-            ));
-        }
-        let deleted = sqlx::query("DELETE FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        if deleted.rows_affected() == 0 {
-            return Err(not_found(API, format!("thing {name} does not exist")));
-        }
-        sqlx::query("DELETE FROM thing_group_members WHERE thing_name = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        tx.commit().await.map_err(db(API))
+        self.write(API, |c| {
+            let principals: i64 =
+                c.query_row("SELECT COUNT(*) FROM thing_principals WHERE thing_name = ?", [name.as_str()], |r| {
+                    r.get(0)
+                })?;
+            if principals > 0 {
+                return Err(rejected(
+                    API,
+                    format!("cannot delete thing {name}: it still has {principals} attached principal(s)"),
+                )
+                .into());
+            }
+            if execute(c, "DELETE FROM things WHERE name = ?", [name.as_str()])? == 0 {
+                return Err(not_found(API, format!("thing {name} does not exist")).into());
+            }
+            execute(c, "DELETE FROM thing_group_members WHERE thing_name = ?", [name.as_str()])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_thing_principals(&self, name: &ThingName) -> Result<Vec<String>, CloudError> {
         const API: &str = "ListThingPrincipals";
         self.admit(API)?;
-        if self.describe_thing_unchecked(name).await? {
-            let rows = sqlx::query("SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal")
-                .bind(name.as_str())
-                .fetch_all(self.pool())
-                .await
-                .map_err(db(API))?;
-            Ok(rows.iter().map(|r| r.get("principal")).collect())
+        if self.describe_thing_unchecked(name)? {
+            self.read(API, |c| {
+                let sql = "SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal";
+                Ok(all(c, sql, [name.as_str()], |r| r.get("principal"))?)
+            })
         } else {
             Err(not_found(API, format!("thing {name} does not exist")))
         }
@@ -153,28 +128,23 @@ impl IotRegistry for LocalCloud {
         self.admit(API)?;
         let id = Self::cert_id_from_arn(principal_arn);
         // One statement when both exist and the pair is new (every first attachment).
-        let attached = sqlx::query(
-            "INSERT OR IGNORE INTO thing_principals (thing_name, principal) SELECT ?, ? \
-             WHERE EXISTS (SELECT 1 FROM things WHERE name = ?) AND EXISTS (SELECT 1 FROM certificates WHERE id = ?)",
-        )
-        .bind(name.as_str())
-        .bind(principal_arn)
-        .bind(name.as_str())
-        .bind(id.unwrap_or_default())
-        .execute(self.writer())
-        .await
-        .map_err(db(API))?
-        .rows_affected()
+        let attached = self
+            .write(API, |c| {
+                let sql = "INSERT OR IGNORE INTO thing_principals (thing_name, principal) SELECT ?, ? \
+                     WHERE EXISTS (SELECT 1 FROM things WHERE name = ?) AND EXISTS (SELECT 1 FROM certificates WHERE id = ?)";
+                Ok(execute(c, sql, params![name.as_str(), principal_arn, name.as_str(), id.unwrap_or_default()])?)
+            })
+            .await?
             == 1;
         if attached {
             return Ok(());
         }
         // Nothing inserted: say why, or it was attached before (fine, as on AWS).
-        if !self.describe_thing_unchecked(name).await? {
+        if !self.describe_thing_unchecked(name)? {
             return Err(not_found(API, format!("thing {name} does not exist")));
         }
         let id = id.ok_or_else(|| rejected(API, format!("{principal_arn} is not a certificate ARN")))?;
-        if self.certificate_exists(id, API).await?.is_none() {
+        if self.certificate_exists(id, API)?.is_none() {
             return Err(not_found(API, format!("certificate {id} does not exist")));
         }
         Ok(())
@@ -183,13 +153,11 @@ impl IotRegistry for LocalCloud {
     async fn detach_thing_principal(&self, name: &ThingName, principal_arn: &str) -> Result<(), CloudError> {
         const API: &str = "DetachThingPrincipal";
         self.admit(API)?;
-        sqlx::query("DELETE FROM thing_principals WHERE thing_name = ? AND principal = ?")
-            .bind(name.as_str())
-            .bind(principal_arn)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            let sql = "DELETE FROM thing_principals WHERE thing_name = ? AND principal = ?";
+            Ok(execute(c, sql, [name.as_str(), principal_arn]).map(drop)?)
+        })
+        .await
     }
 
     async fn register_certificate(
@@ -205,12 +173,9 @@ impl IotRegistry for LocalCloud {
             Some(ca_pem) => {
                 let ca_id =
                     ggprov_pki::fingerprint(ca_pem).map_err(|e| rejected(API, format!("CA certificate: {e}")))?;
-                let registered = sqlx::query("SELECT 1 FROM ca_certificates WHERE id = ?")
-                    .bind(&ca_id)
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(db(API))?;
-                if registered.is_none() {
+                let registered =
+                    self.read(API, |c| Ok(exists(c, "SELECT 1 FROM ca_certificates WHERE id = ?", [&ca_id])?))?;
+                if !registered {
                     return Err(rejected(API, format!("the CA certificate {ca_id} is not registered with AWS IoT")));
                 }
                 if !ggprov_pki::is_signed_by(certificate_pem, ca_pem).unwrap_or(false) {
@@ -220,15 +185,11 @@ impl IotRegistry for LocalCloud {
             }
             None => None,
         };
-        sqlx::query("INSERT OR IGNORE INTO certificates (id, pem, ca_id, status, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&id)
-            .bind(certificate_pem)
-            .bind(ca_id)
-            .bind(status.as_str())
-            .bind(Timestamp::now().as_millis())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
+        self.write(API, |c| {
+            let sql = "INSERT OR IGNORE INTO certificates (id, pem, ca_id, status, created_at) VALUES (?, ?, ?, ?, ?)";
+            Ok(execute(c, sql, params![id, certificate_pem, ca_id, status.as_str(), Timestamp::now().as_millis()])?)
+        })
+        .await?;
         Ok(CertificateRef { arn: self.cert_arn(&id), id })
     }
 
@@ -239,7 +200,7 @@ impl IotRegistry for LocalCloud {
     ) -> Result<(), CloudError> {
         const API: &str = "UpdateCertificate";
         self.admit(API)?;
-        match self.certificate_exists(certificate_id, API).await? {
+        match self.certificate_exists(certificate_id, API)? {
             None => return Err(not_found(API, format!("certificate {certificate_id} does not exist"))),
             // A revoked certificate stays revoked: it cannot authenticate again, and as far as
             // deactivating goes it is inactive already.
@@ -254,24 +215,22 @@ impl IotRegistry for LocalCloud {
             }
             Some(_) => {}
         }
-        sqlx::query("UPDATE certificates SET status = ? WHERE id = ? AND status <> 'REVOKED'")
-            .bind(status.as_str())
-            .bind(certificate_id)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            let sql = "UPDATE certificates SET status = ? WHERE id = ? AND status <> 'REVOKED'";
+            Ok(execute(c, sql, [status.as_str(), certificate_id]).map(drop)?)
+        })
+        .await
     }
 
     async fn revoke_certificate(&self, certificate_id: &str) -> Result<(), CloudError> {
         const API: &str = "UpdateCertificate";
         self.admit(API)?;
-        let updated = sqlx::query("UPDATE certificates SET status = 'REVOKED' WHERE id = ?")
-            .bind(certificate_id)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        if updated.rows_affected() == 0 {
+        let updated = self
+            .write(API, |c| {
+                Ok(execute(c, "UPDATE certificates SET status = 'REVOKED' WHERE id = ?", [certificate_id])?)
+            })
+            .await?;
+        if updated == 0 {
             return Err(not_found(API, format!("certificate {certificate_id} does not exist")));
         }
         Ok(())
@@ -280,40 +239,32 @@ impl IotRegistry for LocalCloud {
     async fn delete_certificate(&self, certificate_id: &str) -> Result<(), CloudError> {
         const API: &str = "DeleteCertificate";
         self.admit(API)?;
-        let Some(status) = self.certificate_exists(certificate_id, API).await? else {
+        let Some(status) = self.certificate_exists(certificate_id, API)? else {
             return Err(not_found(API, format!("certificate {certificate_id} does not exist")));
         };
         if status == "ACTIVE" {
             return Err(rejected(API, format!("certificate {certificate_id} is ACTIVE; deactivate it first")));
         }
         let arn = self.cert_arn(certificate_id);
-        let attached = sqlx::query("SELECT (SELECT COUNT(*) FROM thing_principals WHERE principal = ?) + (SELECT COUNT(*) FROM policy_targets WHERE target = ?) AS n")
-            .bind(&arn)
-            .bind(&arn)
-            .fetch_one(self.pool())
-            .await
-            .map_err(db(API))?
-            .get::<i64, _>("n");
-        if attached > 0 {
-            return Err(rejected(API, format!("certificate {certificate_id} is still attached to things or policies")));
-        }
-        sqlx::query("DELETE FROM certificates WHERE id = ?")
-            .bind(certificate_id)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            let attached: i64 = c.query_row(
+                "SELECT (SELECT COUNT(*) FROM thing_principals WHERE principal = ?1) + (SELECT COUNT(*) FROM policy_targets WHERE target = ?1)",
+                [&arn],
+                |r| r.get(0),
+            )?;
+            if attached > 0 {
+                return Err(rejected(API, format!("certificate {certificate_id} is still attached to things or policies")).into());
+            }
+            execute(c, "DELETE FROM certificates WHERE id = ?", [certificate_id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn policy_exists(&self, name: &str) -> Result<bool, CloudError> {
         const API: &str = "GetPolicy";
         self.admit(API)?;
-        let row = sqlx::query("SELECT 1 FROM policies WHERE name = ?")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        Ok(row.is_some())
+        self.read(API, |c| Ok(exists(c, "SELECT 1 FROM policies WHERE name = ?", [name])?))
     }
 
     async fn create_policy(&self, name: &str, document: &str) -> Result<(), CloudError> {
@@ -328,14 +279,13 @@ impl IotRegistry for LocalCloud {
         if !serde_json::from_str::<serde_json::Value>(document).is_ok_and(|v| v.is_object()) {
             return Err(rejected(API, format!("the document of policy {name} is not a JSON object")));
         }
-        let inserted = sqlx::query("INSERT OR IGNORE INTO policies (name, document, created_at) VALUES (?, ?, ?)")
-            .bind(name)
-            .bind(document)
-            .bind(Timestamp::now().as_millis())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        if inserted.rows_affected() == 0 {
+        let inserted = self
+            .write(API, |c| {
+                let sql = "INSERT OR IGNORE INTO policies (name, document, created_at) VALUES (?, ?, ?)";
+                Ok(execute(c, sql, params![name, document, Timestamp::now().as_millis()])?)
+            })
+            .await?;
+        if inserted == 0 {
             return Err(already_exists(API, format!("policy {name} already exists")));
         }
         Ok(())
@@ -344,53 +294,37 @@ impl IotRegistry for LocalCloud {
     async fn delete_policy(&self, name: &str) -> Result<(), CloudError> {
         const API: &str = "DeletePolicy";
         self.admit(API)?;
-        let targets: i64 = sqlx::query("SELECT COUNT(*) AS n FROM policy_targets WHERE policy_name = ?")
-            .bind(name)
-            .fetch_one(self.pool())
-            .await
-            .map_err(db(API))?
-            .get("n");
-        if targets > 0 {
-            return Err(rejected(API, format!("policy {name} is still attached to {targets} target(s)")));
-        }
-        let deleted = sqlx::query("DELETE FROM policies WHERE name = ?")
-            .bind(name)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        if deleted.rows_affected() == 0 {
-            return Err(not_found(API, format!("policy {name} does not exist")));
-        }
-        Ok(())
+        self.write(API, |c| {
+            let targets: i64 =
+                c.query_row("SELECT COUNT(*) FROM policy_targets WHERE policy_name = ?", [name], |r| r.get(0))?;
+            if targets > 0 {
+                return Err(rejected(API, format!("policy {name} is still attached to {targets} target(s)")).into());
+            }
+            if execute(c, "DELETE FROM policies WHERE name = ?", [name])? == 0 {
+                return Err(not_found(API, format!("policy {name} does not exist")).into());
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn attach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError> {
         const API: &str = "AttachPolicy";
         self.admit(API)?;
-        let exists = sqlx::query("SELECT 1 FROM policies WHERE name = ?")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        if exists.is_none() {
-            return Err(not_found(API, format!("policy {name} does not exist")));
-        }
-        sqlx::query("INSERT OR IGNORE INTO policy_targets (policy_name, target) VALUES (?, ?)")
-            .bind(name)
-            .bind(target_arn)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            if !exists(c, "SELECT 1 FROM policies WHERE name = ?", [name])? {
+                return Err(not_found(API, format!("policy {name} does not exist")).into());
+            }
+            execute(c, "INSERT OR IGNORE INTO policy_targets (policy_name, target) VALUES (?, ?)", [name, target_arn])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn attach_policy_to_thing_group(&self, name: &str, group: &str) -> Result<(), CloudError> {
-        let exists = sqlx::query("SELECT 1 FROM thing_groups WHERE name = ?")
-            .bind(group)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db("AttachPolicy"))?;
-        if exists.is_none() {
+        let found =
+            self.read("AttachPolicy", |c| Ok(exists(c, "SELECT 1 FROM thing_groups WHERE name = ?", [group])?))?;
+        if !found {
             return Err(not_found("AttachPolicy", format!("thing group {group} does not exist")));
         }
         self.attach_policy(name, &crate::thing_group_arn(self.region(), group)).await
@@ -399,24 +333,20 @@ impl IotRegistry for LocalCloud {
     async fn detach_policy(&self, name: &str, target_arn: &str) -> Result<(), CloudError> {
         const API: &str = "DetachPolicy";
         self.admit(API)?;
-        sqlx::query("DELETE FROM policy_targets WHERE policy_name = ? AND target = ?")
-            .bind(name)
-            .bind(target_arn)
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            Ok(execute(c, "DELETE FROM policy_targets WHERE policy_name = ? AND target = ?", [name, target_arn])
+                .map(drop)?)
+        })
+        .await
     }
 
     async fn list_thing_groups_for_thing(&self, name: &ThingName) -> Result<Vec<String>, CloudError> {
         const API: &str = "ListThingGroupsForThing";
         self.admit(API)?;
-        let rows = sqlx::query("SELECT group_name FROM thing_group_members WHERE thing_name = ? ORDER BY group_name")
-            .bind(name.as_str())
-            .fetch_all(self.pool())
-            .await
-            .map_err(db(API))?;
-        Ok(rows.iter().map(|r| r.get("group_name")).collect())
+        self.read(API, |c| {
+            let sql = "SELECT group_name FROM thing_group_members WHERE thing_name = ? ORDER BY group_name";
+            Ok(all(c, sql, [name.as_str()], |r| r.get("group_name"))?)
+        })
     }
 
     async fn add_thing_to_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
@@ -446,46 +376,34 @@ impl IotRegistry for LocalCloud {
         if !valid {
             return Err(rejected(API, format!("'{name}' is not a valid thing group name")));
         }
-        sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
-            .bind(name)
-            .bind(Timestamp::now().as_millis())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            let sql = "INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)";
+            Ok(execute(c, sql, params![name, Timestamp::now().as_millis()]).map(drop)?)
+        })
+        .await
     }
 
     async fn list_things_in_thing_group(&self, name: &str) -> Result<Vec<ThingName>, CloudError> {
         const API: &str = "ListThingsInThingGroup";
         self.admit(API)?;
-        let exists = sqlx::query("SELECT 1 FROM thing_groups WHERE name = ?")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db(API))?;
-        if exists.is_none() {
-            return Err(not_found(API, format!("thing group {name} does not exist")));
-        }
-        let rows = sqlx::query("SELECT thing_name FROM thing_group_members WHERE group_name = ? ORDER BY thing_name")
-            .bind(name)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db(API))?;
-        rows.iter()
-            .map(|r| ThingName::parse(r.get::<&str, _>("thing_name")).map_err(|e| rejected(API, e.to_string())))
-            .collect()
+        let rows: Vec<String> = self.read(API, |c| {
+            if !exists(c, "SELECT 1 FROM thing_groups WHERE name = ?", [name])? {
+                return Err(not_found(API, format!("thing group {name} does not exist")).into());
+            }
+            let sql = "SELECT thing_name FROM thing_group_members WHERE group_name = ? ORDER BY thing_name";
+            Ok(all(c, sql, [name], |r| r.get("thing_name"))?)
+        })?;
+        rows.iter().map(|n| ThingName::parse(n).map_err(|e| rejected(API, e.to_string()))).collect()
     }
 
     async fn remove_thing_from_thing_group(&self, group: &str, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "RemoveThingFromThingGroup";
         self.admit(API)?;
-        sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
-            .bind(group)
-            .bind(name.as_str())
-            .execute(self.writer())
-            .await
-            .map_err(db(API))?;
-        Ok(())
+        self.write(API, |c| {
+            let sql = "DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?";
+            Ok(execute(c, sql, [group, name.as_str()]).map(drop)?)
+        })
+        .await
     }
 
     async fn describe_endpoint(&self, kind: EndpointKind) -> Result<String, CloudError> {
@@ -504,25 +422,24 @@ impl IotRegistry for LocalCloud {
         const API: &str = "SearchIndex";
         self.admit(API)?;
         let parsed = ThingQuery::parse(query).map_err(|e| rejected(API, format!("invalid query {e}")))?;
-        let rows = sqlx::query(
-            "SELECT t.name, t.attributes, (SELECT group_concat(m.group_name, char(10)) FROM thing_group_members m \
-             WHERE m.thing_name = t.name) AS groups, EXISTS (SELECT 1 FROM core_devices c WHERE c.name = t.name \
-             AND c.status = 'HEALTHY') AS connected FROM things t ORDER BY t.name",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(db(API))?;
+        let rows = self.read(API, |c| {
+            let sql = "SELECT t.name, t.attributes, (SELECT group_concat(m.group_name, char(10)) FROM thing_group_members m \
+                 WHERE m.thing_name = t.name) AS groups, EXISTS (SELECT 1 FROM core_devices c WHERE c.name = t.name \
+                 AND c.status = 'HEALTHY') AS connected FROM things t ORDER BY t.name";
+            Ok(all(c, sql, [], |r| {
+                Ok((
+                    r.get::<_, String>("name")?,
+                    r.get::<_, String>("attributes")?,
+                    r.get::<_, Option<String>>("groups")?,
+                    r.get::<_, bool>("connected")?,
+                ))
+            })?)
+        })?;
         let mut found = Vec::new();
-        for row in rows {
-            let name: String = row.get("name");
-            let attributes: BTreeMap<String, String> =
-                serde_json::from_str(row.get::<&str, _>("attributes")).unwrap_or_default();
-            let groups: Vec<String> = row
-                .get::<Option<String>, _>("groups")
-                .map(|g| g.split('\n').map(str::to_owned).collect())
-                .unwrap_or_default();
-            let facts =
-                ThingFacts { name: &name, groups: &groups, attributes: &attributes, connected: row.get("connected") };
+        for (name, attributes, groups, connected) in rows {
+            let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes).unwrap_or_default();
+            let groups: Vec<String> = groups.map(|g| g.split('\n').map(str::to_owned).collect()).unwrap_or_default();
+            let facts = ThingFacts { name: &name, groups: &groups, attributes: &attributes, connected };
             if parsed.matches(&facts)
                 && let Ok(thing) = ThingName::parse(&name)
             {
@@ -543,67 +460,52 @@ impl LocalCloud {
         name: &ThingName,
         leave: &[String],
     ) -> Result<(), CloudError> {
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(api))?;
-        for old in leave.iter().filter(|g| Some(g.as_str()) != join) {
-            sqlx::query("DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?")
-                .bind(old)
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db(api))?;
+        let joining = self
+            .write(api, |c| {
+                for old in leave.iter().filter(|g| Some(g.as_str()) != join) {
+                    let sql = "DELETE FROM thing_group_members WHERE group_name = ? AND thing_name = ?";
+                    execute(c, sql, [old.as_str(), name.as_str()])?;
+                }
+                let Some(group) = join else { return Ok(false) };
+                // The thing's existence and its other groups, in one statement.
+                let (thing, count): (bool, i64) = c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM things WHERE name = ?1), \
+                     (SELECT COUNT(*) FROM thing_group_members WHERE thing_name = ?1 AND group_name <> ?2)",
+                    [name.as_str(), group],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if !thing {
+                    return Err(not_found(api, format!("thing {name} does not exist")).into());
+                }
+                let sql = "INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)";
+                execute(c, sql, params![group, Timestamp::now().as_millis()])?;
+                if count >= MAX_GROUPS_PER_THING {
+                    return Err(rejected(
+                        api,
+                        format!(
+                            "thing {name} is already in {MAX_GROUPS_PER_THING} thing groups, the most AWS IoT allows"
+                        ),
+                    )
+                    .into());
+                }
+                let sql = "INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)";
+                let joined = execute(c, sql, [group, name.as_str()])? == 1;
+                if joined {
+                    // A core that joins a group again runs its deployment again (a continuous IoT
+                    // job runs for every thing added to its group): a moved-back core is not left
+                    // waiting.
+                    let sql = "DELETE FROM deployment_executions WHERE core_name = ? AND status <> 'IN_PROGRESS' \
+                         AND deployment_id IN (SELECT id FROM deployments WHERE group_name = ?)";
+                    execute(c, sql, [name.as_str(), group])?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if !joining {
+            return Ok(());
         }
-        let Some(group) = join else { return tx.commit().await.map_err(db(api)) };
-        // The thing's existence and its other groups, in one statement.
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM things WHERE name = ?) AS thing, \
-             (SELECT COUNT(*) FROM thing_group_members WHERE thing_name = ? AND group_name <> ?) AS n",
-        )
-        .bind(name.as_str())
-        .bind(name.as_str())
-        .bind(group)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db(api))?;
-        if !row.get::<bool, _>("thing") {
-            return Err(not_found(api, format!("thing {name} does not exist")));
-        }
-        let count: i64 = row.get("n");
-        sqlx::query("INSERT OR IGNORE INTO thing_groups (name, created_at) VALUES (?, ?)")
-            .bind(group)
-            .bind(Timestamp::now().as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(api))?;
-        if count >= MAX_GROUPS_PER_THING {
-            return Err(rejected(
-                api,
-                format!("thing {name} is already in {MAX_GROUPS_PER_THING} thing groups, the most AWS IoT allows"),
-            ));
-        }
-        let joined = sqlx::query("INSERT OR IGNORE INTO thing_group_members (group_name, thing_name) VALUES (?, ?)")
-            .bind(group)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(api))?
-            .rows_affected()
-            == 1;
-        if joined {
-            // A core that joins a group again runs its deployment again (a continuous IoT job
-            // runs for every thing added to its group): a moved-back core is not left waiting.
-            sqlx::query(
-                "DELETE FROM deployment_executions WHERE core_name = ? AND status <> 'IN_PROGRESS' \
-                 AND deployment_id IN (SELECT id FROM deployments WHERE group_name = ?)",
-            )
-            .bind(name.as_str())
-            .bind(group)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(api))?;
-        }
-        tx.commit().await.map_err(db(api))?;
         // Greengrass deployments are continuous: a core that joins a group gets its deployment.
-        self.apply_if_connected(name).await
+        self.apply_if_connected(name)
     }
 
     /// Merges attributes into a thing (`None` removes one): what `UpdateThing` with
@@ -614,36 +516,24 @@ impl LocalCloud {
         changes: &BTreeMap<String, Option<String>>,
     ) -> Result<(), CloudError> {
         const API: &str = "UpdateThing";
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
-        let row = sqlx::query("SELECT attributes FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(API))?
-            .ok_or_else(|| not_found(API, format!("thing {name} does not exist")))?;
-        let mut attributes: BTreeMap<String, String> =
-            serde_json::from_str(row.get::<&str, _>("attributes")).unwrap_or_default();
-        for (key, value) in changes {
-            match value {
-                Some(v) => attributes.insert(key.clone(), v.clone()),
-                None => attributes.remove(key),
-            };
-        }
-        sqlx::query("UPDATE things SET attributes = ? WHERE name = ?")
-            .bind(serde_json::to_string(&attributes).expect("attributes serialise"))
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        tx.commit().await.map_err(db(API))
+        self.write(API, |c| {
+            let stored: String = one(c, "SELECT attributes FROM things WHERE name = ?", [name.as_str()], |r| r.get(0))?
+                .ok_or_else(|| not_found(API, format!("thing {name} does not exist")))?;
+            let mut attributes: BTreeMap<String, String> = serde_json::from_str(&stored).unwrap_or_default();
+            for (key, value) in changes {
+                match value {
+                    Some(v) => attributes.insert(key.clone(), v.clone()),
+                    None => attributes.remove(key),
+                };
+            }
+            let text = serde_json::to_string(&attributes).expect("attributes serialise");
+            execute(c, "UPDATE things SET attributes = ? WHERE name = ?", [text.as_str(), name.as_str()])?;
+            Ok(())
+        })
+        .await
     }
 
-    async fn describe_thing_unchecked(&self, name: &ThingName) -> Result<bool, CloudError> {
-        let row = sqlx::query("SELECT 1 FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db("DescribeThing"))?;
-        Ok(row.is_some())
+    fn describe_thing_unchecked(&self, name: &ThingName) -> Result<bool, CloudError> {
+        self.read("DescribeThing", |c| Ok(exists(c, "SELECT 1 FROM things WHERE name = ?", [name.as_str()])?))
     }
 }

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use ggprov_domain::ports::CloudError;
 use ggprov_domain::{ComponentName, ComponentVersion, Timestamp};
-use sqlx::SqlitePool;
+use ggprov_store_sqlite::inline::Database;
+pub(crate) use ggprov_store_sqlite::inline::{all, execute, exists, one};
+pub(crate) use rusqlite::{Connection, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use catalogue::ComponentCatalogue;
@@ -51,11 +53,10 @@ pub struct LocalCloud {
 }
 
 struct Inner {
-    /// Reads.
-    pool: SqlitePool,
-    /// Writes: one connection, so writers queue in the pool rather than sleep in SQLite's busy
-    /// handler, and its page cache survives its own commits (decision 82).
-    writer: SqlitePool,
+    /// Run on the calling thread (decision 86): one write connection, so writers queue for
+    /// it rather than sleep in SQLite's busy handler, and its page cache survives its own
+    /// commits (decision 82).
+    db: Database,
     catalogue: ComponentCatalogue,
     settings: LocalCloudSettings,
     faults: faults::Faults,
@@ -91,6 +92,7 @@ impl LocalCloud {
     pub async fn open(path: &Path, settings: LocalCloudSettings) -> Result<Self, OpenError> {
         let display = path.display().to_string();
         let err = |source: Box<dyn std::error::Error + Send + Sync>| OpenError { path: display.clone(), source };
+        // Migrations run once on a connection of their own; everything else goes through `db`.
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| err(e.into()))?
             .filename(path)
@@ -98,21 +100,20 @@ impl LocalCloud {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let connect = |connections: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.clone())
-        };
-        let writer = connect(1).await.map_err(|e| err(e.into()))?;
-        MIGRATOR.run(&writer).await.map_err(|e| err(e.into()))?;
-        let pool = connect(ggprov_store_sqlite::read_connections()).await.map_err(|e| err(e.into()))?;
+        let migrations = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| err(e.into()))?;
+        MIGRATOR.run(&migrations).await.map_err(|e| err(e.into()))?;
+        migrations.close().await;
+        let db = Database::open(path).map_err(|e| err(e.into()))?;
         let mut catalogue = ComponentCatalogue::public();
         catalogue.extend(settings.private_components.iter().cloned());
         let reads = greengrass::DeviceReads::over(path);
-        let cloud = Self {
-            inner: Arc::new(Inner { pool, writer, catalogue, settings, faults: faults::Faults::default(), reads }),
-        };
+        let cloud =
+            Self { inner: Arc::new(Inner { db, catalogue, settings, faults: faults::Faults::default(), reads }) };
         cloud.bootstrap().await.map_err(|e| err(e.into()))?;
         if cloud.inner.settings.auto_connect {
             cloud.power_on_provisioned_cores().await.map_err(|e| err(e.into()))?;
@@ -120,16 +121,10 @@ impl LocalCloud {
         Ok(cloud)
     }
 
-    async fn bootstrap(&self) -> Result<(), sqlx::Error> {
+    async fn bootstrap(&self) -> Result<(), CloudError> {
         let now = Timestamp::now().as_millis();
         let region = &self.inner.settings.region;
         let role_arn = format!("arn:aws:iam::{ACCOUNT_ID}:role/GreengrassV2TokenExchangeRole");
-        sqlx::query("INSERT OR IGNORE INTO role_aliases (alias, role_arn, created_at) VALUES (?, ?, ?)")
-            .bind(TOKEN_EXCHANGE_ROLE_ALIAS)
-            .bind(role_arn)
-            .bind(now)
-            .execute(&self.inner.writer)
-            .await?;
         let alias_arn = format!("arn:aws:iot:{region}:{ACCOUNT_ID}:rolealias/{TOKEN_EXCHANGE_ROLE_ALIAS}");
         let tes_policy = serde_json::json!({
             "Version": "2012-10-17",
@@ -141,23 +136,41 @@ impl LocalCloud {
                 {"Effect": "Allow", "Action": ["iot:Publish", "iot:Subscribe", "iot:Receive", "iot:Connect", "greengrass:*"], "Resource": "*"}
             ]
         });
-        for (name, document) in [(TOKEN_EXCHANGE_POLICY, tes_policy), (CORE_POLICY, core_policy)] {
-            sqlx::query("INSERT OR IGNORE INTO policies (name, document, created_at) VALUES (?, ?, ?)")
-                .bind(name)
-                .bind(document.to_string())
-                .bind(now)
-                .execute(&self.inner.writer)
-                .await?;
-        }
-        Ok(())
+        self.write("Bootstrap", |c| {
+            execute(
+                c,
+                "INSERT OR IGNORE INTO role_aliases (alias, role_arn, created_at) VALUES (?, ?, ?)",
+                params![TOKEN_EXCHANGE_ROLE_ALIAS, role_arn, now],
+            )?;
+            for (name, document) in [(TOKEN_EXCHANGE_POLICY, tes_policy), (CORE_POLICY, core_policy)] {
+                execute(
+                    c,
+                    "INSERT OR IGNORE INTO policies (name, document, created_at) VALUES (?, ?, ?)",
+                    params![name, document.to_string(), now],
+                )?;
+            }
+            Ok(())
+        })
+        .await
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.inner.pool
+    /// Runs `f` on a read connection; a failure of the database is an outage of `api`.
+    pub(crate) fn read<T>(
+        &self,
+        api: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+    ) -> Result<T, CloudError> {
+        self.inner.db.read(f).map_err(|e| e.into_cloud(api))
     }
 
-    pub(crate) fn writer(&self) -> &SqlitePool {
-        &self.inner.writer
+    /// Runs `f` in a write transaction, committed when it returns `Ok` (an `Err`, the
+    /// simulated API's refusal included, rolls it back).
+    pub(crate) async fn write<T>(
+        &self,
+        api: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+    ) -> Result<T, CloudError> {
+        self.inner.db.write(|tx| f(tx)).await.map_err(|e| e.into_cloud(api))
     }
 
     pub(crate) fn region(&self) -> &str {
@@ -191,9 +204,32 @@ impl LocalCloud {
     }
 }
 
-/// Maps a database failure of the simulation to an outage of the simulated API.
-pub(crate) fn db(api: &'static str) -> impl FnOnce(sqlx::Error) -> CloudError {
-    move |err| CloudError::Unavailable { api, source: Box::new(err) }
+/// Why a database closure stopped: the simulated API's own answer, or a failure of the
+/// database (an outage of the simulated API).
+pub(crate) enum Fail {
+    Cloud(CloudError),
+    Db(rusqlite::Error),
+}
+
+impl From<CloudError> for Fail {
+    fn from(err: CloudError) -> Self {
+        Self::Cloud(err)
+    }
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+impl Fail {
+    fn into_cloud(self, api: &'static str) -> CloudError {
+        match self {
+            Self::Cloud(err) => err,
+            Self::Db(err) => CloudError::Unavailable { api, source: Box::new(err) },
+        }
+    }
 }
 
 pub(crate) fn not_found(api: &'static str, message: impl Into<String>) -> CloudError {

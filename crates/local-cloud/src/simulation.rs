@@ -1,13 +1,11 @@
 //! Simulated core devices: they connect (register with Greengrass) when "powered on", can be
 //! disconnected, and are told how their next deployments end.
 
+use crate::{LocalCloud, all, execute, exists, not_found, one, params, rejected};
 use async_trait::async_trait;
 use ggprov_domain::ports::{CloudError, ProvisioningObserver};
 use ggprov_domain::{ThingName, Timestamp};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-
-use crate::{LocalCloud, db, not_found, rejected};
 
 /// How a simulated core's deployments end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,61 +121,44 @@ impl LocalCloud {
     pub async fn connect_core(&self, name: &ThingName, nucleus_version: Option<&str>) -> Result<(), CloudError> {
         const API: &str = "Connect";
         let (id_from, prefix) = self.certificate_principal();
-        let active = sqlx::query(ACTIVE_CERTIFICATES_OF_THING)
-            .bind(id_from)
-            .bind(prefix)
-            .bind(name.as_str())
-            .fetch_one(self.pool())
-            .await
-            .map_err(db(API))?
-            .get::<i64, _>("n");
-        if active == 0 {
-            let exists = sqlx::query("SELECT 1 FROM things WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db(API))?;
-            return Err(if exists.is_none() {
-                not_found(API, format!("thing {name} does not exist"))
-            } else {
-                rejected(API, format!("core {name} cannot connect: its thing has no ACTIVE certificate attached"))
-            });
-        }
         let version = nucleus_version.unwrap_or(DEFAULT_NUCLEUS);
         let now = Timestamp::now().as_millis();
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
-        let (os, architecture) = match sqlx::query("SELECT os, architecture FROM core_platforms WHERE core_name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(API))?
-        {
-            Some(row) => (row.get::<String, _>("os"), row.get::<String, _>("architecture")),
-            None => {
-                let (os, arch) = default_platform(name.as_str());
-                (os.to_owned(), arch.to_owned())
+        // The check of its certificate and the registration in one write: a certificate
+        // revoked meanwhile cannot connect the core.
+        self.write(API, |c| {
+            let active: i64 =
+                c.prepare_cached(ACTIVE_CERTIFICATES_OF_THING)?.query_row(params![id_from, prefix, name.as_str()], |r| r.get(0))?;
+            if active == 0 {
+                return Err(if exists(c, "SELECT 1 FROM things WHERE name = ?", [name.as_str()])? {
+                    rejected(API, format!("core {name} cannot connect: its thing has no ACTIVE certificate attached"))
+                } else {
+                    not_found(API, format!("thing {name} does not exist"))
+                }
+                .into());
             }
-        };
-        sqlx::query(
-            "INSERT INTO core_devices (name, status, core_version, platform, architecture, last_status_update) \
-             VALUES (?, 'HEALTHY', ?, ?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET status = 'HEALTHY', last_status_update = excluded.last_status_update",
-        )
-        .bind(name.as_str())
-        .bind(version)
-        .bind(os)
-        .bind(architecture)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(API))?;
-        sqlx::query("INSERT OR IGNORE INTO installed_components (core_name, name, version) VALUES (?, 'aws.greengrass.Nucleus', ?)")
-            .bind(name.as_str())
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        tx.commit().await.map_err(db(API))?;
+            let sql = "SELECT os, architecture FROM core_platforms WHERE core_name = ?";
+            let (os, architecture) = match one(c, sql, [name.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                Some(platform) => platform,
+                None => {
+                    let (os, arch) = default_platform(name.as_str());
+                    (os.to_owned(), arch.to_owned())
+                }
+            };
+            execute(
+                c,
+                "INSERT INTO core_devices (name, status, core_version, platform, architecture, last_status_update) \
+                 VALUES (?, 'HEALTHY', ?, ?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET status = 'HEALTHY', last_status_update = excluded.last_status_update",
+                params![name.as_str(), version, os, architecture, now],
+            )?;
+            execute(
+                c,
+                "INSERT OR IGNORE INTO installed_components (core_name, name, version) VALUES (?, 'aws.greengrass.Nucleus', ?)",
+                [name.as_str(), version],
+            )?;
+            Ok(())
+        })
+        .await?;
         // A core that comes online applies the deployments of its groups.
         self.start_applying(name.as_str().to_owned());
         Ok(())
@@ -190,17 +171,13 @@ impl LocalCloud {
     /// ggprov that died between recording a core and "powering it on" loses nothing.
     pub(crate) async fn power_on_provisioned_cores(&self) -> Result<(), CloudError> {
         let (id_from, prefix) = self.certificate_principal();
-        let rows = sqlx::query(UNCONNECTED_CORES)
-            .bind(id_from)
-            .bind(prefix)
-            .bind(crate::CORE_POLICY)
-            .bind(crate::thing_group_arn(self.region(), ""))
-            .bind(crate::CORE_POLICY)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("Connect"))?;
+        let rows: Vec<String> = self.read("Connect", |c| {
+            let groups = crate::thing_group_arn(self.region(), "");
+            let binds = params![id_from, prefix, crate::CORE_POLICY, groups, crate::CORE_POLICY];
+            Ok(all(c, UNCONNECTED_CORES, binds, |r| r.get(0))?)
+        })?;
         for row in rows {
-            if let Ok(name) = ThingName::parse(row.get::<&str, _>("thing_name")) {
+            if let Ok(name) = ThingName::parse(&row) {
                 self.connect_core(&name, None).await?;
             }
         }
@@ -208,13 +185,11 @@ impl LocalCloud {
     }
 
     /// Starts applying pending deployments if the thing is a connected core.
-    pub(crate) async fn apply_if_connected(&self, name: &ThingName) -> Result<(), CloudError> {
-        let connected = sqlx::query("SELECT 1 FROM core_devices WHERE name = ? AND status = 'HEALTHY'")
-            .bind(name.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db("AddThingToThingGroup"))?;
-        if connected.is_some() {
+    pub(crate) fn apply_if_connected(&self, name: &ThingName) -> Result<(), CloudError> {
+        let connected = self.read("AddThingToThingGroup", |c| {
+            Ok(exists(c, "SELECT 1 FROM core_devices WHERE name = ? AND status = 'HEALTHY'", [name.as_str()])?)
+        })?;
+        if connected {
             self.start_applying(name.as_str().to_owned());
         }
         Ok(())
@@ -223,14 +198,13 @@ impl LocalCloud {
     /// The core goes offline: Greengrass reports it `UNHEALTHY`.
     pub async fn disconnect_core(&self, name: &ThingName) -> Result<(), CloudError> {
         const API: &str = "Disconnect";
-        let updated =
-            sqlx::query("UPDATE core_devices SET status = 'UNHEALTHY', last_status_update = ? WHERE name = ?")
-                .bind(Timestamp::now().as_millis())
-                .bind(name.as_str())
-                .execute(self.writer())
-                .await
-                .map_err(db(API))?;
-        if updated.rows_affected() == 0 {
+        let updated = self
+            .write(API, |c| {
+                let sql = "UPDATE core_devices SET status = 'UNHEALTHY', last_status_update = ? WHERE name = ?";
+                Ok(execute(c, sql, params![Timestamp::now().as_millis(), name.as_str()])?)
+            })
+            .await?;
+        if updated == 0 {
             return Err(not_found(API, format!("core {name} has never connected")));
         }
         Ok(())
@@ -239,150 +213,111 @@ impl LocalCloud {
     /// A share (0–1) of the cores registered with Greengrass, by a hash of their names (FNV-1a):
     /// the same share picks the same cores, spread over the name order.
     pub async fn core_share(&self, share: f64) -> Result<Vec<ThingName>, CloudError> {
-        let rows = sqlx::query("SELECT name FROM core_devices ORDER BY name")
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("CoreShare"))?;
+        let rows: Vec<String> =
+            self.read("CoreShare", |c| Ok(all(c, "SELECT name FROM core_devices ORDER BY name", [], |r| r.get(0))?))?;
         let picked = |name: &str| ((ggprov_domain::hash::fnv1a(name.as_bytes()) % 10_000) as f64) < share * 10_000.0;
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<String, _>("name"))
-            .filter(|n| picked(n))
-            .filter_map(|n| ThingName::parse(&n).ok())
-            .collect())
+        Ok(rows.into_iter().filter(|n| picked(n)).filter_map(|n| ThingName::parse(&n).ok()).collect())
     }
 
     pub async fn set_core_behavior(&self, name: &ThingName, behavior: CoreBehavior) -> Result<(), CloudError> {
-        sqlx::query(
-            "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails, rotation_fails) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms, \
-             image_pull_error = excluded.image_pull_error, nucleus_update_fails = excluded.nucleus_update_fails, rotation_fails = excluded.rotation_fails",
-        )
-        .bind(name.as_str())
-        .bind(behavior.deployment_outcome.as_str())
-        .bind(i64::try_from(behavior.delay_ms).unwrap_or(i64::MAX))
-        .bind(behavior.image_pull_error)
-        .bind(behavior.nucleus_update_fails)
-        .bind(behavior.rotation_fails)
-        .execute(self.writer())
+        self.write("SetBehavior", |c| {
+            execute(
+                c,
+                "INSERT INTO core_behaviors (core_name, deployment_outcome, delay_ms, image_pull_error, nucleus_update_fails, rotation_fails) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (core_name) DO UPDATE SET deployment_outcome = excluded.deployment_outcome, delay_ms = excluded.delay_ms, \
+                 image_pull_error = excluded.image_pull_error, nucleus_update_fails = excluded.nucleus_update_fails, rotation_fails = excluded.rotation_fails",
+                params![
+                    name.as_str(),
+                    behavior.deployment_outcome.as_str(),
+                    i64::try_from(behavior.delay_ms).unwrap_or(i64::MAX),
+                    behavior.image_pull_error,
+                    behavior.nucleus_update_fails,
+                    behavior.rotation_fails
+                ],
+            )?;
+            Ok(())
+        })
         .await
-        .map_err(db("SetBehavior"))?;
-        Ok(())
     }
 
     /// Sets the platform a core reports: now if it is connected, and whenever it connects.
     pub async fn set_core_platform(&self, name: &ThingName, os: &str, architecture: &str) -> Result<(), CloudError> {
         const API: &str = "SetPlatform";
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db(API))?;
-        sqlx::query(
-            "INSERT INTO core_platforms (core_name, os, architecture) VALUES (?, ?, ?) \
-             ON CONFLICT (core_name) DO UPDATE SET os = excluded.os, architecture = excluded.architecture",
-        )
-        .bind(name.as_str())
-        .bind(os)
-        .bind(architecture)
-        .execute(&mut *tx)
+        self.write(API, |c| {
+            execute(
+                c,
+                "INSERT INTO core_platforms (core_name, os, architecture) VALUES (?, ?, ?) \
+                 ON CONFLICT (core_name) DO UPDATE SET os = excluded.os, architecture = excluded.architecture",
+                [name.as_str(), os, architecture],
+            )?;
+            let sql = "UPDATE core_devices SET platform = ?, architecture = ? WHERE name = ?";
+            execute(c, sql, [os, architecture, name.as_str()])?;
+            Ok(())
+        })
         .await
-        .map_err(db(API))?;
-        sqlx::query("UPDATE core_devices SET platform = ?, architecture = ? WHERE name = ?")
-            .bind(os)
-            .bind(architecture)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(API))?;
-        tx.commit().await.map_err(db(API))
     }
 
     /// The thing with its groups, principals (certificate status) and their policies.
     pub async fn thing_view(&self, name: &ThingName) -> Result<Option<ThingView>, CloudError> {
         const API: &str = "DescribeThing";
-        let pool = self.pool();
-        let Some(thing) = sqlx::query("SELECT thing_type, attributes FROM things WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(db(API))?
-        else {
-            return Ok(None);
-        };
-        let groups = sqlx::query("SELECT group_name FROM thing_group_members WHERE thing_name = ? ORDER BY group_name")
-            .bind(name.as_str())
-            .fetch_all(pool)
-            .await
-            .map_err(db(API))?
-            .iter()
-            .map(|r| r.get("group_name"))
-            .collect();
-        let inherited_policies = sqlx::query(
-            "SELECT DISTINCT t.policy_name FROM thing_group_members m \
-             JOIN policy_targets t ON t.target = ? || m.group_name \
-             WHERE m.thing_name = ? ORDER BY t.policy_name",
-        )
-        .bind(crate::thing_group_arn(self.region(), ""))
-        .bind(name.as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(db(API))?
-        .iter()
-        .map(|r| r.get("policy_name"))
-        .collect();
-        let mut principals = Vec::new();
-        let rows = sqlx::query("SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal")
-            .bind(name.as_str())
-            .fetch_all(pool)
-            .await
-            .map_err(db(API))?;
-        for row in rows {
-            let arn: String = row.get("principal");
-            let certificate_id = arn.rsplit_once(":cert/").map_or_else(String::new, |(_, id)| id.to_owned());
-            let certificate = sqlx::query("SELECT status, pem FROM certificates WHERE id = ?")
-                .bind(&certificate_id)
-                .fetch_optional(pool)
-                .await
-                .map_err(db(API))?;
-            let status = certificate.as_ref().map_or_else(|| "DELETED".to_owned(), |r| r.get("status"));
-            let public_key_sha256 =
-                certificate.and_then(|r| ggprov_pki::public_key_sha256(r.get::<&str, _>("pem")).ok());
-            let policies = sqlx::query("SELECT policy_name FROM policy_targets WHERE target = ? ORDER BY policy_name")
-                .bind(&arn)
-                .fetch_all(pool)
-                .await
-                .map_err(db(API))?
-                .iter()
-                .map(|r| r.get("policy_name"))
-                .collect();
-            principals.push(PrincipalView { arn, certificate_id, status, policies, public_key_sha256 });
-        }
-        Ok(Some(ThingView {
-            name: name.as_str().to_owned(),
-            arn: self.thing_arn(name.as_str()),
-            thing_type: thing.get("thing_type"),
-            attributes: serde_json::from_str(thing.get::<&str, _>("attributes")).unwrap_or_default(),
-            groups,
-            inherited_policies,
-            principals,
-        }))
+        let group_prefix = crate::thing_group_arn(self.region(), "");
+        self.read(API, |c| {
+            let sql = "SELECT thing_type, attributes FROM things WHERE name = ?";
+            let thing = one(c, sql, [name.as_str()], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)))?;
+            let Some((thing_type, attributes)) = thing else {
+                return Ok(None);
+            };
+            let sql = "SELECT group_name FROM thing_group_members WHERE thing_name = ? ORDER BY group_name";
+            let groups = all(c, sql, [name.as_str()], |r| r.get(0))?;
+            let sql = "SELECT DISTINCT t.policy_name FROM thing_group_members m \
+                 JOIN policy_targets t ON t.target = ? || m.group_name \
+                 WHERE m.thing_name = ? ORDER BY t.policy_name";
+            let inherited_policies = all(c, sql, [group_prefix.as_str(), name.as_str()], |r| r.get(0))?;
+            let sql = "SELECT principal FROM thing_principals WHERE thing_name = ? ORDER BY principal";
+            let arns: Vec<String> = all(c, sql, [name.as_str()], |r| r.get(0))?;
+            let mut principals = Vec::new();
+            for arn in arns {
+                let certificate_id = arn.rsplit_once(":cert/").map_or_else(String::new, |(_, id)| id.to_owned());
+                let sql = "SELECT status, pem FROM certificates WHERE id = ?";
+                let certificate =
+                    one(c, sql, [&certificate_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                let sql = "SELECT policy_name FROM policy_targets WHERE target = ? ORDER BY policy_name";
+                let policies = all(c, sql, [&arn], |r| r.get(0))?;
+                let (status, public_key_sha256) = match certificate {
+                    Some((status, pem)) => (status, ggprov_pki::public_key_sha256(&pem).ok()),
+                    None => ("DELETED".to_owned(), None),
+                };
+                principals.push(PrincipalView { arn, certificate_id, status, policies, public_key_sha256 });
+            }
+            Ok(Some(ThingView {
+                name: name.as_str().to_owned(),
+                arn: self.thing_arn(name.as_str()),
+                thing_type,
+                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                groups,
+                inherited_policies,
+                principals,
+            }))
+        })
     }
 
     /// Counts of what the simulated registry holds (for tests and the reliability harness).
     pub async fn inventory(&self) -> Result<Inventory, CloudError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM things) AS things, (SELECT COUNT(*) FROM certificates) AS certificates, \
-             (SELECT COUNT(*) FROM certificates WHERE status = 'ACTIVE') AS active_certificates, \
-             (SELECT COUNT(*) FROM core_devices) AS core_devices, (SELECT COUNT(*) FROM policies) AS policies, \
-             (SELECT COUNT(*) FROM deployments) AS deployments",
-        )
-        .fetch_one(self.pool())
-        .await
-        .map_err(db("Inventory"))?;
-        Ok(Inventory {
-            things: row.get::<i64, _>("things") as u64,
-            certificates: row.get::<i64, _>("certificates") as u64,
-            active_certificates: row.get::<i64, _>("active_certificates") as u64,
-            core_devices: row.get::<i64, _>("core_devices") as u64,
-            policies: row.get::<i64, _>("policies") as u64,
-            deployments: row.get::<i64, _>("deployments") as u64,
+        self.read("Inventory", |c| {
+            let sql = "SELECT (SELECT COUNT(*) FROM things), (SELECT COUNT(*) FROM certificates), \
+                 (SELECT COUNT(*) FROM certificates WHERE status = 'ACTIVE'), (SELECT COUNT(*) FROM core_devices), \
+                 (SELECT COUNT(*) FROM policies), (SELECT COUNT(*) FROM deployments)";
+            let count = |r: &rusqlite::Row<'_>, i: usize| r.get::<_, i64>(i).map(|n| n as u64);
+            Ok(c.query_row(sql, [], |r| {
+                Ok(Inventory {
+                    things: count(r, 0)?,
+                    certificates: count(r, 1)?,
+                    active_certificates: count(r, 2)?,
+                    core_devices: count(r, 3)?,
+                    policies: count(r, 4)?,
+                    deployments: count(r, 5)?,
+                })
+            })?)
         })
     }
 }
@@ -413,8 +348,6 @@ impl ProvisioningObserver for LocalCloud {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Row;
-
     use super::*;
 
     /// Each core's power-on asks for its thing's ACTIVE certificates. Joined on a built ARN,
@@ -429,12 +362,14 @@ mod tests {
         };
         let cloud = LocalCloud::open(&dir.path().join("cloud.sqlite"), settings).await.expect("opens");
         for sql in [ACTIVE_CERTIFICATES_OF_THING, UNCONNECTED_CORES] {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
-            for _ in 0..sql.matches('?').count() {
-                query = query.bind(None::<String>);
-            }
-            let plan: Vec<String> =
-                query.fetch_all(cloud.pool()).await.expect("plans").iter().map(|r| r.get("detail")).collect();
+            let nulls = vec![None::<String>; sql.matches('?').count()];
+            let plan: Vec<String> = cloud
+                .read("Plan", |c| {
+                    let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = statement.query_map(rusqlite::params_from_iter(&nulls), |r| r.get("detail"))?;
+                    Ok(rows.collect::<Result<Vec<String>, _>>()?)
+                })
+                .expect("plans");
             assert!(plan.iter().any(|step| step.starts_with("SEARCH c USING PRIMARY KEY")), "{sql}: {plan:?}");
             assert!(!plan.iter().any(|step| step == "SCAN c" || step.starts_with("SCAN c ")), "{sql}: {plan:?}");
         }

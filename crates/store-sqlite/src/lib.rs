@@ -8,6 +8,7 @@ mod deployments;
 mod devices;
 mod fleet;
 mod idempotency;
+pub mod inline;
 mod journals;
 mod outbox;
 mod queue;
