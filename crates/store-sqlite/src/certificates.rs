@@ -12,26 +12,22 @@ use ggprov_domain::certificates::{
 use ggprov_domain::cores::Event;
 use ggprov_domain::ports::{CertificateInventory, StoreError};
 use ggprov_domain::{Page, PageRequest, ThingName, Timestamp};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::Connection;
 
 use crate::rows::{corrupt, thing, write_event};
+use crate::sql::{Row, query};
 use crate::{SqliteStore, unavailable};
 
 /// Makes the index hold `certificate` as the thing's only certificate (none: forget the thing's).
-pub(crate) async fn index(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(crate) fn index(
+    c: &Connection,
     kind: ThingKind,
     name: &str,
     certificate: Option<&CertificateInfo>,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM certificates WHERE thing_name = ?")
-        .bind(name)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+    query("DELETE FROM certificates WHERE thing_name = ?").bind(name).execute(c).map_err(unavailable)?;
     if let Some(cert) = certificate {
-        sqlx::query(
+        query(
             "INSERT OR REPLACE INTO certificates (id, thing_name, thing_kind, ca, not_after, status, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&cert.certificate_id)
@@ -41,8 +37,7 @@ pub(crate) async fn index(
         .bind(cert.not_after.as_millis())
         .bind(cert.status.as_str())
         .bind(serde_json::to_string(cert).expect("certificates serialise"))
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     }
     Ok(())
@@ -50,8 +45,8 @@ pub(crate) async fn index(
 
 /// Sets a device's certificate (only while it has none, when `only_if_absent`) and indexes it;
 /// `false` when nothing was written.
-async fn write_device_certificate(
-    tx: &mut Transaction<'static, Sqlite>,
+fn write_device_certificate(
+    c: &Connection,
     name: &str,
     certificate: &CertificateInfo,
     at: Option<Timestamp>,
@@ -61,21 +56,20 @@ async fn write_device_certificate(
     // Only a fixed condition is formatted in; the values are bound.
     let sql =
         format!("UPDATE devices SET certificate = ?, updated_at = COALESCE(?, updated_at) WHERE name = ?{condition}");
-    let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let updated = query(sql)
         .bind(serde_json::to_string(certificate).expect("certificates serialise"))
         .bind(at.map(|t| t.as_millis()))
         .bind(name)
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     if updated.rows_affected() == 0 {
         return Ok(false);
     }
-    index(tx, ThingKind::Device, name, Some(certificate)).await?;
+    index(c, ThingKind::Device, name, Some(certificate))?;
     Ok(true)
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<CertificateEntry, StoreError> {
+fn entry_from_row(row: &Row) -> Result<CertificateEntry, StoreError> {
     let kind: String = row.try_get("thing_kind").map_err(unavailable)?;
     Ok(CertificateEntry {
         thing_name: thing(row.try_get("thing_name").map_err(unavailable)?)?,
@@ -87,10 +81,9 @@ fn entry_from_row(row: &SqliteRow) -> Result<CertificateEntry, StoreError> {
 #[async_trait]
 impl CertificateInventory for SqliteStore {
     async fn certificate(&self, id: &str) -> Result<Option<CertificateEntry>, StoreError> {
-        let row = sqlx::query("SELECT thing_name, thing_kind, doc FROM certificates WHERE id = ?")
+        let row = query("SELECT thing_name, thing_kind, doc FROM certificates WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
         row.as_ref().map(entry_from_row).transpose()
     }
@@ -102,7 +95,7 @@ impl CertificateInventory for SqliteStore {
     ) -> Result<Page<CertificateEntry, ExpiryKey>, StoreError> {
         let (after_ms, after_id) =
             page.exclusive_start.as_ref().map_or((i64::MIN, String::new()), |(t, id)| (t.as_millis(), id.clone()));
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT thing_name, thing_kind, doc FROM certificates WHERE status = 'ACTIVE' AND not_after < ? \
              AND (not_after > ? OR (not_after = ? AND id > ?)) ORDER BY not_after, id LIMIT ?",
         )
@@ -111,8 +104,7 @@ impl CertificateInventory for SqliteStore {
         .bind(after_ms)
         .bind(&after_id)
         .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(self.reader())
         .map_err(unavailable)?;
         let items = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page.limit, |e| (e.certificate.not_after, e.certificate.certificate_id.clone())))
@@ -122,18 +114,18 @@ impl CertificateInventory for SqliteStore {
         let sums: String = (0..bounds.len()).map(|i| format!(", SUM(not_after < ?) AS b{i}")).collect();
         // Only numbered placeholders are formatted in; the bounds are bound.
         let sql = format!("SELECT ca, COUNT(*) AS active{sums} FROM certificates WHERE status = 'ACTIVE' GROUP BY ca");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = query(sql);
         for bound in bounds {
             query = query.bind(bound.as_millis());
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        let rows = query.fetch_all(self.reader()).map_err(unavailable)?;
         let mut counts = BTreeMap::new();
         for row in rows {
             let before = (0..bounds.len())
-                .map(|i| row.try_get::<i64, _>(format!("b{i}").as_str()).map_err(unavailable))
+                .map(|i| row.try_get::<i64>(format!("b{i}").as_str()).map_err(unavailable))
                 .collect::<Result<Vec<_>, _>>()?;
             counts.insert(
-                row.try_get::<String, _>("ca").map_err(unavailable)?,
+                row.try_get::<String>("ca").map_err(unavailable)?,
                 CaCounts { active: row.try_get("active").map_err(unavailable)?, before },
             );
         }
@@ -147,31 +139,31 @@ impl CertificateInventory for SqliteStore {
         at: Timestamp,
         event: &Event,
     ) -> Result<Option<CertificateEntry>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT thing_name, thing_kind, doc FROM certificates WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let Some(mut entry) = row.as_ref().map(entry_from_row).transpose()? else { return Ok(None) };
-        let Some(after) = entry.certificate.changed_to(status, at) else { return Ok(Some(entry)) };
-        let name = entry.thing_name.as_str();
-        match entry.thing_kind {
-            ThingKind::Core => {
-                let Some(before) = crate::cores::read_core(&mut tx, name).await? else { return Ok(None) };
-                let mut core = before.clone();
-                core.certificate = Some(after.clone());
-                core.updated_at = Some(at);
-                crate::cores::write_core(&mut tx, Some(&before), Some(&core)).await?;
+        self.write(|c| {
+            let row = query("SELECT thing_name, thing_kind, doc FROM certificates WHERE id = ?")
+                .bind(id)
+                .fetch_optional(c)
+                .map_err(unavailable)?;
+            let Some(mut entry) = row.as_ref().map(entry_from_row).transpose()? else { return Ok(None) };
+            let Some(after) = entry.certificate.changed_to(status, at) else { return Ok(Some(entry)) };
+            let name = entry.thing_name.as_str();
+            match entry.thing_kind {
+                ThingKind::Core => {
+                    let Some(before) = crate::cores::read_core(c, name)? else { return Ok(None) };
+                    let mut core = before.clone();
+                    core.certificate = Some(after.clone());
+                    core.updated_at = Some(at);
+                    crate::cores::write_core(c, Some(&before), Some(&core))?;
+                }
+                ThingKind::Device => {
+                    write_device_certificate(c, name, &after, Some(at), false)?;
+                }
             }
-            ThingKind::Device => {
-                write_device_certificate(&mut tx, name, &after, Some(at), false).await?;
-            }
-        }
-        write_event(&mut tx, event, at).await?;
-        tx.commit().await.map_err(unavailable)?;
-        entry.certificate = after;
-        Ok(Some(entry))
+            write_event(c, event, at)?;
+            entry.certificate = after;
+            Ok(Some(entry))
+        })
+        .await
     }
 
     async fn replace_device_certificate(
@@ -181,13 +173,14 @@ impl CertificateInventory for SqliteStore {
         at: Timestamp,
         event: &Event,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if !write_device_certificate(&mut tx, name.as_str(), certificate, Some(at), false).await? {
-            return Ok(false);
-        }
-        write_event(&mut tx, event, at).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        self.write(|c| {
+            if !write_device_certificate(c, name.as_str(), certificate, Some(at), false)? {
+                return Ok(false);
+            }
+            write_event(c, event, at)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn fill_missing_certificate(
@@ -196,24 +189,25 @@ impl CertificateInventory for SqliteStore {
         name: &ThingName,
         certificate: &CertificateInfo,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        match kind {
-            ThingKind::Core => {
-                let Some(before) = crate::cores::read_core(&mut tx, name.as_str()).await? else { return Ok(false) };
-                if before.certificate.is_some() {
-                    return Ok(false);
+        self.write(|c| {
+            match kind {
+                ThingKind::Core => {
+                    let Some(before) = crate::cores::read_core(c, name.as_str())? else { return Ok(false) };
+                    if before.certificate.is_some() {
+                        return Ok(false);
+                    }
+                    let mut after = before.clone();
+                    after.certificate = Some(certificate.clone());
+                    crate::cores::write_core(c, Some(&before), Some(&after))?;
                 }
-                let mut after = before.clone();
-                after.certificate = Some(certificate.clone());
-                crate::cores::write_core(&mut tx, Some(&before), Some(&after)).await?;
-            }
-            ThingKind::Device => {
-                if !write_device_certificate(&mut tx, name.as_str(), certificate, None, true).await? {
-                    return Ok(false);
+                ThingKind::Device => {
+                    if !write_device_certificate(c, name.as_str(), certificate, None, true)? {
+                        return Ok(false);
+                    }
                 }
             }
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+            Ok(true)
+        })
+        .await
     }
 }

@@ -11,31 +11,24 @@ use ggprov_domain::ports::{CoreDevice, CoreFilter, CoreRecords, StoreError};
 use ggprov_domain::provisioning::ProvisioningJournal;
 use ggprov_domain::software::SoftwareDelta;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::Connection;
 
 use crate::rows::{core_from_row, end_item, write_event};
+use crate::sql::query;
 use crate::{SqliteStore, unavailable};
 
 /// The core as stored now, read inside the write transaction.
-pub(crate) async fn read_core(tx: &mut Transaction<'static, Sqlite>, name: &str) -> Result<Option<Core>, StoreError> {
-    let row = sqlx::query("SELECT * FROM cores WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+pub(crate) fn read_core(c: &Connection, name: &str) -> Result<Option<Core>, StoreError> {
+    let row = query("SELECT * FROM cores WHERE name = ?").bind(name).fetch_optional(c).map_err(unavailable)?;
     row.as_ref().map(core_from_row).transpose()
 }
 
 /// Replaces the core read as `before` by `after` (`None`: deletes it), moving the fleet
 /// counters by the difference of their contributions.
-pub(crate) async fn write_core(
-    tx: &mut Transaction<'static, Sqlite>,
-    before: Option<&Core>,
-    after: Option<&Core>,
-) -> Result<(), StoreError> {
+pub(crate) fn write_core(c: &Connection, before: Option<&Core>, after: Option<&Core>) -> Result<(), StoreError> {
     match (before, after) {
         (_, Some(core)) => {
-            sqlx::query(
+            query(
                 "INSERT INTO cores (name, provisioning_template, desired_name, desired_version, reported_name, reported_version, \
                  deployment_status, deployment_status_message, deployment_state, artifacts, desired_deployment_id, status_at, created_at, updated_at, \
                  software, nucleus_version, os, architecture, certificate) \
@@ -69,16 +62,11 @@ pub(crate) async fn write_core(
             .bind(&core.software.os)
             .bind(&core.software.architecture)
             .bind(core.certificate.as_ref().map(|c| serde_json::to_string(c).expect("certificates serialise")))
-            .execute(&mut **tx)
-            .await
+            .execute(c)
             .map_err(unavailable)?;
         }
         (Some(core), None) => {
-            sqlx::query("DELETE FROM cores WHERE name = ?")
-                .bind(core.name.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
+            query("DELETE FROM cores WHERE name = ?").bind(core.name.as_str()).execute(c).map_err(unavailable)?;
         }
         (None, None) => {}
     }
@@ -86,12 +74,12 @@ pub(crate) async fn write_core(
         (before.and_then(|c| c.certificate.as_ref()), after.and_then(|c| c.certificate.as_ref()));
     if cert_before != cert_after {
         let name = before.or(after).map(|c| c.name.as_str()).unwrap_or_default();
-        crate::certificates::index(tx, ThingKind::Core, name, cert_after).await?;
+        crate::certificates::index(c, ThingKind::Core, name, cert_after)?;
     }
-    crate::fleet::apply_delta(tx, &FleetDelta::between(before, after)).await?;
-    crate::fleet::apply_software_delta(tx, &SoftwareDelta::between(before, after)).await?;
+    crate::fleet::apply_delta(c, &FleetDelta::between(before, after))?;
+    crate::fleet::apply_software_delta(c, &SoftwareDelta::between(before, after))?;
     if let Some(event) = Core::software_event(before, after) {
-        write_event(tx, &event, Timestamp::now()).await?;
+        write_event(c, &event, Timestamp::now())?;
     }
     Ok(())
 }
@@ -103,7 +91,7 @@ impl CoreRecords for SqliteStore {
     }
 
     async fn existing_cores(&self, names: &[ThingName]) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
-        crate::rows::existing(&self.pool, "cores", names).await
+        crate::rows::existing(self.reader(), "cores", names)
     }
 
     async fn core(&self, name: &ThingName) -> Result<Option<Core>, StoreError> {
@@ -112,10 +100,9 @@ impl CoreRecords for SqliteStore {
         if let Some(known) = self.read_models.cores.get(at, name.as_str()) {
             return Ok(known.map(|c| (*c).clone()));
         }
-        let row = sqlx::query("SELECT * FROM cores WHERE name = ?")
+        let row = query("SELECT * FROM cores WHERE name = ?")
             .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
         let core = row.as_ref().map(core_from_row).transpose()?;
         self.read_models.cores.put(at, name.as_str(), core.clone().map(std::sync::Arc::new));
@@ -148,8 +135,7 @@ impl CoreRecords for SqliteStore {
             }
         }
         sql.push_str(" ORDER BY name LIMIT ?");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str).to_owned());
+        let mut query = query(sql).bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str).to_owned());
         if let Some(name) = &filter.template_name {
             query = query.bind(name.clone());
             if let Some(version) = filter.template_version {
@@ -159,15 +145,14 @@ impl CoreRecords for SqliteStore {
         for value in software.iter().map(|(_, v)| v).filter(|v| !unknown(v)).filter_map(|v| v.as_ref()) {
             query = query.bind(value.clone());
         }
-        let rows = query.bind(i64::from(page.limit) + 1).fetch_all(&self.pool).await.map_err(unavailable)?;
+        let rows = query.bind(i64::from(page.limit) + 1).fetch_all(self.reader()).map_err(unavailable)?;
         let cores = rows.iter().map(core_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(cores, page.limit, |c| c.name.clone()))
     }
 
     async fn cores_in_progress(&self) -> Result<Vec<Core>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM cores WHERE deployment_state = 'in_progress' ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
+        let rows = query("SELECT * FROM cores WHERE deployment_state = 'in_progress' ORDER BY name")
+            .fetch_all(self.reader())
             .map_err(unavailable)?;
         rows.iter().map(core_from_row).collect()
     }
@@ -180,46 +165,50 @@ impl CoreRecords for SqliteStore {
         journal: Option<&ProvisioningJournal>,
     ) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let mut tx = self.begin_write().await?;
-        if !end_item(&mut tx, task, &core.name, TaskStatus::Success, None, now).await? {
-            return Ok(()); // a duplicate delivery: the first one recorded everything
-        }
-        if let Some(journal) = journal
-            && !crate::journals::write_journal(&mut tx, &core.name, journal).await?
-        {
-            return Err(StoreError::Conflict); // dropping the transaction rolls it back
-        }
-        let before = read_core(&mut tx, core.name.as_str()).await?;
-        let after = Core::reprovisioned(before.as_ref(), core, now);
-        write_core(&mut tx, before.as_ref(), Some(&after)).await?;
-        write_event(&mut tx, event, now).await?;
-        tx.commit().await.map_err(unavailable)
+        self.write(|c| {
+            if !end_item(c, task, &core.name, TaskStatus::Success, None, now)? {
+                return Ok(()); // a duplicate delivery: the first one recorded everything
+            }
+            if let Some(journal) = journal
+                && !crate::journals::write_journal(c, &core.name, journal)?
+            {
+                return Err(StoreError::Conflict); // the error rolls the transaction back
+            }
+            let before = read_core(c, core.name.as_str())?;
+            let after = Core::reprovisioned(before.as_ref(), core, now);
+            write_core(c, before.as_ref(), Some(&after))?;
+            write_event(c, event, now)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn complete_core_delete(&self, task: &TaskId, name: &ThingName, event: &Event) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let mut tx = self.begin_write().await?;
-        if !end_item(&mut tx, task, name, TaskStatus::Success, None, now).await? {
-            return Ok(());
-        }
-        let before = read_core(&mut tx, name.as_str()).await?;
-        write_core(&mut tx, before.as_ref(), None).await?;
-        sqlx::query("DELETE FROM provisioning_journals WHERE name = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        write_event(&mut tx, event, now).await?;
-        tx.commit().await.map_err(unavailable)
+        self.write(|c| {
+            if !end_item(c, task, name, TaskStatus::Success, None, now)? {
+                return Ok(());
+            }
+            let before = read_core(c, name.as_str())?;
+            write_core(c, before.as_ref(), None)?;
+            query("DELETE FROM provisioning_journals WHERE name = ?")
+                .bind(name.as_str())
+                .execute(c)
+                .map_err(unavailable)?;
+            write_event(c, event, now)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn observe_core(&self, name: &ThingName, device: &CoreDevice) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(before) = read_core(&mut tx, name.as_str()).await? else { return Ok(false) };
-        let mut after = before.clone();
-        after.observe(device, Timestamp::now());
-        write_core(&mut tx, Some(&before), Some(&after)).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        self.write(|c| {
+            let Some(before) = read_core(c, name.as_str())? else { return Ok(false) };
+            let mut after = before.clone();
+            after.observe(device, Timestamp::now());
+            write_core(c, Some(&before), Some(&after))?;
+            Ok(true)
+        })
+        .await
     }
 }

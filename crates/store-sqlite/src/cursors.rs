@@ -2,27 +2,25 @@
 
 use async_trait::async_trait;
 use ggprov_domain::ports::{IngestCursors, StoreError};
-use sqlx::Row;
 
+use crate::sql::query;
 use crate::{SqliteStore, unavailable};
 
 #[async_trait]
 impl IngestCursors for SqliteStore {
     async fn ingest_cursor(&self, feed: &str) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT position FROM ingest_cursors WHERE feed = ?")
+        let row = query("SELECT position FROM ingest_cursors WHERE feed = ?")
             .bind(feed)
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
-        Ok(row.map_or(0, |r| r.get::<i64, _>("position") as u64))
+        Ok(row.map_or(0, |r| r.get::<i64>("position") as u64))
     }
 
     async fn save_ingest_cursor(&self, feed: &str, position: u64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO ingest_cursors (feed, position) VALUES (?, ?) ON CONFLICT (feed) DO UPDATE SET position = MAX(position, excluded.position)")
+        query("INSERT INTO ingest_cursors (feed, position) VALUES (?, ?) ON CONFLICT (feed) DO UPDATE SET position = MAX(position, excluded.position)")
             .bind(feed)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .execute(&self.writer)
-            .await
+            .execute_write(&self.db).await
             .map_err(unavailable)?;
         Ok(())
     }

@@ -8,10 +8,11 @@ use ggprov_domain::ports::{DeploymentOutcome, DeploymentRecords, StoreError};
 use ggprov_domain::rollout::RolloutState;
 use ggprov_domain::software::Nucleus;
 use ggprov_domain::{Page, PageRequest, TaskId, TaskStatus, ThingName, Timestamp};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::Connection;
 
 use crate::cores::{read_core, write_core};
 use crate::rows::{end_item, item_from_row, write_event};
+use crate::sql::query;
 use crate::{SqliteStore, unavailable};
 
 /// Ends a deployment item and applies `change` to its core (if the core exists), in one
@@ -25,54 +26,51 @@ async fn end_deployment_item(
     change: impl FnOnce(&mut Core, Timestamp),
 ) -> Result<(), StoreError> {
     let now = Timestamp::now();
-    let mut tx = store.begin_write().await?;
-    if !end_item(&mut tx, task, core, outcome, message, now).await? {
-        return Ok(());
-    }
-    if let Some(before) = read_core(&mut tx, core.as_str()).await? {
-        let mut after = before.clone();
-        change(&mut after, now);
-        write_core(&mut tx, Some(&before), Some(&after)).await?;
-        if outcome == TaskStatus::Success {
-            sqlx::query("UPDATE task_items SET previous = ? WHERE task_id = ? AND name = ?")
-                .bind(serde_json::to_string(&before.desired).expect("serialises"))
-                .bind(task.as_str())
-                .bind(core.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-    }
-    tx.commit().await.map_err(unavailable)
+    store
+        .write(|c| {
+            if !end_item(c, task, core, outcome, message, now)? {
+                return Ok(());
+            }
+            if let Some(before) = read_core(c, core.as_str())? {
+                let mut after = before.clone();
+                change(&mut after, now);
+                write_core(c, Some(&before), Some(&after))?;
+                if outcome == TaskStatus::Success {
+                    query("UPDATE task_items SET previous = ? WHERE task_id = ? AND name = ?")
+                        .bind(serde_json::to_string(&before.desired).expect("serialises"))
+                        .bind(task.as_str())
+                        .bind(core.as_str())
+                        .execute(c)
+                        .map_err(unavailable)?;
+                }
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Remembers which template version a Greengrass deployment (revision) deploys.
-pub(crate) async fn record_revision<'e>(
-    executor: impl sqlx::Executor<'e, Database = Sqlite>,
-    deployment_id: &str,
-    template: &TemplateRef,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub(crate) fn record_revision(c: &Connection, deployment_id: &str, template: &TemplateRef) -> Result<(), StoreError> {
+    query(
         "INSERT OR IGNORE INTO deployment_revisions (deployment_id, template_name, template_version) VALUES (?, ?, ?)",
     )
     .bind(deployment_id)
     .bind(&template.name)
     .bind(i64::from(template.version))
-    .execute(executor)
-    .await
+    .execute(c)
     .map_err(unavailable)?;
     Ok(())
 }
 
-async fn expand_items(
-    tx: &mut Transaction<'static, Sqlite>,
+fn expand_items(
+    c: &Connection,
     task: &TaskId,
     cores: &[ThingName],
     waves: &[u32],
     now: Timestamp,
 ) -> Result<(), StoreError> {
     for (i, core) in cores.iter().enumerate() {
-        sqlx::query(
+        query(
             "INSERT INTO task_items (task_id, name, request, status, created_at, wave) VALUES (?, ?, ?, 'Waiting', ?, ?)",
         )
         .bind(task.as_str())
@@ -80,8 +78,7 @@ async fn expand_items(
         .bind(serde_json::json!({"name": core.as_str(), "provisioningTemplate": ""}).to_string())
         .bind(now.as_millis())
         .bind(i64::from(waves.get(i).copied().unwrap_or(0)))
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     }
     Ok(())
@@ -90,13 +87,11 @@ async fn expand_items(
 #[async_trait]
 impl DeploymentRecords for SqliteStore {
     async fn unexpanded_deployment_tasks(&self, before: Timestamp) -> Result<Vec<TaskId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM tasks WHERE kind = 'deployment' AND expanded = 0 AND created_at < ? ORDER BY id",
-        )
-        .bind(before.as_millis())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let rows =
+            query("SELECT id FROM tasks WHERE kind = 'deployment' AND expanded = 0 AND created_at < ? ORDER BY id")
+                .bind(before.as_millis())
+                .fetch_all(self.reader())
+                .map_err(unavailable)?;
         Ok(rows.iter().map(|r| TaskId::from_text(r.get("id"))).collect())
     }
 
@@ -111,44 +106,44 @@ impl DeploymentRecords for SqliteStore {
     ) -> Result<bool, StoreError> {
         let now = Timestamp::now();
         let batches_total = cores.len().div_ceil(batch_size.max(1) as usize) as i64;
-        let mut tx = self.begin_write().await?;
-        // The rollout is saved only if nobody changed it since it was read (an operator's
-        // pause before the expansion is kept: the caller reads again and retries).
-        let rollout = rollout.map(|r| {
-            let mut next = r.clone();
-            next.rev += 1;
-            (r.rev, next)
-        });
-        let claimed = sqlx::query(
-            "UPDATE tasks SET expanded = 1, batches_total = ?, batch_size = ?, rollout = COALESCE(?, rollout), \
-             rollout_active = ? WHERE id = ? AND expanded = 0 AND (? IS NULL OR json_extract(rollout, '$.rev') = ?)",
-        )
-        .bind(batches_total)
-        .bind(i64::from(batch_size))
-        .bind(rollout.as_ref().map(|(_, r)| serde_json::to_string(r).expect("serialises")))
-        .bind(rollout.as_ref().is_some_and(|(_, r)| r.is_active()))
-        .bind(task.as_str())
-        .bind(rollout.as_ref().map(|(rev, _)| *rev as i64))
-        .bind(rollout.as_ref().map(|(rev, _)| *rev as i64))
-        .execute(&mut *tx)
+        self.write(|c| {
+            // The rollout is saved only if nobody changed it since it was read (an operator's
+            // pause before the expansion is kept: the caller reads again and retries).
+            let rollout = rollout.map(|r| {
+                let mut next = r.clone();
+                next.rev += 1;
+                (r.rev, next)
+            });
+            let claimed = query(
+                "UPDATE tasks SET expanded = 1, batches_total = ?, batch_size = ?, rollout = COALESCE(?, rollout), \
+                 rollout_active = ? WHERE id = ? AND expanded = 0 AND (? IS NULL OR json_extract(rollout, '$.rev') = ?)",
+            )
+            .bind(batches_total)
+            .bind(i64::from(batch_size))
+            .bind(rollout.as_ref().map(|(_, r)| serde_json::to_string(r).expect("serialises")))
+            .bind(rollout.as_ref().is_some_and(|(_, r)| r.is_active()))
+            .bind(task.as_str())
+            .bind(rollout.as_ref().map(|(rev, _)| *rev as i64))
+            .bind(rollout.as_ref().map(|(rev, _)| *rev as i64))
+            .execute(c)
+            .map_err(unavailable)?;
+            if claimed.rows_affected() == 0 {
+                return Ok(false);
+            }
+            expand_items(c, task, cores, waves, now)?;
+            for event in events {
+                write_event(c, event, now)?;
+            }
+            Ok(true)
+        })
         .await
-        .map_err(unavailable)?;
-        if claimed.rows_affected() == 0 {
-            return Ok(false);
-        }
-        expand_items(&mut tx, task, cores, waves, now).await?;
-        for event in events {
-            write_event(&mut tx, event, now).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
     }
 
     async fn fail_deployment_task(&self, task: &TaskId, message: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tasks SET expanded = 1, batches_total = 0, status_message = ? WHERE id = ?")
+        query("UPDATE tasks SET expanded = 1, batches_total = 0, status_message = ? WHERE id = ?")
             .bind(message)
             .bind(task.as_str())
-            .execute(&self.writer)
+            .execute_write(&self.db)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -159,15 +154,14 @@ impl DeploymentRecords for SqliteStore {
         core: &ThingName,
         page: PageRequest<TaskId>,
     ) -> Result<Page<(TaskId, TaskItem<NewCore>), TaskId>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT i.task_id, i.name, i.request, i.status, i.status_message, i.created_at, i.updated_at FROM task_items i \
              JOIN tasks t ON t.id = i.task_id WHERE t.kind = 'deployment' AND i.name = ? AND i.task_id > ? ORDER BY i.task_id LIMIT ?",
         )
         .bind(core.as_str())
         .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
         .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(self.reader())
         .map_err(unavailable)?;
         let items = rows
             .iter()
@@ -177,14 +171,12 @@ impl DeploymentRecords for SqliteStore {
     }
 
     async fn template_deployment(&self, template: &TemplateRef) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT deployment_id FROM template_deployments WHERE template_name = ? AND template_version = ?",
-        )
-        .bind(&template.name)
-        .bind(i64::from(template.version))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let row =
+            query("SELECT deployment_id FROM template_deployments WHERE template_name = ? AND template_version = ?")
+                .bind(&template.name)
+                .bind(i64::from(template.version))
+                .fetch_optional(self.reader())
+                .map_err(unavailable)?;
         Ok(row.map(|r| r.get("deployment_id")))
     }
 
@@ -194,28 +186,27 @@ impl DeploymentRecords for SqliteStore {
         group: &str,
         deployment_id: &str,
     ) -> Result<String, StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO template_deployments (template_name, template_version, thing_group, deployment_id, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&template.name)
-            .bind(i64::from(template.version))
-            .bind(group)
-            .bind(deployment_id)
-            .bind(Timestamp::now().as_millis())
-            .execute(&self.writer)
-            .await
-            .map_err(unavailable)?;
-        record_revision(&self.writer, deployment_id, template).await?;
+        self.write(|c| {
+            query("INSERT OR IGNORE INTO template_deployments (template_name, template_version, thing_group, deployment_id, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(&template.name)
+                .bind(i64::from(template.version))
+                .bind(group)
+                .bind(deployment_id)
+                .bind(Timestamp::now().as_millis())
+                .execute(c)
+                .map_err(unavailable)?;
+            record_revision(c, deployment_id, template)
+        })
+        .await?;
         self.template_deployment(template).await?.ok_or_else(|| StoreError::unavailable("template deployment vanished"))
     }
 
     async fn template_of_deployment(&self, deployment_id: &str) -> Result<Option<TemplateRef>, StoreError> {
-        let row =
-            sqlx::query("SELECT template_name, template_version FROM deployment_revisions WHERE deployment_id = ?")
-                .bind(deployment_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        Ok(row
-            .map(|r| TemplateRef { name: r.get("template_name"), version: r.get::<i64, _>("template_version") as u32 }))
+        let row = query("SELECT template_name, template_version FROM deployment_revisions WHERE deployment_id = ?")
+            .bind(deployment_id)
+            .fetch_optional(self.reader())
+            .map_err(unavailable)?;
+        Ok(row.map(|r| TemplateRef { name: r.get("template_name"), version: r.get::<i64>("template_version") as u32 }))
     }
 
     async fn complete_deployment_item(
@@ -246,17 +237,18 @@ impl DeploymentRecords for SqliteStore {
         template: &TemplateRef,
         event: &Event,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(before) = read_core(&mut tx, &outcome.core_name).await? else {
-            return Ok(false);
-        };
-        let mut after = before.clone();
-        if !after.apply_outcome(outcome, template) {
-            return Ok(false);
-        }
-        write_core(&mut tx, Some(&before), Some(&after)).await?;
-        write_event(&mut tx, event, Timestamp::now()).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        self.write(|c| {
+            let Some(before) = read_core(c, &outcome.core_name)? else {
+                return Ok(false);
+            };
+            let mut after = before.clone();
+            if !after.apply_outcome(outcome, template) {
+                return Ok(false);
+            }
+            write_core(c, Some(&before), Some(&after))?;
+            write_event(c, event, Timestamp::now())?;
+            Ok(true)
+        })
+        .await
     }
 }

@@ -12,9 +12,10 @@ use ggprov_domain::deployment_state::{DeploymentStatus, FleetDelta};
 use ggprov_domain::ports::{FleetCounters, StoreError};
 use ggprov_domain::software::{SoftwareCounts, SoftwareDelta, SoftwareKey};
 use ggprov_domain::{ThingName, Timestamp};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::Connection;
 
 use crate::read_cache::{DbState, KeyedReadCache, WalIndex};
+use crate::sql::{Row, query};
 use crate::{SqliteStore, unavailable};
 
 /// The fleet and software counters, the latest template versions and core records as last
@@ -83,9 +84,9 @@ impl ReadModels {
 }
 
 /// Adds a delta to the counters, inside the caller's transaction.
-pub(crate) async fn apply_delta(tx: &mut Transaction<'static, Sqlite>, delta: &FleetDelta) -> Result<(), StoreError> {
+pub(crate) fn apply_delta(c: &Connection, delta: &FleetDelta) -> Result<(), StoreError> {
     for ((name, version), d) in delta.iter() {
-        sqlx::query(
+        query(
             "INSERT INTO fleet_counters (template_name, template_version, desired_in_use, reported_in_use, last_success, last_failed, last_in_progress) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (template_name, template_version) DO UPDATE SET \
              desired_in_use = desired_in_use + excluded.desired_in_use, reported_in_use = reported_in_use + excluded.reported_in_use, \
@@ -99,20 +100,16 @@ pub(crate) async fn apply_delta(tx: &mut Transaction<'static, Sqlite>, delta: &F
         .bind(d.last_deployment_success)
         .bind(d.last_deployment_failed)
         .bind(d.last_deployment_in_progress)
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     }
     Ok(())
 }
 
 /// Adds a software delta to the software counters, inside the caller's transaction.
-pub(crate) async fn apply_software_delta(
-    tx: &mut Transaction<'static, Sqlite>,
-    delta: &SoftwareDelta,
-) -> Result<(), StoreError> {
+pub(crate) fn apply_software_delta(c: &Connection, delta: &SoftwareDelta) -> Result<(), StoreError> {
     for (key, d) in delta.iter() {
-        sqlx::query(
+        query(
             "INSERT INTO fleet_software (nucleus, version, os, architecture, cores, updating) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (nucleus, version, os, architecture) DO UPDATE SET cores = cores + excluded.cores, \
              updating = updating + excluded.updating",
@@ -123,14 +120,13 @@ pub(crate) async fn apply_software_delta(
         .bind(&key.architecture)
         .bind(d.cores)
         .bind(d.updating)
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     }
     Ok(())
 }
 
-fn counts_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> BTreeMap<(String, u32), VersionCounts> {
+fn counts_from_rows(rows: &[Row]) -> BTreeMap<(String, u32), VersionCounts> {
     rows.iter()
         .map(|r| {
             let counts = VersionCounts {
@@ -140,7 +136,7 @@ fn counts_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> BTreeMap<(String, u32),
                 last_deployment_failed: r.get("last_failed"),
                 last_deployment_in_progress: r.get("last_in_progress"),
             };
-            ((r.get("template_name"), r.get::<i64, _>("template_version") as u32), counts)
+            ((r.get("template_name"), r.get::<i64>("template_version") as u32), counts)
         })
         .filter(|(_, c)| !c.is_zero())
         .collect()
@@ -151,15 +147,14 @@ impl FleetCounters for SqliteStore {
     async fn fleet_counters(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
         self.read_models
             .read_through(&self.read_models.fleet, async {
-                let rows =
-                    sqlx::query("SELECT * FROM fleet_counters").fetch_all(&self.pool).await.map_err(unavailable)?;
+                let rows = query("SELECT * FROM fleet_counters").fetch_all(self.reader()).map_err(unavailable)?;
                 Ok(counts_from_rows(&rows))
             })
             .await
     }
 
     async fn recount_fleet(&self) -> Result<BTreeMap<(String, u32), VersionCounts>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "WITH desired AS (SELECT desired_name AS template_name, desired_version AS template_version, COUNT(*) AS desired_in_use, \
                SUM(deployment_state = 'success') AS last_success, SUM(deployment_state = 'failed') AS last_failed, \
                SUM(deployment_state = 'in_progress') AS last_in_progress FROM cores GROUP BY 1, 2), \
@@ -169,8 +164,7 @@ impl FleetCounters for SqliteStore {
                COALESCE(d.last_success, 0) AS last_success, COALESCE(d.last_failed, 0) AS last_failed, COALESCE(d.last_in_progress, 0) AS last_in_progress \
              FROM keys k LEFT JOIN desired d USING (template_name, template_version) LEFT JOIN reported r USING (template_name, template_version)",
         )
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(self.reader())
         .map_err(unavailable)?;
         Ok(counts_from_rows(&rows))
     }
@@ -178,9 +172,8 @@ impl FleetCounters for SqliteStore {
     async fn software_counters(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
         self.read_models
             .read_through(&self.read_models.software, async {
-                let rows = sqlx::query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
-                    .fetch_all(&self.pool)
-                    .await
+                let rows = query("SELECT * FROM fleet_software WHERE cores != 0 OR updating != 0")
+                    .fetch_all(self.reader())
                     .map_err(unavailable)?;
                 Ok(rows
                     .iter()
@@ -199,7 +192,7 @@ impl FleetCounters for SqliteStore {
     }
 
     async fn recount_software(&self) -> Result<BTreeMap<SoftwareKey, SoftwareCounts>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM cores").fetch_all(&self.pool).await.map_err(unavailable)?;
+        let rows = query("SELECT * FROM cores").fetch_all(self.reader()).map_err(unavailable)?;
         let cores = rows.iter().map(crate::rows::core_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(SoftwareDelta::recount(&cores))
     }
@@ -211,14 +204,11 @@ impl SqliteStore {
     pub(crate) async fn all_latest_versions(&self) -> Result<Arc<BTreeMap<String, u32>>, StoreError> {
         self.read_models
             .read_through(&self.read_models.latest_versions, async {
-                let rows = sqlx::query("SELECT name, latest_version FROM template_heads")
-                    .fetch_all(&self.pool)
-                    .await
+                let rows = query("SELECT name, latest_version FROM template_heads")
+                    .fetch_all(self.reader())
                     .map_err(unavailable)?;
                 Ok(Arc::new(
-                    rows.iter()
-                        .map(|r| (r.get::<String, _>("name"), r.get::<i64, _>("latest_version") as u32))
-                        .collect(),
+                    rows.iter().map(|r| (r.get::<String>("name"), r.get::<i64>("latest_version") as u32)).collect(),
                 ))
             })
             .await
@@ -228,26 +218,29 @@ impl SqliteStore {
     /// 4 platforms, with their counters, for benchmarks (one transaction; not used by the
     /// service).
     pub async fn seed_fleet_for_benchmarks(&self, cores: u32, versions: u32) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        for i in 0..cores {
-            let version = i % versions.max(1) + 1;
-            let name =
-                ThingName::parse(&format!("bench-{i:06}")).map_err(|e| StoreError::unavailable(e.to_string()))?;
-            let mut core = Core::new(name, "greengrass2_core".into(), Timestamp::from_millis(0).expect("epoch"));
-            core.desired = TemplateRef { name: "bench".into(), version };
-            core.reported = core.desired.clone();
-            core.deployment_status = DeploymentStatus::Successful;
-            let (os, architecture) =
-                [("linux", "amd64"), ("linux", "aarch64"), ("linux", "arm"), ("windows", "amd64")][(i % 4) as usize];
-            core.software = ggprov_domain::software::CoreSoftware {
-                nucleus: Some(ggprov_domain::software::NUCLEUS.to_owned()),
-                nucleus_version: Some(format!("2.{}.0", 10 + i % 8)),
-                os: Some(os.to_owned()),
-                architecture: Some(architecture.to_owned()),
-                ..Default::default()
-            };
-            crate::cores::write_core(&mut tx, None, Some(&core)).await?;
-        }
-        tx.commit().await.map_err(unavailable)
+        self.write(|c| {
+            for i in 0..cores {
+                let version = i % versions.max(1) + 1;
+                let name =
+                    ThingName::parse(&format!("bench-{i:06}")).map_err(|e| StoreError::unavailable(e.to_string()))?;
+                let mut core = Core::new(name, "greengrass2_core".into(), Timestamp::from_millis(0).expect("epoch"));
+                core.desired = TemplateRef { name: "bench".into(), version };
+                core.reported = core.desired.clone();
+                core.deployment_status = DeploymentStatus::Successful;
+                let (os, architecture) =
+                    [("linux", "amd64"), ("linux", "aarch64"), ("linux", "arm"), ("windows", "amd64")]
+                        [(i % 4) as usize];
+                core.software = ggprov_domain::software::CoreSoftware {
+                    nucleus: Some(ggprov_domain::software::NUCLEUS.to_owned()),
+                    nucleus_version: Some(format!("2.{}.0", 10 + i % 8)),
+                    os: Some(os.to_owned()),
+                    architecture: Some(architecture.to_owned()),
+                    ..Default::default()
+                };
+                crate::cores::write_core(c, None, Some(&core))?;
+            }
+            Ok(())
+        })
+        .await
     }
 }

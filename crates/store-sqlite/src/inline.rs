@@ -62,6 +62,8 @@ impl Database {
                 let conn = connect(&self.path)?;
                 // A reader is only kept from a WAL file by a checkpoint restart; brief.
                 conn.busy_timeout(Duration::from_secs(1))?;
+                // Writes belong to the write connection: one here would fail, not race it.
+                conn.pragma_update(None, "query_only", true)?;
                 conn
             }
         };
@@ -80,6 +82,15 @@ impl Database {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.write_mapped(f, E::from).await
+    }
+
+    /// [`Database::write`] for an error type that SQLite's errors are turned into by `db_error`.
+    pub async fn write_mapped<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        db_error: impl Fn(rusqlite::Error) -> E,
+    ) -> Result<T, E> {
         let mut conn = self.writer.lock().await;
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -88,11 +99,11 @@ impl Database {
             match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
                 Ok(tx) => {
                     let value = f(&tx)?;
-                    tx.commit()?;
+                    tx.commit().map_err(db_error)?;
                     return Ok(value);
                 }
                 Err(err) if is_busy(&err) && started.elapsed() < WRITE_PATIENCE => {}
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(db_error(err)),
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -137,6 +148,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

@@ -16,6 +16,7 @@ pub mod read_cache;
 mod rollouts;
 mod rows;
 mod software_updates;
+mod sql;
 mod tasks;
 mod templates;
 
@@ -26,32 +27,33 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ggprov_domain::ports::{BoxError, ReadinessCheck, StoreError};
-use sqlx::SqlitePool;
+use rusqlite::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-/// Read connections a database gets: one more than the machine has cores, from 2 to 7. A
-/// SQLite read runs on its connection's own thread, so readers beyond the cores add no
-/// throughput, and each connection costs its thread's allocator heap and page cache: on 2
-/// cores, 3 readers instead of 7 for each of the two databases took a 10,000-core task's
-/// peak RSS from 104 to 90 MiB (decision 84). Hot API reads are answered from memory anyway.
+use crate::inline::Database;
+
+/// Read connections a database keeps: one more than the machine has cores, from 2 to 7.
+/// Reads run on the calling thread (decision 86), so no more of them run at once than there
+/// are runtime threads; each idle connection keeps its page cache. (With sqlx each was also
+/// an OS thread with its own allocator heap: 3 readers instead of 7 took a 10,000-core
+/// task's peak RSS from 104 to 90 MiB, decision 84.)
 pub fn read_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     u32::try_from(cores + 1).unwrap_or(u32::MAX).clamp(2, 7)
 }
 
-/// The SQLite-backed store. Cheap to clone (two connection pools inside).
+/// The SQLite-backed store. Cheap to clone.
 ///
-/// Writes go through one connection (`writer`), reads through the others (`pool`,
-/// `read_connections()` of them). SQLite lets one writer at a time into a WAL database
-/// anyway; giving every write the same connection makes writers wait in the pool's async
-/// queue instead of in SQLite's busy handler (which sleeps its thread 1–100 ms at a time, with
-/// the lock free meanwhile), and keeps that
-/// connection's page cache, which a WAL connection empties whenever another one commits
-/// (decision 82).
+/// Statements run on the calling thread (decision 86). Writes go through one connection, as
+/// transactions that are one synchronous closure each; reads through the others
+/// (`read_connections()` kept). SQLite lets one writer at a time into a WAL database anyway;
+/// giving every write the same connection makes writers wait in an async queue instead of
+/// in SQLite's busy handler (which sleeps its thread 1–100 ms at a time, with the lock free
+/// meanwhile), and keeps that connection's page cache, which a WAL connection empties
+/// whenever another one commits (decision 82).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    writer: SqlitePool,
+    db: Arc<Database>,
     read_models: Arc<fleet::ReadModels>,
 }
 
@@ -60,6 +62,8 @@ pub struct SqliteStore {
 pub enum OpenError {
     #[error("cannot open the SQLite database {path}: {source}")]
     Connect { path: String, source: sqlx::Error },
+    #[error("cannot open the SQLite database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
     #[error("cannot apply the database migrations to {path}: {source}")]
     Migrate { path: String, source: sqlx::migrate::MigrateError },
 }
@@ -79,28 +83,31 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let connect = |connections: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                .min_connections(1)
-                // A writer waits its turn in the pool, not in SQLite: give the queue the
-                // busy timeout's patience.
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.clone())
-        };
-        let writer = connect(1).await.map_err(|source| OpenError::Connect { path: display.clone(), source })?;
-        MIGRATOR.run(&writer).await.map_err(|source| OpenError::Migrate { path: display.clone(), source })?;
-        let pool = connect(read_connections()).await.map_err(|source| OpenError::Connect { path: display, source })?;
-        Ok(Self { pool, writer, read_models: Arc::new(fleet::ReadModels::over(path)) })
+        // Migrations run once on a connection of their own; everything else goes through `db`.
+        let migrations = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|source| OpenError::Connect { path: display.clone(), source })?;
+        MIGRATOR.run(&migrations).await.map_err(|source| OpenError::Migrate { path: display.clone(), source })?;
+        migrations.close().await;
+        let db = Database::open(path).map_err(|source| OpenError::Open { path: display, source })?;
+        Ok(Self { db: Arc::new(db), read_models: Arc::new(fleet::ReadModels::over(path)) })
     }
 
-    /// Starts a write transaction that takes the write lock at once, so that two writers
-    /// never deadlock upgrading read locks (SQLite's `BEGIN IMMEDIATE`).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: two writers never deadlock
+    /// upgrading read locks), committed when it returns `Ok`, rolled back when it returns
+    /// `Err`.
+    async fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.db.write_mapped(|tx| f(tx), unavailable).await
+    }
+
+    /// Where reads run: a read connection, on the calling thread.
+    fn reader(&self) -> &Database {
+        &self.db
     }
 }
-
 #[async_trait]
 impl ReadinessCheck for SqliteStore {
     fn name(&self) -> &'static str {
@@ -108,16 +115,21 @@ impl ReadinessCheck for SqliteStore {
     }
 
     async fn check(&self) -> Result<(), BoxError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sql::query("SELECT 1").fetch_one(self.reader())?;
         Ok(())
     }
 }
 
-fn unavailable(err: sqlx::Error) -> StoreError {
+fn unavailable(err: rusqlite::Error) -> StoreError {
     StoreError::unavailable(err)
 }
 
 /// Whether a database error is a primary-key / unique-constraint violation.
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
 }

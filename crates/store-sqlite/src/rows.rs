@@ -3,9 +3,9 @@
 use ggprov_domain::cores::{Core, DeploymentStatus, Device, Event, NewCore, StoredEvent, TaskItem, TemplateRef};
 use ggprov_domain::ports::StoreError;
 use ggprov_domain::{TaskId, TaskStatus, TaskType, ThingName, Timestamp};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::Connection;
 
+use crate::sql::{Row, query};
 use crate::unavailable;
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -36,7 +36,7 @@ pub(crate) fn task_type(text: &str) -> Result<TaskType, StoreError> {
     }
 }
 
-pub(crate) fn item_from_row(row: &SqliteRow) -> Result<TaskItem<NewCore>, StoreError> {
+pub(crate) fn item_from_row(row: &Row) -> Result<TaskItem<NewCore>, StoreError> {
     Ok(TaskItem {
         name: thing(row.try_get("name").map_err(unavailable)?)?,
         request: serde_json::from_str(row.try_get("request").map_err(unavailable)?).map_err(corrupt)?,
@@ -47,18 +47,18 @@ pub(crate) fn item_from_row(row: &SqliteRow) -> Result<TaskItem<NewCore>, StoreE
     })
 }
 
-pub(crate) fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
-    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(unavailable);
+pub(crate) fn core_from_row(row: &Row) -> Result<Core, StoreError> {
+    let get_str = |col: &str| row.try_get::<String>(col).map_err(unavailable);
     Ok(Core {
         name: thing(&get_str("name")?)?,
         provisioning_template: get_str("provisioning_template")?,
         desired: TemplateRef {
             name: get_str("desired_name")?,
-            version: row.try_get::<i64, _>("desired_version").map_err(unavailable)? as u32,
+            version: row.try_get::<i64>("desired_version").map_err(unavailable)? as u32,
         },
         reported: TemplateRef {
             name: get_str("reported_name")?,
-            version: row.try_get::<i64, _>("reported_version").map_err(unavailable)? as u32,
+            version: row.try_get::<i64>("reported_version").map_err(unavailable)? as u32,
         },
         deployment_status: DeploymentStatus::parse(&get_str("deployment_status")?),
         deployment_status_message: row.try_get("deployment_status_message").map_err(unavailable)?,
@@ -72,8 +72,8 @@ pub(crate) fn core_from_row(row: &SqliteRow) -> Result<Core, StoreError> {
     })
 }
 
-pub(crate) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
-    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(unavailable);
+pub(crate) fn device_from_row(row: &Row) -> Result<Device, StoreError> {
+    let get_str = |col: &str| row.try_get::<String>(col).map_err(unavailable);
     Ok(Device {
         name: thing(&get_str("name")?)?,
         core_name: thing(&get_str("core_name")?)?,
@@ -85,51 +85,46 @@ pub(crate) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
     })
 }
 
-fn certificate_column(row: &SqliteRow) -> Result<Option<ggprov_domain::certificates::CertificateInfo>, StoreError> {
-    row.try_get::<Option<String>, _>("certificate")
+fn certificate_column(row: &Row) -> Result<Option<ggprov_domain::certificates::CertificateInfo>, StoreError> {
+    row.try_get::<Option<String>>("certificate")
         .map_err(unavailable)?
         .map(|text| serde_json::from_str(&text).map_err(corrupt))
         .transpose()
 }
 
-pub(crate) fn event_from_row(r: &SqliteRow) -> Result<StoredEvent, StoreError> {
+pub(crate) fn event_from_row(r: &Row) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         id: r.get("id"),
-        sequence: r.get::<i64, _>("sequence") as u64,
+        sequence: r.get::<i64>("sequence") as u64,
         event: Event {
             detail_type: r.get("detail_type"),
-            detail: serde_json::from_str(r.get::<&str, _>("detail")).map_err(corrupt)?,
+            detail: serde_json::from_str(r.get_str("detail")).map_err(corrupt)?,
         },
         time: ts(r.get("created_at"))?,
     })
 }
 
-pub(crate) async fn write_event(
-    tx: &mut Transaction<'static, Sqlite>,
-    event: &Event,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO outbox (id, detail_type, detail, created_at) VALUES (?, ?, ?, ?)")
+pub(crate) fn write_event(c: &Connection, event: &Event, now: Timestamp) -> Result<(), StoreError> {
+    query("INSERT INTO outbox (id, detail_type, detail, created_at) VALUES (?, ?, ?, ?)")
         .bind(uuid::Uuid::new_v4().simple().to_string())
         .bind(&event.detail_type)
         .bind(event.detail.to_string())
         .bind(now.as_millis())
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     Ok(())
 }
 
 /// Ends an unfinished item; `false` when it had already ended (a duplicate delivery).
-pub(crate) async fn end_item(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(crate) fn end_item(
+    c: &Connection,
     task: &TaskId,
     name: &ThingName,
     outcome: TaskStatus,
     message: Option<&str>,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let ended = sqlx::query(
+    let ended = query(
         "UPDATE task_items SET status = ?, status_message = ?, updated_at = ? \
          WHERE task_id = ? AND name = ? AND status NOT IN ('Success', 'Failure')",
     )
@@ -138,25 +133,23 @@ pub(crate) async fn end_item(
     .bind(now.as_millis())
     .bind(task.as_str())
     .bind(name.as_str())
-    .execute(&mut **tx)
-    .await
+    .execute(c)
     .map_err(unavailable)?;
     if ended.rows_affected() != 1 {
         return Ok(false);
     }
     // The item's claim on its thing goes with it (deployment items hold none).
-    sqlx::query("DELETE FROM thing_claims WHERE name = ? AND task_id = ?")
+    query("DELETE FROM thing_claims WHERE name = ? AND task_id = ?")
         .bind(name.as_str())
         .bind(task.as_str())
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map_err(unavailable)?;
     Ok(true)
 }
 
 /// Which of `names` have a row in `table` (`cores` or `devices`), 500 names a query.
-pub(crate) async fn existing(
-    pool: &sqlx::SqlitePool,
+pub(crate) fn existing(
+    db: &crate::inline::Database,
     table: &'static str,
     names: &[ThingName],
 ) -> Result<std::collections::BTreeSet<ThingName>, StoreError> {
@@ -165,11 +158,11 @@ pub(crate) async fn existing(
         let marks = vec!["?"; chunk.len()].join(",");
         // The table name comes from this crate only.
         let sql = format!("SELECT name FROM {table} WHERE name IN ({marks})");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = query(sql);
         for name in chunk {
             query = query.bind(name.as_str());
         }
-        for row in query.fetch_all(pool).await.map_err(unavailable)? {
+        for row in query.fetch_all(db).map_err(unavailable)? {
             found.insert(thing(row.try_get("name").map_err(unavailable)?)?);
         }
     }

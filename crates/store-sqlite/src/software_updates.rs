@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use ggprov_domain::ports::{SoftwareUpdateRecords, StoreError};
 use ggprov_domain::software_update::SoftwareUpdateTask;
 use ggprov_domain::{Page, PageRequest, TaskId};
-use sqlx::Row;
 
+use crate::sql::query;
 use crate::{SqliteStore, unavailable};
 
 fn from_doc(text: &str) -> Result<SoftwareUpdateTask, StoreError> {
@@ -20,16 +20,16 @@ fn to_doc(task: &SoftwareUpdateTask) -> String {
 #[async_trait]
 impl SoftwareUpdateRecords for SqliteStore {
     async fn create_software_update(&self, task: &SoftwareUpdateTask) -> Result<(), StoreError> {
-        let result = sqlx::query("INSERT INTO software_updates (id, client_token, doc, rev) VALUES (?, ?, ?, ?)")
+        let result = query("INSERT INTO software_updates (id, client_token, doc, rev) VALUES (?, ?, ?, ?)")
             .bind(task.id.as_str())
             .bind(&task.request.client_token)
             .bind(to_doc(task))
             .bind(i64::try_from(task.rev).unwrap_or(i64::MAX))
-            .execute(&self.writer)
+            .execute_write(&self.db)
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::AlreadyExists),
+            Err(e) if crate::is_unique_violation(&e) => Err(StoreError::AlreadyExists),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -38,12 +38,12 @@ impl SoftwareUpdateRecords for SqliteStore {
         let previous = task.rev;
         task.rev += 1;
         task.updated_at = ggprov_domain::Timestamp::now();
-        let updated = sqlx::query("UPDATE software_updates SET doc = ?, rev = ? WHERE id = ? AND rev = ?")
+        let updated = query("UPDATE software_updates SET doc = ?, rev = ? WHERE id = ? AND rev = ?")
             .bind(to_doc(task))
             .bind(i64::try_from(task.rev).unwrap_or(i64::MAX))
             .bind(task.id.as_str())
             .bind(i64::try_from(previous).unwrap_or(i64::MAX))
-            .execute(&self.writer)
+            .execute_write(&self.db)
             .await
             .map_err(unavailable)?;
         if updated.rows_affected() == 0 {
@@ -54,19 +54,17 @@ impl SoftwareUpdateRecords for SqliteStore {
     }
 
     async fn software_update(&self, id: &TaskId) -> Result<Option<SoftwareUpdateTask>, StoreError> {
-        let row = sqlx::query("SELECT doc FROM software_updates WHERE id = ?")
+        let row = query("SELECT doc FROM software_updates WHERE id = ?")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
         row.map(|r| from_doc(r.get("doc"))).transpose()
     }
 
     async fn software_update_by_token(&self, token: &str) -> Result<Option<SoftwareUpdateTask>, StoreError> {
-        let row = sqlx::query("SELECT doc FROM software_updates WHERE client_token = ?")
+        let row = query("SELECT doc FROM software_updates WHERE client_token = ?")
             .bind(token)
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
         row.map(|r| from_doc(r.get("doc"))).transpose()
     }
@@ -75,11 +73,10 @@ impl SoftwareUpdateRecords for SqliteStore {
         &self,
         page: PageRequest<TaskId>,
     ) -> Result<Page<SoftwareUpdateTask, TaskId>, StoreError> {
-        let rows = sqlx::query("SELECT doc FROM software_updates WHERE id > ? ORDER BY id LIMIT ?")
+        let rows = query("SELECT doc FROM software_updates WHERE id > ? ORDER BY id LIMIT ?")
             .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str).to_owned())
             .bind(i64::from(page.limit) + 1)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(self.reader())
             .map_err(unavailable)?;
         let tasks = rows.iter().map(|r| from_doc(r.get("doc"))).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))

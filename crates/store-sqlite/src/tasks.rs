@@ -8,10 +8,10 @@ use ggprov_domain::cores::{
 use ggprov_domain::ports::{StartedItem, StoreError, TaskStore};
 use ggprov_domain::thing::ThingKind;
 use ggprov_domain::{ItemCounts, Page, PageRequest, TaskId, TaskStatus, TaskType, ThingName, Timestamp};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::Connection;
 
 use crate::rows::{corrupt, end_item, item_from_row, opt_ts, task_type, thing, ts, write_event};
+use crate::sql::{Row, query};
 use crate::{SqliteStore, unavailable};
 
 const TASK_SUMMARY: &str = "SELECT t.id, t.kind, t.core_name, t.type, t.core_version, t.options, t.created_at, \
@@ -23,10 +23,10 @@ const TASK_SUMMARY: &str = "SELECT t.id, t.kind, t.core_name, t.type, t.core_ver
      MAX(i.updated_at) AS updated_at \
      FROM tasks t LEFT JOIN task_items i ON i.task_id = t.id";
 
-fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<Task, StoreError> {
-    let count = |col: &str| row.try_get::<i64, _>(col).map_err(unavailable);
+fn task_from_summary(row: &Row, items: Vec<TaskItem<NewCore>>) -> Result<Task, StoreError> {
+    let count = |col: &str| row.try_get::<i64>(col).map_err(unavailable);
     let options: Option<String> = row.try_get("options").map_err(unavailable)?;
-    let kind = match row.try_get::<&str, _>("kind").map_err(unavailable)? {
+    let kind = match row.try_get_str("kind").map_err(unavailable)? {
         "core" => TaskKind::Core,
         "device" => TaskKind::Device { core_name: thing(row.try_get("core_name").map_err(unavailable)?)? },
         "deployment" => {
@@ -37,13 +37,13 @@ fn task_from_summary(row: &SqliteRow, items: Vec<TaskItem<NewCore>>) -> Result<T
             TaskKind::Deployment(DeploymentSpec {
                 template: TemplateRef {
                     name: row.try_get("template_name").map_err(unavailable)?,
-                    version: row.try_get::<i64, _>("template_version").map_err(unavailable)? as u32,
+                    version: row.try_get::<i64>("template_version").map_err(unavailable)? as u32,
                 },
                 targets: json("targets")?.unwrap_or_default(),
                 iot_job_config: json("iot_job_config")?,
-                expanded: row.try_get::<i64, _>("expanded").map_err(unavailable)? != 0,
-                batches_total: row.try_get::<Option<i64>, _>("batches_total").map_err(unavailable)?.map(|n| n as u32),
-                batch_size: row.try_get::<Option<i64>, _>("batch_size").map_err(unavailable)?.map(|n| n as u32),
+                expanded: row.try_get::<i64>("expanded").map_err(unavailable)? != 0,
+                batches_total: row.try_get::<Option<i64>>("batches_total").map_err(unavailable)?.map(|n| n as u32),
+                batch_size: row.try_get::<Option<i64>>("batch_size").map_err(unavailable)?.map(|n| n as u32),
                 rollout: json("rollout")?.map(serde_json::from_value).transpose().map_err(corrupt)?,
                 revision: row.try_get("revision").map_err(unavailable)?,
             })
@@ -89,12 +89,7 @@ const CLAIM_HOLDER: &str = "SELECT c.task_id FROM thing_claims c JOIN task_items
 /// or (creating) a thing of the other kind. A claim whose item has ended is stale and is taken
 /// over. Three statements whatever the number of items (decision 86): a statement per item
 /// cost a 5,000-core request 15,000 round trips to the connection's thread.
-async fn claim_all(
-    tx: &mut Transaction<'static, Sqlite>,
-    task: &Task,
-    kind: ThingKind,
-    names: &str,
-) -> Result<(), StoreError> {
+fn claim_all(c: &Connection, task: &Task, kind: ThingKind, names: &str) -> Result<(), StoreError> {
     // The table name comes from this crate only.
     let other = match (task.task_type, kind.other()) {
         (TaskType::Create, ThingKind::Core) => "EXISTS (SELECT 1 FROM cores o WHERE o.name = j.value)",
@@ -107,16 +102,15 @@ async fn claim_all(
           WHERE c.name = j.value AND i.status IN ('Waiting', 'InProgress')) AS holder, {other} AS other \
          FROM json_each(?) j) WHERE holder IS NOT NULL OR other ORDER BY position LIMIT 1"
     );
-    let found =
-        sqlx::query(sqlx::AssertSqlSafe(conflict)).bind(names).fetch_optional(&mut **tx).await.map_err(unavailable)?;
+    let found = query(conflict).bind(names).fetch_optional(c).map_err(unavailable)?;
     if let Some(row) = found {
         let name = thing(row.get("name"))?;
-        return Err(match row.get::<Option<String>, _>("holder") {
+        return Err(match row.get::<Option<String>>("holder") {
             Some(holder) => StoreError::Claimed { name, task: TaskId::from_text(&holder) },
             None => StoreError::OtherKind { name, is: kind.other() },
         });
     }
-    sqlx::query(
+    query(
         "INSERT INTO thing_claims (name, task_id, kind, created_at) SELECT value, ?, ?, ? FROM json_each(?) WHERE true \
          ON CONFLICT (name) DO UPDATE SET task_id = excluded.task_id, kind = excluded.kind, created_at = excluded.created_at",
     )
@@ -124,8 +118,7 @@ async fn claim_all(
     .bind(kind.as_str())
     .bind(task.created_at.as_millis())
     .bind(names)
-    .execute(&mut **tx)
-    .await
+    .execute(c)
     .map_err(unavailable)?;
     Ok(())
 }
@@ -134,97 +127,87 @@ async fn claim_all(
 impl TaskStore for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
         let names = serde_json::Value::from(task.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>()).to_string();
-        let mut tx = self.begin_write().await?;
-        if let Some(kind) = task.kind.owns() {
-            claim_all(&mut tx, task, kind, &names).await?;
-        }
-        let core_name = match &task.kind {
-            TaskKind::Device { core_name } => Some(core_name.as_str()),
-            _ => None,
-        };
-        let deployment = match &task.kind {
-            TaskKind::Deployment(spec) => Some(spec),
-            _ => None,
-        };
-        sqlx::query(
-            "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at, rollout, rollout_active, expanded) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(task.id.as_str())
-        .bind(task.kind.family().as_str())
-        .bind(core_name)
-        .bind(deployment.map(|d| d.template.name.clone()))
-        .bind(deployment.map(|d| i64::from(d.template.version)))
-        .bind(match &task.kind {
-            TaskKind::Rotation(spec) => Some(serde_json::to_string(spec).expect("specs serialise")),
-            _ => deployment.map(|d| d.targets.to_string()),
-        })
-        .bind(deployment.and_then(|d| d.iot_job_config.as_ref()).map(ToString::to_string))
-            .bind(task.task_type.as_str())
-            .bind(&task.core_version)
-            .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
-            .bind(task.created_at.as_millis())
-            .bind(task.rollout().map(|r| serde_json::to_string(r).expect("serialises")))
-            // A rotation's rollout runs from the start (its items are known); a deployment's
-            // once its targets are expanded.
-            .bind(matches!(task.kind, TaskKind::Rotation(_)) && task.rollout().is_some_and(|r| r.is_active()))
-            .bind(matches!(task.kind, TaskKind::Rotation(_)))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        // Every item in one statement: [name, request (its JSON text), created at, wave] each.
-        let waves = task.item_waves().unwrap_or_default();
-        let items: Vec<serde_json::Value> = task
-            .items
-            .iter()
-            .map(|item| {
-                serde_json::json!([
-                    item.name.as_str(),
-                    serde_json::to_string(&item.request).expect("requests serialise"),
-                    item.created_at.as_millis(),
-                    waves.get(&item.name).copied().unwrap_or(0),
-                ])
+        self.write(|c| {
+            if let Some(kind) = task.kind.owns() {
+                claim_all(c, task, kind, &names)?;
+            }
+            let core_name = match &task.kind {
+                TaskKind::Device { core_name } => Some(core_name.as_str()),
+                _ => None,
+            };
+            let deployment = match &task.kind {
+                TaskKind::Deployment(spec) => Some(spec),
+                _ => None,
+            };
+            query(
+                "INSERT INTO tasks (id, kind, core_name, template_name, template_version, targets, iot_job_config, type, core_version, options, created_at, rollout, rollout_active, expanded) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(task.id.as_str())
+            .bind(task.kind.family().as_str())
+            .bind(core_name)
+            .bind(deployment.map(|d| d.template.name.clone()))
+            .bind(deployment.map(|d| i64::from(d.template.version)))
+            .bind(match &task.kind {
+                TaskKind::Rotation(spec) => Some(serde_json::to_string(spec).expect("specs serialise")),
+                _ => deployment.map(|d| d.targets.to_string()),
             })
-            .collect();
-        sqlx::query(
-            "INSERT INTO task_items (task_id, name, request, status, created_at, wave) \
-             SELECT ?, value ->> 0, value ->> 1, 'Waiting', value ->> 2, value ->> 3 FROM json_each(?)",
-        )
-        .bind(task.id.as_str())
-        .bind(serde_json::Value::from(items).to_string())
-        .execute(&mut *tx)
+            .bind(deployment.and_then(|d| d.iot_job_config.as_ref()).map(ToString::to_string))
+                .bind(task.task_type.as_str())
+                .bind(&task.core_version)
+                .bind(task.options.as_ref().map(|o| serde_json::to_string(o).expect("options serialise")))
+                .bind(task.created_at.as_millis())
+                .bind(task.rollout().map(|r| serde_json::to_string(r).expect("serialises")))
+                // A rotation's rollout runs from the start (its items are known); a deployment's
+                // once its targets are expanded.
+                .bind(matches!(task.kind, TaskKind::Rotation(_)) && task.rollout().is_some_and(|r| r.is_active()))
+                .bind(matches!(task.kind, TaskKind::Rotation(_)))
+                .execute(c)
+                .map_err(unavailable)?;
+            // Every item in one statement: [name, request (its JSON text), created at, wave] each.
+            let waves = task.item_waves().unwrap_or_default();
+            let items: Vec<serde_json::Value> = task
+                .items
+                .iter()
+                .map(|item| {
+                    serde_json::json!([
+                        item.name.as_str(),
+                        serde_json::to_string(&item.request).expect("requests serialise"),
+                        item.created_at.as_millis(),
+                        waves.get(&item.name).copied().unwrap_or(0),
+                    ])
+                })
+                .collect();
+            query(
+                "INSERT INTO task_items (task_id, name, request, status, created_at, wave) \
+                 SELECT ?, value ->> 0, value ->> 1, 'Waiting', value ->> 2, value ->> 3 FROM json_each(?)",
+            )
+            .bind(task.id.as_str())
+            .bind(serde_json::Value::from(items).to_string())
+            .execute(c)
+            .map_err(unavailable)?;
+            for event in task.creation_events() {
+                write_event(c, &event, task.created_at)?;
+            }
+            Ok(())
+        })
         .await
-        .map_err(unavailable)?;
-        for event in task.creation_events() {
-            write_event(&mut tx, &event, task.created_at).await?;
-        }
-        tx.commit().await.map_err(unavailable)
     }
 
     async fn task_header(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let row = query(sql).bind(id.as_str()).fetch_optional(self.reader()).map_err(unavailable)?;
         row.as_ref().map(|row| task_from_summary(row, Vec::new())).transpose()
     }
 
     async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         let sql = format!("{TASK_SUMMARY} WHERE t.id = ? GROUP BY t.id");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-        else {
+        let Some(row) = query(sql).bind(id.as_str()).fetch_optional(self.reader()).map_err(unavailable)? else {
             return Ok(None);
         };
-        let items = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? ORDER BY name")
+        let items = query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? ORDER BY name")
             .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(self.reader())
             .map_err(unavailable)?
             .iter()
             .map(item_from_row)
@@ -238,12 +221,11 @@ impl TaskStore for SqliteStore {
         page: PageRequest<TaskId>,
     ) -> Result<Page<Task, TaskId>, StoreError> {
         let sql = format!("{TASK_SUMMARY} WHERE t.kind = ? AND t.id > ? GROUP BY t.id ORDER BY t.id LIMIT ?");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = query(sql)
             .bind(family.as_str())
             .bind(page.exclusive_start.as_ref().map_or("", TaskId::as_str))
             .bind(i64::from(page.limit) + 1)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(self.reader())
             .map_err(unavailable)?;
         let tasks = rows.iter().map(|row| task_from_summary(row, Vec::new())).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(tasks, page.limit, |t| t.id.clone()))
@@ -254,14 +236,13 @@ impl TaskStore for SqliteStore {
         task: &TaskId,
         page: PageRequest<ThingName>,
     ) -> Result<Page<TaskItem<NewCore>, ThingName>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name > ? ORDER BY name LIMIT ?",
         )
         .bind(task.as_str())
         .bind(page.exclusive_start.as_ref().map_or("", ThingName::as_str))
         .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(self.reader())
         .map_err(unavailable)?;
         let items = rows.iter().map(item_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page.limit, |i| i.name.clone()))
@@ -276,7 +257,7 @@ impl TaskStore for SqliteStore {
     ) -> Result<Option<StartedItem>, StoreError> {
         let now = Timestamp::now().as_millis();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let claimed = sqlx::query(
+        let claimed = query(
             "UPDATE task_items SET status = 'InProgress', holder = ?, lease_until = ?, updated_at = ? \
              WHERE task_id = ? AND name = ? AND (status = 'Waiting' OR (status = 'InProgress' \
              AND (holder IS NULL OR holder = ? OR COALESCE(lease_until, 0) <= ?))) \
@@ -289,7 +270,7 @@ impl TaskStore for SqliteStore {
         .bind(name.as_str())
         .bind(holder)
         .bind(now)
-        .fetch_optional(&self.writer)
+        .fetch_optional_write(&self.db)
         .await
         .map_err(unavailable)?;
         if let Some(row) = claimed {
@@ -297,11 +278,10 @@ impl TaskStore for SqliteStore {
             return Ok(Some(StartedItem { item: item_from_row(&row)?, won: true }));
         }
         // Not claimed: ended, held by another live lease, or not part of the task.
-        let row = sqlx::query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
+        let row = query("SELECT name, request, status, status_message, created_at, updated_at FROM task_items WHERE task_id = ? AND name = ?")
             .bind(task.as_str())
             .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
         row.as_ref().map(|r| Ok(StartedItem { item: item_from_row(r)?, won: false })).transpose()
     }
@@ -314,18 +294,19 @@ impl TaskStore for SqliteStore {
         event: Option<&Event>,
     ) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let mut tx = self.begin_write().await?;
-        if end_item(&mut tx, task, name, TaskStatus::Failure, Some(message), now).await?
-            && let Some(event) = event
-        {
-            write_event(&mut tx, event, now).await?;
-        }
-        tx.commit().await.map_err(unavailable)
+        self.write(|c| {
+            if end_item(c, task, name, TaskStatus::Failure, Some(message), now)?
+                && let Some(event) = event
+            {
+                write_event(c, event, now)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn open_claim(&self, name: &ThingName) -> Result<Option<TaskId>, StoreError> {
-        let row =
-            sqlx::query(CLAIM_HOLDER).bind(name.as_str()).fetch_optional(&self.pool).await.map_err(unavailable)?;
+        let row = query(CLAIM_HOLDER).bind(name.as_str()).fetch_optional(self.reader()).map_err(unavailable)?;
         Ok(row.map(|r| TaskId::from_text(r.get("task_id"))))
     }
 
@@ -334,29 +315,29 @@ impl TaskStore for SqliteStore {
         before: Timestamp,
         now: Timestamp,
     ) -> Result<Vec<(TaskId, ThingName)>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "UPDATE task_items SET requeued_at = ? WHERE status IN ('Waiting', 'InProgress') \
-             AND MAX(COALESCE(requeued_at, 0), COALESCE(updated_at, created_at)) < ? \
-             AND (status = 'Waiting' OR holder IS NULL OR COALESCE(lease_until, 0) <= ?) \
-             AND task_id IN (SELECT id FROM tasks) \
-             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_items.task_id AND t.rollout IS NOT NULL \
-                 AND (json_extract(t.rollout, '$.phase') <> 'Running' OR json_extract(t.rollout, '$.awaitingApproval') \
-                      OR task_items.wave > json_extract(t.rollout, '$.currentWave'))) \
-             RETURNING task_id, name",
-        )
-        .bind(now.as_millis())
-        .bind(before.as_millis())
-        .bind(now.as_millis())
-        .fetch_all(&mut *tx)
+        self.write(|c| {
+            let rows = query(
+                "UPDATE task_items SET requeued_at = ? WHERE status IN ('Waiting', 'InProgress') \
+                 AND MAX(COALESCE(requeued_at, 0), COALESCE(updated_at, created_at)) < ? \
+                 AND (status = 'Waiting' OR holder IS NULL OR COALESCE(lease_until, 0) <= ?) \
+                 AND task_id IN (SELECT id FROM tasks) \
+                 AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = task_items.task_id AND t.rollout IS NOT NULL \
+                     AND (json_extract(t.rollout, '$.phase') <> 'Running' OR json_extract(t.rollout, '$.awaitingApproval') \
+                          OR task_items.wave > json_extract(t.rollout, '$.currentWave'))) \
+                 RETURNING task_id, name",
+            )
+            .bind(now.as_millis())
+            .bind(before.as_millis())
+            .bind(now.as_millis())
+            .fetch_all(c)
+            .map_err(unavailable)?;
+                    let mut stale = rows
+                .iter()
+                .map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            stale.sort();
+            Ok(stale)
+        })
         .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        let mut stale = rows
-            .iter()
-            .map(|r| Ok((TaskId::from_text(r.get("task_id")), thing(r.get("name"))?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        stale.sort();
-        Ok(stale)
     }
 }

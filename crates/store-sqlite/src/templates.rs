@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use ggprov_domain::ports::{StoreError, TemplateStore};
 use ggprov_domain::{Page, PageRequest, Template, TemplateName, TemplateSpec, Timestamp};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
+use rusqlite::Connection;
+
+use crate::sql::{Row, query};
 use crate::{SqliteStore, is_unique_violation, unavailable};
 
 /// `SELECT` of whole template versions followed by the given clauses.
@@ -15,7 +16,7 @@ macro_rules! select_versions {
     };
 }
 
-fn template_from_row(row: &SqliteRow) -> Result<Template, StoreError> {
+fn template_from_row(row: &Row) -> Result<Template, StoreError> {
     let name: String = row.try_get("name").map_err(unavailable)?;
     let version: i64 = row.try_get("version").map_err(unavailable)?;
     let spec: String = row.try_get("spec").map_err(unavailable)?;
@@ -47,40 +48,41 @@ fn overfetch(limit: u32) -> i64 {
 #[async_trait]
 impl TemplateStore for SqliteStore {
     async fn create_template(&self, template: &Template) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query("INSERT INTO template_heads (name, latest_version) VALUES (?, ?)")
-            .bind(template.name.as_str())
-            .bind(i64::from(template.version))
-            .execute(&mut *tx)
-            .await;
-        match inserted {
-            Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
-            other => other.map_err(unavailable)?,
-        };
-        insert_version(&mut tx, template).await?;
-        tx.commit().await.map_err(unavailable)
+        self.write(|c| {
+            let inserted = query("INSERT INTO template_heads (name, latest_version) VALUES (?, ?)")
+                .bind(template.name.as_str())
+                .bind(i64::from(template.version))
+                .execute(c);
+            match inserted {
+                Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
+                other => other.map_err(unavailable)?,
+            };
+            insert_version(c, template)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn append_template_version(&self, template: &Template) -> Result<(), StoreError> {
         let previous = i64::from(template.version) - 1;
-        let mut tx = self.begin_write().await?;
-        let moved = sqlx::query("UPDATE template_heads SET latest_version = ? WHERE name = ? AND latest_version = ?")
-            .bind(i64::from(template.version))
-            .bind(template.name.as_str())
-            .bind(previous)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if moved.rows_affected() == 0 {
-            let exists = sqlx::query("SELECT 1 FROM template_heads WHERE name = ?")
+        self.write(|c| {
+            let moved = query("UPDATE template_heads SET latest_version = ? WHERE name = ? AND latest_version = ?")
+                .bind(i64::from(template.version))
                 .bind(template.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
+                .bind(previous)
+                .execute(c)
                 .map_err(unavailable)?;
-            return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
-        }
-        insert_version(&mut tx, template).await?;
-        tx.commit().await.map_err(unavailable)
+            if moved.rows_affected() == 0 {
+                let exists = query("SELECT 1 FROM template_heads WHERE name = ?")
+                    .bind(template.name.as_str())
+                    .fetch_optional(c)
+                    .map_err(unavailable)?;
+                return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
+            }
+            insert_version(c, template)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn latest_template(&self, name: &TemplateName) -> Result<Option<Template>, StoreError> {
@@ -91,7 +93,7 @@ impl TemplateStore for SqliteStore {
         }
         let sql = "SELECT v.name, v.version, v.spec, v.created_at, v.updated_at FROM template_heads h \
                    JOIN template_versions v ON v.name = h.name AND v.version = h.latest_version WHERE h.name = ?";
-        let row = sqlx::query(sql).bind(name.as_str()).fetch_optional(&self.pool).await.map_err(unavailable)?;
+        let row = query(sql).bind(name.as_str()).fetch_optional(self.reader()).map_err(unavailable)?;
         let template = row.as_ref().map(template_from_row).transpose()?;
         self.read_models.templates.put(at, name.as_str(), template.clone().map(std::sync::Arc::new));
         Ok(template)
@@ -109,11 +111,10 @@ impl TemplateStore for SqliteStore {
     }
 
     async fn template_version(&self, name: &TemplateName, version: u32) -> Result<Option<Template>, StoreError> {
-        let row = sqlx::query(select_versions!(" WHERE name = ? AND version = ?"))
+        let row = query(select_versions!(" WHERE name = ? AND version = ?"))
             .bind(name.as_str())
             .bind(i64::from(version))
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(self.reader())
             .map_err(unavailable)?;
         row.as_ref().map(template_from_row).transpose()
     }
@@ -126,12 +127,7 @@ impl TemplateStore for SqliteStore {
                    JOIN template_versions v ON v.name = h.name AND v.version = h.latest_version \
                    WHERE h.name > ? ORDER BY h.name LIMIT ?";
         let after = page.exclusive_start.as_ref().map_or("", TemplateName::as_str);
-        let rows = sqlx::query(sql)
-            .bind(after)
-            .bind(overfetch(page.limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows = query(sql).bind(after).bind(overfetch(page.limit)).fetch_all(self.reader()).map_err(unavailable)?;
         let items = rows.iter().map(template_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page.limit, |t| t.name.clone()))
     }
@@ -141,46 +137,40 @@ impl TemplateStore for SqliteStore {
         name: &TemplateName,
         page: PageRequest<u32>,
     ) -> Result<Page<Template, u32>, StoreError> {
-        let rows = sqlx::query(select_versions!(" WHERE name = ? AND version > ? ORDER BY version LIMIT ?"))
+        let rows = query(select_versions!(" WHERE name = ? AND version > ? ORDER BY version LIMIT ?"))
             .bind(name.as_str())
             .bind(i64::from(page.exclusive_start.unwrap_or(0)))
             .bind(overfetch(page.limit))
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(self.reader())
             .map_err(unavailable)?;
         let items = rows.iter().map(template_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page.limit, |t| t.version))
     }
 
     async fn delete_template(&self, name: &TemplateName) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let head = sqlx::query("DELETE FROM template_heads WHERE name = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query("DELETE FROM template_versions WHERE name = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(head.rows_affected() > 0)
+        self.write(|c| {
+            let head = query("DELETE FROM template_heads WHERE name = ?")
+                .bind(name.as_str())
+                .execute(c)
+                .map_err(unavailable)?;
+            query("DELETE FROM template_versions WHERE name = ?")
+                .bind(name.as_str())
+                .execute(c)
+                .map_err(unavailable)?;
+            Ok(head.rows_affected() > 0)
+        })
+        .await
     }
 }
 
-async fn insert_version(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    template: &Template,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO template_versions (name, version, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+fn insert_version(c: &Connection, template: &Template) -> Result<(), StoreError> {
+    query("INSERT INTO template_versions (name, version, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
         .bind(template.name.as_str())
         .bind(i64::from(template.version))
         .bind(spec_json(template))
         .bind(template.created_at.as_millis())
         .bind(template.updated_at.map(|t| t.as_millis()))
-        .execute(&mut **tx)
-        .await
+        .execute(c)
         .map(drop)
         .map_err(|err| if is_unique_violation(&err) { StoreError::Conflict } else { unavailable(err) })
 }
