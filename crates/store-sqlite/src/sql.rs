@@ -213,3 +213,56 @@ impl<'r, T: Decode<'r>> Decode<'r> for Option<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn database() -> (Database, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ggprov-sql-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::open(&dir.join("t.db")).unwrap();
+        db.write(|tx| {
+            tx.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, x REAL, flag INTEGER, note TEXT)")
+        })
+        .await
+        .unwrap();
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn rows_decode_by_column_name_and_say_which_column_did_not_fit() {
+        let (db, dir) = database().await;
+        db.write(|tx| {
+            query("INSERT INTO t (k, n, x, flag, note) VALUES (?, ?, ?, ?, ?)")
+                .bind("a")
+                .bind(7_i64)
+                .bind(1.5_f64)
+                .bind(true)
+                .bind(None::<String>)
+                .execute(tx)
+        })
+        .await
+        .unwrap();
+        let row = query("SELECT * FROM t WHERE k = ?").bind("a").fetch_one(&db).unwrap();
+        assert_eq!(row.get_str("k"), "a");
+        assert_eq!((row.get::<i64>("n"), row.get::<u32>("n"), row.get::<f64>("x")), (7, 7, 1.5));
+        assert!(row.get::<bool>("flag"));
+        assert_eq!(row.get::<Option<String>>("note"), None);
+        let wrong = row.try_get::<i64>("k").unwrap_err().to_string();
+        assert!(wrong.contains('k'), "{wrong}");
+        assert!(matches!(row.try_get::<i64>("missing"), Err(rusqlite::Error::InvalidColumnName(_))));
+        assert!(query("SELECT * FROM t WHERE k = ?").bind("b").fetch_optional(&db).unwrap().is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_connection_refuses_writes() {
+        let (db, dir) = database().await;
+        let err = db.read(|c| query("INSERT INTO t (k) VALUES ('r')").execute(c)).unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::ReadOnly), "{err}");
+        let rows = query("SELECT k FROM t").fetch_all(&db).unwrap();
+        assert!(rows.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
