@@ -138,6 +138,9 @@ enum ApiKeyCommand {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The runtime's blocking threads at most (tokio's default is 512).
+const BLOCKING_THREADS: usize = 16;
+
 fn main() -> ExitCode {
     // No transparent huge pages for this process (decision 82): mimalloc's fresh pages were
     // faulted in 2 MiB at a time, each zeroed whole and counted whole in the RSS, so a 3,000-core
@@ -204,13 +207,17 @@ fn serve(config_file: Option<&std::path::Path>, role: Option<&str>) -> ExitCode 
     for name in &config.unknown_env {
         tracing::warn!(variable = %name, "ignoring {name}: no such setting (see `ggprov serve --help`)");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("ggprov: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Blocking threads do the embedded default's file writes (each `fsync`ed, one disk) and the
+    // AWS SDK's DNS lookups; past a few dozen they add no throughput, only a stack and an
+    // allocator heap each (decision 86).
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(BLOCKING_THREADS).build() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("ggprov: cannot start the async runtime: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
     let result = runtime.block_on(async {
         let app = Application::build(&config).await?;
         let shutdown = shutdown_signal();

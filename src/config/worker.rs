@@ -21,14 +21,14 @@ pub(super) const WORKER: Setting = Setting {
 pub(super) const WORKER_CONCURRENCY: Setting = Setting {
     key: "worker_concurrency",
     env: "GGPROV_WORKER_CONCURRENCY",
-    default: "4",
+    default: "8",
     help: "Jobs (batches) a worker processes at once; the next is received as soon as one ends.",
 };
 
 pub(super) const ITEM_CONCURRENCY: Setting = Setting {
     key: "item_concurrency",
     env: "GGPROV_ITEM_CONCURRENCY",
-    default: "8",
+    default: "20",
     help: "Items of one batch working at once; an item waiting out a retry's backoff lets another start meanwhile (at most 4× this many started).",
 };
 
