@@ -2,8 +2,9 @@
 //!
 //! sqlx gives every SQLite connection a thread of its own and sends it each statement: a
 //! statement costs two thread wake-ups, and a transaction of ten statements holds the write
-//! lock for ten round trips. On this machine kind that was about two thirds of a provisioned
-//! core's CPU (perf: 65% of the samples in the kernel's scheduler). A [`Database`] runs
+//! lock for ten round trips. On this machine kind that was the largest part of a provisioned
+//! core's CPU (perf: 65 % of the samples in the kernel, a third of all in the scheduler); it
+//! took half of it away. A [`Database`] runs
 //! statements where it is called instead: a read on one of its read connections, a write
 //! transaction as one synchronous closure on its write connection. Only waiting for the
 //! write connection is asynchronous; nothing in a closure awaits, so no transaction is left
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-/// Prepared statements a connection keeps (every statement of the local cloud fits).
+/// Prepared statements a connection keeps (the hot ones of the store and the local cloud fit).
 const STATEMENT_CACHE: usize = 128;
 
 /// How long a writer retries when another process holds the write lock.
