@@ -10,16 +10,13 @@ mod rotation;
 mod simulation;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ggprov_domain::ports::CloudError;
 use ggprov_domain::{ComponentName, ComponentVersion, Timestamp};
-use ggprov_store_sqlite::inline::Database;
+use ggprov_store_sqlite::inline::{Database, OpenFailure};
 pub(crate) use ggprov_store_sqlite::inline::{all, execute, exists, one};
 pub(crate) use rusqlite::{Connection, params};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use catalogue::ComponentCatalogue;
 pub use control::control_router;
@@ -92,23 +89,13 @@ impl LocalCloud {
     pub async fn open(path: &Path, settings: LocalCloudSettings) -> Result<Self, OpenError> {
         let display = path.display().to_string();
         let err = |source: Box<dyn std::error::Error + Send + Sync>| OpenError { path: display.clone(), source };
-        // Migrations run once on a connection of their own; everything else goes through `db`.
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| err(e.into()))?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let migrations = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(|e| err(e.into()))?;
-        MIGRATOR.run(&migrations).await.map_err(|e| err(e.into()))?;
-        migrations.close().await;
-        let db = Database::open(path).map_err(|e| err(e.into()))?;
+        let db = Database::open_migrated(path, &MIGRATOR).await.map_err(|failure| {
+            err(match failure {
+                OpenFailure::Connect(e) => e.into(),
+                OpenFailure::Migrate(e) => e.into(),
+                OpenFailure::Open(e) => e.into(),
+            })
+        })?;
         let mut catalogue = ComponentCatalogue::public();
         catalogue.extend(settings.private_components.iter().cloned());
         let reads = greengrass::DeviceReads::over(path);

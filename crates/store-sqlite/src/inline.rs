@@ -36,7 +36,39 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// Why [`Database::open_migrated`] failed.
+#[derive(Debug)]
+pub enum OpenFailure {
+    /// The migrations' connection could not be opened.
+    Connect(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+    Open(rusqlite::Error),
+}
+
 impl Database {
+    /// Applies `migrator`'s pending migrations (sqlx's, recorded in `_sqlx_migrations`, which
+    /// existing data directories carry) on a connection of their own, closed again, then
+    /// opens the database.
+    pub async fn open_migrated(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Self, OpenFailure> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let migrations = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(OpenFailure::Connect)?;
+        migrator.run(&migrations).await.map_err(OpenFailure::Migrate)?;
+        migrations.close().await;
+        Self::open(path).map_err(OpenFailure::Open)
+    }
+
     /// Opens (creating if needed) the database file in WAL mode with `synchronous = NORMAL`:
     /// a commit is durable against a crash of the process at once and against a crash of
     /// the machine from the next checkpoint on, as with the sqlx connections before.

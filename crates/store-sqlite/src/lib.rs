@@ -21,16 +21,13 @@ mod tasks;
 mod templates;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use ggprov_domain::ports::{BoxError, ReadinessCheck, StoreError};
 use rusqlite::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::inline::Database;
+use crate::inline::{Database, OpenFailure};
 
 /// Read connections a database keeps: one more than the machine has cores, from 2 to 7.
 /// Reads run on the calling thread (decision 86), so no more of them run at once than there
@@ -74,25 +71,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, OpenError> {
-        let display = path.display().to_string();
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .expect("static SQLite URL parses")
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        // Migrations run once on a connection of their own; everything else goes through `db`.
-        let migrations = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(|source| OpenError::Connect { path: display.clone(), source })?;
-        MIGRATOR.run(&migrations).await.map_err(|source| OpenError::Migrate { path: display.clone(), source })?;
-        migrations.close().await;
-        let db = Database::open(path).map_err(|source| OpenError::Open { path: display, source })?;
+        let path_text = || path.display().to_string();
+        let db = Database::open_migrated(path, &MIGRATOR).await.map_err(|failure| match failure {
+            OpenFailure::Connect(source) => OpenError::Connect { path: path_text(), source },
+            OpenFailure::Migrate(source) => OpenError::Migrate { path: path_text(), source },
+            OpenFailure::Open(source) => OpenError::Open { path: path_text(), source },
+        })?;
         Ok(Self { db: Arc::new(db), read_models: Arc::new(fleet::ReadModels::over(path)) })
     }
 

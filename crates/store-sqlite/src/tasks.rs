@@ -126,10 +126,14 @@ fn claim_all(c: &Connection, task: &Task, kind: ThingKind, names: &str) -> Resul
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<(), StoreError> {
-        let names = serde_json::Value::from(task.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>()).to_string();
+        // Tasks that own their things claim the items' names (built before the write lock).
+        let claims = task.kind.owns().map(|kind| {
+            let names: Vec<&str> = task.items.iter().map(|i| i.name.as_str()).collect();
+            (kind, serde_json::Value::from(names).to_string())
+        });
         self.write(|c| {
-            if let Some(kind) = task.kind.owns() {
-                claim_all(c, task, kind, &names)?;
+            if let Some((kind, names)) = &claims {
+                claim_all(c, task, *kind, names)?;
             }
             let core_name = match &task.kind {
                 TaskKind::Device { core_name } => Some(core_name.as_str()),
