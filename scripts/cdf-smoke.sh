@@ -49,7 +49,9 @@ printf '%s\n' "$OUT" | grep -E '^(PASS|FAIL|SKIP|INFO) ' || true
 TOTAL_PASSED=$(printf '%s\n' "$OUT" | grep -c '^PASS ' || true)
 missing=()
 for step in "${REQUIRED[@]}"; do
-  printf '%s\n' "$OUT" | grep -qE "^PASS +$step " || missing+=("$step")
+  # A here-string, not a pipe: `grep -q` stops reading at its match, and under `pipefail` the
+  # writer's SIGPIPE then counted a passed step as missing (it failed a CI run that way).
+  grep -qE "^PASS +$step " <<<"$OUT" || missing+=("$step")
 done
 echo "cdf smoke: $TOTAL_PASSED steps passed; required ${#REQUIRED[@]}, of which ${#missing[@]} did not pass"
 if [ ${#missing[@]} -gt 0 ]; then
