@@ -14,6 +14,12 @@
 //! The slot travels with the item's future as a task-local value, so the retry layer
 //! ([`crate::Paced`]) gives it up without knowing which batch, if any, it serves: calls made
 //! outside [`run_items`] (request handlers) simply wait.
+//!
+//! One level up, the same rule holds for a worker's jobs ([`Jobs`]): a job counts against
+//! the worker's concurrency only while something in it works. A job whose unfinished items
+//! all wait out backoffs (the tail of a batch under throttling: 19 items done, one asleep)
+//! lets the worker take another job meanwhile, up to `STARTED_PER_ACTIVE ×` the concurrency
+//! held at once.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -23,10 +29,106 @@ use tokio::sync::Notify;
 
 /// Items started at most, as a multiple of the active ones: bounds the leases and memory a
 /// batch holds while many of its items wait.
-const STARTED_PER_ACTIVE: usize = 4;
+pub(crate) const STARTED_PER_ACTIVE: usize = 4;
 
 tokio::task_local! {
     static SLOT: Slot;
+    static JOB: Arc<Job>;
+}
+
+/// A worker's jobs in hand, and how many of them work now (not all waiting inside [`idle`]).
+#[derive(Default)]
+pub(crate) struct Jobs {
+    working: Mutex<usize>,
+    /// Signalled when a job stops working (waits, or ends while working).
+    paused: Notify,
+}
+
+impl Jobs {
+    /// Jobs in hand with something working.
+    pub(crate) fn working(&self) -> usize {
+        *self.working.lock().expect("jobs lock")
+    }
+
+    /// Ends when a job stops working after this call (or did since the last such wait).
+    pub(crate) async fn paused(&self) {
+        self.paused.notified().await;
+    }
+
+    /// `job`, counted as working from now on (not from its first poll: the worker decides
+    /// what else to take before it polls its jobs again) except while all its work waits
+    /// inside [`idle`].
+    pub(crate) fn run<F: Future>(self: &Arc<Self>, job: F) -> impl Future<Output = F::Output> + use<F> {
+        *self.working.lock().expect("jobs lock") += 1;
+        let scoped = JOB.scope(Arc::new(Job { jobs: self.clone(), strands: Mutex::new(1) }), job);
+        // Awaited by value, so the job's count goes when it ends: a task-local future keeps
+        // its value until it is dropped, and a caller may hold it after it ends.
+        #[allow(clippy::redundant_async_block, reason = "drops the scope (and its count) on completion")]
+        async move {
+            scoped.await
+        }
+    }
+}
+
+/// One job's strands of work that are not waiting: its body, or its items while the body
+/// waits for them in [`run_items`].
+struct Job {
+    jobs: Arc<Jobs>,
+    strands: Mutex<usize>,
+}
+
+impl Job {
+    fn add(&self, strands: usize) {
+        let mut now = self.strands.lock().expect("job lock");
+        if *now == 0 && strands > 0 {
+            *self.jobs.working.lock().expect("jobs lock") += 1;
+        }
+        *now += strands;
+    }
+
+    fn remove(&self, strands: usize) {
+        let mut now = self.strands.lock().expect("job lock");
+        let was = *now;
+        *now = was.saturating_sub(strands);
+        if was > 0 && *now == 0 {
+            *self.jobs.working.lock().expect("jobs lock") -= 1;
+            self.jobs.paused.notify_one();
+        }
+    }
+
+    fn current() -> Option<Arc<Job>> {
+        JOB.try_with(Arc::clone).ok()
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if *self.strands.get_mut().expect("job lock") > 0 {
+            *self.jobs.working.lock().expect("jobs lock") -= 1;
+            self.jobs.paused.notify_one();
+        }
+    }
+}
+
+/// While alive, the job's body counts as waiting (its items count instead).
+struct BodyWaits(Option<Arc<Job>>);
+
+impl BodyWaits {
+    fn new() -> Self {
+        let job = Job::current();
+        if let Some(job) = &job {
+            job.remove(1);
+        }
+        Self(job)
+    }
+}
+
+impl Drop for BodyWaits {
+    fn drop(&mut self) {
+        if let Some(job) = &self.0 {
+            job.add(1);
+        }
+    }
 }
 
 /// The items of one batch that work now (not waiting inside [`idle`]).
@@ -34,6 +136,8 @@ struct Working {
     active: usize,
     now: Mutex<usize>,
     freed: Notify,
+    /// The worker's job these items belong to, if any.
+    job: Option<Arc<Job>>,
 }
 
 impl Working {
@@ -45,6 +149,9 @@ impl Working {
                 let mut now = self.now.lock().expect("working lock");
                 if *now < self.active {
                     *now += 1;
+                    if let Some(job) = &self.job {
+                        job.add(1);
+                    }
                     return;
                 }
             }
@@ -54,10 +161,16 @@ impl Working {
 
     fn enter(&self) {
         *self.now.lock().expect("working lock") += 1;
+        if let Some(job) = &self.job {
+            job.add(1);
+        }
     }
 
     fn leave(&self) {
         *self.now.lock().expect("working lock") -= 1;
+        if let Some(job) = &self.job {
+            job.remove(1);
+        }
         self.freed.notify_one();
     }
 }
@@ -93,8 +206,9 @@ where
     Fut: Future,
 {
     let active = active.max(1);
-    let working = Arc::new(Working { active, now: Mutex::new(0), freed: Notify::new() });
-    futures::stream::iter(items)
+    let body = BodyWaits::new();
+    let working = Arc::new(Working { active, now: Mutex::new(0), freed: Notify::new(), job: body.0.clone() });
+    let results = futures::stream::iter(items)
         .map(|item| {
             let working = working.clone();
             let work = work(item);
@@ -105,7 +219,9 @@ where
         })
         .buffer_unordered(active.saturating_mul(STARTED_PER_ACTIVE))
         .collect()
-        .await
+        .await;
+    drop(body);
+    results
 }
 
 /// Awaits `wait` without counting the current item as working (if it runs inside
@@ -113,11 +229,14 @@ where
 /// without waiting for room (see the module's notes).
 pub(crate) async fn idle<W: Future>(wait: W) -> W::Output {
     let inside = SLOT.try_with(|slot| slot.set_counted(false)).is_ok();
-    let output = wait.await;
     if inside {
+        let output = wait.await;
         SLOT.with(|slot| slot.set_counted(true));
+        return output;
     }
-    output
+    // A job's body waiting outside a batch (a single-item job's backoff).
+    let _body = BodyWaits::new();
+    wait.await
 }
 
 #[cfg(test)]
@@ -129,7 +248,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn items_waiting_out_a_backoff_let_others_start_and_starts_stay_within_the_active_slots() {
-        let starting = Working { active: usize::MAX, now: Mutex::new(0), freed: Notify::new() };
+        let starting = Working { active: usize::MAX, now: Mutex::new(0), freed: Notify::new(), job: None };
         let most = std::sync::atomic::AtomicUsize::new(0);
         let started = tokio::time::Instant::now();
         // 8 items, 2 slots: each works 10 ms, waits 100 ms (a backoff), works 10 ms again.
@@ -181,6 +300,42 @@ mod tests {
         .await
         .expect("no deadlock");
         assert_eq!(done.len(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_counts_as_working_only_while_something_in_it_is_not_waiting() {
+        let jobs = Arc::new(Jobs::default());
+        // Item 0 meets a 100 ms backoff, then works 10 ms; items 1 and 2 work 10 ms.
+        let batch = jobs.run(run_items(0..3, 3, |i| async move {
+            if i == 0 {
+                idle(tokio::time::sleep(Duration::from_millis(100))).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            i
+        }));
+        assert_eq!(jobs.working(), 1, "a job in hand works before it is first polled");
+        tokio::pin!(batch);
+        assert!(futures::poll!(&mut batch).is_pending());
+        assert_eq!(jobs.working(), 1, "two items work");
+        // At 20 ms items 1 and 2 are done and item 0 waits: the job waits, and says so.
+        let paused = jobs.paused();
+        tokio::pin!(paused);
+        assert!(tokio::time::timeout(Duration::from_millis(20), &mut batch).await.is_err());
+        assert_eq!(jobs.working(), 0, "the only unfinished item waits out its backoff");
+        assert!(futures::poll!(&mut paused).is_ready(), "the worker hears that a job stopped working");
+        // Back from the wait, the job works again until it ends.
+        assert!(tokio::time::timeout(Duration::from_millis(85), &mut batch).await.is_err());
+        assert_eq!(jobs.working(), 1);
+        assert_eq!(batch.await.len(), 3);
+        assert_eq!(jobs.working(), 0);
+
+        // A job without a batch waits in its body.
+        let single = jobs.run(idle(tokio::time::sleep(Duration::from_millis(50))));
+        tokio::pin!(single);
+        assert!(futures::poll!(&mut single).is_pending());
+        assert_eq!(jobs.working(), 0, "a single job's backoff");
+        single.await;
+        assert_eq!(jobs.working(), 0);
     }
 
     #[tokio::test(start_paused = true)]

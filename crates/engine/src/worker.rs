@@ -61,6 +61,8 @@ pub struct Worker {
     deployer: Arc<Deployer>,
     sweeper: Sweeper,
     settings: WorkerSettings,
+    /// The jobs in hand that work now (not all waiting out backoffs).
+    activity: Arc<crate::slots::Jobs>,
 }
 
 impl Worker {
@@ -71,7 +73,7 @@ impl Worker {
         sweeper: Sweeper,
         settings: WorkerSettings,
     ) -> Self {
-        Self { queue, relay: None, metrics: None, jobs, deployer, sweeper, settings }
+        Self { queue, relay: None, metrics: None, jobs, deployer, sweeper, settings, activity: Arc::default() }
     }
 
     /// Publishes outbox events through `relay` in the worker loop.
@@ -130,9 +132,10 @@ impl Worker {
     /// Consumes jobs until `shutdown` turns true; jobs in hand are finished first, the rest
     /// stay on the queue.
     ///
-    /// Up to `concurrency` jobs run at once, and a new one is received as soon as one ends:
-    /// a job slowed by one item (a call retried with a long backoff) does not hold the others
-    /// back. The periodic duties (status ingestion, events, reconciliation, the sweeper) run
+    /// Up to `concurrency` jobs work at once, and a new one is received as soon as one ends
+    /// or waits: a job whose unfinished items all wait out backoffs (calls retried under
+    /// throttling) does not count, so it does not hold the others back (`slots`; at most
+    /// `STARTED_PER_ACTIVE × concurrency` jobs are in hand). The periodic duties (status ingestion, events, reconciliation, the sweeper) run
     /// between receives while the jobs in hand keep running; a rollout step waits until this
     /// worker has no job in hand, so that none of its moves is in flight while a rollout
     /// decides (that drain only happens while a rollout is active).
@@ -171,18 +174,22 @@ impl Worker {
                     tracing::warn!(error = %ErrorChain(&err), "sweep failed");
                 }
             }
-            let free = self.settings.concurrency.max(1).saturating_sub(jobs.len());
+            let concurrency = self.settings.concurrency.max(1);
+            let free = concurrency
+                .saturating_sub(self.activity.working())
+                .min((concurrency * crate::slots::STARTED_PER_ACTIVE).saturating_sub(jobs.len()));
             if free == 0 {
-                // Every slot busy: on when one job ends (or to stop).
+                // Every slot busy: on when one job ends or waits (or to stop).
                 tokio::select! {
                     _ = jobs.next() => {}
+                    () = self.activity.paused() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
             match alongside(&mut jobs, self.queue.receive(free, self.settings.lease)).await {
                 Ok(deliveries) if !deliveries.is_empty() => {
-                    jobs.extend(deliveries.into_iter().map(|d| self.handle(d)));
+                    jobs.extend(deliveries.into_iter().map(|d| self.activity.run(self.handle(d))));
                 }
                 Ok(_) => {
                     // Nothing visible: on after the poll interval, or as soon as a job ends (what
