@@ -32,10 +32,19 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Waits before try `attempt + 1`: `base × 2^(attempt-1)`, at most 5 s, jittered.
+    /// The longest wait between two tries, as a multiple of `base` (and never over 5 s).
+    pub const CAP_BASES: u32 = 8;
+
+    /// Waits before try `attempt + 1`: `base × 2^(attempt-1)`, at most `CAP_BASES × base`
+    /// and 5 s, jittered. The cap keeps a rare long run of failures (a call failing six
+    /// times in a row) from doubling its wait each time: the item waiting it out is often
+    /// the last of its task, so the task's end waits for it.
     pub(crate) async fn pause(&self, attempt: u32) {
-        let delay =
-            self.base.saturating_mul(1 << attempt.saturating_sub(1).min(10)).min(std::time::Duration::from_secs(5));
+        let delay = self
+            .base
+            .saturating_mul(1 << attempt.saturating_sub(1).min(10))
+            .min(self.base.saturating_mul(Self::CAP_BASES))
+            .min(std::time::Duration::from_secs(5));
         // The item's slot goes to another item meanwhile (`slots`).
         slots::idle(tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64() * 0.5))).await;
     }

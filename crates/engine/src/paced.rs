@@ -338,6 +338,22 @@ mod tests {
         assert_eq!(other.elapsed(), Duration::ZERO, "APIs are paced independently");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn retry_waits_double_from_the_base_up_to_eight_bases() {
+        let policy = crate::RetryPolicy { attempts: 10, base: Duration::from_millis(100) };
+        for (attempt, full) in [(1, 100), (3, 400), (4, 800), (9, 800)] {
+            let start = Instant::now();
+            policy.pause(attempt).await;
+            let waited = start.elapsed();
+            // Jittered over the upper half of the full wait.
+            let full = Duration::from_millis(full);
+            assert!(waited >= full / 2 && waited <= full, "attempt {attempt} waited {waited:?}");
+        }
+        let start = Instant::now();
+        crate::RetryPolicy { attempts: 10, base: Duration::from_secs(2) }.pause(9).await;
+        assert!(start.elapsed() <= Duration::from_secs(5), "never more than 5 s");
+    }
+
     #[test]
     fn throttling_cuts_the_rate_and_calls_that_pass_bring_it_back_to_the_configured_one() {
         let pacer = Pacer::new(1.0);
