@@ -22,7 +22,7 @@ pub(super) const WORKER_CONCURRENCY: Setting = Setting {
     key: "worker_concurrency",
     env: "GGPROV_WORKER_CONCURRENCY",
     default: "8",
-    help: "Jobs (batches) a worker processes at once; the next is received as soon as one ends.",
+    help: "Jobs (batches) a worker works on at once; the next is received as soon as one ends, or waits with every unfinished item waiting out a retry's backoff (at most 4× this many in hand).",
 };
 
 pub(super) const ITEM_CONCURRENCY: Setting = Setting {
