@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use futures::stream::FuturesUnordered;
 use ggprov_domain::ErrorChain;
 use ggprov_domain::ports::{Delivery, WorkQueue};
@@ -139,7 +139,7 @@ impl Worker {
     /// between receives while the jobs in hand keep running; a rollout step waits until this
     /// worker has no job in hand, so that none of its moves is in flight while a rollout
     /// decides (that drain only happens while a rollout is active).
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_reconcile = tokio::time::Instant::now();
         let mut last_rollout_step = tokio::time::Instant::now();
@@ -189,7 +189,12 @@ impl Worker {
             }
             match alongside(&mut jobs, self.queue.receive(free, self.settings.lease)).await {
                 Ok(deliveries) if !deliveries.is_empty() => {
-                    jobs.extend(deliveries.into_iter().map(|d| self.activity.run(self.handle(d))));
+                    // Each job is a task of its own, so jobs run on every runtime thread: polled
+                    // as one task (this loop's), all of a worker's items shared one thread.
+                    jobs.extend(deliveries.into_iter().map(|delivery| {
+                        let worker = Arc::clone(self);
+                        tokio::spawn(self.activity.run(async move { worker.handle(delivery).await })).map(job_ended)
+                    }));
                 }
                 Ok(_) => {
                     // Nothing visible: on after the poll interval, or as soon as a job ends (what
@@ -306,6 +311,13 @@ impl Worker {
         let exp = self.settings.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.settings.max_backoff);
         capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// A job's task ended; a panic in it is logged (its delivery stays leased and comes back).
+fn job_ended(result: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = result {
+        tracing::error!(error = %err, "a job's task failed; its delivery comes back when its lease expires");
     }
 }
 
