@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt as _, StreamExt as _};
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 use ggprov_domain::ErrorChain;
 use ggprov_domain::ports::{Delivery, WorkQueue};
 use tokio::sync::watch;
@@ -314,10 +314,15 @@ impl Worker {
     }
 }
 
-/// A job's task ended; a panic in it is logged (its delivery stays leased and comes back).
+/// A job's task ended. One that panicked or was cancelled (the runtime shutting down) left
+/// its delivery leased: it comes back when the lease expires.
 fn job_ended(result: Result<(), tokio::task::JoinError>) {
-    if let Err(err) = result {
-        tracing::error!(error = %err, "a job's task failed; its delivery comes back when its lease expires");
+    match result {
+        Ok(()) => {}
+        Err(err) if err.is_panic() => {
+            tracing::error!(error = %err, "a job panicked; its delivery comes back when its lease expires");
+        }
+        Err(_) => tracing::info!("a job was cancelled by the shutdown; its delivery comes back when its lease expires"),
     }
 }
 
