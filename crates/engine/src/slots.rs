@@ -50,6 +50,12 @@ impl Jobs {
         *self.working.lock().expect("jobs lock")
     }
 
+    /// One job stopped working: it waits, or ended.
+    fn stopped_working(&self) {
+        *self.working.lock().expect("jobs lock") -= 1;
+        self.paused.notify_one();
+    }
+
     /// Ends when a job stops working after this call (or did since the last such wait).
     pub(crate) async fn paused(&self) {
         self.paused.notified().await;
@@ -91,8 +97,7 @@ impl Job {
         let was = *now;
         *now = was.saturating_sub(strands);
         if was > 0 && *now == 0 {
-            *self.jobs.working.lock().expect("jobs lock") -= 1;
-            self.jobs.paused.notify_one();
+            self.jobs.stopped_working();
         }
     }
 
@@ -104,8 +109,7 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if *self.strands.get_mut().expect("job lock") > 0 {
-            *self.jobs.working.lock().expect("jobs lock") -= 1;
-            self.jobs.paused.notify_one();
+            self.jobs.stopped_working();
         }
     }
 }
