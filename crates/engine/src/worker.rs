@@ -135,7 +135,8 @@ impl Worker {
     /// Up to `concurrency` jobs work at once, and a new one is received as soon as one ends
     /// or waits: a job whose unfinished items all wait out backoffs (calls retried under
     /// throttling) does not count, so it does not hold the others back (`slots`; at most
-    /// `STARTED_PER_ACTIVE × concurrency` jobs are in hand). The periodic duties (status ingestion, events, reconciliation, the sweeper) run
+    /// `STARTED_PER_ACTIVE × concurrency` jobs are in hand). Each job is a task of its own.
+    /// The periodic duties (status ingestion, events, reconciliation, the sweeper) run
     /// between receives while the jobs in hand keep running; a rollout step waits until this
     /// worker has no job in hand, so that none of its moves is in flight while a rollout
     /// decides (that drain only happens while a rollout is active).
