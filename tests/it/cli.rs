@@ -6,6 +6,16 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_ggprov");
 
 #[test]
+fn version_names_the_build_profile() {
+    let output = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let profile = if cfg!(debug_assertions) { "(debug build)" } else { "(release build)" };
+    assert!(stdout.starts_with(&format!("ggprov {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
+    assert!(stdout.trim_end().ends_with(profile), "{stdout}");
+}
+
+#[test]
 fn bad_configuration_stops_start_up_with_every_problem_named() {
     let output = Command::new(BIN)
         .arg("serve")

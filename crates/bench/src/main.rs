@@ -249,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => locate_ggprov()?,
     };
-    let profile = if binary.to_string_lossy().contains("/release/") { "release" } else { "debug" };
+    let profile = ggprov_bench::server::build_profile(&binary);
     match cli.scenario {
         Scenario::Throughput { cores } => {
             let (server, _dir) = start(&binary, &[])?;

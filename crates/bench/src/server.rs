@@ -112,6 +112,19 @@ impl Drop for Server {
     }
 }
 
+/// How `binary` was built, from its `--version` ("release" or "debug"); from its path when it
+/// does not say (a binary from before it did).
+pub fn build_profile(binary: &std::path::Path) -> &'static str {
+    let said =
+        Command::new(binary).arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match said {
+        Some(version) if version.contains("(release build)") => "release",
+        Some(version) if version.contains("(debug build)") => "debug",
+        _ if binary.to_string_lossy().contains("/release/") => "release",
+        _ => "debug",
+    }
+}
+
 /// The ggprov binary next to this harness (`target/<profile>/ggprov`), built if missing.
 pub fn locate_ggprov() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
