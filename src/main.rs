@@ -9,7 +9,6 @@ use ggprov::client::{self, ClientCommand};
 use ggprov::config::{self, Config};
 use ggprov::{Application, shutdown_signal, telemetry};
 
-/// Provision and deploy to fleets of AWS IoT Greengrass V2 devices.
 /// `--version`: the version and the build profile (the benchmark harness labels its figures
 /// with it, and a debug build's figures say little).
 #[cfg(debug_assertions)]
@@ -17,6 +16,7 @@ const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (debug build)");
 #[cfg(not(debug_assertions))]
 const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (release build)");
 
+/// Provision and deploy to fleets of AWS IoT Greengrass V2 devices.
 #[derive(Parser)]
 #[command(name = "ggprov", version, long_version = LONG_VERSION, about)]
 struct Cli {
