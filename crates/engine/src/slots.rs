@@ -84,20 +84,23 @@ struct Job {
 }
 
 impl Job {
-    fn add(&self, strands: usize) {
+    /// One more strand works; the job works again if none did.
+    fn enter(&self) {
         let mut now = self.strands.lock().expect("job lock");
-        if *now == 0 && strands > 0 {
+        if *now == 0 {
             *self.jobs.working.lock().expect("jobs lock") += 1;
         }
-        *now += strands;
+        *now += 1;
     }
 
-    fn remove(&self, strands: usize) {
+    /// One strand stops working (waits or ends); the job stops if it was the last.
+    fn leave(&self) {
         let mut now = self.strands.lock().expect("job lock");
-        let was = *now;
-        *now = was.saturating_sub(strands);
-        if was > 0 && *now == 0 {
-            self.jobs.stopped_working();
+        if *now > 0 {
+            *now -= 1;
+            if *now == 0 {
+                self.jobs.stopped_working();
+            }
         }
     }
 
@@ -121,7 +124,7 @@ impl BodyWaits {
     fn new() -> Self {
         let job = Job::current();
         if let Some(job) = &job {
-            job.remove(1);
+            job.leave();
         }
         Self(job)
     }
@@ -130,7 +133,7 @@ impl BodyWaits {
 impl Drop for BodyWaits {
     fn drop(&mut self) {
         if let Some(job) = &self.0 {
-            job.add(1);
+            job.enter();
         }
     }
 }
@@ -152,10 +155,7 @@ impl Working {
             {
                 let mut now = self.now.lock().expect("working lock");
                 if *now < self.active {
-                    *now += 1;
-                    if let Some(job) = &self.job {
-                        job.add(1);
-                    }
+                    self.count_in(&mut now);
                     return;
                 }
             }
@@ -164,16 +164,21 @@ impl Working {
     }
 
     fn enter(&self) {
-        *self.now.lock().expect("working lock") += 1;
+        self.count_in(&mut self.now.lock().expect("working lock"));
+    }
+
+    /// Counts one more item working, here and in its job.
+    fn count_in(&self, now: &mut usize) {
+        *now += 1;
         if let Some(job) = &self.job {
-            job.add(1);
+            job.enter();
         }
     }
 
     fn leave(&self) {
         *self.now.lock().expect("working lock") -= 1;
         if let Some(job) = &self.job {
-            job.remove(1);
+            job.leave();
         }
         self.freed.notify_one();
     }
