@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ggprov_domain::ports::CloudError;
 use ggprov_domain::{ComponentName, ComponentVersion, Timestamp};
-use ggprov_store_sqlite::inline::{Database, OpenFailure};
+use ggprov_store_sqlite::inline::Database;
 pub(crate) use ggprov_store_sqlite::inline::{all, execute, exists, one};
 pub(crate) use rusqlite::{Connection, params};
 
@@ -89,13 +89,7 @@ impl LocalCloud {
     pub async fn open(path: &Path, settings: LocalCloudSettings) -> Result<Self, OpenError> {
         let display = path.display().to_string();
         let err = |source: Box<dyn std::error::Error + Send + Sync>| OpenError { path: display.clone(), source };
-        let db = Database::open_migrated(path, &MIGRATOR).await.map_err(|failure| {
-            err(match failure {
-                OpenFailure::Connect(e) => e.into(),
-                OpenFailure::Migrate(e) => e.into(),
-                OpenFailure::Open(e) => e.into(),
-            })
-        })?;
+        let db = Database::open_migrated(path, &MIGRATOR).await.map_err(|failure| err(failure.into()))?;
         let mut catalogue = ComponentCatalogue::public();
         catalogue.extend(settings.private_components.iter().cloned());
         let reads = greengrass::DeviceReads::over(path);

@@ -36,12 +36,15 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// Why [`Database::open_migrated`] failed.
-#[derive(Debug)]
+/// Why [`Database::open_migrated`] failed (each says what its source says).
+#[derive(Debug, thiserror::Error)]
 pub enum OpenFailure {
     /// The migrations' connection could not be opened.
+    #[error(transparent)]
     Connect(sqlx::Error),
+    #[error(transparent)]
     Migrate(sqlx::migrate::MigrateError),
+    #[error(transparent)]
     Open(rusqlite::Error),
 }
 
