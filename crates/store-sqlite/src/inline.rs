@@ -9,11 +9,19 @@
 //! transaction as one synchronous closure on its write connection. Only waiting for the
 //! write connection is asynchronous; nothing in a closure awaits, so no transaction is left
 //! half done by a cancelled future.
+//!
+//! Writers share commits (decision 89): each closure runs in a savepoint of the transaction
+//! open on the write connection, and the transaction is committed when nobody else is waiting
+//! for the connection, so a busy worker's item writes and the local cloud's registry writes
+//! cost one commit for several of them. A write returns only once it is committed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rusqlite::{Connection, OpenFlags};
 
 /// Prepared statements a connection keeps (the hot ones of the store and the local cloud fit).
 const STATEMENT_CACHE: usize = 128;
@@ -24,7 +32,11 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(10);
 /// A SQLite database in WAL mode: one write connection, read connections on demand.
 pub struct Database {
     path: PathBuf,
-    writer: tokio::sync::Mutex<Connection>,
+    writer: tokio::sync::Mutex<Writer>,
+    /// Writers waiting for the write connection: the open group is handed on while any are.
+    waiting: AtomicUsize,
+    /// Groups begun, for telling them apart.
+    groups: AtomicU64,
     readers: std::sync::Mutex<Vec<Connection>>,
     /// Idle read connections kept for reuse.
     max_idle_readers: usize,
@@ -83,7 +95,9 @@ impl Database {
         writer.busy_timeout(Duration::ZERO)?;
         Ok(Self {
             path: path.to_owned(),
-            writer: tokio::sync::Mutex::new(writer),
+            writer: tokio::sync::Mutex::new(Writer { conn: writer, group: None }),
+            waiting: AtomicUsize::new(0),
+            groups: AtomicU64::new(0),
             readers: std::sync::Mutex::default(),
             max_idle_readers: usize::try_from(crate::read_connections()).unwrap_or(2),
         })
@@ -112,38 +126,220 @@ impl Database {
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committed when `f` returns `Ok`
-    /// and rolled back when it returns `Err`. Writers of this process take turns on the write
-    /// connection; a writer of another process is waited for with short async sleeps.
+    /// and rolled back when it returns `Err`; returns once its writes are committed. Writers
+    /// of this process take turns on the write connection and share commits (group commit,
+    /// decision 89); a writer of another process is waited for with short async sleeps.
     pub async fn write<T, E: From<rusqlite::Error>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         self.write_mapped(f, E::from).await
     }
 
     /// [`Database::write`] for an error type that SQLite's errors are turned into by `db_error`.
+    ///
+    /// Group commit: each write runs in a savepoint of the transaction that is open on the
+    /// write connection. A writer that finds others waiting for the connection leaves the
+    /// transaction open for them and waits for its commit; the last one of the group (nobody
+    /// waiting, [`GROUP_MEMBERS`] reached, or the group [`GROUP_SPAN`] old) commits it for
+    /// everyone. A writer's `Err` rolls back its own savepoint only; a failed commit fails
+    /// every write of the group. Nothing is reported written before it is committed.
     pub async fn write_mapped<T, E>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
         db_error: impl Fn(rusqlite::Error) -> E,
     ) -> Result<T, E> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = {
+            let _waiting = Waiting::enter(&self.waiting);
+            self.writer.lock().await
+        };
+        if writer.group.is_none() {
+            self.begin(&mut writer).await.map_err(&db_error)?;
+        }
+        let outcome = writer.run(f, &db_error);
+        if writer.conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (disk full, I/O error): every write
+            // of the group is lost, and each of its writers is told so.
+            let failed = Failed::rolled_back();
+            writer.end(Err(failed.clone()));
+            drop(writer);
+            return match outcome {
+                Ok(Err(err)) => Err(err),
+                Ok(Ok(_)) => Err(db_error(failed.error())),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
+        let group = writer.group.as_mut().expect("begun above");
+        group.members += 1;
+        let hand_on = outcome.is_ok()
+            && self.waiting.load(Ordering::Acquire) > 0
+            && group.members < GROUP_MEMBERS
+            && group.began.elapsed() < GROUP_SPAN;
+        let committed = if hand_on {
+            let (id, done) = (group.id, group.done.subscribe());
+            drop(writer);
+            self.committed(id, done).await
+        } else {
+            let committed = writer.commit();
+            drop(writer);
+            committed
+        };
+        match outcome {
+            Ok(Ok(value)) => committed.map(|()| value).map_err(|failed| db_error(failed.error())),
+            Ok(Err(err)) => Err(err),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Opens the group's transaction, waiting out another process's write lock.
+    async fn begin(&self, writer: &mut Writer) -> rusqlite::Result<()> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            // The transaction (which borrows the connection) never lives across an await.
-            match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-                Ok(tx) => {
-                    let value = f(&tx)?;
-                    tx.commit().map_err(db_error)?;
-                    return Ok(value);
-                }
+            match writer.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => break,
                 Err(err) if is_busy(&err) && started.elapsed() < WRITE_PATIENCE => {}
-                Err(err) => return Err(db_error(err)),
+                Err(err) => return Err(err),
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
+        let id = self.groups.fetch_add(1, Ordering::Relaxed);
+        let (done, _) = tokio::sync::watch::channel(None);
+        writer.group = Some(Group { id, began: Instant::now(), members: 0, done });
+        Ok(())
+    }
+
+    /// Waits for group `id`'s commit. A writer it was handed on to may have gone away before
+    /// taking it (its future dropped): after [`HAND_ON_PATIENCE`] this writer commits the
+    /// group itself if it is still open.
+    async fn committed(&self, id: u64, mut done: Done) -> Result<(), Failed> {
+        loop {
+            let waited = tokio::time::timeout(HAND_ON_PATIENCE, done.wait_for(Option::is_some))
+                .await
+                .map(|result| result.map(|done| done.clone().expect("waited for")));
+            match waited {
+                Ok(Ok(result)) => return result,
+                // The group's sender went away without a result: nothing says it committed.
+                Ok(Err(_)) => return Err(Failed::rolled_back()),
+                Err(_) => {
+                    let mut writer = self.writer.lock().await;
+                    if writer.group.as_ref().is_some_and(|group| group.id == id) {
+                        return writer.commit();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// At most this many writes share a commit.
+const GROUP_MEMBERS: usize = 64;
+
+/// A group takes no new writer after this long, so that its writers hear of their commit
+/// soon under a steady stream of writes, and another process waits at most about this long
+/// for the write lock between two groups.
+const GROUP_SPAN: Duration = Duration::from_millis(5);
+
+/// How long a writer that handed the open transaction on waits before committing it itself.
+const HAND_ON_PATIENCE: Duration = Duration::from_millis(50);
+
+/// The write connection and the group transaction open on it, if any.
+struct Writer {
+    conn: Connection,
+    group: Option<Group>,
+}
+
+/// A transaction shared by consecutive writers, committed by the last of them.
+struct Group {
+    id: u64,
+    began: Instant,
+    members: usize,
+    /// The commit's outcome, for the writers that handed the transaction on.
+    done: tokio::sync::watch::Sender<Option<Result<(), Failed>>>,
+}
+
+type Done = tokio::sync::watch::Receiver<Option<Result<(), Failed>>>;
+
+impl Writer {
+    /// Runs `f` in a savepoint, released when it returns `Ok`, rolled back when it returns
+    /// `Err` or panics (the panic is handed back to be resumed once the lock is let go).
+    fn run<T, E>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+        db_error: impl Fn(rusqlite::Error) -> E,
+    ) -> Result<Result<T, E>, Box<dyn std::any::Any + Send>> {
+        if let Err(err) = self.conn.execute_batch("SAVEPOINT write") {
+            // Nothing of `f` ran; what the group wrote before stays for its commit.
+            return Ok(Err(db_error(err)));
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.conn)));
+        let end = match &outcome {
+            Ok(Ok(_)) => "RELEASE write",
+            Ok(Err(_)) | Err(_) => "ROLLBACK TO write; RELEASE write",
+        };
+        // Fails only when SQLite already rolled the transaction back; the caller sees that.
+        let _ = self.conn.execute_batch(end);
+        outcome
+    }
+
+    /// Commits the open group and tells its writers.
+    fn commit(&mut self) -> Result<(), Failed> {
+        let result = self.conn.execute_batch("COMMIT").map_err(|err| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            Failed::of(&err)
+        });
+        self.end(result.clone());
+        result
+    }
+
+    /// Closes the group with `result`, which its waiting writers receive.
+    fn end(&mut self, result: Result<(), Failed>) {
+        if let Some(group) = self.group.take() {
+            group.done.send_replace(Some(result));
+        }
+    }
+}
+
+/// Why a group's commit failed, for each of its writers.
+#[derive(Debug, Clone)]
+struct Failed {
+    code: rusqlite::ffi::Error,
+    message: String,
+}
+
+impl Failed {
+    fn of(err: &rusqlite::Error) -> Self {
+        let code =
+            err.sqlite_error().copied().unwrap_or_else(|| rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR));
+        Self { code, message: err.to_string() }
+    }
+
+    fn rolled_back() -> Self {
+        Self {
+            code: rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            message: "the write transaction was rolled back by SQLite before its commit".to_owned(),
+        }
+    }
+
+    fn error(&self) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(self.code, Some(self.message.clone()))
+    }
+}
+
+/// Counts a writer waiting for the write connection while it waits (a dropped future too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -195,6 +391,8 @@ fn is_busy(err: &rusqlite::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::TransactionBehavior;
+
     use super::*;
 
     #[tokio::test]
@@ -237,6 +435,67 @@ mod tests {
         writer.await.unwrap().unwrap();
         let keys: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap();
         assert_eq!(keys, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Writers queued behind the write connection share one commit; each gets its own
+    /// outcome: a failing or panicking writer's rows are rolled back, the others' kept.
+    #[tokio::test]
+    async fn queued_writers_share_a_commit_and_keep_their_own_outcomes() {
+        let dir = tempfile_dir();
+        let db = std::sync::Arc::new(Database::open(&dir.join("t.db")).unwrap());
+        db.write(|tx| tx.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")).await.unwrap();
+        db.write(|tx| tx.execute("INSERT INTO t (k) VALUES ('taken')", [])).await.unwrap();
+        let groups_before = db.groups.load(Ordering::Relaxed);
+
+        let held = db.writer.lock().await;
+        let insert = |db: &std::sync::Arc<Database>, key: &'static str, panics: bool| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |tx| {
+                    tx.execute("INSERT INTO t (k) VALUES (?1)", [key])?;
+                    assert!(!panics, "a writer's bug");
+                    Ok::<_, rusqlite::Error>(())
+                })
+                .await
+            })
+        };
+        let first = insert(&db, "first", false);
+        let taken = insert(&db, "taken", false); // a unique violation: this writer's Err
+        let panicking = insert(&db, "panicked", true);
+        let last = insert(&db, "last", false);
+        while db.waiting.load(Ordering::Acquire) < 4 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+
+        first.await.unwrap().expect("committed");
+        assert!(taken.await.unwrap().is_err(), "the duplicate key fails its own writer");
+        assert!(panicking.await.unwrap_err().is_panic(), "the panic reaches its own caller");
+        last.await.unwrap().expect("committed");
+        let keys: Vec<String> =
+            db.read(|c| c.prepare("SELECT k FROM t ORDER BY k")?.query_map([], |r| r.get(0))?.collect()).unwrap();
+        assert_eq!(keys, ["first", "last", "taken"], "only the failed and the panicked writes are missing");
+        // The four writers queued together: the first three handed the transaction on, the
+        // panicking one committed it (with `first`) and the last began and committed another.
+        assert_eq!(db.groups.load(Ordering::Relaxed) - groups_before, 2, "four writes, two commits");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A writer hands the open transaction on to one that was waiting and then went away
+    /// (its future dropped): it commits the group itself after a short patience.
+    #[tokio::test]
+    async fn a_write_handed_on_to_a_writer_that_left_is_still_committed() {
+        let dir = tempfile_dir();
+        let db = Database::open(&dir.join("t.db")).unwrap();
+        db.write(|tx| tx.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")).await.unwrap();
+        // A writer counted as waiting that never takes the connection.
+        db.waiting.fetch_add(1, Ordering::AcqRel);
+        let write = db.write(|tx| tx.execute("INSERT INTO t (k) VALUES ('a')", []));
+        tokio::time::timeout(Duration::from_secs(10), write).await.expect("not left open").unwrap();
+        let keys: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap();
+        assert_eq!(keys, 1, "committed and visible to readers when the write returned");
+        assert!(db.writer.lock().await.group.is_none(), "no transaction is left open");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -68,7 +68,7 @@ impl<'q> Query<'q> {
 
     /// Runs a write (`RETURNING` a row) as a transaction of its own.
     pub(crate) async fn fetch_optional_write(self, db: &Database) -> rusqlite::Result<Option<Row>> {
-        db.write(|tx| self.fetch_optional(&**tx)).await
+        db.write(|tx| self.fetch_optional(tx)).await
     }
 
     pub(crate) fn fetch_all(self, source: impl Source) -> rusqlite::Result<Vec<Row>> {
