@@ -154,8 +154,15 @@ fn save(out: &std::path::Path, name: &str, value: &Value) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Starts ggprov on a fresh data directory, removed when the run ends unless
+/// `GGPROV_BENCH_KEEP_DATA` is set: then it is left for inspection (and so that no removed
+/// files slow the next run's file creation on a journal-less ext4; `docs/performance.md`).
 fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> anyhow::Result<(Server, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
+    let mut dir = tempfile::Builder::new().prefix("ggprov-bench-").tempdir()?;
+    if std::env::var_os("GGPROV_BENCH_KEEP_DATA").is_some() {
+        dir.disable_cleanup(true);
+        println!("  data directory kept: {}", dir.path().display());
+    }
     let server = Server::start(binary, dir.path(), env)?;
     Ok((server, dir))
 }
