@@ -65,7 +65,7 @@ impl ArtifactStore for DirectoryArtifacts {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(&temp)?;
                 std::io::Write::write_all(&mut file, &bytes)?;
-                synced.sync(|| sync_file_system(&file))?;
+                make_durable(&synced, &file)?;
             }
             std::fs::rename(&temp, &path)
         })
@@ -147,6 +147,9 @@ struct GroupSync {
     finished: Condvar,
 }
 
+/// How many runs back a failed sync's outcome is kept for its writers.
+const FAILURES_KEPT: u64 = 1024;
+
 #[derive(Debug, Default)]
 struct SyncState {
     /// Syncs begun and ended; one runs at a time, so they end in the order they began.
@@ -191,20 +194,25 @@ impl GroupSync {
             state.ended = run;
             if let Err(err) = result {
                 state.failed.insert(run, format!("syncing the artifacts' file system: {err}"));
+                // A writer reads its run's outcome when woken right after it; old ones go.
+                state.failed.retain(|&failed, _| failed + FAILURES_KEPT > run);
             }
             self.finished.notify_all();
         }
     }
 }
 
-/// Flushes the file system `file` is on (data and metadata, then the device's cache).
-fn sync_file_system(file: &std::fs::File) -> std::io::Result<()> {
+/// Returns once `file` is on the disk: on Linux by a `syncfs` shared with the files written
+/// meanwhile (data and metadata, then the device's cache), elsewhere by an `fsync` of its own.
+fn make_durable(group: &GroupSync, file: &std::fs::File) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        rustix::fs::syncfs(file).map_err(std::io::Error::from)
+        group.sync(|| rustix::fs::syncfs(file).map_err(std::io::Error::from))
     }
     #[cfg(not(target_os = "linux"))]
     {
+        // Without `syncfs`, one file's sync says nothing about another's.
+        let _ = group;
         file.sync_all()
     }
 }
