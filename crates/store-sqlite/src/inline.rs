@@ -482,6 +482,58 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Many writers at once on a multi-threaded runtime: every write that returned `Ok` is
+    /// there, and none that returned `Err` left anything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_each_see_exactly_their_own_outcome() {
+        let dir = tempfile_dir();
+        let db = std::sync::Arc::new(Database::open(&dir.join("t.db")).unwrap());
+        db.write(|tx| tx.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, n INTEGER)")).await.unwrap();
+        let writers: Vec<_> = (0..400_i64)
+            .map(|k| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let result = db
+                        .write(move |tx| {
+                            tx.execute("INSERT INTO t (k, n) VALUES (?1, 1)", [k])?;
+                            // A counter row every writer updates: lost updates would show.
+                            tx.execute(
+                                "INSERT INTO t (k, n) VALUES (-1, 1) ON CONFLICT (k) DO UPDATE SET n = n + 1",
+                                [],
+                            )?;
+                            if k % 7 == 0 {
+                                return Err(rusqlite::Error::InvalidQuery); // refused after writing
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    (k, result.is_ok())
+                })
+            })
+            .collect();
+        let mut committed = Vec::new();
+        for writer in writers {
+            let (k, ok) = writer.await.unwrap();
+            assert_eq!(ok, k % 7 != 0, "writer {k} got its own outcome");
+            if ok {
+                committed.push(k);
+            }
+        }
+        let (keys, counter): (Vec<i64>, i64) = db
+            .read(|c| {
+                let keys = c
+                    .prepare("SELECT k FROM t WHERE k >= 0 ORDER BY k")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let counter = c.query_row("SELECT n FROM t WHERE k = -1", [], |r| r.get(0))?;
+                Ok::<_, rusqlite::Error>((keys, counter))
+            })
+            .unwrap();
+        assert_eq!(keys, committed, "exactly the writes that returned Ok are there");
+        assert_eq!(counter, i64::try_from(committed.len()).unwrap(), "no update lost, none from a failed write");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// A writer hands the open transaction on to one that was waiting and then went away
     /// (its future dropped): it commits the group itself after a short patience.
     #[tokio::test]
