@@ -16,10 +16,8 @@
 //! cost one commit for several of them. A write returns only once it is committed.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
