@@ -16,7 +16,7 @@
 //! cost one commit for several of them. A write returns only once it is committed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -33,8 +33,6 @@ pub struct Database {
     writer: tokio::sync::Mutex<Writer>,
     /// Writers waiting for the write connection: the open group is handed on while any are.
     waiting: AtomicUsize,
-    /// Groups begun, for telling them apart.
-    groups: AtomicU64,
     readers: std::sync::Mutex<Vec<Connection>>,
     /// Idle read connections kept for reuse.
     max_idle_readers: usize,
@@ -93,9 +91,8 @@ impl Database {
         writer.busy_timeout(Duration::ZERO)?;
         Ok(Self {
             path: path.to_owned(),
-            writer: tokio::sync::Mutex::new(Writer { conn: writer, group: None }),
+            writer: tokio::sync::Mutex::new(Writer { conn: writer, group: None, groups: 0 }),
             waiting: AtomicUsize::new(0),
-            groups: AtomicU64::new(0),
             readers: std::sync::Mutex::default(),
             max_idle_readers: usize::try_from(crate::read_connections()).unwrap_or(2),
         })
@@ -155,32 +152,26 @@ impl Database {
             self.begin(&mut writer).await.map_err(&db_error)?;
         }
         let outcome = writer.run(f, &db_error);
-        if writer.conn.is_autocommit() {
+        let committed = if writer.conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error): every write
             // of the group is lost, and each of its writers is told so.
             let failed = Failed::rolled_back();
             writer.end(Err(failed.clone()));
-            drop(writer);
-            return match outcome {
-                Ok(Err(err)) => Err(err),
-                Ok(Ok(_)) => Err(db_error(failed.error())),
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-        }
-        let group = writer.group.as_mut().expect("begun above");
-        group.members += 1;
-        let hand_on = outcome.is_ok()
-            && self.waiting.load(Ordering::Acquire) > 0
-            && group.members < GROUP_MEMBERS
-            && group.began.elapsed() < GROUP_SPAN;
-        let committed = if hand_on {
-            let (id, done) = (group.id, group.done.subscribe());
-            drop(writer);
-            self.committed(id, done).await
+            Err(failed)
         } else {
-            let committed = writer.commit();
-            drop(writer);
-            committed
+            let group = writer.group.as_mut().expect("begun above");
+            group.members += 1;
+            let hand_on = outcome.is_ok()
+                && self.waiting.load(Ordering::Acquire) > 0
+                && group.members < GROUP_MEMBERS
+                && group.began.elapsed() < GROUP_SPAN;
+            if hand_on {
+                let (id, done) = (group.id, group.done.subscribe());
+                drop(writer);
+                self.committed(id, done).await
+            } else {
+                writer.commit()
+            }
         };
         match outcome {
             Ok(Ok(value)) => committed.map(|()| value).map_err(|failed| db_error(failed.error())),
@@ -202,9 +193,9 @@ impl Database {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-        let id = self.groups.fetch_add(1, Ordering::Relaxed);
+        writer.groups += 1;
         let (done, _) = tokio::sync::watch::channel(None);
-        writer.group = Some(Group { id, began: Instant::now(), members: 0, done });
+        writer.group = Some(Group { id: writer.groups, began: Instant::now(), members: 0, done });
         Ok(())
     }
 
@@ -246,6 +237,8 @@ const HAND_ON_PATIENCE: Duration = Duration::from_millis(50);
 struct Writer {
     conn: Connection,
     group: Option<Group>,
+    /// Groups begun, for telling them apart.
+    groups: u64,
 }
 
 /// A transaction shared by consecutive writers, committed by the last of them.
@@ -261,7 +254,7 @@ type Done = tokio::sync::watch::Receiver<Option<Result<(), Failed>>>;
 
 impl Writer {
     /// Runs `f` in a savepoint, released when it returns `Ok`, rolled back when it returns
-    /// `Err` or panics (the panic is handed back to be resumed once the lock is let go).
+    /// `Err` or panics (the panic is handed back to the caller to resume).
     fn run<T, E>(
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
@@ -444,7 +437,7 @@ mod tests {
         let db = std::sync::Arc::new(Database::open(&dir.join("t.db")).unwrap());
         db.write(|tx| tx.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")).await.unwrap();
         db.write(|tx| tx.execute("INSERT INTO t (k) VALUES ('taken')", [])).await.unwrap();
-        let groups_before = db.groups.load(Ordering::Relaxed);
+        let groups_before = db.writer.lock().await.groups;
 
         let held = db.writer.lock().await;
         let insert = |db: &std::sync::Arc<Database>, key: &'static str, panics: bool| {
@@ -476,7 +469,7 @@ mod tests {
         assert_eq!(keys, ["first", "last", "taken"], "only the failed and the panicked writes are missing");
         // The four writers queued together: the first three handed the transaction on, the
         // panicking one committed it (with `first`) and the last began and committed another.
-        assert_eq!(db.groups.load(Ordering::Relaxed) - groups_before, 2, "four writes, two commits");
+        assert_eq!(db.writer.lock().await.groups - groups_before, 2, "four writes, two commits");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
