@@ -187,3 +187,34 @@ async fn the_sweeper_requeues_a_deployment_task_whose_expansion_was_lost() {
     app.drain().await;
     assert_eq!(cdf_json(app.get(&format!("/deploymentTasks/{task}")).await).await["taskStatus"], "Success");
 }
+
+#[tokio::test]
+async fn a_templates_policy_group_is_set_up_once_however_many_cores_meet_it_while_it_is_retried() {
+    // Three batches of 20 cores at once; half of all calls are throttled and retried after up
+    // to 20 ms, so most items reach the group while its set-up is still being retried.
+    let app = spawn_app_with(&[
+        ("GGPROV_WORKER_CONCURRENCY", "3"),
+        ("GGPROV_RETRY_BASE_MS", "20"),
+        ("GGPROV_CALL_ATTEMPTS", "100"),
+    ])
+    .await;
+    let faults = json!({"throttleRate": 0.5});
+    app.client.put(app.url("/local-cloud/faults")).json(&faults).send().await.unwrap();
+    let names: Vec<String> = (0..60).map(|i| format!("together-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let id = app.submit_core_task(&create_cores(&refs)).await;
+    assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
+    app.client.put(app.url("/local-cloud/faults")).json(&json!({})).send().await.unwrap();
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let ok = |api: &str| {
+        let line = format!("ggprov_cloud_calls_total{{api=\"{api}\",outcome=\"ok\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.parse::<u32>().unwrap())
+    };
+    // The bundled template shares two policies through one group, set up by one item while
+    // the others wait for it; each core then only joins the group.
+    assert_eq!(ok("CreateThingGroup"), 1, "{metrics}");
+    assert_eq!(ok("GetPolicy"), 2, "{metrics}");
+    assert_eq!(ok("AttachPolicy"), 2, "{metrics}");
+    assert_eq!(ok("AddThingToThingGroup"), 60, "{metrics}");
+    assert_provisioned_once(&app, &refs).await;
+}

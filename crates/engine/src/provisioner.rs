@@ -80,9 +80,9 @@ pub struct CoreProvisioner {
     endpoints: tokio::sync::OnceCell<(String, String)>,
     /// The cores' rotation component.
     rotation: Arc<dyn RotationChannel>,
-    /// Policy groups this process has seen carry their policies (group and policy names):
-    /// each is set up once per process, not once per thing.
-    policy_groups: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Policy groups (group and policy names) and their set-up: each is set up once per
+    /// process, not once per thing, by the first item to meet it while the others wait.
+    policy_groups: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
 }
 
 fn permanent(message: impl Into<String>) -> StepError {
