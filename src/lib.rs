@@ -156,20 +156,17 @@ impl Application {
         let retry = RetryPolicy { attempts: config.worker.call_attempts, base: config.worker.retry_base };
         // The workers' view of IoT and Greengrass: each call retried on its own when it fails
         // transiently, and paced at the AWS quotas when asked.
-        let resilient = Arc::new(Paced {
-            iot: iot.clone(),
-            greengrass: greengrass.clone(),
-            pacer: config.pacing().map(|quotas| Pacer::with_quotas(0.95, quotas)),
-            retry,
-            metrics: Some(metrics.clone()),
-        });
+        let resilient = Arc::new(
+            Paced::new(iot.clone(), greengrass.clone(), retry)
+                .paced(config.pacing().map(|quotas| Pacer::with_quotas(0.95, quotas)))
+                .counted(metrics.clone()),
+        );
         let (worker_iot, worker_greengrass): (Arc<dyn IotRegistry>, Arc<dyn Greengrass>) =
             (resilient.clone(), resilient);
         // Request handlers' view: the same per-call retries, never paced (a request must not
         // wait behind a worker's quota budget). This is the only retry layer: the backends'
         // IoT and Greengrass clients make one attempt per call (decision 44).
-        let api_greengrass: Arc<dyn Greengrass> =
-            Arc::new(Paced { iot: iot.clone(), greengrass: greengrass.clone(), pacer: None, retry, metrics: None });
+        let api_greengrass: Arc<dyn Greengrass> = Arc::new(Paced::new(iot.clone(), greengrass.clone(), retry));
         let provisioner = Arc::new(
             CoreProvisioner::new(
                 store.clone(),

@@ -104,17 +104,70 @@ impl Pacer {
     }
 }
 
+/// How each API's calls went lately: the share that failed transiently, over about the last
+/// [`ApiHealth::WINDOW`] calls (the mean until then, an exponential average after).
+#[derive(Default)]
+pub(crate) struct ApiHealth(Mutex<HashMap<&'static str, Health>>);
+
+#[derive(Default, Clone, Copy)]
+struct Health {
+    calls: u32,
+    failing: f64,
+}
+
+impl ApiHealth {
+    /// Calls the failing share is averaged over.
+    pub(crate) const WINDOW: u32 = 32;
+    /// Calls to see before an API is taken to answer: a lone call's failure says nothing.
+    pub(crate) const EVIDENCE: u32 = 16;
+
+    /// Records a call's outcome; returns the API's state after it.
+    pub(crate) fn observe(&self, api: &'static str, failed: bool) -> crate::ApiState {
+        let mut apis = self.0.lock().expect("health lock");
+        let health = apis.entry(api).or_default();
+        health.calls = health.calls.saturating_add(1);
+        let weight = f64::from(health.calls.min(Self::WINDOW));
+        health.failing += (f64::from(u8::from(failed)) - health.failing) / weight;
+        if health.calls >= Self::EVIDENCE && health.failing < 0.5 {
+            crate::ApiState::Answering
+        } else {
+            crate::ApiState::Failing
+        }
+    }
+}
+
 /// IoT and Greengrass with per-call retries and optional pacing.
 pub struct Paced {
-    pub iot: Arc<dyn IotRegistry>,
-    pub greengrass: Arc<dyn Greengrass>,
-    pub pacer: Option<Pacer>,
-    pub retry: crate::RetryPolicy,
+    iot: Arc<dyn IotRegistry>,
+    greengrass: Arc<dyn Greengrass>,
+    pacer: Option<Pacer>,
+    retry: crate::RetryPolicy,
     /// Counts every call by API and outcome (`ggprov_cloud_calls_total`).
-    pub metrics: Option<Arc<ggprov_domain::metrics::Metrics>>,
+    metrics: Option<Arc<ggprov_domain::metrics::Metrics>>,
+    /// Sets how long a failed call's retries may wait.
+    health: ApiHealth,
 }
 
 impl Paced {
+    /// Retries the calls of `iot` and `greengrass` under `retry`, unpaced and uncounted.
+    pub fn new(iot: Arc<dyn IotRegistry>, greengrass: Arc<dyn Greengrass>, retry: crate::RetryPolicy) -> Self {
+        Self { iot, greengrass, pacer: None, retry, metrics: None, health: ApiHealth::default() }
+    }
+
+    /// Paces the calls with `pacer`.
+    #[must_use]
+    pub fn paced(mut self, pacer: Option<Pacer>) -> Self {
+        self.pacer = pacer;
+        self
+    }
+
+    /// Counts the calls in `metrics`.
+    #[must_use]
+    pub fn counted(mut self, metrics: Arc<ggprov_domain::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     fn count(&self, api: &'static str, result: Result<(), &CloudError>) {
         if let Some(metrics) = &self.metrics {
             let outcome = match result {
@@ -141,9 +194,11 @@ macro_rules! paced {
             if let Some(pacer) = &$self.pacer {
                 pacer.observe($api, matches!(result, Err(CloudError::Throttled { .. })), sent);
             }
+            let failed = matches!(&result, Err(err) if err.is_transient());
+            let api = $self.health.observe($api, failed);
             match result {
                 Err(err) if err.is_transient() && attempt < $self.retry.attempts => {
-                    $self.retry.pause(attempt).await;
+                    $self.retry.pause(attempt, api).await;
                     attempt += 1;
                 }
                 other => break other,
@@ -339,19 +394,69 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retry_waits_double_from_the_base_up_to_eight_bases() {
+    async fn retry_waits_are_a_random_share_of_a_ceiling_that_doubles_up_to_its_cap() {
+        use crate::ApiState::{Answering, Failing};
         let policy = crate::RetryPolicy { attempts: 10, base: Duration::from_millis(100) };
-        for (attempt, full) in [(1, 100), (3, 400), (4, 800), (9, 800)] {
-            let start = Instant::now();
-            policy.pause(attempt).await;
-            let waited = start.elapsed();
-            // Jittered over the upper half of the full wait.
-            let full = Duration::from_millis(full);
-            assert!(waited >= full / 2 && waited <= full, "attempt {attempt} waited {waited:?}");
+        let ceilings = [
+            (1, Failing, 100),
+            (3, Failing, 400),
+            (4, Failing, 800),
+            (9, Failing, 800),
+            (1, Answering, 100),
+            (2, Answering, 200),
+            (5, Answering, 200),
+        ];
+        for (attempt, api, ceiling) in ceilings {
+            let ceiling = Duration::from_millis(ceiling);
+            assert_eq!(policy.ceiling(attempt, api), ceiling, "attempt {attempt}, {api:?}");
+            let (mut total, mut longest, mut shortest) = (Duration::ZERO, Duration::ZERO, Duration::MAX);
+            for _ in 0..400 {
+                let start = Instant::now();
+                policy.pause(attempt, api).await;
+                let waited = start.elapsed();
+                total += waited;
+                longest = longest.max(waited);
+                shortest = shortest.min(waited);
+            }
+            // Full jitter: uniform over the whole window, so half the ceiling on average
+            // (400 draws: the mean leaves 0.42..0.58 of it once in about 10^7 runs).
+            let mean = total / 400;
+            assert!(longest <= ceiling, "attempt {attempt} waited {longest:?}, over {ceiling:?}");
+            assert!(shortest < ceiling / 10, "attempt {attempt}: no wait near zero ({shortest:?})");
+            assert!(
+                mean >= ceiling.mul_f64(0.42) && mean <= ceiling.mul_f64(0.58),
+                "attempt {attempt}: mean wait {mean:?} for a ceiling of {ceiling:?}"
+            );
         }
         let start = Instant::now();
-        crate::RetryPolicy { attempts: 10, base: Duration::from_secs(2) }.pause(9).await;
+        crate::RetryPolicy { attempts: 10, base: Duration::from_secs(2) }.pause(9, Failing).await;
         assert!(start.elapsed() <= Duration::from_secs(5), "never more than 5 s");
+    }
+
+    #[test]
+    fn an_api_answers_once_enough_calls_show_most_of_them_answered() {
+        use crate::ApiState::{Answering, Failing};
+        let health = ApiHealth::default();
+        // A lone call, or a few, say nothing: a failure may be an outage.
+        for _ in 1..ApiHealth::EVIDENCE {
+            assert_eq!(health.observe("CreateThing", false), Failing);
+        }
+        assert_eq!(health.observe("CreateThing", false), Answering);
+        // One call in four failing (the fault run's 24 %) is bad luck: still answering.
+        for i in 0..200 {
+            assert_eq!(health.observe("CreateThing", i % 4 == 0), Answering, "call {i}");
+        }
+        // An outage: within the window, the API counts as failing, and stays so.
+        let turned = (1..=ApiHealth::WINDOW).find(|_| health.observe("CreateThing", true) == Failing);
+        assert!(turned.is_some_and(|calls| calls <= ApiHealth::WINDOW / 2), "{turned:?}");
+        for _ in 0..100 {
+            assert_eq!(health.observe("CreateThing", true), Failing);
+        }
+        // When it comes back, most calls answered again turn it back.
+        let recovered = (1..=ApiHealth::WINDOW).find(|_| health.observe("CreateThing", false) == Answering);
+        assert!(recovered.is_some(), "still failing after {} answered calls", ApiHealth::WINDOW);
+        // APIs are told apart.
+        assert_eq!(health.observe("RegisterCertificate", false), Failing, "a first call to another API");
     }
 
     #[test]
