@@ -179,6 +179,7 @@ mod tests {
         assert_eq!(config.http.cors, CorsOrigins::Disabled);
         assert_eq!(config.telemetry.log_format, LogFormat::Text);
         assert!(config.http.base_path.is_none());
+        assert_eq!(config.storage.artifact_sync, crate::config::storage::ArtifactSync::FileSystem);
     }
 
     #[test]
@@ -188,6 +189,7 @@ mod tests {
                 ("GGPROV_LISTEN", "localhost"),
                 ("GGPROV_LOG_FORMAT", "xml"),
                 ("GGPROV_EXTRA_COMPONENTS", "com.example.A"),
+                ("GGPROV_ARTIFACT_SYNC", "always"),
             ]),
             None,
         )
@@ -196,6 +198,9 @@ mod tests {
         assert!(text.contains("GGPROV_LISTEN='localhost': not an address:port"), "{text}");
         assert!(text.contains("GGPROV_LOG_FORMAT='xml': must be text or json"), "{text}");
         assert!(text.contains("'com.example.A' is not name@version"), "{text}");
+        assert!(text.contains("GGPROV_ARTIFACT_SYNC='always': must be filesystem or file"), "{text}");
+        let each = Config::from_sources(env(&[("GGPROV_ARTIFACT_SYNC", "file")]), None).unwrap();
+        assert_eq!(each.storage.artifact_sync, crate::config::storage::ArtifactSync::EachFile);
     }
 
     #[test]

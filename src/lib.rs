@@ -101,6 +101,7 @@ pub fn embedded_settings(config: &Config) -> EmbeddedSettings {
         auto_connect: config.local_cloud.auto_connect,
         private_components: config.local_cloud.extra_components.clone(),
         default_ca: config.provisioning.default_ca.clone(),
+        artifact_sync: config.storage.artifact_sync,
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::aws::{AwsSettings, ReadAws as _};
 use super::sources::{Setting, Values};
+pub use ggprov_embedded::ArtifactSync;
 
 pub(super) const DATA_DIR: Setting = Setting {
     key: "data_dir",
@@ -19,8 +20,15 @@ pub(super) const BACKEND: Setting = Setting {
     help: "`embedded`: SQLite and the local cloud in the data directory. `aws`: DynamoDB, SQS, S3, EventBridge, IoT, Greengrass V2 and SSM (region, credentials and endpoints from the standard AWS environment).",
 };
 
+pub(super) const ARTIFACT_SYNC: Setting = Setting {
+    key: "artifact_sync",
+    env: "GGPROV_ARTIFACT_SYNC",
+    default: "filesystem",
+    help: "How the embedded default makes an artifact (certs bundle, installer config) durable before its write returns. `filesystem`: one `syncfs` of the data directory's file system for the files written meanwhile (Linux; fastest while ggprov is that disk's main writer). `file`: an `fsync` of each file (for a data directory on a disk that other programs write heavily).",
+};
+
 /// This section's settings, in the order `--help` and the README list them.
-pub(super) const SETTINGS: &[&Setting] = &[&DATA_DIR, &BACKEND];
+pub(super) const SETTINGS: &[&Setting] = &[&DATA_DIR, &BACKEND, &ARTIFACT_SYNC];
 
 /// Where state and work live. (Read once at start: the AWS variant's size does not matter.)
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +43,8 @@ pub enum Backend {
 pub struct StorageConfig {
     pub data_dir: PathBuf,
     pub backend: Backend,
+    /// How the embedded default's artifacts are made durable.
+    pub artifact_sync: ArtifactSync,
 }
 
 impl StorageConfig {
@@ -48,11 +58,16 @@ impl StorageConfig {
             "aws" => Ok(Some(())),
             _ => Err("must be embedded or aws".into()),
         });
+        let artifact_sync = v.parse(&ARTIFACT_SYNC, |t| match t.to_ascii_lowercase().as_str() {
+            "filesystem" => Ok(ArtifactSync::FileSystem),
+            "file" => Ok(ArtifactSync::EachFile),
+            _ => Err("must be filesystem or file".into()),
+        });
         let backend = match backend? {
             None => Backend::Embedded,
             Some(()) => Backend::Aws(aws.and_then(|aws| aws.require_resources(v))?),
         };
-        Some(Self { data_dir: data_dir?, backend })
+        Some(Self { data_dir: data_dir?, backend, artifact_sync: artifact_sync? })
     }
 
     /// Path of the SQLite database.

@@ -9,18 +9,43 @@ use ggprov_domain::ports::{ArtifactStore, StoreError};
 
 /// Artifacts as files below a root directory. Files are written atomically (temp + rename)
 /// and readable by the owner only, since certs bundles hold private keys. A file is on the
-/// disk before its write returns (decision 90: one `syncfs` for the files written meanwhile).
+/// disk before its write returns (decision 90: one `syncfs` for the files written meanwhile,
+/// unless [`ArtifactSync::EachFile`]).
 #[derive(Debug, Clone)]
 pub struct DirectoryArtifacts {
     root: PathBuf,
     bucket: String,
-    synced: Arc<GroupSync>,
+    durability: Durability,
+}
+
+/// How a written artifact is made durable (`GGPROV_ARTIFACT_SYNC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArtifactSync {
+    /// One `syncfs` of the file system for the files written while the last one ran (Linux;
+    /// elsewhere each file's `fsync`). Also writes back other programs' dirty data on that
+    /// file system.
+    #[default]
+    FileSystem,
+    /// An `fsync` of each file, and of its directory after the rename: costs one sync a file,
+    /// but never waits for other programs' writes.
+    EachFile,
 }
 
 impl DirectoryArtifacts {
     pub fn new(root: PathBuf) -> Self {
         let bucket = root.display().to_string();
-        Self { root, bucket, synced: Arc::default() }
+        let durability = Durability { root: root.clone(), group: Some(Arc::default()) };
+        Self { root, bucket, durability }
+    }
+
+    /// Makes written files durable as `sync` says.
+    #[must_use]
+    pub fn synced_by(mut self, sync: ArtifactSync) -> Self {
+        self.durability.group = match sync {
+            ArtifactSync::FileSystem => Some(Arc::default()),
+            ArtifactSync::EachFile => None,
+        };
+        self
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
@@ -46,11 +71,16 @@ impl ArtifactStore for DirectoryArtifacts {
         "ggprov-local-artifacts"
     }
 
+    /// Writes a temporary file, makes its bytes durable, renames it into place and makes the
+    /// rename durable (with any directory it created): the file is whole and under its name
+    /// on the disk before the write returns, so nothing recorded after it can name a file a
+    /// power loss took back.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let synced = self.synced.clone();
+        let durability = self.durability.clone();
         tokio::task::spawn_blocking(move || {
             let dir = path.parent().expect("keys have a parent");
+            let created = !dir.is_dir();
             std::fs::create_dir_all(dir)?;
             // Unique per write: two writers of one key never share (and truncate) a temporary file.
             let temp = dir.join(format!(
@@ -58,16 +88,18 @@ impl ArtifactStore for DirectoryArtifacts {
                 path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
                 uuid::Uuid::new_v4().simple()
             ));
-            {
+            let file = {
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(&temp)?;
                 std::io::Write::write_all(&mut file, &bytes)?;
-                make_durable(&synced, &file)?;
-            }
-            std::fs::rename(&temp, &path)
+                durability.file(&file)?;
+                file
+            };
+            std::fs::rename(&temp, &path)?;
+            durability.entries(&file, dir, created)
         })
         .await
         .map_err(StoreError::unavailable)?
@@ -90,15 +122,25 @@ impl ArtifactStore for DirectoryArtifacts {
         }
     }
 
-    /// A rename: no second file, no second `fsync` (the bytes were synced when `from` was
-    /// written), where writing `to` afresh cost a new inode and a sync.
+    /// A rename: no second file, no second copy of the bytes (they were made durable when
+    /// `from` was written), only the rename made durable, where writing `to` afresh cost a new
+    /// inode and a sync of its bytes.
     async fn relocate(&self, from: &str, to: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let (source, target) = (self.path(from)?, self.path(to)?);
-        match tokio::fs::rename(&source, &target).await {
+        let durability = self.durability.clone();
+        let renamed = tokio::task::spawn_blocking(move || {
+            std::fs::rename(&source, &target)?;
+            let dir = target.parent().expect("keys have a parent");
+            durability.entries(&std::fs::File::open(&target)?, dir, false)
+        })
+        .await
+        .map_err(StoreError::unavailable)?;
+        match renamed {
             Ok(()) => Ok(()),
             // Moved before (by a retry or a second holder of the item): `to` is there, or the
             // caller's bytes make it so.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let target = self.path(to)?;
                 if tokio::fs::try_exists(&target).await.map_err(io)? { Ok(()) } else { self.put(to, bytes).await }
             }
             Err(err) => Err(io(err)),
@@ -202,18 +244,48 @@ impl GroupSync {
     }
 }
 
-/// Returns once `file` is on the disk: on Linux by a `syncfs` shared with the files written
-/// meanwhile (data and metadata, then the device's cache), elsewhere by an `fsync` of its own.
-fn make_durable(group: &GroupSync, file: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        group.sync(|| rustix::fs::syncfs(file).map_err(std::io::Error::from))
+/// How written files reach the disk: by a `syncfs` shared with the files written meanwhile
+/// (`group`; Linux), or by `fsync`s of the file and its directories.
+#[derive(Debug, Clone)]
+struct Durability {
+    /// The artifacts' root: directories are synced up to it.
+    root: PathBuf,
+    group: Option<Arc<GroupSync>>,
+}
+
+impl Durability {
+    /// Returns once `file`'s bytes are on the disk.
+    fn file(&self, file: &std::fs::File) -> std::io::Result<()> {
+        self.shared(file).unwrap_or_else(|| file.sync_all())
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // Without `syncfs`, one file's sync says nothing about another's.
-        let _ = group;
-        file.sync_all()
+
+    /// Returns once the entries of `dir` (a rename, a new file) are on the disk, and, if
+    /// `created`, those of its parents up to the root (new directories). `file` is one of
+    /// the files on the same file system.
+    fn entries(&self, file: &std::fs::File, dir: &Path, created: bool) -> std::io::Result<()> {
+        self.shared(file).unwrap_or_else(|| {
+            #[cfg(unix)]
+            {
+                let depth = if created { usize::MAX } else { 1 };
+                for dir in dir.ancestors().take(depth).take_while(|d| d.starts_with(&self.root)) {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+            }
+            // Elsewhere a directory cannot be opened to be synced; NTFS journals its entries.
+            #[cfg(not(unix))]
+            let _ = (dir, created);
+            Ok(())
+        })
+    }
+
+    /// The shared `syncfs`, where there is one: it covers data and entries alike.
+    fn shared(&self, file: &std::fs::File) -> Option<std::io::Result<()>> {
+        #[cfg(target_os = "linux")]
+        if let Some(group) = &self.group {
+            return Some(group.sync(|| rustix::fs::syncfs(file).map_err(std::io::Error::from)));
+        }
+        let _ = file;
+        None
     }
 }
 
@@ -271,6 +343,38 @@ mod tests {
         let failed = group.sync(|| Err(std::io::Error::other("device gone")));
         assert!(failed.unwrap_err().to_string().contains("device gone"), "the writer hears why");
         group.sync(|| Ok(())).expect("a later write is not failed by an earlier sync");
+    }
+
+    /// A put waits for a sync after its bytes are written and another after the rename, so
+    /// that the file is on the disk whole and under its name; a relocate waits for one after
+    /// its rename.
+    #[tokio::test]
+    async fn writes_and_renames_are_on_the_disk_before_they_return() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = DirectoryArtifacts::new(dir.path().to_owned());
+        let syncs = || store.durability.group.as_ref().expect("shared").state.lock().unwrap().ended;
+        store.put("c1/c1/certs-ab.zip", b"bundle".to_vec()).await.expect("put");
+        #[cfg(target_os = "linux")]
+        assert_eq!(syncs(), 2, "the bytes, then the rename");
+        store.relocate("c1/c1/certs-ab.zip", "c1/c1/certs.zip", b"bundle".to_vec()).await.expect("moves");
+        #[cfg(target_os = "linux")]
+        assert_eq!(syncs(), 3, "the rename");
+        assert_eq!(store.get("c1/c1/certs.zip").await.expect("get"), Some(b"bundle".to_vec()));
+        let _ = syncs;
+
+        // Each file on its own (`GGPROV_ARTIFACT_SYNC=file`): no shared sync, the same files.
+        let each = DirectoryArtifacts::new(dir.path().to_owned()).synced_by(ArtifactSync::EachFile);
+        assert!(each.durability.group.is_none());
+        each.put("c2/c2/installerConfig.yml", b"config".to_vec()).await.expect("put");
+        each.relocate("c2/c2/installerConfig.yml", "c2/c2/moved.yml", b"config".to_vec()).await.expect("moves");
+        assert_eq!(each.get("c2/c2/moved.yml").await.expect("get"), Some(b"config".to_vec()));
+        assert_eq!(each.list("c2/").await.expect("list"), vec!["c2/c2/moved.yml".to_owned()], "no temporary files");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("c2/c2/moved.yml")).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[tokio::test]

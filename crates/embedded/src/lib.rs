@@ -13,7 +13,7 @@ use ggprov_domain::{ComponentName, ComponentVersion};
 use ggprov_local_cloud::{LocalCloud, LocalCloudSettings};
 use ggprov_store_sqlite::SqliteStore;
 
-pub use artifacts::DirectoryArtifacts;
+pub use artifacts::{ArtifactSync, DirectoryArtifacts};
 pub use ca::FileCertificateAuthorities;
 pub use cursor_feed::CursorFeed;
 
@@ -30,6 +30,8 @@ pub struct EmbeddedSettings {
     pub private_components: Vec<(ComponentName, ComponentVersion)>,
     /// The CA used when a request names none (otherwise the one marked default on disk).
     pub default_ca: Option<String>,
+    /// How artifacts are made durable.
+    pub artifact_sync: ArtifactSync,
 }
 
 impl EmbeddedSettings {
@@ -73,7 +75,9 @@ pub async fn open(settings: &EmbeddedSettings) -> anyhow::Result<EmbeddedBackend
         region: settings.region.clone(),
         store: store.clone(),
         queue: store.clone(),
-        artifacts: Arc::new(DirectoryArtifacts::new(settings.data_dir.join("artifacts"))),
+        artifacts: Arc::new(
+            DirectoryArtifacts::new(settings.data_dir.join("artifacts")).synced_by(settings.artifact_sync),
+        ),
         iot: shared_cloud.clone(),
         greengrass: shared_cloud.clone(),
         cas,
