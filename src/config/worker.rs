@@ -71,7 +71,7 @@ pub(super) const RETRY_BASE_MS: Setting = Setting {
     key: "retry_base_ms",
     env: "GGPROV_RETRY_BASE_MS",
     default: "500",
-    help: "First retry delay of a failed job; doubles per attempt (jittered, at most 60 s).",
+    help: "First retry delay of a failed job, doubling per delivery (jittered, at most 60 s); also the base of a failed IoT or Greengrass call's waits between tries: a random share of a ceiling that doubles up to 8× this while the API keeps failing, up to 2× while most of its calls succeed (at most 5 s).",
 };
 
 pub(super) const SWEEP_AFTER_SECS: Setting = Setting {

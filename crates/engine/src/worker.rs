@@ -307,7 +307,8 @@ impl Worker {
         }
     }
 
-    /// `base × 2^(attempt-1)`, capped, with full jitter on the upper half.
+    /// `base × 2^(attempt-1)`, capped, jittered over its upper half (a job's redelivery; a
+    /// call's retries use full jitter, `RetryPolicy::pause`).
     fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.settings.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.settings.max_backoff);
