@@ -74,7 +74,7 @@ impl ArtifactStore for DirectoryArtifacts {
     /// Writes a temporary file, makes its bytes durable, renames it into place and makes the
     /// rename durable (with any directory it created): the file is whole and under its name
     /// on the disk before the write returns, so nothing recorded after it can name a file a
-    /// power loss took back.
+    /// power loss took back. A new name takes one shared sync for both (`publish_new`).
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let durability = self.durability.clone();
@@ -95,9 +95,12 @@ impl ArtifactStore for DirectoryArtifacts {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(&temp)?;
                 std::io::Write::write_all(&mut file, &bytes)?;
-                durability.file(&file)?;
                 file
             };
+            if durability.publish_new(&file, &temp, &path)? {
+                return Ok(());
+            }
+            durability.file(&file)?;
             std::fs::rename(&temp, &path)?;
             durability.entries(&file, dir, created)
         })
@@ -278,6 +281,27 @@ impl Durability {
         })
     }
 
+    /// Moves the written (unsynced) `temp` to `path` if no file has that name, and returns
+    /// `true` once bytes and name are on the disk, by one shared `syncfs` for both. A crash
+    /// before that sync may leave a partial file under the new name, but nothing refers to
+    /// it (the write has not returned) and it replaces nothing; a later write of the name
+    /// finds it there and replaces it the careful way. `false` (nothing done): a file has
+    /// that name, or there is no shared sync, or the file system cannot refuse to replace.
+    fn publish_new(&self, file: &std::fs::File, temp: &Path, path: &Path) -> std::io::Result<bool> {
+        #[cfg(target_os = "linux")]
+        if let Some(group) = &self.group {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            use rustix::io::Errno;
+            return match renameat_with(CWD, temp, CWD, path, RenameFlags::NOREPLACE) {
+                Ok(()) => group.sync(|| rustix::fs::syncfs(file).map_err(std::io::Error::from)).map(|()| true),
+                Err(Errno::EXIST | Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
+                Err(err) => Err(err.into()),
+            };
+        }
+        let _ = (file, temp, path);
+        Ok(false)
+    }
+
     /// The shared `syncfs`, where there is one: it covers data and entries alike.
     fn shared(&self, file: &std::fs::File) -> Option<std::io::Result<()>> {
         #[cfg(target_os = "linux")]
@@ -345,8 +369,9 @@ mod tests {
         group.sync(|| Ok(())).expect("a later write is not failed by an earlier sync");
     }
 
-    /// A put waits for a sync after its bytes are written and another after the rename, so
-    /// that the file is on the disk whole and under its name; a relocate waits for one after
+    /// A put to a new name waits for one sync after its rename (bytes and name at once); a
+    /// put that replaces a file, for one after its bytes are written and another after the
+    /// rename, so that the name never points at a partial file; a relocate, for one after
     /// its rename.
     #[tokio::test]
     async fn writes_and_renames_are_on_the_disk_before_they_return() {
@@ -355,11 +380,16 @@ mod tests {
         let syncs = || store.durability.group.as_ref().expect("shared").state.lock().unwrap().ended;
         store.put("c1/c1/certs-ab.zip", b"bundle".to_vec()).await.expect("put");
         #[cfg(target_os = "linux")]
-        assert_eq!(syncs(), 2, "the bytes, then the rename");
-        store.relocate("c1/c1/certs-ab.zip", "c1/c1/certs.zip", b"bundle".to_vec()).await.expect("moves");
+        assert_eq!(syncs(), 1, "a new name: bytes and rename in one sync");
+        store.put("c1/c1/certs-ab.zip", b"bundle 2".to_vec()).await.expect("put");
         #[cfg(target_os = "linux")]
-        assert_eq!(syncs(), 3, "the rename");
-        assert_eq!(store.get("c1/c1/certs.zip").await.expect("get"), Some(b"bundle".to_vec()));
+        assert_eq!(syncs(), 3, "a replacement: the bytes, then the rename");
+        assert_eq!(store.get("c1/c1/certs-ab.zip").await.expect("get"), Some(b"bundle 2".to_vec()));
+        store.relocate("c1/c1/certs-ab.zip", "c1/c1/certs.zip", b"bundle 2".to_vec()).await.expect("moves");
+        #[cfg(target_os = "linux")]
+        assert_eq!(syncs(), 4, "the rename");
+        assert_eq!(store.get("c1/c1/certs.zip").await.expect("get"), Some(b"bundle 2".to_vec()));
+        assert_eq!(store.list("c1/").await.expect("list"), vec!["c1/c1/certs.zip".to_owned()], "no temporary files");
         let _ = syncs;
 
         // Each file on its own (`GGPROV_ARTIFACT_SYNC=file`): no shared sync, the same files.
