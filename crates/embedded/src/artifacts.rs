@@ -289,11 +289,11 @@ impl Durability {
     /// that name, or there is no shared sync, or the file system cannot refuse to replace.
     fn publish_new(&self, file: &std::fs::File, temp: &Path, path: &Path) -> std::io::Result<bool> {
         #[cfg(target_os = "linux")]
-        if let Some(group) = &self.group {
+        if self.group.is_some() {
             use rustix::fs::{CWD, RenameFlags, renameat_with};
             use rustix::io::Errno;
             return match renameat_with(CWD, temp, CWD, path, RenameFlags::NOREPLACE) {
-                Ok(()) => group.sync(|| rustix::fs::syncfs(file).map_err(std::io::Error::from)).map(|()| true),
+                Ok(()) => self.shared(file).unwrap_or(Ok(())).map(|()| true),
                 Err(Errno::EXIST | Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
                 Err(err) => Err(err.into()),
             };
