@@ -197,7 +197,7 @@ macro_rules! paced {
             let failed = matches!(&result, Err(err) if err.is_transient());
             let api = $self.health.observe($api, failed);
             match result {
-                Err(err) if err.is_transient() && attempt < $self.retry.attempts => {
+                Err(_) if failed && attempt < $self.retry.attempts => {
                     $self.retry.pause(attempt, api).await;
                     attempt += 1;
                 }
