@@ -161,10 +161,14 @@ impl Database {
         } else {
             let group = writer.group.as_mut().expect("begun above");
             group.members += 1;
-            let hand_on = outcome.is_ok()
-                && self.waiting.load(Ordering::Acquire) > 0
-                && group.members < GROUP_MEMBERS
-                && group.began.elapsed() < GROUP_SPAN;
+            let open = outcome.is_ok() && group.members < GROUP_MEMBERS && group.began.elapsed() < GROUP_SPAN;
+            if open && self.waiting.load(Ordering::Acquire) == 0 {
+                // Nobody queued yet: let the tasks that are ready run first, so that those
+                // about to write join this group instead of each committing alone.
+                writer = Lingering::over(writer).await;
+            }
+            let group = writer.group.as_ref().expect("a lingering group stays open");
+            let hand_on = open && self.waiting.load(Ordering::Acquire) > 0;
             if hand_on {
                 let (id, done) = (group.id, group.done.subscribe());
                 drop(writer);
@@ -218,6 +222,30 @@ impl Database {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The write connection held, its group open, for one turn of the scheduler
+/// ([`tokio::task::yield_now`]): the writes of the tasks that are ready join the group
+/// instead of each committing on its own. Under the provisioning run's load a commit then
+/// carries about 30 writes instead of 4 to 5 (decision 93); a lone writer loses nothing, its
+/// yield returns at once. Dropped meanwhile (its caller went away), it commits the group, so
+/// that no transaction stays open with nobody to end it.
+struct Lingering<'a>(Option<tokio::sync::MutexGuard<'a, Writer>>);
+
+impl<'a> Lingering<'a> {
+    async fn over(writer: tokio::sync::MutexGuard<'a, Writer>) -> tokio::sync::MutexGuard<'a, Writer> {
+        let mut lingering = Self(Some(writer));
+        tokio::task::yield_now().await;
+        lingering.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Lingering<'_> {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.0.take() {
+            let _ = writer.commit();
         }
     }
 }
@@ -470,6 +498,55 @@ mod tests {
         // The four writers queued together: the first three handed the transaction on, the
         // panicking one committed it (with `first`) and the last began and committed another.
         assert_eq!(db.writer.lock().await.groups - groups_before, 2, "four writes, two commits");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Writers that become ready together share a commit even when none of them has queued
+    /// yet as the first one finishes its write: it lets them run before it commits.
+    #[tokio::test]
+    async fn writers_ready_at_the_same_moment_share_one_commit() {
+        let dir = tempfile_dir();
+        let db = std::sync::Arc::new(Database::open(&dir.join("t.db")).unwrap());
+        db.write(|tx| tx.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")).await.unwrap();
+        let groups_before = db.writer.lock().await.groups;
+        // Spawned on this (current-thread) runtime, the writers start one after the other:
+        // the first has written before the second is polled.
+        let writers: Vec<_> = (0..10)
+            .map(|k| {
+                let db = db.clone();
+                tokio::spawn(async move { db.write(move |tx| tx.execute("INSERT INTO t (k) VALUES (?1)", [k])).await })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().expect("committed");
+        }
+        let rows: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap();
+        assert_eq!(rows, 10);
+        assert_eq!(db.writer.lock().await.groups - groups_before, 1, "ten writes, one commit");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A writer whose caller goes away while it holds the group open commits it: no
+    /// transaction is left open with nobody to end it (another connection can write).
+    #[tokio::test]
+    async fn a_writer_dropped_while_its_group_is_open_commits_it() {
+        let dir = tempfile_dir();
+        let path = dir.join("t.db");
+        let db = Database::open(&path).unwrap();
+        db.write(|tx| tx.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")).await.unwrap();
+        let write = db.write(|tx| tx.execute("INSERT INTO t (k) VALUES ('dropped')", []));
+        // Polled once (the writer holds its group open and yields), then dropped.
+        let finished = tokio::select! {
+            biased;
+            _ = write => true,
+            () = std::future::ready(()) => false,
+        };
+        assert!(!finished, "the writer was still holding its group open");
+        assert!(db.writer.lock().await.group.is_none(), "the group was committed as the writer went");
+        let other = connect(&path).unwrap();
+        other.execute("INSERT INTO t (k) VALUES ('other')", []).expect("the write lock is free");
+        let rows: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap();
+        assert_eq!(rows, 2, "the dropped writer's row was committed with its group");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
