@@ -266,6 +266,26 @@ async fn metrics_cover_requests_jobs_items_queue_and_cloud_calls() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(text.contains("ggprov_http_request_duration_seconds_count{route=\"/templates\",method=\"POST\"} 1\n"));
+    // What two cores cost in cloud calls: four calls a core (no DescribeThing before the
+    // CreateThing that answers the same question), and the template's policy group set up once.
+    let calls: std::collections::BTreeMap<&str, u32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ggprov_cloud_calls_total{api=\""))
+        .map(|l| {
+            let (api, count) = l.split_once("\",").unwrap();
+            (api, count.rsplit_once(' ').unwrap().1.parse().unwrap())
+        })
+        .collect();
+    let expected = [
+        ("AddThingToThingGroup", 2),
+        ("AttachPolicy", 2),
+        ("AttachThingPrincipal", 2),
+        ("CreateThing", 2),
+        ("CreateThingGroup", 1),
+        ("GetPolicy", 2),
+        ("RegisterCertificate", 2),
+    ];
+    assert_eq!(calls, expected.into_iter().collect(), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

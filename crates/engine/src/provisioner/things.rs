@@ -67,13 +67,13 @@ impl CoreProvisioner {
         // steps are idempotent calls (creating an existing thing, registering a registered
         // certificate, attaching twice); their results are saved together once the thing is
         // complete, so a crash in between repeats calls, never their effects.
-        // 1. The thing.
+        // 1. The thing, created without asking first: an existing thing answers
+        //    `AlreadyExists` (or, on AWS, success when its configuration is the same), which is
+        //    as good, and a new one (nearly every core) saves the DescribeThing call.
         if !journal.thing_created {
-            if self.iot.describe_thing(name).await?.is_none() {
-                match self.iot.create_thing(name, rendered.thing_type.as_deref(), &rendered.attributes).await {
-                    Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
-                    Err(err) => return Err(err.into()),
-                }
+            match self.iot.create_thing(name, rendered.thing_type.as_deref(), &rendered.attributes).await {
+                Ok(()) | Err(CloudError::AlreadyExists { .. }) => {}
+                Err(err) => return Err(err.into()),
             }
             for group in &rendered.thing_groups {
                 self.iot.add_thing_to_thing_group(group, name).await?;
