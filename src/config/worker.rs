@@ -21,7 +21,7 @@ pub(super) const WORKER: Setting = Setting {
 pub(super) const WORKER_CONCURRENCY: Setting = Setting {
     key: "worker_concurrency",
     env: "GGPROV_WORKER_CONCURRENCY",
-    default: "8",
+    default: "24",
     help: "Jobs (batches) a worker works on at once; the next is received as soon as one ends, or waits with every unfinished item waiting out a retry's backoff (at most 4× this many in hand).",
 };
 
