@@ -192,6 +192,17 @@ pub(crate) fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> 
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The cloud calls that were answered, by API, from a `/metrics` text
+/// (`ggprov_cloud_calls_total{api="…",outcome="ok"}`).
+pub(crate) fn answered_cloud_calls(metrics: &str) -> std::collections::BTreeMap<String, u32> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("ggprov_cloud_calls_total{api=\""))
+        .filter_map(|l| l.split_once("\",outcome=\"ok\"} "))
+        .map(|(api, count)| (api.to_owned(), count.parse().expect("a count")))
+        .collect()
+}
+
 /// `prefix-0000`, `prefix-0001`, ...
 pub(crate) fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cdf_json, create_cores, delete_cores, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, answered_cloud_calls, cdf_json, create_cores, delete_cores, spawn_app, spawn_app_with};
 
 async fn inventory(app: &TestApp) -> Value {
     app.client.get(app.url("/local-cloud/inventory")).send().await.unwrap().json().await.unwrap()
@@ -206,10 +206,8 @@ async fn a_templates_policy_group_is_set_up_once_however_many_cores_meet_it_whil
     assert_eq!(app.finished_core_task(&id).await["taskStatus"], "Success");
     app.client.put(app.url("/local-cloud/faults")).json(&json!({})).send().await.unwrap();
     let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
-    let ok = |api: &str| {
-        let line = format!("ggprov_cloud_calls_total{{api=\"{api}\",outcome=\"ok\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.parse::<u32>().unwrap())
-    };
+    let answered = answered_cloud_calls(&metrics);
+    let ok = |api: &str| answered.get(api).copied().unwrap_or(0);
     // The bundled template shares two policies through one group, set up by one item while
     // the others wait for it; each core then only joins the group.
     assert_eq!(ok("CreateThingGroup"), 1, "{metrics}");
